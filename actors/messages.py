@@ -1,0 +1,297 @@
+"""Every message kind that travels between actors, and its msgpack form.
+
+Channels carry *batches*: one channel item is the msgpack encoding of a list of messages
+(DESIGN.md §1), so a hop costs the same for one message or five hundred. The same bytes are
+what the store keeps, so a record read back from LMDB decodes with the same functions.
+
+Wire form of one message: ``[tag, version, field1, field2, ...]`` with msgpack-native field
+types only (str, int, float, bool, bytes, None, lists). A schema change bumps ``VERSION`` of
+that kind and keeps a decoder for the previous one (see ``_UPGRADES``).
+
+Must not import: trio, lmdb, httpx, gateway, adapters. Pure data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from operator import attrgetter
+from typing import Any, ClassVar, Final, NewType, TypeVar
+
+import msgpack
+
+MsgId = NewType("MsgId", str)
+CarrierId = NewType("CarrierId", str)
+
+
+class State(StrEnum):
+    """Message states of DESIGN.md §3. Final states are absorbing."""
+
+    ACCEPTED = "ACCEPTED"
+    QUEUED = "QUEUED"
+    SUBMITTING = "SUBMITTING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    NOT_DELIVERED = "NOT_DELIVERED"
+    NOT_SENT = "NOT_SENT"
+
+
+FINAL_STATES: Final = frozenset({State.DELIVERED, State.NOT_DELIVERED, State.NOT_SENT})
+
+
+class ReceiptState(StrEnum):
+    """Carrier-side part states, as SMPP 3.4 §5.2.28 message_state and receipt ``stat:`` name them."""
+
+    ENROUTE = "ENROUTE"
+    DELIVRD = "DELIVRD"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+    UNDELIV = "UNDELIV"
+    ACCEPTD = "ACCEPTD"
+    UNKNOWN = "UNKNOWN"
+    REJECTD = "REJECTD"
+
+
+# --------------------------------------------------------------------------------------------
+# Message kinds. Field order is the wire order: append new fields at the end with a default
+# and bump VERSION.
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An accepted submission: what ingress stores and what flows to rate_limiter and segmenter.
+
+    Times are Unix seconds (float). ``send_at``/``not_after`` of 0 mean "now"/"no deadline".
+    ``policy`` is the codec encoding policy name (transliterate, ucs2, gsm7-strict, national).
+    """
+
+    TAG: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    account: str
+    to: str
+    sender: str
+    text: str
+    policy: str
+    accepted_at: float
+    campaign: str = ""
+    client_ref: str = ""
+    callback_url: str = ""
+    send_at: float = 0.0
+    not_after: float = 0.0
+    max_parts: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPart:
+    """One carrier payload, made by the segmenter with ``codec.split``.
+
+    ``body`` is GSM 7-bit as one septet per octet (unpacked) for data_coding 0, or UTF-16BE
+    for data_coding 8; an adapter configured for packed GSM7 packs it itself (with the fill
+    bits the UDH needs). ``udh`` is the user data header (empty for a single part): an adapter
+    sends it in short_message with UDHI set, or replaces it with SAR TLVs built from
+    ``concat_ref``/``part``/``parts``.
+    """
+
+    TAG: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    part: int  # 1-based
+    parts: int
+    to: str
+    sender: str
+    data_coding: int
+    udh: bytes
+    body: bytes
+    concat_ref: int
+    account: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartSubmitted:
+    """Event: the carrier accepted a part and gave it ``carrier_id``."""
+
+    TAG: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    part: int
+    parts: int
+    connector: str
+    carrier_id: CarrierId
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartFailed:
+    """Event: a part could not be submitted and will not be retried (or ran out of retries)."""
+
+    TAG: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    part: int
+    parts: int
+    connector: str
+    code: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierReceipt:
+    """A delivery receipt as a connector received it, before correlation.
+
+    ``carrier_id`` is exactly as the carrier wrote it; correlation normalises it.
+    """
+
+    TAG: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 1
+
+    connector: str
+    carrier_id: str
+    state: str  # a ReceiptState value
+    error_code: str
+    received_at: float
+    done_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFinished:
+    """Event: a message reached a final state before or without carrier receipts.
+
+    Used for NOT_SENT outcomes decided inside Septet (expired, recently_contacted,
+    too_many_parts, routing_failed, carrier rejection) and for receipt timeouts.
+    """
+
+    TAG: ClassVar[int] = 6
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    state: str  # a State value
+    code: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """Event for upstream: SMS_SENT, SMS_NOT_SENT, SMS_DELIVERED or SMS_NOT_DELIVERED.
+
+    ``seq`` increases per message, so a receiver can order events however they arrive.
+    """
+
+    TAG: ClassVar[int] = 7
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    account: str
+    event: str
+    seq: int
+    at: float
+    carrier_id: str = ""
+    campaign: str = ""
+    parts: int = 0
+    error_code: str = ""
+    reason: str = ""
+    client_ref: str = ""
+
+
+Kind = Message | SubmitPart | PartSubmitted | PartFailed | CarrierReceipt | MessageFinished | StatusEvent
+KINDS: Final[tuple[type[Any], ...]] = (
+    Message,
+    SubmitPart,
+    PartSubmitted,
+    PartFailed,
+    CarrierReceipt,
+    MessageFinished,
+    StatusEvent,
+)
+
+# --------------------------------------------------------------------------------------------
+# Encoding. Precomputed getters/constructors keep a message's trip to and from the wire at a
+# couple of microseconds.
+
+_T = TypeVar("_T")
+_GETTERS: Final[dict[type[Any], Callable[[Any], tuple[Any, ...]]]] = {
+    k: attrgetter(*(f.name for f in dataclasses.fields(k))) for k in KINDS
+}
+_BY_TAG: Final[dict[int, type[Any]]] = {k.TAG: k for k in KINDS}
+# (tag, old version) -> function turning the old field list into the current one.
+_UPGRADES: Final[dict[tuple[int, int], Callable[[list[Any]], list[Any]]]] = {}
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a message or batch of a known kind and version."""
+
+
+def to_wire(message: Kind) -> list[Any]:
+    """The msgpack-native list form of one message: ``[tag, version, *fields]``."""
+    kind = type(message)
+    return [kind.TAG, kind.VERSION, *_GETTERS[kind](message)]
+
+
+def from_wire(row: Sequence[Any]) -> Kind:
+    """Rebuild a message from its list form, upgrading older versions.
+
+    Raises:
+        DecodeError: unknown tag or version, or fields that do not fit the kind.
+    """
+    try:
+        tag, version, *fields = row
+        kind = _BY_TAG[tag]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DecodeError(f"not a message: {row!r:.80}") from exc
+    if version != kind.VERSION:
+        upgrade = _UPGRADES.get((tag, version))
+        if upgrade is None:
+            raise DecodeError(f"{kind.__name__} version {version} is not known")
+        fields = upgrade(fields)
+    try:
+        return kind(*fields)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise DecodeError(f"{kind.__name__}: {exc}") from exc
+
+
+def encode(message: Kind) -> bytes:
+    """One message as msgpack bytes (the form a store record takes)."""
+    return msgpack.packb(to_wire(message), use_bin_type=True)
+
+
+def decode(data: bytes) -> Kind:
+    """Inverse of :func:`encode`."""
+    try:
+        row = msgpack.unpackb(data, raw=False, use_list=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise DecodeError("not msgpack") from exc
+    return from_wire(row)
+
+
+def encode_batch(messages: Iterable[Kind]) -> bytes:
+    """A batch of messages as one msgpack item for a channel."""
+    return msgpack.packb([to_wire(m) for m in messages], use_bin_type=True)
+
+
+def decode_batch(data: bytes) -> list[Kind]:
+    """Inverse of :func:`encode_batch`."""
+    try:
+        rows = msgpack.unpackb(data, raw=False, use_list=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise DecodeError("not msgpack") from exc
+    if not isinstance(rows, list):
+        raise DecodeError("a batch is a list")
+    return [from_wire(r) for r in rows]
+
+
+def decode_batch_of(kind: type[_T], data: bytes) -> list[_T]:
+    """Decode a batch that must hold only messages of ``kind``."""
+    out = decode_batch(data)
+    for m in out:
+        if not isinstance(m, kind):
+            raise DecodeError(f"expected {kind.__name__}, got {type(m).__name__}")
+    return out  # type: ignore[return-value]
