@@ -202,9 +202,33 @@ class StatusEvent:
     error_code: str = ""
     reason: str = ""
     client_ref: str = ""
+    callback_url: str = ""
 
 
-Kind = Message | SubmitPart | PartSubmitted | PartFailed | CarrierReceipt | MessageFinished | StatusEvent
+@dataclass(frozen=True, slots=True)
+class ConnectorThrottled:
+    """Feedback from the dispatcher: a connector answered "throttled" (e.g. SMPP 0x58, 0x14).
+
+    The rate limiter lowers that connector's rate for a while and lets it recover by itself.
+    """
+
+    TAG: ClassVar[int] = 8
+    VERSION: ClassVar[int] = 1
+
+    connector: str
+    at: float
+
+
+Kind = (
+    Message
+    | SubmitPart
+    | PartSubmitted
+    | PartFailed
+    | CarrierReceipt
+    | MessageFinished
+    | StatusEvent
+    | ConnectorThrottled
+)
 KINDS: Final[tuple[type[Any], ...]] = (
     Message,
     SubmitPart,
@@ -213,6 +237,7 @@ KINDS: Final[tuple[type[Any], ...]] = (
     CarrierReceipt,
     MessageFinished,
     StatusEvent,
+    ConnectorThrottled,
 )
 
 # --------------------------------------------------------------------------------------------

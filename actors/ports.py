@@ -81,3 +81,11 @@ class Carrier(Protocol):
         connection come back as results. Every part has a deadline.
         """
         ...
+
+
+class RecentContacts(Protocol):
+    """Who was sent to lately, for the "no re-contact within N hours" rule (the store implements it)."""
+
+    def last_contacted(self, account: str, number: str) -> float | None:
+        """Unix time of the last SENT to ``number`` for ``account``, or None. A cheap inline read."""
+        ...
