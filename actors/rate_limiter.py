@@ -30,10 +30,21 @@ async def run(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Pass-through with deadline expiry (first cut)."""
-    async with inbox, outbox, finished:
+    async with inbox, outbox, finished, trio.open_nursery() as nursery:
         if feedback is not None:
-            await feedback.aclose()
+            nursery.start_soon(_drain, feedback)
         task_status.started()
+        await _loop(inbox, outbox, finished, rules, now)
+        nursery.cancel_scope.cancel()
+
+
+async def _drain(feedback: trio.abc.ReceiveChannel[bytes]) -> None:
+    async with feedback:
+        async for _ in feedback:
+            pass
+
+
+async def _loop(inbox, outbox, finished, rules, now) -> None:  # type: ignore[no-untyped-def]
         async for batch in inbox:
             t = now()
             out: list[Message] = []
