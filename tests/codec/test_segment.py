@@ -1,0 +1,159 @@
+"""count/split: policies, limits, headers, and agreement between the two."""
+
+from __future__ import annotations
+
+import pytest
+
+from codec import (
+    Count,
+    Part,
+    Policy,
+    SegmentLimitExceeded,
+    UnencodableText,
+    count,
+    parse_udh,
+    split,
+)
+
+TRANSLIT = Policy()
+UCS2 = Policy(mode="ucs2")
+STRICT = Policy(mode="gsm7-strict")
+
+
+def test_plain_gsm_is_one_part_without_udh() -> None:
+    assert count("Hello @ world", TRANSLIT) == Count("gsm7", 13, 1, (), "Hello @ world")
+    assert split("Hello @", TRANSLIT, 1) == [Part(b"", b"Hello \x00", 0, False)]
+
+
+def test_160_septets_fit_one_part_161_need_two() -> None:
+    assert count("a" * 160, TRANSLIT).parts == 1
+    assert count("a" * 161, TRANSLIT).parts == 2
+    assert count("a" * 306, TRANSLIT).parts == 2
+    assert count("a" * 307, TRANSLIT).parts == 3
+
+
+def test_16_bit_reference_gives_152_per_part() -> None:
+    policy = Policy(ref_bits=16, max_parts=10)
+    assert count("a" * 304, policy).parts == 2
+    assert count("a" * 305, policy).parts == 3
+    parts = split("a" * 305, policy, 0x1234)
+    assert [len(p.body) for p in parts] == [152, 152, 1]
+    assert parts[0].udh == bytes.fromhex("0608041234030" + "1")
+
+
+def test_8_bit_reference_udh_and_payload_sizes() -> None:
+    parts = split("b" * 161, TRANSLIT, 0x1AB)  # only the low 8 bits of the reference are used
+    assert [p.udh for p in parts] == [bytes.fromhex("050003AB0201"), bytes.fromhex("050003AB0202")]
+    assert [len(p.body) for p in parts] == [153, 8]
+    assert all(p.udhi and p.data_coding == 0 for p in parts)
+
+
+def test_extension_characters_count_two_septets() -> None:
+    assert count("{€}", TRANSLIT) == Count("gsm7", 6, 1, (), "{€}")
+    assert count("[" * 80, TRANSLIT).parts == 1
+    assert count("[" * 81, TRANSLIT).parts == 2
+
+
+def test_escape_never_ends_a_part() -> None:
+    text = "a" * 152 + "€" + "b" * 10
+    parts = split(text, TRANSLIT, 7)
+    assert [len(p.body) for p in parts] == [152, 12]
+    assert parts[1].body.startswith(b"\x1be")
+    assert count(text, TRANSLIT).parts == 2
+
+
+def test_ucs2_limits_70_67_66() -> None:
+    assert count("ж" * 70, TRANSLIT) == Count("ucs2", 70, 1, (), "ж" * 70)
+    assert count("ж" * 71, TRANSLIT).parts == 2
+    assert count("ж" * 134, TRANSLIT).parts == 2
+    assert count("ж" * 135, TRANSLIT).parts == 3
+    policy = Policy(ref_bits=16)
+    assert count("ж" * 132, policy).parts == 2
+    assert count("ж" * 133, policy).parts == 3
+    assert [len(p.body) for p in split("ж" * 71, TRANSLIT, 1)] == [134, 8]
+
+
+def test_emoji_count_two_units_and_never_straddle() -> None:
+    assert count("😀", TRANSLIT) == Count("ucs2", 2, 1, (), "😀")
+    text = "x" * 66 + "😀" + "y"
+    assert count(text, TRANSLIT).units == 69
+    text = "ж" * 66 + "😀" * 3  # the first surrogate pair would straddle 67 units
+    parts = split(text, TRANSLIT, 9)
+    assert [len(p.body) // 2 for p in parts] == [66, 6]
+    assert count(text, TRANSLIT).parts == 2
+
+
+def test_transliteration_replaces_and_reports() -> None:
+    result = count("Olá, ação “já” – ok…", TRANSLIT)
+    assert result.encoding == "gsm7"
+    assert result.text == 'Ola, acao "ja" - ok...'
+    assert result.replacements == (("á", "a"), ("ç", "c"), ("ã", "a"), ("“", '"'), ("”", '"'),
+                                   ("–", "-"), ("…", "..."))
+    assert result.units == len(result.text)
+
+
+def test_gsm_letters_stay_as_they_are() -> None:
+    text = "é è ù ì ò à Ä Ö Ñ Ü ä ö ñ ü ß Ç Å å Ø ø Æ æ É"
+    assert count(text, TRANSLIT) == Count("gsm7", len(text), 1, (), text)
+
+
+def test_transliteration_is_all_or_nothing() -> None:
+    text = "ação в"
+    assert count(text, TRANSLIT) == Count("ucs2", 6, 1, (), text)
+    assert split(text, TRANSLIT, 1) == [Part(b"", text.encode("utf-16-be"), 8, False)]
+
+
+def test_emoji_and_cyrillic_go_ucs2_never_question_marks() -> None:
+    for text in ("Привіт, світе", "ok 👍", "日本", "αβγ"):
+        assert count(text, TRANSLIT) == Count("ucs2", len(text.encode("utf-16-be")) // 2, 1, (), text)
+
+
+def test_ucs2_policy_keeps_accents() -> None:
+    assert count("ação", UCS2) == Count("ucs2", 4, 1, (), "ação")
+    assert count("a{b}", UCS2) == Count("gsm7", 6, 1, (), "a{b}")
+
+
+def test_strict_names_first_unencodable_char_and_position() -> None:
+    with pytest.raises(UnencodableText) as info:
+        count("ok {x} ação", STRICT)
+    assert (info.value.char, info.value.position) == ("ç", 8)
+    assert "ç" in str(info.value) and "8" in str(info.value)
+    with pytest.raises(UnencodableText):
+        split("😀", STRICT, 1)
+    assert count("ok {x}", STRICT) == Count("gsm7", 8, 1, (), "ok {x}")
+
+
+def test_segment_limit_says_parts_needed() -> None:
+    with pytest.raises(SegmentLimitExceeded) as info:
+        count("a" * 766, TRANSLIT)
+    assert (info.value.parts_needed, info.value.max_parts) == (6, 5)
+    assert "6 parts" in str(info.value)
+    with pytest.raises(SegmentLimitExceeded):
+        split("a" * 766, TRANSLIT, 1)
+    with pytest.raises(SegmentLimitExceeded) as info:
+        split("ж" * 71, Policy(max_parts=1), 1)
+    assert info.value.parts_needed == 2
+    with pytest.raises(SegmentLimitExceeded):
+        count("ж" * 71, Policy(max_parts=1))
+    assert count("a" * 765, TRANSLIT).parts == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"mode": "latin1"}, {"max_parts": 0}, {"max_parts": 256}, {"ref_bits": 12},
+     {"languages": ("pt", "xx")}],
+)
+def test_policy_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Policy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_policy_is_hashable() -> None:
+    assert hash(Policy()) == hash(Policy())
+    assert {Policy(), Policy(mode="ucs2")} == {Policy(mode="ucs2"), Policy()}
+
+
+def test_concatenated_udh_parses() -> None:
+    for part in split("c" * 400, TRANSLIT, 200):
+        ((iei, data),) = parse_udh(part.udh)
+        assert iei == 0 and data[0] == 200 and data[1] == 3
