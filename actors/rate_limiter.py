@@ -1,21 +1,36 @@
-"""The rate_limiter actor: releases messages when they may go (issue 6).
+"""The rate_limiter actor: releases messages when they may go (issue 6, docs/shaping.md).
 
-Decisions live in :mod:`actors.shaping`; this module is the loop around them.
+Every decision is made by :class:`actors.shaping.Shaper`, a pure object fed with ``now``;
+this module is the loop around it: read a batch (unless the shaper already holds
+``rules.max_held`` messages: that is the back-pressure), let the shaper decide, send what it
+released and what it finished, and sleep until the next instant the shaper named.
+
+Time: ``now()`` is the wall clock the rules speak in (``not_after``, windows); sleeps use the
+trio clock, converted at each wait, so a test passes ``now`` derived from a MockClock.
+
+At end of input the limiter keeps releasing what it holds, as the rules allow, then closes
+its outboxes. Held messages are not final in the store, so a hard stop loses nothing: the
+scheduler feeds them again after a restart and deadlines and windows are judged afresh.
 
 Must not import: gateway, adapters, lmdb, httpx.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Callable
 
+import msgpack
 import trio
 
 from actors import messages
-from actors.messages import ConnectorThrottled, Message, MessageFinished, State
+from actors.messages import ConnectorThrottled
 from actors.ports import RecentContacts
-from actors.shaping import ShapingRules, deadline_of
+from actors.shaping import Shaper, ShapingRules, rows_from_batch
+
+logger = logging.getLogger(__name__)
 
 
 async def run(
@@ -29,34 +44,75 @@ async def run(
     now: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Pass-through with deadline expiry (first cut)."""
+    """Shape the messages of ``inbox`` onto ``outbox``; NOT_SENT outcomes go to ``finished``.
+
+    Args:
+        inbox: batches of Message, already due by ``send_at``.
+        outbox: batches of Message released to the segmenter.
+        finished: batches of MessageFinished (NOT_SENT: expired, recently_contacted).
+        rules: the shaping rules; ``ShapingRules()`` is no limits.
+        contacts: the store's record of recent sends, for the no-re-contact rule.
+        feedback: batches of ConnectorThrottled from the dispatcher.
+        now: the wall clock (Unix seconds).
+        task_status: started once the channels are open.
+    """
+    shaper = Shaper(rules, contacts)
     async with inbox, outbox, finished, trio.open_nursery() as nursery:
         if feedback is not None:
-            nursery.start_soon(_drain, feedback)
+            nursery.start_soon(_apply_feedback, feedback, shaper, now)
         task_status.started()
-        await _loop(inbox, outbox, finished, rules, now)
+        logger.info("rate limiter started", extra={"max_held": shaper.max_held})
+        await _shape(inbox, outbox, finished, shaper, now)
         nursery.cancel_scope.cancel()
+    logger.info("rate limiter stopped")
 
 
-async def _drain(feedback: trio.abc.ReceiveChannel[bytes]) -> None:
+async def _shape(
+    inbox: trio.abc.ReceiveChannel[bytes],
+    outbox: trio.abc.SendChannel[bytes],
+    finished: trio.abc.SendChannel[bytes],
+    shaper: Shaper,
+    now: Callable[[], float],
+) -> None:
+    reading = True
+    while reading or shaper.held:
+        at = _trio_deadline(shaper.next_wake(), now)
+        batch = None
+        if reading and shaper.held < shaper.max_held:
+            with trio.move_on_at(at):
+                try:
+                    batch = await inbox.receive()
+                except trio.EndOfChannel:
+                    reading = False
+        elif at == math.inf:
+            break  # nothing held can ever become due (cannot happen with finite rules)
+        else:
+            await trio.sleep_until(at)
+        t = now()
+        if batch is not None:
+            for row in rows_from_batch(batch):
+                shaper.admit(row, t)
+        shaper.poll(t)
+        if shaper.finished:
+            done, shaper.finished = shaper.finished, []
+            await finished.send(msgpack.packb(done, use_bin_type=True))
+        if shaper.released:
+            out, shaper.released = shaper.released, []
+            await outbox.send(msgpack.packb(out, use_bin_type=True))
+
+
+def _trio_deadline(wake: float, now: Callable[[], float]) -> float:
+    if wake == math.inf:
+        return math.inf
+    return trio.current_time() + max(0.0, wake - now())
+
+
+async def _apply_feedback(
+    feedback: trio.abc.ReceiveChannel[bytes], shaper: Shaper, now: Callable[[], float]
+) -> None:
     async with feedback:
-        async for _ in feedback:
-            pass
-
-
-async def _loop(inbox, outbox, finished, rules, now) -> None:  # type: ignore[no-untyped-def]
-        async for batch in inbox:
-            t = now()
-            out: list[Message] = []
-            done: list[MessageFinished] = []
-            for m in messages.decode_batch_of(Message, batch):
-                d = deadline_of(m, rules)
-                if d and t >= d:
-                    done.append(MessageFinished(m.msg_id, State.NOT_SENT.value, "expired",
-                                                "deadline passed before sending", t))
-                else:
-                    out.append(m)
-            if done:
-                await finished.send(messages.encode_batch(done))
-            if out:
-                await outbox.send(messages.encode_batch(out))
+        async for batch in feedback:
+            for event in messages.decode_batch_of(ConnectorThrottled, batch):
+                if shaper.throttled(event.connector, now()):
+                    logger.warning("connector throttled: rate lowered",
+                                   extra={"carrier": event.connector})

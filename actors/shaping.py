@@ -1,23 +1,48 @@
-"""Rate shaping decisions (pure, clock-injected): rules and the deadline check.
+"""Rate shaping (issue 6): the rules and the pure, clock-injected decisions behind rate_limiter.
 
-First cut: ``ShapingRules()`` means "no limits"; only deadlines (``not_after``) are applied.
-Token buckets, windows, campaigns and no-re-contact follow (issue 6).
+What decides when a message may go, all in segments per second unless said otherwise:
+
+* token buckets per account, per sender id, per connector and per destination prefix
+  (configured per account and per connector; the tightest wins),
+* adaptive connector rates (a throttle answer cuts the rate, which then recovers by itself),
+* send windows per account or campaign (hours in a time zone),
+* deadlines (``not_after`` and a per-account validity): NOT_SENT/``expired``,
+* campaign shaping ("X % of the recipients every N minutes", "at most M a minute"),
+* no re-contact within N hours: NOT_SENT/``recently_contacted``.
+
+The pieces live in ``_shaping_bucket`` (token bucket arithmetic), ``_shaping_window`` (send
+windows), ``_shaping_rules`` (configuration) and ``_shaping_engine`` (the :class:`Shaper`
+that holds per-key queues). See docs/shaping.md.
 
 Must not import: trio, lmdb, httpx, gateway, adapters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from actors._shaping_bucket import Adaptive, AdaptiveBucket, TokenBucket
+from actors._shaping_engine import Shaper, rows_from_batch
+from actors._shaping_rules import (
+    AccountRules,
+    CampaignRules,
+    ConnectorRules,
+    Limit,
+    ShapingRules,
+    single_connector,
+)
+from actors._shaping_window import SendWindow, WindowGate
 
-from actors.messages import Message
-
-
-@dataclass(frozen=True, slots=True)
-class ShapingRules:
-    """Every shaping rule the rate limiter applies. No arguments: no limits."""
-
-
-def deadline_of(message: Message, rules: ShapingRules) -> float:
-    """The time after which ``message`` must not be sent (0.0: none)."""
-    return message.not_after
+__all__ = [
+    "AccountRules",
+    "Adaptive",
+    "AdaptiveBucket",
+    "CampaignRules",
+    "ConnectorRules",
+    "Limit",
+    "SendWindow",
+    "Shaper",
+    "ShapingRules",
+    "TokenBucket",
+    "WindowGate",
+    "rows_from_batch",
+    "single_connector",
+]

@@ -1,0 +1,411 @@
+"""The shaper: decides, for each message and instant, release now, hold, or finish NOT_SENT.
+
+Theory of operation. Messages are grouped into *lanes*: a lane is every message that hits
+the same buckets, windows and campaign (same account, sender, connector, campaign and matched
+destination prefixes). A lane is FIFO, so one blocked key holds only its own lane, never
+others. A message goes when, at ``now``: its send windows are open, its campaign slice and
+campaign pace allow one more, and *every* bucket of its lane holds its segment count (the
+tightest wins; nothing is taken unless all can be). A lane whose head cannot go is put on a
+timer heap at the earliest instant it could; a held message with a deadline also sits on a
+deadline heap and ends NOT_SENT/expired when that passes. The no-re-contact check runs at the
+moment of release, against the store (``RecentContacts``) and the numbers released here.
+
+Messages are handled in their wire form (``messages.to_wire`` rows), not as dataclasses:
+decoding a batch into rows costs a fifth of building ``Message`` objects, and the limiter's
+budget is a few microseconds a message (bench/shaping.py).
+
+Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from collections import deque
+from itertools import count
+from typing import Any, Final
+
+import msgpack
+
+from actors import messages
+from actors._shaping_bucket import NEVER, AdaptiveBucket, TokenBucket
+from actors._shaping_rules import (
+    AccountRules,
+    CampaignRules,
+    ConnectorRules,
+    Limit,
+    ShapingRules,
+)
+from actors._shaping_window import WindowGate
+from actors.messages import Message, MessageFinished, State
+from actors.ports import RecentContacts
+
+Row = list[Any]  # a Message in wire form: [tag, version, *fields]
+
+_FIELD: Final = {f.name: i + 2 for i, f in enumerate(dataclasses.fields(Message))}
+MSG_ID: Final = _FIELD["msg_id"]
+ACCOUNT: Final = _FIELD["account"]
+TO: Final = _FIELD["to"]
+SENDER: Final = _FIELD["sender"]
+ACCEPTED_AT: Final = _FIELD["accepted_at"]
+CAMPAIGN: Final = _FIELD["campaign"]
+NOT_AFTER: Final = _FIELD["not_after"]
+PARTS: Final = _FIELD["parts"]
+
+SWEEP_EVERY: Final = 60.0  # seconds between sweeps of idle lanes, full buckets, old contacts
+SWEEP_LANES: Final = 20_000  # ...or as soon as this many lanes exist
+
+
+def rows_from_batch(data: bytes) -> list[Row]:
+    """Decode a channel batch of ``Message`` into rows, upgrading older versions.
+
+    Raises:
+        messages.DecodeError: not a batch of messages.
+    """
+    try:
+        rows = msgpack.unpackb(data, raw=False, use_list=True)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise messages.DecodeError("not msgpack") from exc
+    if not isinstance(rows, list):
+        raise messages.DecodeError("a batch is a list")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and row[:2] == [Message.TAG, Message.VERSION]
+                and len(row) == PARTS + 2):
+            m = messages.from_wire(row)
+            if not isinstance(m, Message):
+                raise messages.DecodeError(f"expected Message, got {type(m).__name__}")
+            rows[i] = messages.to_wire(m)
+    return rows
+
+
+def _longest(to: str, lengths: tuple[int, ...], table: dict[str, Limit]) -> str:
+    for n in lengths:
+        if to[:n] in table:
+            return to[:n]
+    return ""
+
+
+def _lengths(prefixes: dict[str, Limit]) -> tuple[int, ...]:
+    return tuple(sorted({len(p) for p in prefixes}, reverse=True))
+
+
+class _Account:
+    __slots__ = ("name", "rules", "bucket", "gate", "validity", "recontact", "lengths", "prefixes")
+
+    def __init__(self, name: str, rules: AccountRules) -> None:
+        self.name = name
+        self.rules = rules
+        self.bucket = TokenBucket(rules.limit.rate, rules.limit.burst) if rules.limit else None
+        self.gate = WindowGate(rules.window) if rules.window else None
+        self.validity = rules.validity
+        self.recontact = rules.no_recontact_hours * 3600.0
+        self.prefixes = dict(rules.prefixes)
+        self.lengths = _lengths(self.prefixes)
+
+
+class _Connector:
+    __slots__ = ("name", "rules", "bucket", "lengths", "prefixes")
+
+    def __init__(self, name: str, rules: ConnectorRules) -> None:
+        self.name = name
+        self.rules = rules
+        lim = rules.limit
+        self.bucket = AdaptiveBucket(lim.rate, lim.burst, rules.adaptive) if lim else None
+        self.prefixes = dict(rules.prefixes)
+        self.lengths = _lengths(self.prefixes)
+
+
+class _Campaign:
+    """Slices ("X % every N s") and pace ("M a minute") of one campaign, in messages."""
+
+    __slots__ = ("rules", "size", "start", "released", "bucket", "gate", "last_seen")
+
+    def __init__(self, rules: CampaignRules, now: float) -> None:
+        self.rules = rules
+        self.size = math.ceil(rules.total * rules.slice_percent / 100.0) if rules.slice_percent else 0
+        self.start = rules.start or now
+        self.released = rules.released
+        pm = rules.per_minute
+        self.bucket = TokenBucket(pm / 60.0, rules.per_minute_burst) if pm else None
+        self.gate = WindowGate(rules.window) if rules.window else None
+        self.last_seen = now
+
+    def wait(self, now: float) -> float:
+        if self.size:
+            if now < self.start:
+                return self.start - now
+            every = self.rules.slice_every
+            k = int((now - self.start) // every)
+            if self.released >= (k + 1) * self.size:
+                return self.start + (k + 1) * every - now
+        return self.bucket.wait(1, now) if self.bucket else 0.0
+
+    def charge(self, now: float) -> None:
+        self.released += 1
+        self.last_seen = now
+        if self.bucket:
+            self.bucket.charge(1, now)
+
+
+class _Lane:
+    __slots__ = ("queue", "buckets", "gates", "campaign", "recontact", "scheduled")
+
+    def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
+                 campaign: _Campaign | None, recontact: float) -> None:
+        self.queue: deque[list[Any]] = deque()  # entries [row | None, deadline]
+        self.buckets = buckets
+        self.gates = gates
+        self.campaign = campaign
+        self.recontact = recontact
+        self.scheduled = False
+
+
+class Shaper:
+    """All shaping state of one limiter. Feed it with :meth:`admit` and :meth:`poll`.
+
+    Outputs accumulate in ``released`` (rows to send on) and ``finished`` (MessageFinished
+    rows); the caller empties both after each call.
+    """
+
+    def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None) -> None:
+        self.rules = rules
+        self.contacts = contacts
+        self.max_held = rules.max_held
+        self.released: list[Row] = []
+        self.finished: list[Row] = []
+        self.held = 0
+        self._route = rules.route
+        self._accounts: dict[str, _Account] = {}
+        self._connectors: dict[str, _Connector] = {}
+        self._campaigns: dict[str, _Campaign] = {}
+        self._buckets: dict[tuple[str, ...], TokenBucket] = {}
+        self._lanes: dict[tuple[str, ...], _Lane] = {}
+        self._timers: list[tuple[float, int, _Lane]] = []
+        self._deadlines: list[tuple[float, int, list[Any]]] = []
+        self._stale = 0
+        self._seq = count()
+        self._sent: dict[tuple[str, str], float] = {}  # (account, number) -> released at
+        self._longest_recontact = 0.0
+        self._next_sweep = -NEVER
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def admit(self, row: Row, now: float) -> None:
+        """Take one message: finish it, release it or hold it."""
+        acct = self._accounts.get(row[ACCOUNT]) or self._account(row[ACCOUNT])
+        deadline = row[NOT_AFTER]
+        if acct.validity:
+            v = row[ACCEPTED_AT] + acct.validity
+            if not deadline or v < deadline:
+                deadline = v
+        if deadline and now >= deadline:
+            self._finish(row, "expired", "deadline passed before sending", now)
+            return
+        lane = self._lane(row, acct, now)
+        if lane.queue:
+            self._hold(lane, row, deadline)
+            return
+        w = self._try(lane, row, now)
+        if w:
+            self._hold(lane, row, deadline)
+            self._schedule(lane, now + w)
+
+    def poll(self, now: float) -> None:
+        """Expire what passed its deadline and release what became due by ``now``."""
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            entry = heapq.heappop(dl)[2]
+            if entry[0] is None:
+                self._stale -= 1
+                continue
+            self._finish(entry[0], "expired", "deadline passed while waiting", now)
+            entry[0] = None
+            self.held -= 1
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            lane = heapq.heappop(timers)[2]
+            lane.scheduled = False
+            self._drain(lane, now)
+        if now >= self._next_sweep or len(self._lanes) > SWEEP_LANES:
+            self._sweep(now)
+
+    def throttled(self, connector: str, now: float) -> bool:
+        """A carrier answered "throttled" on ``connector``: lower its rate (False: no limit to adapt)."""
+        conn = self._connectors.get(connector) or self._connector(connector)
+        return conn.bucket.throttled(now) if conn.bucket else False
+
+    def next_wake(self) -> float:
+        """The earliest instant at which :meth:`poll` may have something to do (inf: none)."""
+        t = self._timers[0][0] if self._timers else NEVER
+        if self._deadlines and self._deadlines[0][0] < t:
+            t = self._deadlines[0][0]
+        return t
+
+    def connector_rate(self, connector: str, now: float) -> float:
+        """The rate in force on ``connector`` (segments/s; inf when it has no limit)."""
+        conn = self._connectors.get(connector) or self._connector(connector)
+        if conn.bucket is None:
+            return NEVER
+        return conn.bucket.base * conn.bucket.factor(now)
+
+    def statistics(self) -> dict[str, int]:
+        """Cheap snapshot: held messages, lanes, per-key buckets, remembered contacts."""
+        return {"held": self.held, "lanes": len(self._lanes), "buckets": len(self._buckets),
+                "contacts": len(self._sent)}
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _try(self, lane: _Lane, row: Row, now: float) -> float:
+        """Release ``row`` now (0.0) or say how long its lane must wait (seconds)."""
+        for gate in lane.gates:
+            w = gate.wait(now)
+            if w:
+                return w
+        camp = lane.campaign
+        if camp is not None:
+            w = camp.wait(now)
+            if w:
+                return w
+        n = row[PARTS]
+        w = 0.0
+        for b in lane.buckets:
+            x = b.wait(n, now)
+            if x > w:
+                w = x
+        if w:
+            return w
+        if lane.recontact and self._recently_contacted(row, lane.recontact, now):
+            self._finish(row, "recently_contacted", "number contacted within the window", now)
+            return 0.0
+        for b in lane.buckets:
+            b.charge(n, now)
+        if camp is not None:
+            camp.charge(now)
+        self.released.append(row)
+        return 0.0
+
+    def _recently_contacted(self, row: Row, window: float, now: float) -> bool:
+        key = (row[ACCOUNT], row[TO])
+        last = self._sent.get(key)
+        if self.contacts is not None:
+            stored = self.contacts.last_contacted(key[0], key[1])
+            if stored is not None and (last is None or stored > last):
+                last = stored
+        if last is not None and now - last < window:
+            return True
+        self._sent.pop(key, None)  # re-insert at the end: the dict stays in time order
+        self._sent[key] = now
+        return False
+
+    def _drain(self, lane: _Lane, now: float) -> None:
+        q = lane.queue
+        while q:
+            entry = q[0]
+            if entry[0] is not None:
+                w = self._try(lane, entry[0], now)
+                if w:
+                    self._schedule(lane, now + w)
+                    return
+                entry[0] = None
+                self.held -= 1
+                if entry[1]:
+                    self._stale += 1
+            q.popleft()
+
+    def _hold(self, lane: _Lane, row: Row, deadline: float) -> None:
+        entry = [row, deadline]
+        lane.queue.append(entry)
+        self.held += 1
+        if deadline:
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), entry))
+
+    def _schedule(self, lane: _Lane, when: float) -> None:
+        if not lane.scheduled:
+            lane.scheduled = True
+            heapq.heappush(self._timers, (when, next(self._seq), lane))
+
+    def _finish(self, row: Row, code: str, reason: str, now: float) -> None:
+        done = MessageFinished(row[MSG_ID], State.NOT_SENT.value, code, reason, now)
+        self.finished.append(messages.to_wire(done))
+
+    # -- state built on first sight --------------------------------------------------------
+
+    def _account(self, name: str) -> _Account:
+        rules = self.rules.accounts.get(name, self.rules.default_account)
+        acct = self._accounts[name] = _Account(name, rules)
+        return acct
+
+    def _connector(self, name: str) -> _Connector:
+        rules = self.rules.connectors.get(name, self.rules.default_connector)
+        conn = self._connectors[name] = _Connector(name, rules)
+        return conn
+
+    def _campaign(self, name: str, now: float) -> _Campaign | None:
+        camp = self._campaigns.get(name)
+        if camp is None:
+            rules = self.rules.campaigns.get(name)
+            if rules is None:
+                return None
+            camp = self._campaigns[name] = _Campaign(rules, now)
+        return camp
+
+    def _bucket(self, key: tuple[str, ...], limit: Limit) -> TokenBucket:
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = TokenBucket(limit.rate, limit.burst)
+        return b
+
+    def _lane(self, row: Row, acct: _Account, now: float) -> _Lane:
+        to, sender, campaign = row[TO], row[SENDER], row[CAMPAIGN]
+        cname = self._route(to)
+        conn = self._connectors.get(cname) or self._connector(cname)
+        ap = _longest(to, acct.lengths, acct.prefixes) if acct.lengths else ""
+        cp = _longest(to, conn.lengths, conn.prefixes) if conn.lengths else ""
+        key = (acct.name, sender, cname, campaign, ap, cp)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = self._new_lane(acct, conn, sender, campaign, ap, cp, now)
+        return lane
+
+    def _new_lane(self, acct: _Account, conn: _Connector, sender: str, campaign: str,
+                  ap: str, cp: str, now: float) -> _Lane:
+        buckets: list[TokenBucket] = []
+        if acct.bucket:
+            buckets.append(acct.bucket)
+        per_sender = acct.rules.senders.get(sender) or acct.rules.per_sender
+        if per_sender:
+            buckets.append(self._bucket(("as", acct.name, sender), per_sender))
+        if ap:
+            buckets.append(self._bucket(("ap", acct.name, ap), acct.prefixes[ap]))
+        if conn.bucket:
+            buckets.append(conn.bucket)
+        if conn.rules.per_sender:
+            buckets.append(self._bucket(("cs", conn.name, sender), conn.rules.per_sender))
+        if cp:
+            buckets.append(self._bucket(("cp", conn.name, cp), conn.prefixes[cp]))
+        camp = self._campaign(campaign, now) if campaign else None
+        gates = tuple(g for g in (acct.gate, camp.gate if camp else None) if g is not None)
+        recontact = max(acct.recontact, camp.rules.no_recontact_hours * 3600.0 if camp else 0.0)
+        self._longest_recontact = max(self._longest_recontact, recontact)
+        return _Lane(tuple(buckets), gates, camp, recontact)
+
+    def _sweep(self, now: float) -> None:
+        """Forget idle lanes, full per-key buckets, stale deadlines and contacts out of window."""
+        self._next_sweep = now + SWEEP_EVERY
+        self._lanes = {k: lane for k, lane in self._lanes.items() if lane.queue or lane.scheduled}
+        used = {id(b) for lane in self._lanes.values() for b in lane.buckets}
+        self._buckets = {k: b for k, b in self._buckets.items()
+                         if id(b) in used or not b.is_full(now)}
+        if self._stale > len(self._deadlines) // 2:
+            self._deadlines = [d for d in self._deadlines if d[2][0] is not None]
+            heapq.heapify(self._deadlines)
+            self._stale = 0
+        horizon = now - self._longest_recontact
+        for key, at in list(self._sent.items()):
+            if at >= horizon:
+                break
+            del self._sent[key]
+        live = {id(lane.campaign) for lane in self._lanes.values()}
+        self._campaigns = {k: c for k, c in self._campaigns.items()
+                           if id(c) in live or now - c.last_seen < 86_400.0}
