@@ -11,12 +11,12 @@ Must not import: gateway, adapters, lmdb, httpx.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import trio
 
-from actors.messages import CarrierReceipt, SubmitPart
+from actors.messages import CarrierReceipt, Kind, Message, MsgId, StatusEvent, SubmitPart
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,4 +88,172 @@ class RecentContacts(Protocol):
 
     def last_contacted(self, account: str, number: str) -> float | None:
         """Unix time of the last SENT to ``number`` for ``account``, or None. A cheap inline read."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Status callbacks (notifier, issue 7). gateway.callbacks / gateway.callback_outbox satisfy these.
+# (Imports here rather than at the top: this section is appended to a shared file.)
+
+from collections.abc import Container  # noqa: E402
+from typing import Literal  # noqa: E402
+
+from actors.messages import StatusEvent  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackEntry:
+    """One pending callback as the callback outbox holds it.
+
+    ``key`` is the outbox's own key (opaque to the notifier). ``attempt`` counts the attempts
+    already made; ``first_attempt_at`` is when the callback became deliverable (its retry
+    window starts there).
+    """
+
+    key: bytes
+    event: StatusEvent
+    attempt: int
+    first_attempt_at: float
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """What one callback request came to. A sender never raises for a per-request outcome.
+
+    ``permanent`` means retrying cannot help (the URL is refused, 410 Gone); ``retry_after``
+    is the receiver's Retry-After in seconds (0 when none).
+    """
+
+    ok: bool
+    status: int = 0
+    error: str = ""
+    permanent: bool = False
+    retry_after: float = 0.0
+
+
+SettleOutcome = Literal["delivered", "retry", "postpone", "dead", "dropped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The notifier's decision about one entry, recorded by :meth:`CallbackOutbox.settle`.
+
+    ``delivered``/``dropped``/``dead`` end the entry (``dead`` keeps it in the dead-letter list)
+    and release the message's next event; ``retry`` reschedules it at ``at`` counting one more
+    attempt; ``postpone`` reschedules it at ``at`` without counting an attempt (breaker open).
+    """
+
+    entry: CallbackEntry
+    outcome: SettleOutcome
+    at: float = 0.0
+    error: str = ""
+
+
+class CallbackOutbox(Protocol):
+    """The durable callback outbox. Per message, only the lowest pending seq is ever due."""
+
+    async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
+        """Store ``events`` durably in one write, idempotent per (msg_id, seq); returns how many were new."""
+        ...
+
+    def due(self, now: float, *, limit: int, skip: Container[bytes] = ()) -> list[CallbackEntry]:
+        """Up to ``limit`` entries due at ``now``, in due order, leaving out keys in ``skip``. Inline read."""
+        ...
+
+    def next_due_after(self, now: float) -> float | None:
+        """The due time of the first entry due after ``now``, or None. Inline read."""
+        ...
+
+    async def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
+        """Record decisions about entries in one durable write."""
+        ...
+
+
+class CallbackSender(Protocol):
+    """Sends callbacks to one URL: one event as a JSON object, several as a JSON array."""
+
+    async def send(self, url: str, secret: bytes, events: Sequence[StatusEvent]) -> CallbackResult:
+        """POST ``events`` to ``url`` signed with ``secret``. The caller applies the deadline."""
+        ...
+
+
+# -------------------------------------------------------------------------------------------
+# The pipeline's view of the durable store (gateway/_store_pipeline.py implements it). Actors
+# never see LMDB; these are the operations they need, each durable when it returns.
+
+InDoubtPolicy = Literal["resend", "mark_unknown"]
+"""What recovery does with a part that was handed to a carrier when the process died."""
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one correlation batch did: events persisted (in order) and ids leaving the outbox."""
+
+    events: list[StatusEvent] = field(default_factory=list)
+    released: list[MsgId] = field(default_factory=list)
+    matched: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    orphans_parked: int = 0
+    orphans_matched: int = 0
+    illegal: int = 0
+    ignored: int = 0
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What start-up recovery found: parts in doubt and events of messages it finished."""
+
+    in_doubt: int = 0
+    events: list[StatusEvent] = field(default_factory=list)
+
+
+class PipelineStore(Protocol):
+    """Durable operations of ingress, the scheduler pump, the dispatcher and the correlator."""
+
+    async def accept(self, batch: Sequence[Message], also: Callable[[Any], None] | None = None) -> None:
+        """Store accepted messages (state ACCEPTED, outbox entry); durable on return."""
+        ...
+
+    def read_due(
+        self, cursor: bytes, now: float, limit: int, skip: set[str]
+    ) -> tuple[list[Message], bytes, float | None]:
+        """Due outbox entries from ``cursor`` on: (messages, next cursor, next due time)."""
+        ...
+
+    def outbox_size(self) -> int:
+        """Messages waiting in the outbox (not yet SENT or final)."""
+        ...
+
+    async def mark_submitting(self, parts: Sequence[SubmitPart], now: float) -> list[bool]:
+        """Mark parts SUBMITTING before they go to a carrier; False: do not send that part."""
+        ...
+
+    async def apply(self, items: Sequence[Kind], receipt_keys: Sequence[bytes], now: float) -> Applied:
+        """Persist submit outcomes, receipts and finished messages; return the events."""
+        ...
+
+    async def park_receipts(self, receipts: Sequence[CarrierReceipt]) -> list[bytes]:
+        """Store receipts in the durable inbox; returns their inbox keys."""
+        ...
+
+    def receipt_inbox(self, limit: int) -> list[tuple[bytes, CarrierReceipt]]:
+        """Receipts stored but not yet correlated."""
+        ...
+
+    def timeouts_due(self, now: float, limit: int) -> list[MsgId]:
+        """SENT messages whose receipt wait is over."""
+        ...
+
+    async def expire_orphans(self, older_than: float, limit: int) -> int:
+        """Move orphan receipts parked before ``older_than`` to the unknown receipts."""
+        ...
+
+    async def recover(self, policy: InDoubtPolicy, now: float) -> Recovered:
+        """Settle parts that were in flight when the process stopped."""
+        ...
+
+    def last_contacted(self, account: str, number: str) -> float | None:
+        """RecentContacts: last SENT time to ``number`` for ``account``."""
         ...
