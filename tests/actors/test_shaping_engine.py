@@ -1,0 +1,264 @@
+"""The Shaper's decisions, driven with explicit ``now`` (no trio)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actors import messages
+from actors.messages import ConnectorThrottled, Message
+from actors.shaping import (
+    AccountRules,
+    CampaignRules,
+    ConnectorRules,
+    Limit,
+    Shaper,
+    ShapingRules,
+    rows_from_batch,
+)
+
+MSG_ID = 2
+
+
+def row(i: int | str, *, account: str = "acc", to: str = "+447700900001", sender: str = "S",
+        parts: int = 1, **kw: Any) -> list[Any]:
+    kw.setdefault("accepted_at", 0.0)
+    return messages.to_wire(Message(str(i), account, to, sender, "hi", "transliterate",
+                                    parts=parts, **kw))
+
+
+def released_ids(shaper: Shaper) -> list[str]:
+    out = [r[MSG_ID] for r in shaper.released]
+    shaper.released.clear()
+    return out
+
+
+def finished(shaper: Shaper) -> list[tuple[str, str]]:
+    out = [(r[2], r[4]) for r in shaper.finished]
+    shaper.finished.clear()
+    return out
+
+
+class Contacts:
+    def __init__(self, table: dict[tuple[str, str], float]) -> None:
+        self.table = table
+
+    def last_contacted(self, account: str, number: str) -> float | None:
+        return self.table.get((account, number))
+
+
+def test_no_rules_releases_everything_in_order() -> None:
+    s = Shaper(ShapingRules())
+    for i in range(5):
+        s.admit(row(i, to=f"+4477009000{i}"), 100.0)
+    assert released_ids(s) == ["0", "1", "2", "3", "4"]
+    assert s.held == 0 and s.next_wake() == float("inf")
+
+
+def test_deadline_passed_on_arrival_is_expired() -> None:
+    s = Shaper(ShapingRules(accounts={"v": AccountRules(validity=60.0)}))
+    s.admit(row(1, not_after=50.0), 100.0)
+    s.admit(row(2, account="v", accepted_at=30.0), 100.0)  # 30 + 60 < 100
+    s.admit(row(3, account="v", accepted_at=50.0), 100.0)
+    s.admit(row(4, account="v", accepted_at=50.0, not_after=90.0), 100.0)  # earlier wins
+    assert finished(s) == [("1", "expired"), ("2", "expired"), ("4", "expired")]
+    assert released_ids(s) == ["3"]
+
+
+def test_held_message_expires_at_its_deadline() -> None:
+    s = Shaper(ShapingRules(default_account=AccountRules(limit=Limit(1, 1))))
+    s.admit(row(1), 0.0)
+    s.admit(row(2, not_after=0.5), 0.0)
+    s.admit(row(3), 0.0)
+    assert released_ids(s) == ["1"] and s.held == 2
+    assert s.next_wake() == 0.5
+    s.poll(0.5)
+    assert finished(s) == [("2", "expired")] and s.held == 1
+    s.poll(1.0)
+    assert released_ids(s) == ["3"] and s.held == 0
+
+
+def test_tightest_bucket_wins_and_nothing_is_taken_unless_all_can_be() -> None:
+    rules = ShapingRules(default_account=AccountRules(limit=Limit(100, 100)),
+                         default_connector=ConnectorRules(limit=Limit(1, 1)))
+    s = Shaper(rules)
+    for i in range(10):
+        s.admit(row(i), 0.0)
+    assert released_ids(s) == ["0"]
+    assert s.next_wake() == pytest.approx(1.0)
+    s.poll(1.0)
+    assert released_ids(s) == ["1"]
+
+
+def test_segments_are_charged() -> None:
+    s = Shaper(ShapingRules(default_account=AccountRules(limit=Limit(10, 10))))
+    for i in range(4):
+        s.admit(row(i, parts=3), 0.0)
+    assert released_ids(s) == ["0", "1", "2"]  # 9 of 10 tokens
+    assert s.next_wake() == pytest.approx(0.2)
+
+
+def test_a_blocked_sender_does_not_stall_another() -> None:
+    s = Shaper(ShapingRules(default_account=AccountRules(per_sender=Limit(1, 1))))
+    for i in range(50):
+        s.admit(row(f"a{i}", sender="A"), 0.0)
+    s.admit(row("b0", sender="B"), 0.0)
+    assert released_ids(s) == ["a0", "b0"]
+    assert s.held == 49
+
+
+def test_named_sender_limit_overrides_per_sender() -> None:
+    rules = ShapingRules(default_account=AccountRules(per_sender=Limit(1, 1),
+                                                      senders={"BIG": Limit(5, 5)}))
+    s = Shaper(rules)
+    for i in range(10):
+        s.admit(row(f"b{i}", sender="BIG"), 0.0)
+    assert len(released_ids(s)) == 5
+
+
+def test_longest_destination_prefix_applies() -> None:
+    rules = ShapingRules(default_account=AccountRules(
+        prefixes={"+44": Limit(100, 100), "+447": Limit(1, 1)}))
+    s = Shaper(rules)
+    for i in range(3):
+        s.admit(row(f"m{i}", to=f"+44770090000{i}"), 0.0)
+        s.admit(row(f"l{i}", to=f"+44207946000{i}"), 0.0)
+    assert released_ids(s) == ["m0", "l0", "l1", "l2"]
+
+
+def test_route_picks_the_connector_buckets() -> None:
+    rules = ShapingRules(
+        connectors={"slow": ConnectorRules(limit=Limit(1, 1), prefixes={"+351": Limit(9, 9)})},
+        route=lambda to: "slow" if to.startswith("+351") else "fast",
+    )
+    s = Shaper(rules)
+    for i in range(3):
+        s.admit(row(f"pt{i}", to=f"+35191000000{i}"), 0.0)
+        s.admit(row(f"uk{i}", to=f"+44770090000{i}"), 0.0)
+    assert released_ids(s) == ["pt0", "uk0", "uk1", "uk2"]
+    assert s.connector_rate("slow", 0.0) == 1 and s.connector_rate("fast", 0.0) == float("inf")
+
+
+def test_same_number_twice_in_one_batch_is_recently_contacted() -> None:
+    s = Shaper(ShapingRules(default_account=AccountRules(no_recontact_hours=36)))
+    s.admit(row(1), 0.0)
+    s.admit(row(2), 0.0)
+    s.admit(row(3, account="other"), 0.0)
+    s.admit(row(4, to="+447700900002"), 0.0)
+    assert released_ids(s) == ["1", "3", "4"]
+    assert finished(s) == [("2", "recently_contacted")]
+    s.admit(row(5), 36 * 3600.0)  # the window has passed
+    assert released_ids(s) == ["5"]
+
+
+def test_store_contacts_are_consulted() -> None:
+    contacts = Contacts({("acc", "+447700900001"): 1000.0})
+    s = Shaper(ShapingRules(default_account=AccountRules(no_recontact_hours=1)), contacts)
+    s.admit(row(1), 1000.0 + 3599)
+    assert finished(s) == [("1", "recently_contacted")]
+    s.admit(row(2), 1000.0 + 3600)
+    assert released_ids(s) == ["2"]
+
+
+def test_campaign_window_applies_only_to_its_messages() -> None:
+    rules = ShapingRules(campaigns={"c": CampaignRules(no_recontact_hours=2)})
+    s = Shaper(rules, Contacts({("acc", "+447700900001"): 0.0}))
+    s.admit(row(1, campaign="c"), 3600.0)
+    s.admit(row(2), 3600.0)
+    assert finished(s) == [("1", "recently_contacted")]
+    assert released_ids(s) == ["2"]
+
+
+def test_no_recontact_is_judged_at_release_not_arrival() -> None:
+    rules = ShapingRules(default_account=AccountRules(limit=Limit(1, 1), no_recontact_hours=1))
+    s = Shaper(rules)
+    s.admit(row(1, to="+1"), 0.0)
+    s.admit(row(2, to="+2"), 0.0)
+    s.admit(row(3, to="+1"), 0.0)
+    s.poll(1.0)
+    s.poll(2.0)
+    assert released_ids(s) == ["1", "2"]
+    assert finished(s) == [("3", "recently_contacted")]
+    assert s.held == 0
+
+
+def test_campaign_releases_exact_slices() -> None:
+    # 20 recipients, 15 % every 20 minutes: slices of ceil(3.0) = 3.
+    s = Shaper(ShapingRules(campaigns={"c": CampaignRules(total=20, slice_percent=15,
+                                                          slice_every=1200)}))
+    for i in range(20):
+        s.admit(row(i, to=f"+{i}", campaign="c"), 0.0)
+    got = [len(released_ids(s))]
+    for k in range(1, 8):
+        s.poll(k * 1200.0 - 0.001)
+        assert released_ids(s) == []
+        s.poll(k * 1200.0)
+        got.append(len(released_ids(s)))
+    assert got == [3, 3, 3, 3, 3, 3, 2, 0]
+
+
+def test_campaign_with_a_start_and_a_restart_count() -> None:
+    rules = ShapingRules(campaigns={"c": CampaignRules(total=10, slice_percent=50,
+                                                       slice_every=60, start=100.0,
+                                                       released=5)})
+    s = Shaper(rules)
+    for i in range(5):
+        s.admit(row(i, to=f"+{i}", campaign="c"), 0.0)
+    assert released_ids(s) == [] and s.next_wake() == 100.0
+    s.poll(100.0)
+    assert released_ids(s) == []  # slice 0 went before the restart
+    s.poll(160.0)
+    assert len(released_ids(s)) == 5
+
+
+def test_campaign_per_minute() -> None:
+    s = Shaper(ShapingRules(campaigns={"c": CampaignRules(per_minute=30)}))
+    for i in range(5):
+        s.admit(row(i, to=f"+{i}", campaign="c"), 0.0)
+    assert len(released_ids(s)) == 1
+    assert s.next_wake() == pytest.approx(2.0)
+
+
+def test_unknown_campaign_is_not_shaped() -> None:
+    s = Shaper(ShapingRules(campaigns={"c": CampaignRules(per_minute=1)}))
+    for i in range(3):
+        s.admit(row(i, to=f"+{i}", campaign="other"), 0.0)
+    assert len(released_ids(s)) == 3
+
+
+def test_throttle_lowers_the_connector_rate_and_it_recovers() -> None:
+    s = Shaper(ShapingRules(default_connector=ConnectorRules(limit=Limit(100))))
+    assert s.connector_rate("default", 0.0) == 100
+    assert s.throttled("default", 10.0)
+    assert s.connector_rate("default", 10.0) == 50
+    assert s.connector_rate("default", 1000.0) == 100
+    assert not Shaper(ShapingRules()).throttled("default", 0.0)  # nothing to adapt
+
+
+def test_sweep_forgets_idle_state_without_loosening_limits() -> None:
+    rules = ShapingRules(default_account=AccountRules(per_sender=Limit(1, 1)))
+    s = Shaper(rules)
+    for i in range(100):
+        s.admit(row(i, sender=f"S{i}"), 0.0)
+    s.poll(0.0)
+    assert len(released_ids(s)) == 100
+    assert s.statistics()["buckets"] == 100
+    s.poll(60.0)  # every bucket is full again: nothing to remember
+    assert s.statistics() == {"held": 0, "lanes": 0, "buckets": 0, "contacts": 0}
+    s.admit(row("x", sender="S1"), 120.0)
+    s.poll(120.0)  # sweeps again while S1's bucket is empty: it must survive
+    s.admit(row("y", sender="S1"), 120.5)
+    assert released_ids(s) == ["x"]
+    assert s.next_wake() == pytest.approx(121.0)
+
+
+def test_rows_from_batch_accepts_messages_only() -> None:
+    m = Message("1", "acc", "+1", "S", "hi", "ucs2", 0.0)
+    assert rows_from_batch(messages.encode_batch([m])) == [messages.to_wire(m)]
+    with pytest.raises(messages.DecodeError):
+        rows_from_batch(messages.encode_batch([ConnectorThrottled("c", 0.0)]))
+    with pytest.raises(messages.DecodeError):
+        rows_from_batch(b"\xc1")
+    with pytest.raises(messages.DecodeError):
+        rows_from_batch(messages.encode(m))
