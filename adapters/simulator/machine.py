@@ -1,0 +1,298 @@
+"""The SMSC side of one SMPP connection as a sans-IO machine (the simulator's brain).
+
+Theory of operation
+-------------------
+``receive_data(data, now)`` consumes what the ESME sent and queues answers; ``poll(now)``
+returns the bytes due by ``now`` (delayed submit_sm_resp, receipts as deliver_sm) and
+``next_deadline()`` says when to call it again. ``drop`` asks the driver to cut the
+connection at once without writing (an injected disconnect or broken framing); ``closing``
+asks it to write what is queued and then close (after unbind).
+
+    state     input                        answer / next state                    spec
+    OPEN      bind_* (credentials ok)      bind_*_resp ok -> BOUND                §4.1
+    OPEN      bind_* (bad credentials)     bind_*_resp ESME_RINVPASWD             §4.1.2
+    OPEN      anything else                generic_nack ESME_RINVBNDSTS           §2.3
+    BOUND     bind_*                       bind_*_resp ESME_RALYBND               §5.1.3
+    BOUND     submit_sm (tx/trx)           submit_sm_resp (id, throttled, error)  §4.4
+    BOUND     submit_sm (receiver bind)    submit_sm_resp ESME_RINVBNDSTS         §2.3
+    BOUND     deliver_sm_resp              receipt acknowledged                   §4.6.2
+    any       enquire_link                 enquire_link_resp                      §4.11
+    any       unbind                       unbind_resp, then close                §4.2
+    any       malformed request            generic_nack (status from the decoder) §4.3
+    any       broken framing               drop                                   §3.1
+
+Receipts (§5.2.12 esm_class 0x04, appendix B text format) go back only on transceiver and
+receiver binds, at most ``config.window`` unacknowledged; one not acknowledged within
+``redeliver_after`` is sent again (so an ESME that acknowledges before storing loses nothing
+only by luck, and one that stores first loses nothing at all).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Final
+
+from adapters.errors import InvalidPdu, RemoteProtocolViolation
+from adapters.simulator.config import PartKey, SimulatorState
+from adapters.smpp import pdu as p
+from adapters.smpp import status as st
+
+MESSAGE_STATES: Final[dict[str, int]] = {  # §5.2.28
+    "ENROUTE": 1,
+    "DELIVRD": 2,
+    "EXPIRED": 3,
+    "DELETED": 4,
+    "UNDELIV": 5,
+    "ACCEPTD": 6,
+    "UNKNOWN": 7,
+    "REJECTD": 8,
+}
+_ERRORS: Final[dict[str, int]] = {"DELIVRD": 0, "EXPIRED": 0x0FE, "UNDELIV": 0x001, "REJECTD": 0x00B}
+
+_RESP: Final = 0
+_RECEIPT: Final = 1
+
+
+class SmscSession:
+    """One connection, SMSC side. ``shared`` carries the config, counters, ids and RNG."""
+
+    def __init__(self, shared: SimulatorState, *, now: float) -> None:
+        self.shared = shared
+        self.config = shared.config
+        self.mode: p.BindMode | None = None
+        self.system_id = ""
+        self.drop = False
+        self.closing = False
+        self._framer = p.Framer()
+        self._out: list[bytes] = []
+        self._heap: list[tuple[float, int, int, object]] = []
+        self._counter = 0
+        self._sequence = 0
+        self._pending_resps = 0
+        # deliver_sm sequence -> (receipt, deadline) awaiting deliver_sm_resp
+        self._unacked: dict[int, tuple[tuple[str, str, str, bytes, float, str], float]] = {}
+        self._thresholds = self._outcome_thresholds()
+        shared.stats.connections += 1
+
+    def _outcome_thresholds(self) -> list[tuple[float, str]]:
+        total = sum(w for _, w in self.config.outcomes) or 1.0
+        acc = 0.0
+        out = []
+        for stat, weight in self.config.outcomes:
+            acc += weight / total
+            out.append((acc, stat))
+        return out
+
+    # -- output ----------------------------------------------------------------------------
+
+    def _schedule(self, due: float, kind: int, item: object) -> None:
+        self._counter += 1
+        heapq.heappush(self._heap, (due, self._counter, kind, item))
+
+    def next_deadline(self) -> float:
+        deadline = self._heap[0][0] if self._heap else float("inf")
+        for _, (_, resend_at) in self._unacked.items():
+            return min(deadline, resend_at)
+        return deadline
+
+    def poll(self, now: float) -> bytes:
+        """The bytes due by ``now``: answers first, then receipts within the window."""
+        self._redeliver(now)
+        heap = self._heap
+        held: list[tuple[float, int, int, object]] = []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if entry[2] == _RESP:
+                self._pending_resps -= 1
+                self._out.append(entry[3])  # type: ignore[arg-type]
+            elif len(self._unacked) < self.config.window:
+                self._send_receipt(entry[3], now)  # type: ignore[arg-type]
+            else:
+                held.append(entry)
+        for entry in held:  # window full: try again once an ack frees a slot
+            heapq.heappush(heap, (now + 0.001, entry[1], entry[2], entry[3]))
+        if not self._out:
+            return b""
+        data = b"".join(self._out)
+        self._out.clear()
+        return data
+
+    def _redeliver(self, now: float) -> None:
+        overdue = [seq for seq, (_, at) in self._unacked.items() if at <= now]
+        for seq in overdue:
+            receipt, _ = self._unacked.pop(seq)
+            self.shared.stats.receipts_redelivered += 1
+            self._schedule(now, _RECEIPT, receipt)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Consume bytes from the ESME; answers are queued for ``poll``."""
+        if self.drop:
+            return
+        try:
+            pdus = self._framer.feed(data)
+        except RemoteProtocolViolation:
+            self.drop = True
+            return
+        for pdu in pdus:
+            if type(pdu) is p.SubmitSm:
+                self._submit(pdu, now)
+                if self.drop:
+                    return
+            elif type(pdu) is p.DeliverSmResp:
+                self._delivered(pdu)
+            else:
+                self._other(pdu, now)
+
+    def _reply(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def _other(self, pdu: p.Pdu | InvalidPdu, now: float) -> None:
+        stats = self.shared.stats
+        match pdu:
+            case p.BindRequest():
+                self._bind(pdu)
+            case p.EnquireLink():
+                stats.enquire_links += 1
+                self._reply(p.encode(p.EnquireLinkResp(pdu.sequence)))
+            case p.Unbind():
+                self._reply(p.encode(p.UnbindResp(pdu.sequence)))
+                self.closing = True
+            case p.EnquireLinkResp() | p.UnbindResp() | p.GenericNack():
+                pass
+            case InvalidPdu():
+                stats.generic_nacks_sent += 1
+                self._reply(p.encode(p.GenericNack(pdu.sequence, pdu.status)))
+            case _:
+                stats.generic_nacks_sent += 1
+                self._reply(p.encode(p.GenericNack(pdu.sequence, st.ESME_RINVCMDID)))
+
+    def _bind(self, pdu: p.BindRequest) -> None:
+        cfg = self.config
+        if self.mode is not None:
+            status = st.ESME_RALYBND
+        elif cfg.system_id and pdu.system_id != cfg.system_id:
+            status = 0x0F  # ESME_RINVSYSID
+        elif cfg.password and pdu.password != cfg.password:
+            status = st.ESME_RINVPASWD
+        else:
+            status = st.ESME_ROK
+            self.mode = pdu.mode
+            self.system_id = pdu.system_id
+            self.shared.stats.binds += 1
+        if status:
+            self.shared.stats.bind_failures += 1
+        resp = p.BindResponse(pdu.mode, pdu.sequence, status, "SEPTETSIM" if not status else "",
+                              0x34 if not status else None)
+        self._reply(p.encode(resp))
+
+    def _submit(self, pdu: p.SubmitSm, now: float) -> None:
+        shared = self.shared
+        stats = shared.stats
+        cfg = self.config
+        rng = shared.rng
+        stats.submits_received += 1
+        content = pdu.short_message or pdu.message_payload or b""
+        key: PartKey = (pdu.destination_addr, content, pdu.sar_msg_ref_num or 0,
+                        pdu.sar_segment_seqnum or 0)
+        stats.received[key] += 1
+        if cfg.disconnect_rate and rng.random() < cfg.disconnect_rate:
+            stats.disconnects_injected += 1
+            stats.submits_unanswered += 1 + self._pending_resps
+            self.drop = True
+            return
+        if self.mode is None or self.mode == "receiver":
+            return self._answer(pdu.sequence, st.ESME_RINVBNDSTS, "", now)
+        if self._pending_resps >= cfg.window:
+            stats.submits_throttled += 1
+            return self._answer(pdu.sequence, st.ESME_RMSGQFUL, "", now)
+        if shared.bucket is not None and not shared.bucket.take(now):
+            stats.submits_throttled += 1
+            return self._answer(pdu.sequence, st.ESME_RTHROTTLED, "", now)
+        if cfg.submit_error_rate and rng.random() < cfg.submit_error_rate:
+            stats.submits_rejected += 1
+            return self._answer(pdu.sequence, cfg.submit_error_status, "", now)
+        number = shared.allocate_id()
+        stats.submits_accepted += 1
+        stats.accepted[key] += 1
+        resp_id = f"{number:X}" if cfg.id_format != "decimal" else str(number)
+        self._answer(pdu.sequence, st.ESME_ROK, resp_id, now)
+        if cfg.receipts and pdu.registered_delivery & 0x03 and self.mode == "transceiver":
+            receipt_id = f"{number:X}" if cfg.id_format == "hex" else str(number)
+            delay = cfg.receipt_delay_min
+            if cfg.receipt_delay_max > delay:
+                delay += rng.random() * (cfg.receipt_delay_max - delay)
+            receipt = (receipt_id, pdu.source_addr, pdu.destination_addr, content[:20],
+                       shared.wall(), self._outcome(rng.random()))
+            self._schedule(now + delay, _RECEIPT, receipt)
+
+    def _answer(self, seq: int, status: int, message_id: str, now: float) -> None:
+        data = p.encode(p.SubmitSmResp(seq, status, message_id))
+        delay = self.config.latency
+        if self.config.latency_jitter:
+            delay += self.shared.rng.random() * self.config.latency_jitter
+        if delay <= 0:
+            self._out.append(data)
+        else:
+            self._pending_resps += 1
+            self._schedule(now + delay, _RESP, data)
+
+    def _outcome(self, draw: float) -> str:
+        for threshold, stat in self._thresholds:
+            if draw < threshold:
+                return stat
+        return self._thresholds[-1][1]
+
+    # -- receipts --------------------------------------------------------------------------
+
+    def _send_receipt(self, receipt: tuple[str, str, str, bytes, float, str], now: float) -> None:
+        receipt_id, source, dest, head, submitted, stat = receipt
+        self._sequence = self._sequence % 0x7FFFFFFF + 1
+        err = _ERRORS.get(stat, 0)
+        text = receipt_text(receipt_id, stat, err, submitted, self.shared.wall(), head)
+        pdu = p.DeliverSm(self._sequence, dest, source, text, esm_class=p.ESM_DELIVERY_RECEIPT)
+        if self.config.receipt_tlvs:
+            pdu.receipted_message_id = receipt_id
+            pdu.message_state = MESSAGE_STATES.get(stat, 7)
+            if err:
+                pdu.network_error_code = bytes((3, err >> 8, err & 0xFF))  # 3 = GSM
+        self._out.append(p.encode(pdu))
+        self._unacked[self._sequence] = (receipt, now + self.config.redeliver_after)
+        self.shared.stats.receipts_sent += 1
+
+    def _delivered(self, pdu: p.DeliverSmResp) -> None:
+        entry = self._unacked.pop(pdu.sequence, None)
+        if entry is None:
+            return
+        if pdu.status == st.ESME_ROK:
+            self.shared.stats.receipts_acked += 1
+        else:  # the ESME could not take it: send it again later
+            self._schedule(entry[1], _RECEIPT, entry[0])
+
+
+_DATE_CACHE: dict[int, str] = {}
+
+
+def _smpp_date(at: float) -> str:
+    """YYMMDDhhmm in UTC, as the receipt text uses (SMPP 3.4 appendix B)."""
+    minute = int(at // 60)
+    text = _DATE_CACHE.get(minute)
+    if text is None:
+        if len(_DATE_CACHE) > 64:
+            _DATE_CACHE.clear()
+        text = time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
+        _DATE_CACHE[minute] = text
+    return text
+
+
+def receipt_text(receipt_id: str, stat: str, err: int, submitted: float, done: float,
+                 head: bytes) -> bytes:
+    """The conventional receipt text (SMPP 3.4 appendix B)."""
+    dlvrd = "001" if stat == "DELIVRD" else "000"
+    safe = bytes(b if 32 <= b < 127 else 63 for b in head[:20])  # '?' for non-printables
+    return (
+        f"id:{receipt_id} sub:001 dlvrd:{dlvrd} submit date:{_smpp_date(submitted)} "
+        f"done date:{_smpp_date(done)} stat:{stat} err:{err:03d} text:"
+    ).encode("ascii") + safe

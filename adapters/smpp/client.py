@@ -1,0 +1,422 @@
+"""``SmppCarrier``: the trio driver around ``EsmeSession`` that satisfies ``actors.ports.Carrier``.
+
+It owns the socket and nothing else of substance: the session decides, this moves bytes.
+Per connection three tasks run in one nursery: the reader (bytes -> session -> results and
+receipts), the writer (fills the window from the pending queue and writes everything queued
+in ONE send per wake-up; also the timer for the session's deadlines) and the receipt task
+(hands receipts to the sink and acknowledges them only after it returns). ``run`` reconnects
+with exponential back-off. ``submit_many`` never raises per part: each part gets a
+``SubmitResult``; throttling (0x58, 0x14) pauses sending and re-queues the part without
+failing it until the part's own deadline.
+
+Must not import: gateway, any actor module.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from actors.messages import CarrierReceipt, SubmitPart
+from actors.ports import ReceiptSink, SubmitResult
+from adapters._doorbell import Doorbell
+from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
+from adapters.smpp import pdu as p
+from adapters.smpp import status as st
+from adapters.smpp.receipts import parse_receipt
+from adapters.smpp.session import (
+    BindFailed,
+    Bound,
+    Closed,
+    DeliverReceived,
+    EsmeSession,
+    Event,
+    RequestTimedOut,
+    State,
+    SubmitAnswered,
+)
+from adapters.smpp.submit import Concat, SubmitOptions, encode_part
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024
+_NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
+                   RemoteProtocolViolation)
+
+
+class _Call:
+    """One ``submit_many`` call: its results fill in as answers come, then ``done`` fires."""
+
+    __slots__ = ("results", "remaining", "done", "cancelled")
+
+    def __init__(self, n: int) -> None:
+        self.results: list[SubmitResult | None] = [None] * n
+        self.remaining = n
+        self.done = trio.Event()
+        self.cancelled = False
+
+    def set(self, index: int, result: SubmitResult) -> None:
+        if self.results[index] is None:
+            self.results[index] = result
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.done.set()
+
+
+@dataclass(slots=True)
+class _Item:
+    """A part waiting for, or in, the window."""
+
+    frame: bytes
+    call: _Call
+    index: int
+    deadline: float
+
+
+@dataclass(slots=True)
+class CarrierStats:
+    """Cheap counters for metrics and the benchmark."""
+
+    submitted: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    throttled: int = 0
+    in_doubt: int = 0
+    receipts: int = 0
+    other_deliveries: int = 0
+    connects: int = 0
+    binds: int = 0
+
+
+def _result(error: str, code: str, *, transient: bool, in_doubt: bool = False) -> SubmitResult:
+    return SubmitResult(error=error, code=code, transient=transient, in_doubt=in_doubt)
+
+
+NOT_BOUND = _result("not bound", "not_bound", transient=True)
+
+
+@dataclass
+class SmppCarrier:
+    """An SMPP 3.4 connector (one bind). See the module docstring and docs/carriers.md.
+
+    Args:
+        name: connector name (stored with every carrier id, used as metrics label).
+        host, port, system_id, password: where and as whom to bind.
+        window: most submit_sm awaiting a response.
+        packed_gsm7: pack GSM 7-bit bodies (default: one septet per octet, as most SMSCs want).
+        concat: "udh" (UDH in short_message, UDHI set) or "sar" (SAR TLVs).
+        bind_mode: "transceiver" (receipts on the same bind) or "transmitter".
+        submit_timeout: the deadline of every part, from ``submit_many`` to its result.
+        response_timeout: how long one PDU may wait for its response.
+        extra_transient: vendor command_status values to treat as transient.
+        clock: wall clock for ``CarrierReceipt.received_at``.
+    """
+
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str
+    window: int = 64
+    packed_gsm7: bool = False
+    concat: Concat = "udh"
+    bind_mode: p.BindMode = "transceiver"
+    system_type: str = ""
+    registered_delivery: int = 1
+    submit_timeout: float = 30.0
+    response_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    enquire_link_interval: float = 30.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    throttle_min: float = 0.02
+    throttle_max: float = 1.0
+    extra_transient: frozenset[int] = frozenset()
+    clock: Callable[[], float] = time.time
+    stats: CarrierStats = field(default_factory=CarrierStats)
+
+    def __post_init__(self) -> None:
+        self._options = SubmitOptions(self.concat, self.packed_gsm7, self.registered_delivery)
+        self._session: EsmeSession | None = None
+        self._bell = Doorbell()
+        self._pending: deque[_Item] = deque()
+        self._paused_until = 0.0
+        self._throttle = self.throttle_min
+
+    # -- Carrier protocol ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._session is not None and self._session.bound
+
+    async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
+        """Submit ``parts`` (pipelined up to ``window``); one result per part, in order."""
+        if not parts:
+            return []
+        if not self.ready:
+            return [NOT_BOUND] * len(parts)
+        call = _Call(len(parts))
+        deadline = trio.current_time() + self.submit_timeout
+        for index, part in enumerate(parts):
+            try:
+                frame = encode_part(part, self._options)
+            except LocalProtocolViolation as exc:
+                call.set(index, _result(str(exc), "local_protocol_violation", transient=False))
+                continue
+            self._pending.append(_Item(frame, call, index, deadline))
+        self.stats.submitted += len(parts)
+        self._bell.ring()
+        try:
+            # The writer resolves every item by its deadline; the margin is a safety net.
+            with trio.move_on_at(deadline + self.response_timeout + 1.0):
+                await call.done.wait()
+        finally:
+            call.cancelled = True
+        timeout = _result("timeout", "timeout", transient=True, in_doubt=True)
+        return [r if r is not None else timeout for r in call.results]
+
+    async def run(
+        self,
+        receipts: ReceiptSink,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Stay bound (reconnecting with back-off) and feed receipts to ``receipts``."""
+        started = False
+        backoff = self.reconnect_min
+
+        def mark_started() -> None:
+            nonlocal started, backoff
+            backoff = self.reconnect_min
+            if not started:
+                started = True
+                task_status.started()
+
+        while True:
+            try:
+                await self._connect_and_serve(receipts, mark_started)
+                reason = "closed"
+            except* _NETWORK_ERRORS as group:
+                reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
+            logger.warning("smpp %s: connection ended (%s); reconnecting in %.1fs", self.name,
+                           reason, backoff, extra={"carrier": self.name})
+            if not started:
+                started = True
+                task_status.started()
+            self._fail_pending("connection lost", "connection_lost")
+            await trio.sleep(backoff * (0.5 + random.random() / 2))
+            backoff = min(backoff * 2, self.reconnect_max)
+
+    def statistics(self) -> dict[str, Any]:
+        """Counters plus the window in use and the parts waiting for it."""
+        session = self._session
+        return {
+            **{k: getattr(self.stats, k) for k in self.stats.__dataclass_fields__},
+            "in_flight": session.in_flight if session else 0,
+            "pending": len(self._pending),
+            "ready": self.ready,
+        }
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def _connect_and_serve(self, sink: ReceiptSink, on_bound: Callable[[], None]) -> None:
+        with trio.fail_after(self.connect_timeout):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        self.stats.connects += 1
+        async with stream:
+            session = EsmeSession(now=trio.current_time(), window=self.window,
+                                  response_timeout=self.response_timeout,
+                                  enquire_link_interval=self.enquire_link_interval)
+            if not await self._bind(session, stream):
+                return
+            self._session = session
+            self.stats.binds += 1
+            logger.info("smpp %s: bound as %s", self.name, self.bind_mode,
+                        extra={"carrier": self.name})
+            on_bound()
+            send, recv = trio.open_memory_channel[list[tuple[int, CarrierReceipt | None]]](64)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, session, stream)
+                    nursery.start_soon(self._receipt_loop, session, recv, sink)
+                    async with send:
+                        await self._read_loop(session, stream, send)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._session = None
+                await self._goodbye(session, stream)
+                self._handle(session.connection_lost(), trio.current_time(), None)
+
+    async def _bind(self, session: EsmeSession, stream: trio.SocketStream) -> bool:
+        session.bind(self.bind_mode, self.system_id, self.password, now=trio.current_time(),
+                     system_type=self.system_type)
+        await stream.send_all(session.data_to_send())
+        with trio.fail_after(self.response_timeout):
+            while True:
+                data = await stream.receive_some(READ_SIZE)
+                if not data:
+                    raise trio.BrokenResourceError("closed during bind")
+                for event in session.receive_data(data, trio.current_time()):
+                    if isinstance(event, Bound):
+                        return True
+                    if isinstance(event, BindFailed):
+                        logger.error("smpp %s: bind refused: %s", self.name,
+                                     st.name(event.status), extra={"carrier": self.name})
+                        return False
+                    if isinstance(event, Closed):
+                        raise trio.BrokenResourceError(event.reason)
+
+    async def _goodbye(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+        """On shutdown: let the window drain, then unbind (§4.2); bounded and shielded."""
+        if not session.bound:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            try:
+                await stream.send_all(session.data_to_send())
+                if session.in_flight:
+                    await self._drain(session, stream, lambda: session.in_flight > 0)
+                session.unbind(now=trio.current_time())
+                await stream.send_all(session.data_to_send())
+                await self._drain(session, stream, lambda: session.state is State.UNBINDING)
+            except (*_NETWORK_ERRORS, LocalProtocolViolation):
+                pass
+
+    async def _drain(self, session: EsmeSession, stream: trio.SocketStream,
+                     condition: Callable[[], bool]) -> None:
+        while condition():
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            now = trio.current_time()
+            self._handle(session.receive_data(data, now), now, None)
+
+    # -- the three loops -------------------------------------------------------------------
+
+    async def _read_loop(self, session: EsmeSession, stream: trio.SocketStream,
+                         receipts: trio.abc.SendChannel[list[tuple[int, CarrierReceipt | None]]],
+                         ) -> None:
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            batch: list[tuple[int, CarrierReceipt | None]] = []
+            now = trio.current_time()
+            closed = self._handle(session.receive_data(data, now), now, batch)
+            self._bell.ring()
+            if batch:
+                await receipts.send(batch)
+            if closed:
+                return
+
+    async def _write_loop(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+        pending = self._pending
+        while True:
+            wake = session.next_deadline()
+            if pending:
+                wake = min(wake, pending[0].deadline)
+                if self._paused_until > trio.current_time():
+                    wake = min(wake, self._paused_until)
+            await self._bell.wait_until(wake)
+            now = trio.current_time()
+            if self._handle(session.tick(now), now, None):
+                return
+            self._expire_pending(now)
+            if now >= self._paused_until:
+                while pending and session.can_submit:
+                    item = pending.popleft()
+                    if not item.call.cancelled:
+                        session.submit_encoded(item.frame, now=now, token=item)
+            data = session.data_to_send()
+            if data:
+                await stream.send_all(data)
+
+    async def _receipt_loop(self, session: EsmeSession,
+                            recv: trio.abc.ReceiveChannel[list[tuple[int, CarrierReceipt | None]]],
+                            sink: ReceiptSink) -> None:
+        async with recv:
+            async for batch in recv:
+                while True:  # drain what is waiting: one sink call for all of it
+                    try:
+                        batch += recv.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                receipts = [r for _, r in batch if r is not None]
+                status = st.ESME_ROK
+                if receipts:
+                    try:
+                        await sink(receipts)
+                        self.stats.receipts += len(receipts)
+                    except Exception:  # not stored: refuse them so that the SMSC resends
+                        logger.exception("smpp %s: receipt sink failed", self.name,
+                                         extra={"carrier": self.name})
+                        status = st.ESME_RX_T_APPN
+                for seq, receipt in batch:
+                    session.acknowledge(seq, status if receipt is not None else st.ESME_ROK)
+                self._bell.ring()
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _handle(self, events: list[Event], now: float,
+                receipts: list[tuple[int, CarrierReceipt | None]] | None) -> bool:
+        """Apply session events; returns True when the session closed."""
+        closed = False
+        for event in events:
+            if type(event) is SubmitAnswered:
+                self._answered(event, now)
+            elif type(event) is DeliverReceived:
+                receipt = parse_receipt(event.pdu, connector=self.name, received_at=self.clock())
+                if receipt is None:
+                    self.stats.other_deliveries += 1  # MO messages are acknowledged, not kept
+                if receipts is not None:
+                    receipts.append((event.pdu.sequence, receipt))
+            elif type(event) is RequestTimedOut:
+                item: _Item = event.token
+                self.stats.in_doubt += 1
+                item.call.set(item.index, _result("no response", "timeout", transient=True,
+                                                  in_doubt=True))
+            elif type(event) is Closed:
+                closed = True
+        return closed
+
+    def _answered(self, event: SubmitAnswered, now: float) -> None:
+        item: _Item = event.token
+        status = event.status
+        if status == st.ESME_ROK and not event.malformed:
+            self.stats.accepted += 1
+            self._throttle = self.throttle_min
+            item.call.set(item.index, SubmitResult(carrier_id=event.message_id))
+        elif status in st.SLOW_DOWN and now < item.deadline and not item.call.cancelled:
+            # §5.1.3: slow down and send again; the part is not failed (until its deadline).
+            self.stats.throttled += 1
+            if now >= self._paused_until:
+                self._paused_until = now + self._throttle
+                self._throttle = min(self._throttle * 2, self.throttle_max)
+            self._pending.appendleft(item)
+        elif event.malformed:
+            self.stats.in_doubt += 1
+            item.call.set(item.index, _result("malformed response", "remote_protocol_violation",
+                                              transient=True, in_doubt=True))
+        else:
+            self.stats.rejected += 1
+            item.call.set(item.index, _result(st.name(status), st.code(status),
+                                              transient=st.is_transient(status,
+                                                                        self.extra_transient)))
+
+    def _expire_pending(self, now: float) -> None:
+        pending = self._pending
+        while pending and (pending[0].deadline <= now or pending[0].call.cancelled):
+            item = pending.popleft()
+            item.call.set(item.index, _result("deadline passed before sending", "timeout",
+                                              transient=True))
+
+    def _fail_pending(self, error: str, code: str) -> None:
+        while self._pending:
+            item = self._pending.popleft()
+            item.call.set(item.index, _result(error, code, transient=True))

@@ -1,0 +1,99 @@
+"""Delivery receipts carried by deliver_sm, parsed into ``CarrierReceipt`` (pure, no I/O).
+
+A receipt is a deliver_sm with esm_class bits 5-2 = 0001 (SMPP 3.4 §5.2.12). Its facts come
+from two places that SMSCs fill unevenly: the TLVs receipted_message_id (§5.3.2.12),
+message_state (§5.3.2.35) and network_error_code (§5.3.2.31), and the conventional text of
+appendix B, ``id:… sub:… dlvrd:… submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:… err:…
+text:…``. TLVs win when present. The carrier id is kept VERBATIM (hex, decimal, leading
+zeros and case as the SMSC wrote them): the receipt correlator normalises ids, not us.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from typing import Final
+
+from actors.messages import CarrierReceipt, ReceiptState
+from adapters.smpp import pdu as p
+
+STATE_BY_NUMBER: Final[dict[int, str]] = {  # message_state, §5.2.28
+    1: ReceiptState.ENROUTE,
+    2: ReceiptState.DELIVRD,
+    3: ReceiptState.EXPIRED,
+    4: ReceiptState.DELETED,
+    5: ReceiptState.UNDELIV,
+    6: ReceiptState.ACCEPTD,
+    7: ReceiptState.UNKNOWN,
+    8: ReceiptState.REJECTD,
+}
+_STATE_ALIASES: Final[dict[str, str]] = {
+    **{s.value: s.value for s in ReceiptState},
+    "DELIVERED": ReceiptState.DELIVRD,
+    "UNDELIVERABLE": ReceiptState.UNDELIV,
+    "UNDELIVERED": ReceiptState.UNDELIV,
+    "ACCEPTED": ReceiptState.ACCEPTD,
+    "REJECTED": ReceiptState.REJECTD,
+    "DELETE": ReceiptState.DELETED,
+    "ENROUTE": ReceiptState.ENROUTE,
+    "FAILED": ReceiptState.UNDELIV,
+}
+_FIELD: Final = re.compile(
+    r"(?i)\b(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)"
+)
+_TEXT: Final = re.compile(r"(?i)\btext\s*:")
+
+
+def receipt_state(value: str) -> str:
+    """A ``ReceiptState`` value for a ``stat:`` word, tolerating the long spellings."""
+    return _STATE_ALIASES.get(value.strip().upper(), ReceiptState.UNKNOWN)
+
+
+def parse_text(text: bytes) -> dict[str, str]:
+    """The ``key:value`` fields of a receipt text, keys lower-cased; ``text:`` is ignored."""
+    decoded = text.decode("latin-1")
+    cut = _TEXT.search(decoded)
+    if cut is not None:
+        decoded = decoded[: cut.start()]
+    return {m.group(1).lower(): m.group(2) for m in _FIELD.finditer(decoded)}
+
+
+def smpp_date(value: str) -> float:
+    """Unix time of ``YYMMDDhhmm[ss]`` read as UTC; 0.0 when it is not such a date."""
+    if not value.isdigit() or len(value) not in (10, 12):
+        return 0.0
+    try:
+        parts = [int(value[i : i + 2]) for i in range(0, len(value), 2)]
+        year, month, day, hour, minute = parts[:5]
+        second = parts[5] if len(parts) == 6 else 0
+        return float(calendar.timegm((2000 + year, month, day, hour, minute, second)))
+    except (ValueError, OverflowError):
+        return 0.0
+
+
+def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> CarrierReceipt | None:
+    """The receipt carried by ``pdu``, or None when it is not a receipt or names no id."""
+    if not pdu.is_receipt:
+        return None
+    fields = parse_text(pdu.short_message or pdu.message_payload or b"")
+    carrier_id = pdu.receipted_message_id or fields.get("id", "")
+    if not carrier_id:
+        return None
+    if pdu.message_state is not None:
+        state = STATE_BY_NUMBER.get(pdu.message_state, ReceiptState.UNKNOWN)
+    else:
+        state = receipt_state(fields.get("stat", ""))
+    if pdu.network_error_code is not None:
+        error = f"{int.from_bytes(pdu.network_error_code[1:], 'big'):03d}"
+    else:
+        error = fields.get("err", "")
+    if error.strip("0") == "":
+        error = ""
+    return CarrierReceipt(
+        connector=connector,
+        carrier_id=carrier_id,
+        state=str(state),
+        error_code=error,
+        received_at=received_at,
+        done_at=smpp_date(fields.get("done date", "")),
+    )

@@ -1,0 +1,119 @@
+"""Turning a ``SubmitPart`` into submit_sm bytes, per connector options (pure, no I/O).
+
+Concatenation: ``concat="udh"`` (default) sends ``part.udh + body`` in short_message with
+esm_class UDHI (0x40, SMPP 3.4 §5.2.12); ``concat="sar"`` removes the concatenation
+information element (IEI 0x00 or 0x08, 3GPP TS 23.040 §9.2.3.24.1/.8) from the UDH and sends
+sar_msg_ref_num / sar_total_segments / sar_segment_seqnum TLVs (§5.3.2.22-24) built from
+``concat_ref``/``parts``/``part``; any other IE (national language shift) stays in the UDH.
+GSM 7-bit bodies arrive one septet per octet; ``packed_gsm7=True`` packs them with the fill
+bits that align the first septet after the UDH (TS 23.038 §6.1.2.1.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from actors.messages import SubmitPart
+from adapters.errors import LocalProtocolViolation
+from adapters.smpp import pdu as p
+from codec import CodecError, pack_septets
+
+Concat = Literal["udh", "sar"]
+_CONCAT_IES: Final = frozenset({0x00, 0x08})
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOptions:
+    """Per-connector choices for building submit_sm."""
+
+    concat: Concat = "udh"
+    packed_gsm7: bool = False
+    registered_delivery: int = 1
+    service_type: str = ""
+    dest_ton: int = 1
+    dest_npi: int = 1
+
+
+def strip_concat(udh: bytes) -> bytes:
+    """``udh`` without its concatenation IE; b"" when nothing else is left.
+
+    Raises:
+        LocalProtocolViolation: the UDH's lengths do not add up.
+    """
+    if not udh:
+        return b""
+    if udh[0] != len(udh) - 1:
+        raise LocalProtocolViolation("UDH length octet disagrees with the UDH")
+    kept = bytearray()
+    pos = 1
+    while pos < len(udh):
+        if pos + 2 > len(udh) or pos + 2 + udh[pos + 1] > len(udh):
+            raise LocalProtocolViolation("UDH information element runs past the header")
+        end = pos + 2 + udh[pos + 1]
+        if udh[pos] not in _CONCAT_IES:
+            kept += udh[pos:end]
+        pos = end
+    return bytes((len(kept),)) + bytes(kept) if kept else b""
+
+
+def source_address(sender: str) -> tuple[int, int, str]:
+    """(ton, npi, address) for a sender id (§5.2.5-5.2.6).
+
+    Alphanumeric: TON 5 (alphanumeric), NPI 0. Digits longer than 8: TON 1 (international),
+    NPI 1 (E.164), without '+'. Short codes: TON 3 (network specific), NPI 0.
+    """
+    digits = sender[1:] if sender.startswith("+") else sender
+    if not digits.isdigit():
+        return 5, 0, sender
+    if len(digits) > 8:
+        return 1, 1, digits
+    return 3, 0, digits
+
+
+def build_submit(part: SubmitPart, options: SubmitOptions) -> p.SubmitSm:
+    """The submit_sm for ``part`` (sequence 0; the session assigns it).
+
+    Raises:
+        LocalProtocolViolation: the part cannot be expressed (bad UDH, bad septets).
+    """
+    udh = part.udh
+    sar: tuple[int, int, int] | None = None
+    if options.concat == "sar" and part.parts > 1:
+        udh = strip_concat(udh)
+        sar = (part.concat_ref & 0xFFFF, part.parts, part.part)
+    body = part.body
+    if options.packed_gsm7 and part.data_coding == 0:
+        fill = (7 - (len(udh) * 8) % 7) % 7
+        try:
+            body = pack_septets(body, fill)
+        except CodecError as exc:
+            raise LocalProtocolViolation(f"GSM 7-bit body does not pack: {exc}") from exc
+    message = udh + body
+    payload = None
+    if len(message) > p.MAX_SHORT_MESSAGE:  # §5.3.2.32: long content goes in message_payload
+        payload, message = message, b""
+    ton, npi, source = source_address(part.sender)
+    pdu = p.SubmitSm(
+        0,
+        source,
+        part.to[1:] if part.to.startswith("+") else part.to,
+        message,
+        options.service_type,
+        ton,
+        npi,
+        options.dest_ton,
+        options.dest_npi,
+        p.ESM_UDHI if udh else 0,
+        registered_delivery=options.registered_delivery,
+        data_coding=part.data_coding,
+        message_payload=payload,
+    )
+    if sar is not None:
+        pdu.sar_msg_ref_num, pdu.sar_total_segments, pdu.sar_segment_seqnum = sar
+    return pdu
+
+
+def encode_part(part: SubmitPart, options: SubmitOptions) -> bytes:
+    """``build_submit`` encoded (sequence 0, patched in by ``EsmeSession.submit_encoded``)."""
+    return p.encode(build_submit(part, options))
