@@ -219,6 +219,38 @@ class ConnectorThrottled:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    """A CarrierReceipt already in the store's durable receipt inbox under ``inbox_key``.
+
+    What the receipt sink hands the correlator: once correlated, the inbox entry is deleted
+    in the same transaction.
+    """
+
+    TAG: ClassVar[int] = 9
+    VERSION: ClassVar[int] = 1
+
+    inbox_key: bytes
+    connector: str
+    carrier_id: str
+    state: str
+    error_code: str
+    received_at: float
+    done_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Event for the scheduler pump: ``msg_id`` left the outbox (SENT, final or nothing to do),
+    so it no longer occupies the pump's in-flight window."""
+
+    TAG: ClassVar[int] = 10
+    VERSION: ClassVar[int] = 1
+
+    msg_id: MsgId
+    at: float = 0.0  # (a second field also keeps to_wire's attrgetter returning a tuple)
+
+
 Kind = (
     Message
     | SubmitPart
@@ -228,6 +260,8 @@ Kind = (
     | MessageFinished
     | StatusEvent
     | ConnectorThrottled
+    | StoredReceipt
+    | Released
 )
 KINDS: Final[tuple[type[Any], ...]] = (
     Message,
@@ -238,6 +272,8 @@ KINDS: Final[tuple[type[Any], ...]] = (
     MessageFinished,
     StatusEvent,
     ConnectorThrottled,
+    StoredReceipt,
+    Released,
 )
 
 # --------------------------------------------------------------------------------------------
