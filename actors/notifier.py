@@ -1,0 +1,290 @@
+"""The notifier actor: status callbacks upstream, from a durable outbox, retried, signed.
+
+Theory of operation. The inbox carries msgpack batches of ``StatusEvent`` that the receipt
+correlator has already persisted. For each batch the notifier first writes the events to the
+callback outbox (one store write, idempotent per (msg_id, seq)) and only then delivers them, so
+a crash loses nothing: on start-up whatever the outbox holds is simply due and gets sent.
+
+Delivery is a scheduling loop over the outbox in due order:
+
+* per message only the lowest pending ``seq`` is ever due (the outbox keeps later ones waiting
+  until it is delivered or dead-lettered), so a receiver never sees seq 2 before seq 1;
+* each due entry is grouped per callback URL (``batch_size`` events per request, 1 = one JSON
+  object per request) and sent when its endpoint's concurrency cap and circuit breaker allow
+  (``callbacks_policy.Endpoints``); entries of an endpoint whose breaker is open are postponed
+  to the end of its cooldown without spending a retry;
+* a request has a deadline (``policy.request_timeout``, applied here at the call site);
+* results are settled by one acker task that drains every finished request and records them in
+  one outbox write (delivered, retry at a jittered back-off time, or dead-lettered once the
+  retry window (24 h by default) is over or the failure is permanent).
+
+Delivery is at-least-once across a crash (a request that succeeded just before a kill is sent
+again); the ``webhook-id`` header is stable per (msg_id, seq) so receivers drop the repeat.
+When the inbox closes the notifier keeps delivering what is due for ``policy.drain_timeout``
+seconds and returns; the rest stays in the outbox for the next start.
+
+Must not import: gateway, adapters, lmdb, httpx.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from actors.callbacks_policy import BreakerState, Endpoints, RetryPolicy, endpoint_of
+from actors.messages import StatusEvent, decode_batch_of
+from actors.ports import (
+    CallbackEntry,
+    CallbackOutbox,
+    CallbackResult,
+    CallbackSender,
+    Settlement,
+)
+
+logger = logging.getLogger(__name__)
+
+EndpointFor = Callable[[StatusEvent], "tuple[str, bytes] | None"]
+"""Where a status goes: ``(url, secret)`` from the event's callback_url or its account's
+default, or None when the account wants no callbacks."""
+
+
+@dataclass(slots=True)
+class NotifierStats:
+    """Counters of one notifier (cheap snapshot for metrics and the benchmark)."""
+
+    enqueued: int = 0
+    delivered: int = 0
+    retried: int = 0
+    postponed: int = 0
+    dead: int = 0
+    dropped: int = 0
+    requests: int = 0
+    in_flight: int = 0
+
+
+def decide(
+    entry: CallbackEntry, result: CallbackResult, *, policy: RetryPolicy, now: float, rand: float
+) -> Settlement:
+    """What becomes of ``entry`` after a request that came to ``result``. Pure."""
+    if result.ok:
+        return Settlement(entry, "delivered")
+    error = result.error or f"http {result.status}"
+    if result.permanent:
+        return Settlement(entry, "dead", error=error)
+    at = policy.next_attempt_at(
+        attempt=entry.attempt + 1, first_attempt_at=entry.first_attempt_at, now=now, rand=rand
+    )
+    if at is None:
+        return Settlement(entry, "dead", error=f"retries exhausted: {error}")
+    if result.retry_after > 0:
+        at = max(at, now + min(result.retry_after, policy.max_delay))
+    return Settlement(entry, "retry", at=at, error=error)
+
+
+async def run(
+    inbox: trio.abc.ReceiveChannel[bytes],
+    *,
+    outbox: CallbackOutbox,
+    sender: CallbackSender,
+    policy: RetryPolicy,
+    endpoint_for: EndpointFor,
+    now: Callable[[], float] = time.time,
+    rand: Callable[[], float] = random.random,
+    stats: NotifierStats | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Enqueue status events durably and deliver them as callbacks until the inbox closes.
+
+    Args:
+        inbox: msgpack batches of StatusEvent (already persisted upstream). Owned and closed.
+        outbox: the durable callback outbox; resumed at start.
+        sender: makes the signed HTTP requests.
+        policy: retry, breaker, concurrency and batching settings.
+        endpoint_for: ``event -> (url, secret) | None``; asked at enqueue and at each send.
+        now: wall clock (Unix seconds); tests pass ``trio.current_time``.
+        rand: uniform [0, 1) source for retry jitter.
+        stats: counters to update, if the caller wants them.
+    """
+    delivery = _Delivery(outbox, sender, policy, endpoint_for, now, rand, stats or NotifierStats())
+    async with inbox, trio.open_nursery() as nursery:
+        await nursery.start(delivery.run)
+        task_status.started()
+        async for batch in inbox:
+            await delivery.enqueue(decode_batch_of(StatusEvent, batch))
+        await delivery.drain()
+        nursery.cancel_scope.cancel()
+
+
+class _Delivery:
+    """The scheduling loop, the request tasks and the acker of one notifier."""
+
+    def __init__(
+        self,
+        outbox: CallbackOutbox,
+        sender: CallbackSender,
+        policy: RetryPolicy,
+        endpoint_for: EndpointFor,
+        now: Callable[[], float],
+        rand: Callable[[], float],
+        stats: NotifierStats,
+    ) -> None:
+        self._outbox, self._sender, self._policy = outbox, sender, policy
+        self._endpoint_for, self._now, self._rand, self.stats = endpoint_for, now, rand, stats
+        self._endpoints = Endpoints(policy)
+        self._in_flight: set[bytes] = set()  # outbox keys sent or being settled
+        self._requests = 0
+        self._wake = trio.Event()
+        self._settled = trio.Event()
+        # Bounded by max_in_flight: each request task sends exactly one item.
+        self._results_in, self._results_out = trio.open_memory_channel[
+            "tuple[list[bytes], list[Settlement]]"
+        ](policy.max_in_flight)
+
+    async def enqueue(self, events: list[StatusEvent]) -> None:
+        wanted = [e for e in events if self._endpoint_for(e) is not None]
+        self.stats.dropped += len(events) - len(wanted)
+        if wanted:
+            self.stats.enqueued += await self._outbox.enqueue(wanted, now=self._now())
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Deliver what is due for up to ``drain_timeout``; pending retries stay in the outbox."""
+        with trio.move_on_after(self._policy.drain_timeout):
+            while self._in_flight or self._outbox.due(self._now(), limit=1, skip=self._in_flight):
+                with trio.move_on_after(0.05):
+                    await self._settled.wait()
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._acker)
+            task_status.started()
+            while True:
+                self._wake = trio.Event()
+                wait = await self._schedule(nursery)
+                with trio.move_on_after(wait):
+                    await self._wake.wait()
+
+    async def _schedule(self, nursery: trio.Nursery) -> float:
+        """One pass over what is due: start requests, settle what needs no request.
+
+        Returns how long to sleep unless woken (by an enqueue or a finished request).
+        """
+        t = self._now()
+        free = self._policy.max_in_flight - self._requests
+        if free <= 0:
+            return math.inf
+        # Read no more than the free request slots can take: a pass per finished request must
+        # stay cheap (entries of a capped endpoint count too, hence the scan_limit floor).
+        limit = min(self._policy.scan_limit, max(free * self._policy.batch_size, 64))
+        entries = self._outbox.due(t, limit=limit, skip=self._in_flight)
+        groups, settlements = self._group(entries, t)
+        blocked = False
+        for (url, secret), group in groups.items():
+            blocked |= self._start(nursery, url, secret, group, settlements, t)
+        if settlements:
+            await self._record(settlements, t)
+        if blocked:
+            return math.inf
+        if len(entries) >= limit:
+            return 0.0
+        upcoming = self._outbox.next_due_after(t)
+        return math.inf if upcoming is None else max(0.0, upcoming - self._now())
+
+    def _group(
+        self, entries: list[CallbackEntry], t: float
+    ) -> tuple[dict[tuple[str, bytes], list[CallbackEntry]], list[Settlement]]:
+        groups: dict[tuple[str, bytes], list[CallbackEntry]] = {}
+        settlements: list[Settlement] = []
+        for entry in entries:
+            target = self._endpoint_for(entry.event)
+            if target is None:
+                settlements.append(Settlement(entry, "dropped"))
+            elif entry.attempt and self._policy.expired(first_attempt_at=entry.first_attempt_at, now=t):
+                settlements.append(Settlement(entry, "dead", error="retry window over"))
+            else:
+                groups.setdefault(target, []).append(entry)
+        return groups, settlements
+
+    def _start(
+        self,
+        nursery: trio.Nursery,
+        url: str,
+        secret: bytes,
+        group: list[CallbackEntry],
+        settlements: list[Settlement],
+        t: float,
+    ) -> bool:
+        """Start requests for ``group``; returns True when a cap left some of it waiting."""
+        endpoint, size = endpoint_of(url), self._policy.batch_size
+        for i in range(0, len(group), size):
+            chunk = group[i : i + size]
+            if self._requests >= self._policy.max_in_flight:
+                return True
+            if not self._endpoints.acquire(endpoint, t):
+                breaker = self._endpoints.get(endpoint).breaker
+                if breaker.state is not BreakerState.OPEN:
+                    return True  # cap reached or half-open probe running: a result will wake us
+                at = breaker.retry_at(t) + self._rand() * self._policy.jitter
+                settlements += [Settlement(e, "postpone", at=at) for e in group[i:]]
+                return False
+            self._requests += 1
+            self._in_flight.update(e.key for e in chunk)
+            nursery.start_soon(self._send, url, secret, endpoint, chunk)
+        return False
+
+    async def _send(self, url: str, secret: bytes, endpoint: str, chunk: list[CallbackEntry]) -> None:
+        self.stats.requests += 1
+        self.stats.in_flight += 1
+        with trio.move_on_after(self._policy.request_timeout) as scope:
+            result = await self._sender.send(url, secret, [e.event for e in chunk])
+        if scope.cancelled_caught:
+            result = CallbackResult(ok=False, error="timeout")
+        t = self._now()
+        self._endpoints.release(endpoint, ok=result.ok or result.permanent, now=t)
+        self._requests -= 1
+        self.stats.in_flight -= 1
+        if not result.ok:
+            logger.warning("callback to %s failed: %s", endpoint, result.error or result.status)
+        decided = [
+            decide(e, result, policy=self._policy, now=t, rand=self._rand()) for e in chunk
+        ]
+        await self._results_in.send(([e.key for e in chunk], decided))
+
+    async def _acker(self) -> None:
+        """Settle finished requests: everything waiting goes into one outbox write."""
+        async with self._results_out:
+            async for keys, settlements in self._results_out:
+                while True:
+                    try:
+                        more_keys, more = self._results_out.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    keys.extend(more_keys)
+                    settlements.extend(more)
+                await self._record(settlements, self._now())
+                self._in_flight.difference_update(keys)
+                self._settled.set()
+                self._settled = trio.Event()
+                self._wake.set()
+
+    async def _record(self, settlements: Sequence[Settlement], t: float) -> None:
+        await self._outbox.settle(settlements, now=t)
+        for s in settlements:
+            match s.outcome:
+                case "delivered":
+                    self.stats.delivered += 1
+                case "retry":
+                    self.stats.retried += 1
+                case "postpone":
+                    self.stats.postponed += 1
+                case "dead":
+                    self.stats.dead += 1
+                    logger.warning("callback dead-lettered: %s", s.error, extra={"msg_id": s.entry.event.msg_id})
+                case "dropped":
+                    self.stats.dropped += 1

@@ -1,0 +1,249 @@
+"""Benchmark: status callbacks delivered per second to a local receiver in another process.
+
+    python -m bench.callbacks [--events 20000] [--batch 1,100] [--per-endpoint 32]
+
+For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
+StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
+them to a receiver running in a separate process (``python -m bench.callbacks --serve``), and
+the clock stops when the receiver has acknowledged every event. Batch size 1 is one request per
+callback (a JSON object); larger sizes send JSON arrays (the batched mode). The last line is
+one JSON object with ``callbacks_per_s`` (the best mode), per-mode figures, and the receiver's
+duplicate count (must be 0).
+
+The module also holds :class:`Receiver` / :func:`serve_receiver`, a small trio HTTP/1.1 server
+(keep-alive, Content-Length bodies) that tests use as a scriptable callback receiver: it can
+answer errors, stall, and records every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
+
+import trio
+
+RESPONSE_OK: Final = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+
+
+@dataclass(slots=True)
+class Request:
+    """One request as the receiver saw it (header names lower-cased)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Receiver:
+    """What the receiver answers and what it has seen.
+
+    ``respond(request_number)`` returns a status code (0 = stall until cancelled); by default
+    every request gets 200. ``record=False`` keeps only counters (benchmark).
+    """
+
+    respond: Callable[[int], int] = lambda n: 200
+    record: bool = True
+    requests: list[Request] = field(default_factory=list)
+    count: int = 0
+    events: int = 0
+    ok_events: int = 0
+    ids: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    def _note(self, request: Request, status: int) -> None:
+        self.count += 1
+        body = request.body.lstrip()
+        n = body.count(b'"message_id"') if body[:1] == b"[" else 1
+        self.events += n
+        if status == 200:
+            self.ok_events += n
+            wid = request.headers.get("webhook-id", "")
+            if wid in self.ids:
+                self.duplicates += 1
+            self.ids.add(wid)
+        if self.record:
+            self.requests.append(request)
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+async def _read_request(stream: trio.SocketStream, buffer: bytearray) -> Request | None:
+    while b"\r\n\r\n" not in buffer:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buffer += data
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _version = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = bytearray(rest)
+    while len(body) < length:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        body += data
+    buffer[:] = body[length:]
+    return Request(method, path, headers, bytes(body[:length]))
+
+
+async def _handle(receiver: Receiver, stream: trio.SocketStream) -> None:
+    buffer = bytearray()
+    async with stream:
+        try:
+            while (request := await _read_request(stream, buffer)) is not None:
+                status = receiver.respond(receiver.count)
+                if status == 0:
+                    receiver.count += 1
+                    await trio.sleep_forever()
+                receiver._note(request, status)
+                if status == 200:
+                    await stream.send_all(RESPONSE_OK)
+                else:
+                    await stream.send_all(
+                        b"HTTP/1.1 %d Error\r\ncontent-length: 0\r\n\r\n" % status
+                    )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            return
+
+
+async def serve_receiver(
+    receiver: Receiver,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``receiver`` until cancelled; reports the bound port as started value."""
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
+    bound = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        task_status.started(bound)
+        await trio.serve_listeners(partial(_handle, receiver), listeners, handler_nursery=nursery)
+
+
+# ------------------------------------------------------------------------------- benchmark
+
+
+async def _serve_forever_reporting(port_file: str) -> None:
+    """Receiver process: serve on a free port, write it, print totals on stdin EOF."""
+    receiver = Receiver(record=False)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_receiver, receiver)
+        with open(port_file, "w") as f:
+            f.write(str(port))
+        stdin = trio.lowlevel.FdStream(os.dup(0))
+        while True:
+            line = await stdin.receive_some(100)
+            if not line:
+                break
+            print(json.dumps({"events": receiver.ok_events, "duplicates": receiver.duplicates}),
+                  flush=True)
+        nursery.cancel_scope.cancel()
+
+
+def _events(n: int, url: str) -> list[object]:
+    from actors.messages import MsgId, StatusEvent
+
+    return [
+        StatusEvent(MsgId(f"m{i:08d}"), "bench", "SMS_DELIVERED", 1, time.time(),
+                    carrier_id=f"c{i}", campaign="bench", parts=1, client_ref=f"r{i}",
+                    callback_url=url)
+        for i in range(n)
+    ]
+
+
+async def _run_mode(n: int, batch: int, per_endpoint: int, port: int, ask: Callable[[], dict[str, int]]) -> float:
+    from actors import messages, notifier
+    from actors.callbacks_policy import RetryPolicy
+    from gateway.callback_outbox import CallbackOutbox
+    from gateway.callbacks import open_callback_sender
+    from gateway.store import open_store
+
+    url = f"http://127.0.0.1:{port}/hook"
+    policy = RetryPolicy(batch_size=batch, per_endpoint=per_endpoint, max_in_flight=per_endpoint)
+    stats = notifier.NotifierStats()
+    events = _events(n, url)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_store(tmp, sync=True) as store, open_callback_sender(allow_loopback=True) as sender:
+            outbox = CallbackOutbox(store)
+            send, recv = trio.open_memory_channel[bytes](8)
+            start = time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(partial(
+                    notifier.run, recv, outbox=outbox, sender=sender, policy=policy,
+                    endpoint_for=lambda e: (e.callback_url, b"bench-secret"), stats=stats))
+                async with send:
+                    for i in range(0, n, 500):
+                        await send.send(messages.encode_batch(events[i : i + 500]))
+                    while stats.delivered < n:
+                        await trio.sleep(0.01)
+                elapsed = time.perf_counter() - start
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", metavar="PORT_FILE", help="run only the receiver (internal)")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", default="1,100", help="comma-separated batch sizes")
+    parser.add_argument("--per-endpoint", type=int, default=32)
+    args = parser.parse_args()
+    if args.serve:
+        trio.run(_serve_forever_reporting, args.serve)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = os.path.join(tmp, "port")
+        proc = subprocess.Popen([sys.executable, "-m", "bench.callbacks", "--serve", port_file],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            while not os.path.exists(port_file) or not open(port_file).read():
+                time.sleep(0.05)
+            port = int(open(port_file).read())
+
+            def ask() -> dict[str, int]:
+                assert proc.stdin and proc.stdout
+                proc.stdin.write("?\n")
+                proc.stdin.flush()
+                return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
+
+            figures: dict[str, float] = {}
+            for batch in (int(b) for b in args.batch.split(",")):
+                before = ask()["events"]
+                rate = trio.run(_run_mode, args.events, batch, args.per_endpoint, port, ask)
+                got = ask()
+                assert got["events"] - before >= args.events, (got, before)
+                figures[f"batch_{batch}"] = round(rate)
+                print(f"batch size {batch:>4}: {args.events} callbacks in "
+                      f"{args.events / rate:.2f} s = {rate:,.0f} callbacks/s", flush=True)
+            final = ask()
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=10)
+    print(json.dumps({
+        "callbacks_per_s": max(figures.values()),
+        **{f"callbacks_per_s_{k}": v for k, v in figures.items()},
+        "events": args.events,
+        "receiver_duplicates": final["duplicates"],
+    }))
+
+
+if __name__ == "__main__":
+    main()

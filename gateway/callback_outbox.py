@@ -1,0 +1,301 @@
+"""The durable callback outbox and dead-letter list, in LMDB through ``gateway.store``.
+
+Satisfies ``actors.ports.CallbackOutbox`` structurally. Layout (names registered in
+``gateway.store.STORE_DATABASES`` on import; ``ek`` = msg_id 0x00 seq u32 BE):
+
+    cb_pending  ek -> msgpack [due_ms | -1, attempt, first_at, last_error, StatusEvent wire]
+                every callback not yet delivered/dead; due_ms -1 = waiting behind a lower seq
+    cb_due      due_ms u64 BE || ek -> b""      the schedule, in due order (only scheduled ones)
+    cb_done     msg_id -> seq u32 BE            highest seq settled per message (idempotency)
+    cb_dead     account 0x00 ek -> msgpack [dead_at, attempts, error, StatusEvent wire]
+
+Rules that make delivery exactly-once and ordered per message:
+
+* enqueue is idempotent per (msg_id, seq): an ek already pending, or a seq at or below the
+  message's settled seq, is ignored; a seq below one already pending is ignored too (it would
+  arrive after a later status: a final status never regresses);
+* per message only the lowest pending seq is scheduled; the next one is released (scheduled
+  "now") in the same transaction that settles the previous one as delivered, dead or dropped.
+
+Dead letters are listed and replayed per account (:func:`list_dead_letters`,
+:func:`replay_dead_letters`; the HTTP route POST /v1/callbacks/dead-letters/replay calls the
+latter). A dead letter's id is ``"<msg_id>:<seq>"``.
+
+``cb_done`` keeps one small entry per message that had a callback; :func:`prune_done` removes
+those of messages older than a cut-off id (ids are time-ordered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Container, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import lmdb
+import msgpack
+
+from actors.messages import StatusEvent, from_wire, to_wire
+from actors.ports import CallbackEntry, Settlement
+from gateway.store import STORE_DATABASES, Store, ms, u64
+
+PENDING: Final = b"cb_pending"
+DUE: Final = b"cb_due"
+DONE: Final = b"cb_done"
+DEAD: Final = b"cb_dead"
+CALLBACK_DATABASES: Final = (PENDING, DUE, DONE, DEAD)
+for _name in CALLBACK_DATABASES:
+    if _name not in STORE_DATABASES:
+        STORE_DATABASES.append(_name)
+
+WAITING: Final = -1
+
+
+def event_key(msg_id: str, seq: int) -> bytes:
+    """``msg_id 0x00 seq u32 BE``: sorts a message's events by seq."""
+    return msg_id.encode() + b"\x00" + seq.to_bytes(4, "big")
+
+
+def _split_ek(ek: bytes) -> tuple[str, int]:
+    return ek[:-5].decode(), int.from_bytes(ek[-4:], "big")
+
+
+def _pack(*fields: Any) -> bytes:
+    return msgpack.packb(list(fields), use_bin_type=True)
+
+
+def _event(wire: list[Any]) -> StatusEvent:
+    event = from_wire(wire)
+    assert isinstance(event, StatusEvent)
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A callback that was given up on. ``id`` is ``"<msg_id>:<seq>"``."""
+
+    id: str
+    event: StatusEvent
+    dead_at: float
+    attempts: int
+    error: str
+
+
+class CallbackOutbox:
+    """The callback outbox of one store. All writes are single ``store.write`` ops."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._pending, self._due = store.db(PENDING), store.db(DUE)
+        self._done, self._dead = store.db(DONE), store.db(DEAD)
+
+    # ------------------------------------------------------------------------- writes
+
+    async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
+        """Store ``events`` (one write); returns how many were new. See the module rules."""
+        ordered = sorted(events, key=lambda e: (e.msg_id, e.seq))
+        return await self._store.write(lambda txn: self._enqueue(txn, ordered, now))
+
+    def _enqueue(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], now: float) -> int:
+        new = 0
+        for event in events:
+            done = txn.get(event.msg_id.encode(), db=self._done)
+            if done is not None and event.seq <= int.from_bytes(done, "big"):
+                continue
+            pending = self._pending_seqs(txn, event.msg_id)
+            if pending and event.seq <= pending[-1]:
+                continue  # a duplicate, or older than a status already queued
+            self._put(txn, event, schedule=not pending, now=now)
+            new += 1
+        return new
+
+    async def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
+        """Record the notifier's decisions (one write)."""
+        if settlements:
+            await self._store.write(lambda txn: self._settle(txn, settlements, now))
+
+    def _settle(self, txn: lmdb.Transaction, settlements: Sequence[Settlement], now: float) -> None:
+        for s in settlements:
+            key = s.entry.key
+            ek = key[8:]
+            raw = txn.get(ek, db=self._pending)
+            if raw is None or msgpack.unpackb(raw)[0] != int.from_bytes(key[:8], "big"):
+                continue  # settled already (a stale decision): nothing to do
+            txn.delete(key, db=self._due)
+            if s.outcome in ("retry", "postpone"):
+                attempt = s.entry.attempt + (s.outcome == "retry")
+                due_ms = ms(s.at)
+                txn.put(u64(due_ms) + ek, b"", db=self._due)
+                row = msgpack.unpackb(raw)
+                txn.put(ek, _pack(due_ms, attempt, row[2], s.error or row[3], row[4]), db=self._pending)
+                continue
+            txn.delete(ek, db=self._pending)
+            event = s.entry.event
+            self._mark_done(txn, event)
+            if s.outcome == "dead":
+                dead = _pack(now, s.entry.attempt + 1, s.error, to_wire(event))
+                txn.put(event.account.encode() + b"\x00" + ek, dead, db=self._dead)
+            self._release_next(txn, event.msg_id, now)
+
+    def _put(self, txn: lmdb.Transaction, event: StatusEvent, *, schedule: bool, now: float) -> None:
+        ek = event_key(event.msg_id, event.seq)
+        due_ms = ms(now) if schedule else WAITING
+        txn.put(ek, _pack(due_ms, 0, now, "", to_wire(event)), db=self._pending)
+        if schedule:
+            txn.put(u64(due_ms) + ek, b"", db=self._due)
+
+    def _mark_done(self, txn: lmdb.Transaction, event: StatusEvent) -> None:
+        key = event.msg_id.encode()
+        done = txn.get(key, db=self._done)
+        if done is None or int.from_bytes(done, "big") < event.seq:
+            txn.put(key, event.seq.to_bytes(4, "big"), db=self._done)
+
+    def _release_next(self, txn: lmdb.Transaction, msg_id: str, now: float) -> None:
+        """Schedule the message's lowest waiting event, unless one is scheduled already."""
+        prefix = msg_id.encode() + b"\x00"
+        cursor = txn.cursor(db=self._pending)
+        if not cursor.set_range(prefix) or not cursor.key().startswith(prefix):
+            return
+        row = msgpack.unpackb(cursor.value())
+        if row[0] != WAITING:
+            return
+        ek, due_ms = cursor.key(), ms(now)
+        txn.put(ek, _pack(due_ms, 0, now, "", row[4]), db=self._pending)
+        txn.put(u64(due_ms) + ek, b"", db=self._due)
+
+    def _pending_seqs(self, txn: lmdb.Transaction, msg_id: str) -> list[int]:
+        prefix = msg_id.encode() + b"\x00"
+        cursor = txn.cursor(db=self._pending)
+        seqs: list[int] = []
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                seqs.append(int.from_bytes(key[-4:], "big"))
+        return seqs
+
+    # -------------------------------------------------------------------------- reads
+
+    def due(self, now: float, *, limit: int, skip: Container[bytes] = ()) -> list[CallbackEntry]:
+        """Up to ``limit`` scheduled entries due at ``now``, in due order, minus ``skip``."""
+        end = u64(ms(now) + 1)
+        out: list[CallbackEntry] = []
+        with self._store.read() as txn:
+            cursor = txn.cursor(db=self._due)
+            if not cursor.first():
+                return out
+            for key in cursor.iternext(values=False):
+                if key >= end or len(out) >= limit:
+                    break
+                if key in skip:
+                    continue
+                raw = txn.get(key[8:], db=self._pending)
+                if raw is None:
+                    continue
+                due_ms, attempt, first_at, _error, wire = msgpack.unpackb(raw)
+                out.append(CallbackEntry(key, _event(wire), attempt, first_at, due_ms / 1000))
+        return out
+
+    def next_due_after(self, now: float) -> float | None:
+        """Due time of the first scheduled entry after ``now``."""
+        with self._store.read() as txn:
+            cursor = txn.cursor(db=self._due)
+            if not cursor.set_range(u64(ms(now) + 1)):
+                return None
+            return int.from_bytes(cursor.key()[:8], "big") / 1000
+
+    def pending_count(self) -> int:
+        """Callbacks not yet delivered or dead (scheduled and waiting)."""
+        return self._store.entries(PENDING)
+
+
+# ------------------------------------------------------------------------ dead letters
+
+
+def _dead_rows(txn: lmdb.Transaction, db: Any, account: str) -> Iterator[tuple[bytes, bytes]]:
+    prefix = account.encode() + b"\x00"
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for key, value in cursor.iternext():
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+
+def _dead_id(key: bytes) -> str:
+    msg_id, seq = _split_ek(key.split(b"\x00", 1)[1])
+    return f"{msg_id}:{seq}"
+
+
+def list_dead_letters(
+    store: Store, account: str, *, after: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters of ``account`` in message-id (= time) order, after the id ``after``."""
+    out: list[DeadLetter] = []
+    with store.read() as txn:
+        for key, value in _dead_rows(txn, store.db(DEAD), account):
+            dead_id = _dead_id(key)
+            if after is not None and _id_order(dead_id) <= _id_order(after):
+                continue
+            dead_at, attempts, error, wire = msgpack.unpackb(value)
+            out.append(DeadLetter(dead_id, _event(wire), dead_at, attempts, error))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _id_order(dead_id: str) -> tuple[str, int]:
+    msg_id, _, seq = dead_id.rpartition(":")
+    return msg_id, int(seq) if seq.isdigit() else 0
+
+
+async def replay_dead_letters(
+    store: Store,
+    account: str,
+    ids: Collection[str] | Literal["all"],
+    *,
+    now: float,
+) -> int:
+    """Put dead letters of ``account`` back into the outbox (one write); returns how many.
+
+    A replayed callback starts a fresh retry window. If a later status of the same message is
+    still pending, the replayed one waits for it (replay is an explicit operator action, so an
+    older status may then arrive after a newer one; receivers order by ``sequence``).
+    Unknown ids are ignored. The running notifier picks replayed entries up on its next pass.
+    """
+    outbox = CallbackOutbox(store)
+    wanted = None if ids == "all" else set(ids)
+
+    def op(txn: lmdb.Transaction) -> int:
+        rows = [
+            (key, value)
+            for key, value in _dead_rows(txn, store.db(DEAD), account)
+            if wanted is None or _dead_id(key) in wanted
+        ]
+        for key, value in rows:
+            txn.delete(key, db=store.db(DEAD))
+            event = _event(msgpack.unpackb(value)[3])
+            if txn.get(event_key(event.msg_id, event.seq), db=store.db(PENDING)) is None:
+                pending = outbox._pending_seqs(txn, event.msg_id)
+                outbox._put(txn, event, schedule=not pending, now=now)
+        return len(rows)
+
+    return await store.write(op)
+
+
+async def prune_done(store: Store, *, before_msg_id: str) -> int:
+    """Forget the settled-seq marks of messages with ids below ``before_msg_id`` (one write).
+
+    After pruning, a late duplicate of such a message's status would be delivered again; prune
+    only past the horizon in which the correlator can replay (e.g. older than 7 days).
+    """
+
+    def op(txn: lmdb.Transaction) -> int:
+        cursor = txn.cursor(db=store.db(DONE))
+        removed = 0
+        limit = before_msg_id.encode()
+        while cursor.first() and cursor.key() < limit:
+            cursor.delete()
+            removed += 1
+        return removed
+
+    return await store.write(op)
