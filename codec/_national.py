@@ -60,7 +60,9 @@ def choose(text: str, languages: tuple[str, ...], ref_bits: int) -> Choice | Non
     best: tuple[tuple[int, int, int], Choice] | None = None
     concat_octets = 5 if ref_bits == 8 else 6
     for lock, single, alphabet in _COMBINATIONS:
-        if (lock or single) not in languages or (single or lock) not in languages:
+        if (lock is not None and lock not in languages) or (
+            single is not None and single not in languages
+        ):
             continue
         if alphabet.non_gsm.search(text):
             continue

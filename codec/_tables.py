@@ -91,7 +91,51 @@ TRANSLITERATION: Final[dict[str, str]] = {
 NATIONAL_LANGUAGE_IDS: Final[dict[str, int]] = {"tr": 1, "es": 2, "pt": 3}
 
 # Annex A.3: national language locking shift tables (128 characters, as DEFAULT_ALPHABET).
-NATIONAL_LOCKING: Final[dict[str, str]] = {}
+NATIONAL_LOCKING: Final[dict[str, str]] = {
+    # A.3.1 Turkish (identifier 1)
+    "tr": (
+        "@£$¥€éùıòÇ\nĞğ\rÅå"  # 0x00
+        "Δ_ΦΓΛΩΠΨΣΘΞ\x1bŞşßÉ"  # 0x10
+        " !\"#¤%&'()*+,-./"  # 0x20
+        "0123456789:;<=>?"  # 0x30
+        "İABCDEFGHIJKLMNO"  # 0x40
+        "PQRSTUVWXYZÄÖÑÜ§"  # 0x50
+        "çabcdefghijklmno"  # 0x60
+        "pqrstuvwxyzäöñüà"  # 0x70
+    ),
+    # A.3.3 Portuguese (identifier 3); A.3.2 (Spanish) is void
+    "pt": (
+        "@£$¥êéúíóç\nÔô\rÁá"  # 0x00
+        "Δ_ªÇÀ∞^\\€Ó|\x1bÂâÊÉ"  # 0x10
+        " !\"#º%&'()*+,-./"  # 0x20
+        "0123456789:;<=>?"  # 0x30
+        "ÍABCDEFGHIJKLMNO"  # 0x40
+        "PQRSTUVWXYZÃÕÚÜ§"  # 0x50
+        "~abcdefghijklmno"  # 0x60
+        "pqrstuvwxyzãõ`üà"  # 0x70
+    ),
+}
 
 # Annex A.2: national language single shift tables (septet -> character, as DEFAULT_EXTENSION).
-NATIONAL_SINGLE: Final[dict[str, dict[int, str]]] = {}
+NATIONAL_SINGLE: Final[dict[str, dict[int, str]]] = {
+    # A.2.1 Turkish
+    "tr": {
+        0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~", 0x3E: "]",
+        0x40: "|", 0x47: "Ğ", 0x49: "İ", 0x53: "Ş", 0x63: "ç", 0x65: "€", 0x67: "ğ", 0x69: "ı",
+        0x73: "ş",
+    },
+    # A.2.2 Spanish
+    "es": {
+        0x09: "ç", 0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
+        0x3E: "]", 0x40: "|", 0x41: "Á", 0x49: "Í", 0x4F: "Ó", 0x55: "Ú", 0x61: "á", 0x65: "€",
+        0x69: "í", 0x6F: "ó", 0x75: "ú",
+    },
+    # A.2.3 Portuguese
+    "pt": {
+        0x05: "ê", 0x09: "ç", 0x0A: "\f", 0x0B: "Ô", 0x0C: "ô", 0x0E: "Á", 0x0F: "á", 0x12: "Φ",
+        0x13: "Γ", 0x14: "^", 0x15: "Ω", 0x16: "Π", 0x17: "Ψ", 0x18: "Σ", 0x19: "Θ", 0x1F: "Ê",
+        0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~", 0x3E: "]", 0x40: "|", 0x41: "À",
+        0x49: "Í", 0x4F: "Ó", 0x55: "Ú", 0x5B: "Ã", 0x5C: "Õ", 0x61: "Â", 0x65: "€", 0x69: "í",
+        0x6F: "ó", 0x75: "ú", 0x7B: "ã", 0x7C: "õ", 0x7F: "â",
+    },
+}
