@@ -1,0 +1,40 @@
+"""Assemble the v1 application from a gateway, its store and the configuration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from actors.ingress import MsgIdFactory
+from gateway.accounts import AccountBook
+from gateway.api.messages import MessageRoutes
+from gateway.api.routes import Api, ReceiptParser, ReceiptSink
+from gateway.config import ApiConfig
+from gateway.idempotency import IdempotencyBook
+from gateway.ssrf import check_callback_url
+from gateway.validation import NumberNormaliser
+
+
+def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: bool = False,
+               allow_private_callbacks: bool = False,
+               check_callback: Callable[[str], str] | None = None,
+               receipt_parsers: Mapping[str, ReceiptParser] | None = None,
+               receipt_tokens: Mapping[str, str] | None = None,
+               receipt_sink: ReceiptSink | None = None,
+               now: Callable[[], float] = time.time) -> Api:
+    """The API over ``gateway`` (which has ``accept``, ``ready`` and ``store``)."""
+    store = gateway.store
+    book = IdempotencyBook(store, ttl_seconds=config.idempotency_ttl_hours * 3600, now=now)
+    if check_callback is None:
+        check_callback = partial(check_callback_url, allow_loopback=allow_loopback_callbacks,
+                                 allow_private=allow_private_callbacks)
+    routes = MessageRoutes(
+        gateway, book, NumberNormaliser(config.phone_cache_size), new_id=MsgIdFactory(now),
+        check_callback=check_callback, max_batch=config.max_batch, page_size=config.page_size,
+        max_page_size=config.max_page_size, max_scan=config.max_scan, now=now)
+    api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,
+              receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
+    api.idempotency = book
+    return api

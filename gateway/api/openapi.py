@@ -1,0 +1,164 @@
+"""The OpenAPI 3.1 document of API v1, built from the route table the server routes by.
+
+Paths and methods come from ``gateway.api.routes.ROUTES`` (so they cannot drift from the
+server; a test also checks it); request and answer schemas are written out here and mirror
+gateway.api.submit (field names, limits) — the tests post every example below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from gateway.api.submit import MAX_CAMPAIGN, MAX_CLIENT_REF
+from gateway.config import POLICIES
+
+_TIME: Final = {"oneOf": [{"type": "string", "format": "date-time"},
+                          {"type": "number", "minimum": 0, "maximum": 4102444800}]}
+_PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
+
+MESSAGE: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "to": {"type": "string", "maxLength": 32,
+               "description": "Recipient, E.164 (+CC…) or national with a default country prefix"},
+        "from": {"type": "string", "description": "Sender id: up to 15 digits, or up to 11 "
+                                                  "characters with at least one letter"},
+        "text": {"type": "string", "minLength": 1,
+                 "description": "Text; {name} placeholders are filled from fields"},
+        "fields": {"type": "object", "maxProperties": 64,
+                   "additionalProperties": {"type": ["string", "number"]},
+                   "description": "Template values; mobile_phone, mobilephone or phone give the "
+                                  "recipient when to is absent"},
+        "campaign": {"type": "string", "maxLength": MAX_CAMPAIGN},
+        "client_ref": {"type": "string", "maxLength": MAX_CLIENT_REF},
+        "send_at": _TIME,
+        "not_after": _TIME,
+        "encoding": {"type": "string", "enum": list(POLICIES)},
+        "max_parts": {"type": "integer", "minimum": 1, "maximum": 255},
+        "callback_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        "default_country_prefix": {"type": "string", "pattern": "^\\+?[0-9]{1,3}$"},
+    },
+    "required": ["from", "text"],
+}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Message": MESSAGE,
+    "Batch": {"type": "object", "required": ["messages"],
+              "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                          "items": {"$ref": "#/components/schemas/Message"}}},
+              "description": "Other Message fields beside messages are defaults for every item"},
+    "Accepted": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "id": {"type": "string"}, "status": {"const": "ACCEPTED"},
+        "to": {"type": "string"}, "encoding": {"enum": ["gsm7", "ucs2", "gsm7-national"]},
+        "parts": {"type": "integer"}, "client_ref": {"type": "string"},
+        "replacements": {"type": "array", "items": {"type": "array", "minItems": 2,
+                                                    "maxItems": 2, "items": {"type": "string"}}}}},
+    "BatchAccepted": {"type": "object", "properties": {
+        "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
+        "messages": {"type": "array", "items": {"oneOf": [
+            {"$ref": "#/components/schemas/Accepted"},
+            {"type": "object", "properties": {"index": {"type": "integer"},
+                                              "status": {"const": 422},
+                                              "errors": {"type": "array", "items": {
+                                                  "$ref": "#/components/schemas/FieldError"}}}}]}}}},
+    "Preview": {"type": "object", "properties": {
+        "encoding": {"type": "string"}, "parts": {"type": "integer"}, "units": {"type": "integer"},
+        "replacements": {"type": "array"}, "text": {"type": "string"}}},
+    "MessageView": {"type": "object", "properties": {
+        "id": {"type": "string"}, "to": {"type": "string"}, "from": {"type": "string"},
+        "text": {"type": "string"}, "state": {"type": "string"}, "parts": {"type": "integer"},
+        "part_status": {"type": "array"}, "events": {"type": "array"}}},
+    "Page": {"type": "object", "properties": {
+        "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageView"}},
+        "next_cursor": {"type": ["string", "null"]}}},
+    "FieldError": {"type": "object", "properties": {"field": {"type": "string"},
+                                                    "reason": {"type": "string"}}},
+    "Problem": {"type": "object", "description": "RFC 9457 problem details", "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}}},
+}
+
+_SEARCH_PARAMS: Final = [
+    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+    for n, s, d in (
+        ("to", {"type": "string"}, "recipient number"),
+        ("campaign", {"type": "string"}, "campaign name"),
+        ("status", {"type": "string"}, "states, comma-separated"),
+        ("since", {"type": "string"}, "RFC 3339 or Unix seconds, inclusive"),
+        ("until", {"type": "string"}, "RFC 3339 or Unix seconds, exclusive"),
+        ("q", {"type": "string"}, "case-insensitive text substring"),
+        ("cursor", {"type": "string"}, "next_cursor of the previous page"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+    )
+]
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}},
+            "application/msgpack": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(c): {"description": "problem", "content": {"application/problem+json":
+                                                           {"schema": _PROBLEM_REF}}}
+            for c in codes}
+
+
+_OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
+    ("POST", "/v1/messages"): {
+        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "maxLength": 255}}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Message"},
+                                                      {"$ref": "#/components/schemas/Batch"}]}},
+            "application/msgpack": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/Message"}, {"$ref": "#/components/schemas/Batch"}]}}}},
+        "responses": {"202": {"description": "accepted and committed", "content": {
+            "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Accepted"},
+                                                      {"$ref": "#/components/schemas/BatchAccepted"}]}}}},
+                      **_problems(400, 401, 409, 413, 415, 422, 503)}},
+    ("GET", "/v1/messages"): {
+        "parameters": _SEARCH_PARAMS,
+        "responses": {"200": {"description": "a page (or the whole result as CSV)", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Page"}},
+            "text/csv": {"schema": {"type": "string"}}}}, **_problems(401, 422)}},
+    ("GET", "/v1/messages/{id}"): {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the message", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/MessageView"}}}},
+            **_problems(401, 404)}},
+    ("POST", "/v1/preview"): {
+        "requestBody": {"required": True, "content": _json("Message")},
+        "responses": {"200": {"description": "what the text costs", "content": _json("Preview")},
+                      **_problems(400, 401, 415, 422)}},
+    ("POST", "/v1/receipts/{connector}"): {
+        "parameters": [{"name": "connector", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "receipts stored"}, **_problems(401, 404, 422)}},
+}
+
+
+def document(routes: Iterable[Any]) -> dict[str, Any]:
+    """The OpenAPI document for ``routes`` (``gateway.api.routes.ROUTES``)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {"operationId": r.handler, "summary": r.summary,
+                              "responses": {"200": {"description": "OK"}}}
+        op.update(_OPERATIONS.get((r.method, r.template), {}))
+        if r.auth:
+            op["security"] = [{"apiKey": []}]
+        else:
+            op["security"] = []
+        paths.setdefault(r.template, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Septet SMS gateway", "version": "1",
+                 "description": "See docs/api.md for limits and error types."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"apiKey": []}],
+    }

@@ -1,0 +1,190 @@
+"""API v1: the route table, authentication, and the operational endpoints.
+
+:class:`Api` is the application the HTTP server calls: ``await api(request) -> Response``.
+It finds the route (404 for an unknown path, 405 with ``Allow`` for a wrong method),
+authenticates ``/v1`` routes with a bearer API key (401 otherwise), calls the handler, turns a
+:class:`~gateway.api.problems.Problem` into its document, and counts the request in metrics by
+route template. ``ROUTES`` is the single list that the router and /openapi.json both read, so
+the document cannot describe a route the server lacks, or miss one it has.
+
+Must not import: gateway.http.server internals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from gateway import metrics
+from gateway.accounts import Account, AccountBook, bearer_token
+from gateway.api import bodies
+from gateway.api.messages import MessageRoutes
+from gateway.api.problems import FieldError, Problem, invalid, not_found, unauthorized
+from gateway.http import Request, Response
+
+ReceiptParser = Callable[[bytes, str], list[Any]]
+ReceiptSink = Callable[[list[Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: method, path template (``{name}`` is one path segment), handler name,
+    whether it needs an API key, and a summary for OpenAPI."""
+
+    method: str
+    template: str
+    handler: str
+    auth: bool
+    summary: str
+
+
+ROUTES: Final = (
+    Route("POST", "/v1/messages", "submit", True, "Submit one message or a batch"),
+    Route("GET", "/v1/messages", "search", True, "Search message history (JSON or CSV)"),
+    Route("GET", "/v1/messages/{id}", "read", True, "Read one message with parts and events"),
+    Route("POST", "/v1/preview", "preview", True, "Encoding, parts and replacements of a text"),
+    Route("GET", "/v1/account", "account", True, "The calling account's settings"),
+    Route("POST", "/v1/receipts/{connector}", "receipts", False,
+          "Delivery receipts pushed by an HTTP carrier"),
+    Route("GET", "/healthz", "healthz", False, "Liveness"),
+    Route("GET", "/readyz", "readyz", False, "Readiness: store recovered and a carrier bound"),
+    Route("GET", "/metrics", "metrics", False, "Prometheus metrics"),
+    Route("GET", "/openapi.json", "openapi", False, "This API's OpenAPI 3.1 document"),
+)
+
+
+class Api:
+    """The v1 application.
+
+    Args:
+        gateway: ``gateway.app.Gateway`` (``accept``, ``ready``, ``store``).
+        accounts: the account book (API keys).
+        messages: the message handlers.
+        receipt_parsers: connector name → ``parse(body, content_type)`` for POST /v1/receipts.
+        receipt_tokens: connector name → shared secret the carrier sends as a bearer token.
+        receipt_sink: where parsed receipts go (returns once they are durable).
+    """
+
+    def __init__(self, gateway: Any, accounts: AccountBook, messages: MessageRoutes, *,
+                 receipt_parsers: Mapping[str, ReceiptParser] | None = None,
+                 receipt_tokens: Mapping[str, str] | None = None,
+                 receipt_sink: ReceiptSink | None = None) -> None:
+        self._gateway = gateway
+        self._accounts = accounts
+        self.accounts = accounts
+        self.idempotency: Any = None  # set by create_api (the purge task needs it)
+        self._messages = messages
+        self._receipt_parsers = dict(receipt_parsers or {})
+        self._receipt_tokens = dict(receipt_tokens or {})
+        self._receipt_sink = receipt_sink
+        self._exact: dict[str, dict[str, Route]] = {}
+        self._templated: list[tuple[str, str, dict[str, Route]]] = []
+        for r in ROUTES:
+            if "{" in r.template:
+                prefix, _, rest = r.template.partition("{")
+                entry = next((t for t in self._templated if t[0] == prefix), None)
+                if entry is None:
+                    entry = (prefix, rest, {})
+                    self._templated.append(entry)
+                entry[2][r.method] = r
+            else:
+                self._exact.setdefault(r.template, {})[r.method] = r
+        from gateway.api.openapi import document
+
+        self._openapi = json.dumps(document(ROUTES), indent=1).encode()
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        route, arg = self._match(request)
+        name = route.template if route is not None else "unmatched"
+        try:
+            if route is None:
+                raise arg  # type: ignore[misc]
+            account = self._authenticate(request) if route.auth else None
+            response = await getattr(self, "_" + route.handler)(request, account, arg)
+        except Problem as problem:
+            response = problem.response()
+        metrics.observe(name, response.status, time.perf_counter() - started)
+        return response
+
+    def _match(self, request: Request) -> tuple[Route | None, Any]:
+        path = request.path
+        methods = self._exact.get(path)
+        arg = None
+        if methods is None:
+            for prefix, _, table in self._templated:
+                if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]:
+                    methods, arg = table, path[len(prefix):]
+                    break
+        if methods is None:
+            return None, not_found(f"no resource at {path[:100]}")
+        method = "GET" if request.method == "HEAD" else request.method
+        route = methods.get(method)
+        if route is None:
+            allow = ", ".join(sorted(methods))
+            return None, Problem(405, "method-not-allowed", "Method not allowed",
+                                 f"{request.method} is not allowed here; use {allow}",
+                                 headers=[("allow", allow)])
+        return route, arg
+
+    def _authenticate(self, request: Request) -> Account:
+        header = request.header("authorization")
+        if not header:
+            raise unauthorized("an API key is required: Authorization: Bearer <key>")
+        token = bearer_token(header)
+        account = self._accounts.authenticate(token) if token else None
+        if account is None:
+            raise unauthorized("the API key is not valid")
+        return account
+
+    # -------------------------------------------------------------------------- handlers
+
+    async def _submit(self, request: Request, account: Account, _: None) -> Response:
+        return await self._messages.submit(request, account)
+
+    async def _search(self, request: Request, account: Account, _: None) -> Response:
+        return await self._messages.search(request, account)
+
+    async def _read(self, request: Request, account: Account, msg_id: str) -> Response:
+        return await self._messages.read(request, account, msg_id)
+
+    async def _preview(self, request: Request, account: Account, _: None) -> Response:
+        return await self._messages.preview(request, account)
+
+    async def _account(self, request: Request, account: Account, _: None) -> Response:
+        doc = {"name": account.name, "default_country_prefix": account.default_prefix or None,
+               "encoding": account.policy, "max_parts": account.max_parts,
+               "callback_url": account.callback_url or None,
+               "callback_secret_set": bool(account.callback_secret)}
+        return Response(200, bodies.encode(doc, bodies.JSON))
+
+    async def _receipts(self, request: Request, _: None, connector: str) -> Response:
+        parser = self._receipt_parsers.get(connector)
+        if parser is None or self._receipt_sink is None:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        secret = self._receipt_tokens.get(connector, "")
+        if secret and bearer_token(request.header("authorization")) != secret:
+            raise unauthorized("the connector's receipt token is missing or wrong")
+        try:
+            receipts = parser(request.body, request.header("content-type"))
+        except ValueError as exc:
+            raise invalid([FieldError("body", f"not a receipt: {str(exc)[:100]}")]) from None
+        await self._receipt_sink(receipts)
+        return Response(200, bodies.encode({"received": len(receipts)}, bodies.JSON))
+
+    async def _healthz(self, request: Request, _: None, __: None) -> Response:
+        return Response(200, b'{"status":"ok"}')
+
+    async def _readyz(self, request: Request, _: None, __: None) -> Response:
+        if getattr(self._gateway, "ready", False):
+            return Response(200, b'{"status":"ready"}')
+        return Response(503, b'{"status":"starting"}', headers=[("retry-after", "1")])
+
+    async def _metrics(self, request: Request, _: None, __: None) -> Response:
+        return Response(200, metrics.render(), metrics.CONTENT_TYPE)
+
+    async def _openapi(self, request: Request, _: None, __: None) -> Response:
+        return Response(200, self._openapi)

@@ -1,0 +1,21 @@
+"""The HTTP/1.1 ingress server: a sans-IO request reader on httptools (llhttp) and a trio driver.
+
+Must not import: gateway.api (the application is a callable passed to the server).
+"""
+
+from __future__ import annotations
+
+from gateway.http._protocol import HttpError, ReaderLimits, Request, RequestReader, Response
+from gateway.http.server import App, HttpServer, ServerLimits, problem_response
+
+__all__ = [
+    "App",
+    "HttpError",
+    "HttpServer",
+    "ReaderLimits",
+    "Request",
+    "RequestReader",
+    "Response",
+    "ServerLimits",
+    "problem_response",
+]

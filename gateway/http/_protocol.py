@@ -1,0 +1,227 @@
+"""Sans-IO HTTP/1.1: bytes in → requests out (with limits), responses → bytes. No sockets, no clock.
+
+Theory of operation. A :class:`RequestReader` wraps one ``httptools.HttpRequestParser`` (llhttp)
+per connection. ``feed(data)`` parses whatever arrived and returns every request it completed,
+so pipelined requests come out together, in order. Limits are enforced while parsing, before
+the bytes are kept: header count and total head size (request line + headers, RFC 9110 §15.5.14
+431), declared and actual body size (413), and malformed syntax (400). A violated limit raises
+:class:`HttpError`; the driver answers it and closes the connection, since the framing of
+anything after a refused request cannot be trusted. Time limits (whole-request deadline, idle
+keep-alive) belong to the driver, which asks ``in_progress`` whether a request has begun.
+
+Must not import: trio (this module is driven by gateway.http.server and by plain tests).
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Final
+
+import httptools
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderLimits:
+    """Per-request limits the reader enforces."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_header_count: int = 64
+    max_header_bytes: int = 16 * 1024
+
+
+class HttpError(Exception):
+    """A request that must be refused at the protocol level; the connection is closed after."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed request. Header names are lower-case; repeated headers are joined with ", "."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+    http_version: str = "1.1"
+    path: str = ""
+    query: str = ""
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name, default)
+
+
+@dataclass(slots=True)
+class Response:
+    """An answer. ``stream`` (an async iterator of chunks) replaces ``body`` when set."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None
+    close: bool = False
+
+
+class RequestReader:
+    """Incremental request parser with limits (one per connection)."""
+
+    __slots__ = ("_limits", "_parser", "_done", "_url", "_headers", "_head_bytes", "_body",
+                 "_body_len", "in_progress", "_error", "_upgrade", "expect_continue")
+
+    def __init__(self, limits: ReaderLimits) -> None:
+        self._limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._done: list[Request] = []
+        self._reset()
+        self.in_progress = False
+        self._error: HttpError | None = None
+        self._upgrade = False
+        self.expect_continue = False  # set when a request asked for 100-continue; driver clears
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._head_bytes = 0
+        self._body: list[bytes] = []
+        self._body_len = 0
+
+    def feed(self, data: bytes) -> list[Request]:
+        """Parse ``data``; return the requests completed by it, in order.
+
+        Raises:
+            HttpError: a limit was exceeded or the bytes are not HTTP/1.x.
+        """
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgrade = True  # the request itself completed; the driver closes after it
+        except httptools.HttpParserError as exc:
+            if self._error is not None:
+                raise self._error from None
+            raise HttpError(400, f"malformed HTTP request: {_reason(exc)}") from None
+        done, self._done = self._done, []
+        return done
+
+    @property
+    def must_close(self) -> bool:
+        """True after an Upgrade/CONNECT request: nothing after it is HTTP/1.1 framing we serve."""
+        return self._upgrade
+
+    # httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_progress = True
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._grow_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow_head(len(name) + len(value) + 4)
+        if len(self._headers) >= self._limits.max_header_count:
+            self._fail(431, f"more than {self._limits.max_header_count} header fields")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self._headers.get(key)
+        self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
+            self._fail(413, f"body larger than {self._limits.max_body_bytes} bytes")
+        if self._headers.get("expect", "").lower() == "100-continue":
+            self.expect_continue = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self._limits.max_body_bytes:
+            self._fail(413, f"body larger than {self._limits.max_body_bytes} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self._parser
+        target = self._url.decode("latin-1")
+        path, _, query = target.partition("?")
+        self._done.append(Request(
+            method=p.get_method().decode("ascii"),
+            target=target,
+            headers=self._headers,
+            body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
+            keep_alive=p.should_keep_alive(),
+            http_version=p.get_http_version(),
+            path=path,
+            query=query,
+        ))
+        self.in_progress = False
+        self._reset()
+
+    def _grow_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > self._limits.max_header_bytes:
+            self._fail(431, f"request line and headers larger than {self._limits.max_header_bytes} bytes")
+
+    def _fail(self, status: int, detail: str) -> None:
+        self._error = HttpError(status, detail)
+        raise self._error
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:120]
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialisation
+
+_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES: Final = {
+    s: f"HTTP/1.1 {s} {_REASONS[s]}\r\n".encode("ascii") for s in _REASONS
+}
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def http_date(now: float) -> str:
+    """RFC 9110 IMF-fixdate for the Date header."""
+    return email.utils.formatdate(now, usegmt=True)
+
+
+def head_bytes(response: Response, *, date: str, keep_alive: bool, chunked: bool = False) -> bytes:
+    """Status line and headers of ``response`` (Content-Length unless ``chunked``)."""
+    lines = [
+        _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode(),
+        b"content-type: ", response.content_type.encode("latin-1"), b"\r\n",
+        b"date: ", date.encode("ascii"), b"\r\n",
+    ]
+    if chunked:
+        lines.append(b"transfer-encoding: chunked\r\n")
+    else:
+        lines += [b"content-length: ", str(len(response.body)).encode("ascii"), b"\r\n"]
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    for name, value in response.headers:
+        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def response_bytes(response: Response, *, date: str, keep_alive: bool, head_only: bool = False) -> bytes:
+    """A complete non-streaming response."""
+    head = head_bytes(response, date=date, keep_alive=keep_alive)
+    return head if head_only else head + response.body
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked transfer coding (RFC 9112 §7.1); empty data is skipped."""
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+LAST_CHUNK: Final = b"0\r\n\r\n"

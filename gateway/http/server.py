@@ -1,0 +1,262 @@
+"""The trio driver of the HTTP/1.1 server: sockets, deadlines and connection limits.
+
+Each connection is one task: receive bytes (under a deadline), feed the sans-IO
+:class:`~gateway.http._protocol.RequestReader`, hand each completed request to the
+application in order, write the answers. Pipelined requests that arrive together are answered
+together in one write. Deadlines:
+
+* idle: a keep-alive connection with no request begun is closed after ``idle_timeout``;
+* request: from a request's first byte to its last body byte at most ``request_timeout`` —
+  a body trickled at 1 byte/s is cut off with 408 and the connection closed;
+* write: a client that stops reading its answers is dropped after ``write_timeout``.
+
+Saturation: past ``max_connections`` a new connection is answered 503 with Retry-After and
+closed; past ``max_in_flight`` requests being handled, a request is answered 503 the same way
+without reaching the application. The application never sees a protocol error, and no
+exception text ever reaches a client: an application crash is logged and answered with a
+bare 500 problem document.
+
+Must not import: gateway.api (the application is passed in).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from gateway.http._protocol import (
+    CONTINUE, LAST_CHUNK, HttpError, ReaderLimits, Request, RequestReader, Response, chunk,
+    head_bytes, http_date, response_bytes,
+)
+
+logger = logging.getLogger(__name__)
+
+App = Callable[[Request], Awaitable[Response]]
+RECEIVE_SIZE: Final = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Everything an exposed server needs bounded. Mirrors gateway.config.HttpConfig."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_header_count: int = 64
+    max_header_bytes: int = 16 * 1024
+    request_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    write_timeout: float = 10.0
+    max_connections: int = 4096
+    max_in_flight: int = 2048
+    retry_after: int = 1
+
+    def reader(self) -> ReaderLimits:
+        return ReaderLimits(self.max_body_bytes, self.max_header_count, self.max_header_bytes)
+
+
+def problem_response(status: int, title: str, detail: str, *, retry_after: int | None = None,
+                     close: bool = False) -> Response:
+    """A minimal RFC 9457 document for protocol-level refusals."""
+    doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    headers = [("retry-after", str(retry_after))] if retry_after is not None else []
+    return Response(status, json.dumps(doc).encode(), "application/problem+json", headers,
+                    close=close)
+
+
+_TITLES: Final = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+                  431: "Request Header Fields Too Large", 500: "Internal Server Error",
+                  503: "Service Unavailable"}
+
+
+class _DateCache:
+    """The Date header, formatted once per second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def get(self) -> str:
+        now = time.time()
+        if int(now) != self._second:
+            self._second = int(now)
+            self._text = http_date(now)
+        return self._text
+
+
+class HttpServer:
+    """Serves ``app`` on trio listeners with :class:`ServerLimits`.
+
+    ``statistics()`` gives cheap counters (connections, in-flight, refused) for metrics.
+    """
+
+    def __init__(self, app: App, limits: ServerLimits) -> None:
+        self._app = app
+        self._limits = limits
+        self._reader_limits = limits.reader()
+        self._dates = _DateCache()
+        self.connections = 0
+        self.in_flight = 0
+        self.refused_connections = 0
+        self.refused_requests = 0
+        self.timeouts = 0
+
+    def statistics(self) -> dict[str, int]:
+        return {"connections": self.connections, "in_flight": self.in_flight,
+                "refused_connections": self.refused_connections,
+                "refused_requests": self.refused_requests, "timeouts": self.timeouts}
+
+    async def serve(self, host: str, port: int, *, backlog: int = 1024, reuse_port: bool = False,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on ``host:port`` (0: any free port) and serve until cancelled.
+
+        Reports the bound port through ``task_status``.
+        """
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((host, port))
+        sock.listen(backlog)
+        listener = trio.SocketListener(sock)
+        async with listener, trio.open_nursery() as nursery:
+            task_status.started(sock.getsockname()[1])
+            while True:
+                stream = await listener.accept()
+                nursery.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        try:
+            if self.connections > self._limits.max_connections:
+                self.refused_connections += 1
+                await self._refuse(stream, "too many connections")
+                return
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await self._serve_connection(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the peer went away; nothing to answer
+        finally:
+            self.connections -= 1
+            with trio.move_on_after(0.5) as scope:
+                scope.shield = True
+                await stream.aclose()
+
+    async def _refuse(self, stream: trio.SocketStream, detail: str) -> None:
+        resp = problem_response(503, "Service Unavailable", detail,
+                                retry_after=self._limits.retry_after, close=True)
+        with trio.move_on_after(self._limits.write_timeout):
+            await stream.send_all(response_bytes(resp, date=self._dates.get(), keep_alive=False))
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        lim = self._limits
+        reader = RequestReader(self._reader_limits)
+        started = 0.0
+        while True:
+            now = trio.current_time()
+            if reader.in_progress:
+                deadline, why = started + lim.request_timeout, "request"
+            else:
+                deadline, why = now + lim.idle_timeout, "idle"
+            with trio.CancelScope(deadline=deadline):
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    return
+                was_in_progress = reader.in_progress
+                try:
+                    requests = reader.feed(data)
+                except HttpError as err:
+                    await self._send(stream, problem_response(
+                        err.status, _TITLES.get(err.status, "Bad Request"), err.detail, close=True),
+                        keep_alive=False)
+                    return
+                if reader.in_progress and (not was_in_progress or requests):
+                    started = now  # a new request began in this chunk
+                if reader.expect_continue:
+                    reader.expect_continue = False
+                    if reader.in_progress:
+                        await stream.send_all(CONTINUE)
+                if requests and not await self._answer(stream, requests, reader.must_close):
+                    return
+                continue
+            # The deadline passed with nothing (or too little) received.
+            if why == "request":
+                self.timeouts += 1
+                await self._send(stream, problem_response(
+                    408, "Request Timeout",
+                    f"the request was not complete within {lim.request_timeout} s", close=True),
+                    keep_alive=False)
+            return
+
+    async def _answer(self, stream: trio.SocketStream, requests: list[Request],
+                      must_close: bool) -> bool:
+        """Answer ``requests`` in order; False when the connection must close."""
+        out: list[bytes] = []
+        for i, request in enumerate(requests):
+            response = await self._call(request)
+            keep = request.keep_alive and not response.close and not (
+                must_close and i == len(requests) - 1)
+            if response.stream is not None:
+                if out:
+                    await self._write(stream, b"".join(out))
+                    out.clear()
+                await self._send(stream, response, keep_alive=keep, head_only=request.method == "HEAD")
+            else:
+                out.append(response_bytes(response, date=self._dates.get(), keep_alive=keep,
+                                          head_only=request.method == "HEAD"))
+            if not keep:
+                break
+        else:
+            keep = True
+        if out:
+            await self._write(stream, b"".join(out))
+        return keep
+
+    async def _call(self, request: Request) -> Response:
+        if self.in_flight >= self._limits.max_in_flight:
+            self.refused_requests += 1
+            return problem_response(503, "Service Unavailable", "too many requests in flight",
+                                    retry_after=self._limits.retry_after)
+        self.in_flight += 1
+        try:
+            return await self._app(request)
+        except Exception:
+            logger.exception("request handler crashed: %s %s", request.method, request.path)
+            return problem_response(500, "Internal Server Error",
+                                    "the server failed to handle the request")
+        finally:
+            self.in_flight -= 1
+
+    async def _send(self, stream: trio.SocketStream, response: Response, *, keep_alive: bool,
+                    head_only: bool = False) -> None:
+        date = self._dates.get()
+        if response.stream is None:
+            await self._write(stream, response_bytes(response, date=date, keep_alive=keep_alive,
+                                                     head_only=head_only))
+            return
+        await self._write(stream, head_bytes(response, date=date, keep_alive=keep_alive, chunked=True))
+        if head_only:
+            return
+        try:
+            async for piece in response.stream:
+                if piece:
+                    await self._write(stream, chunk(piece))
+        except Exception as exc:
+            # Headers are gone already: the only honest signal left is an unterminated body.
+            logger.exception("streamed response failed: %s", type(exc).__name__)
+            raise trio.BrokenResourceError("stream failed") from exc
+        await self._write(stream, LAST_CHUNK)
+
+    async def _write(self, stream: trio.SocketStream, data: bytes) -> None:
+        with trio.move_on_after(self._limits.write_timeout) as scope:
+            await stream.send_all(data)
+        if scope.cancelled_caught:
+            self.timeouts += 1
+            raise trio.BrokenResourceError("client stopped reading")

@@ -1,0 +1,69 @@
+"""Prometheus metrics of the HTTP layer and the ``/metrics`` text.
+
+The objects live in prometheus-client's default registry, so ``/metrics`` also shows what the
+actors and adapters register in theirs (each package has its own ``_metrics.py``). Labels are
+bounded: route templates (never raw paths), status codes and refusal reasons from a fixed set.
+
+Must not import: gateway.api, gateway.http.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
+
+REQUESTS: Final = Counter(
+    "septet_http_requests_total", "HTTP requests answered, by route template and status.",
+    ["route", "status"])
+LATENCY: Final = Histogram(
+    "septet_http_request_duration_seconds", "Time to answer a request, by route template.",
+    ["route"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+ACCEPTED: Final = Counter(
+    "septet_api_messages_accepted_total", "Messages committed to the store and answered 202.")
+REJECTED: Final = Counter(
+    "septet_api_messages_rejected_total", "Messages refused at validation, by field.", ["field"])
+SATURATED: Final = Counter(
+    "septet_api_saturated_total", "Requests answered 503 because the pipeline was saturated.")
+IDEMPOTENT_REPLAYS: Final = Counter(
+    "septet_api_idempotent_replays_total", "Answers replayed for a repeated Idempotency-Key.")
+CONNECTIONS: Final = Gauge("septet_http_connections", "Open HTTP connections.")
+IN_FLIGHT: Final = Gauge("septet_http_requests_in_flight", "Requests being handled.")
+
+_FIELDS: Final = frozenset({"to", "from", "text", "campaign", "send_at", "not_after", "encoding",
+                            "callback_url", "client_ref", "fields", "max_parts", "messages",
+                            "body", "default_country_prefix", "other"})
+
+
+def observe(route: str, status: int, seconds: float) -> None:
+    """Count one answered request."""
+    REQUESTS.labels(route, _status_label(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+
+
+_STATUS: Final = {s: str(s) for s in range(100, 600)}
+
+
+def _status_label(status: int) -> str:
+    return _STATUS.get(status, "other")
+
+
+def rejected(field: str) -> None:
+    """Count one refused message, labelled by the top-level field at fault."""
+    top = field.split("[")[-1].split("]")[-1].lstrip(".").split(".")[0] or "body"
+    REJECTED.labels(top if top in _FIELDS else "other").inc()
+
+
+def bind_server(statistics: Callable[[], dict[str, int]]) -> None:
+    """Make the connection gauges read the server's live counters."""
+    CONNECTIONS.set_function(lambda: statistics()["connections"])
+    IN_FLIGHT.set_function(lambda: statistics()["in_flight"])
+
+
+def render() -> bytes:
+    """The Prometheus text exposition of every registered metric."""
+    return generate_latest(REGISTRY)
