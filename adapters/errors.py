@@ -63,3 +63,7 @@ def to_carrier_error(exc: ProtocolViolation) -> CarrierError:
     if isinstance(exc, LocalProtocolViolation):
         return PermanentCarrierError(str(exc), code="local_protocol_violation")
     return TransientCarrierError(str(exc), code="remote_protocol_violation")
+
+
+class InvalidReceipt(ValueError):
+    """A receipt posted by an HTTP provider that cannot be read (the route answers 400)."""
