@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import logging
 import math
 from collections import deque
 from itertools import count
@@ -40,6 +41,8 @@ from actors._shaping_rules import (
 from actors._shaping_window import WindowGate
 from actors.messages import Message, MessageFinished, State
 from actors.ports import RecentContacts
+
+logger = logging.getLogger(__name__)
 
 Row = list[Any]  # a Message in wire form: [tag, version, *fields]
 
@@ -202,7 +205,12 @@ class Shaper:
         if deadline and now >= deadline:
             self._finish(row, "expired", "deadline passed before sending", now)
             return
-        lane = self._lane(row, acct, now)
+        try:
+            lane = self._lane(row, acct, now)
+        except Exception:  # the gateway's route function failed: one message, not the actor
+            logger.exception("route failed", extra={"msg_id": row[MSG_ID]})
+            self._finish(row, "routing_failed", "no connector for the destination", now)
+            return
         if lane.queue:
             self._hold(lane, row, deadline)
             return
@@ -267,7 +275,7 @@ class Shaper:
             w = camp.wait(now)
             if w:
                 return w
-        n = row[PARTS]
+        n = row[PARTS] or 1
         w = 0.0
         for b in lane.buckets:
             x = b.wait(n, now)

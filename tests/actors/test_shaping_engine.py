@@ -262,3 +262,23 @@ def test_rows_from_batch_accepts_messages_only() -> None:
         rows_from_batch(b"\xc1")
     with pytest.raises(messages.DecodeError):
         rows_from_batch(messages.encode(m))
+
+
+def test_a_failing_route_finishes_that_message_only() -> None:
+    def route(to: str) -> str:
+        if to == "+0":
+            raise LookupError("no route")
+        return "default"
+
+    s = Shaper(ShapingRules(route=route))
+    s.admit(row(1, to="+0"), 0.0)
+    s.admit(row(2, to="+1"), 0.0)
+    assert finished(s) == [("1", "routing_failed")]
+    assert released_ids(s) == ["2"]
+
+
+def test_zero_parts_is_charged_as_one() -> None:
+    s = Shaper(ShapingRules(default_account=AccountRules(limit=Limit(1, 1))))
+    s.admit(row(1, parts=0), 0.0)
+    s.admit(row(2, parts=0), 0.0)
+    assert released_ids(s) == ["1"]
