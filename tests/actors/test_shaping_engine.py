@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import messages
 from actors.messages import ConnectorThrottled, Message
@@ -282,3 +284,41 @@ def test_zero_parts_is_charged_as_one() -> None:
     s.admit(row(1, parts=0), 0.0)
     s.admit(row(2, parts=0), 0.0)
     assert released_ids(s) == ["1"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rate=st.floats(min_value=0.5, max_value=50),
+    burst=st.floats(min_value=1, max_value=20),
+    sender_rate=st.floats(min_value=0.5, max_value=50),
+    arrivals=st.lists(st.tuples(st.floats(min_value=0, max_value=20),
+                                st.integers(min_value=1, max_value=5),
+                                st.sampled_from("ABC")), min_size=1, max_size=80),
+)
+def test_every_message_goes_and_no_bucket_is_exceeded(
+        rate: float, burst: float, sender_rate: float,
+        arrivals: list[tuple[float, int, str]]) -> None:
+    rules = ShapingRules(default_account=AccountRules(limit=Limit(rate, burst),
+                                                      per_sender=Limit(sender_rate, 5)))
+    s = Shaper(rules)
+    arrivals.sort()
+    parts_of = {str(i): (p, snd) for i, (_, p, snd) in enumerate(arrivals)}
+    log: list[tuple[float, str]] = []
+    i, now = 0, 0.0
+    while i < len(arrivals) or s.held:
+        now = min(arrivals[i][0] if i < len(arrivals) else float("inf"), s.next_wake())
+        if i < len(arrivals) and arrivals[i][0] == now:
+            s.admit(row(i, parts=arrivals[i][1], sender=arrivals[i][2]), now)
+            i += 1
+        s.poll(now)
+        log += [(now, r[MSG_ID]) for r in s.released]
+        s.released.clear()
+    assert sorted(m for _, m in log) == sorted(parts_of)  # liveness: all released
+    for t_end, _ in log:  # the account bucket over [0, t_end] (starts full at t=0)
+        used = sum(parts_of[m][0] for t, m in log if t <= t_end)
+        assert used <= burst + rate * t_end + max(0, 5 - burst) + 1e-6
+    for sender in "ABC":
+        mine = [(t, m) for t, m in log if parts_of[m][1] == sender]
+        for t_end, _ in mine:
+            used = sum(parts_of[m][0] for t, m in mine if t <= t_end)
+            assert used <= 5 + sender_rate * t_end + 1e-6
