@@ -1,0 +1,41 @@
+"""Prometheus metrics of the core actors (the only actors module importing prometheus-client).
+
+Names follow ``septet_<component>_<what>_<unit>``; labels are bounded (carrier, outcome).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge
+
+MESSAGES_ACCEPTED: Final = Counter(
+    "septet_ingress_messages_total", "Messages committed by ingress")
+PUMP_INFLIGHT: Final = Gauge(
+    "septet_scheduler_inflight_messages", "Messages the pump handed on and not yet released")
+PUMP_RELEASED: Final = Counter(
+    "septet_scheduler_released_total", "Messages the pump handed to the rate limiter",
+    ["path"])  # fast (from ingress) | store (read from the outbox)
+SEGMENTED: Final = Counter(
+    "septet_segmenter_parts_total", "Parts made by the segmenter")
+SEGMENT_REFUSED: Final = Counter(
+    "septet_segmenter_refused_total", "Messages the segmenter could not encode", ["code"])
+SUBMITS: Final = Counter(
+    "septet_dispatcher_submits_total", "Part submissions by outcome",
+    ["carrier", "outcome"])  # accepted | transient | permanent | in_doubt
+RETRIES: Final = Counter(
+    "septet_dispatcher_retries_total", "Parts scheduled for another attempt", ["carrier"])
+THROTTLED: Final = Counter(
+    "septet_dispatcher_throttled_total", "Throttle answers fed back to the rate limiter",
+    ["carrier"])
+RECEIPTS: Final = Counter(
+    "septet_correlator_receipts_total", "Receipts by outcome",
+    ["outcome"])  # matched | duplicate | orphan | orphan_matched | unknown
+ILLEGAL_TRANSITIONS: Final = Counter(
+    "septet_core_illegal_transitions_total", "State moves refused by the state machine")
+STATUS_EVENTS: Final = Counter(
+    "septet_correlator_events_total", "Status events persisted", ["event"])
+IN_DOUBT: Final = Counter(
+    "septet_core_in_doubt_parts_total", "Parts found in flight at start-up", ["policy"])
+RECEIPT_TIMEOUTS: Final = Counter(
+    "septet_correlator_receipt_timeouts_total", "Messages finished by receipt timeout")

@@ -1,0 +1,212 @@
+"""The dispatcher actor: routes parts, submits them in batches, retries, reports outcomes.
+
+For each incoming batch of parts it first marks them SUBMITTING in the store (so a crash from
+here on leaves them "in doubt", not lost), then groups them by the connector :mod:`routing`
+chooses and calls ``Carrier.submit_many`` for each group. Several groups are in flight at
+once (``concurrency``) so every connector's window stays full. Outcomes go to the correlator
+as PartSubmitted / PartFailed:
+
+* accepted → PartSubmitted (with the carrier id, recorded by the correlator);
+* transient (timeout, throttled, not bound, lost in flight) → another attempt after
+  exponential back-off, on another ready connector of the route when there is one
+  (fail-over); after ``max_attempts`` → PartFailed, so the message ends NOT_SENT;
+* permanent → PartFailed with the carrier's code;
+* no route → PartFailed ``routing_failed``.
+
+A "throttled" answer is also fed back to the rate limiter as ConnectorThrottled.
+
+Must not import: gateway, adapters, lmdb.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from actors import _metrics, messages
+from actors.messages import ConnectorThrottled, PartFailed, PartSubmitted, Released, SubmitPart
+from actors.ports import Carrier, PipelineStore, SubmitResult
+from actors.routing import RouteTable, choose
+
+__all__ = ["RetryPolicy", "is_throttle", "run"]
+
+logger = logging.getLogger(__name__)
+
+THROTTLE_CODES: Final = frozenset({"throttled", "0x58", "0x00000058", "88", "0x14",
+                                   "0x00000014", "20", "esme_rthrottled", "esme_rmsgqful"})
+
+
+def is_throttle(result: SubmitResult) -> bool:
+    """True when a transient refusal means "slow down" (SMPP 0x58 throttled, 0x14 queue full)."""
+    return result.transient and result.code.strip().lower() in THROTTLE_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded attempts with exponential back-off: ``base * 2**(attempt-1)``, capped."""
+
+    max_attempts: int = 5
+    base: float = 0.5
+    cap: float = 30.0
+    submit_timeout: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+@dataclass(slots=True)
+class _Ctx:
+    carriers: Mapping[str, Carrier]
+    routes: RouteTable
+    outbox: trio.abc.SendChannel[bytes]
+    feedback: trio.abc.SendChannel[bytes] | None
+    retry: RetryPolicy
+    now: Callable[[], float]
+    nursery: trio.Nursery
+
+
+async def run(
+    inbox: trio.abc.ReceiveChannel[bytes],
+    outbox: trio.abc.SendChannel[bytes],
+    *,
+    carriers: Mapping[str, Carrier],
+    routes: RouteTable,
+    store: PipelineStore,
+    feedback: trio.abc.SendChannel[bytes] | None = None,
+    released: trio.abc.SendChannel[bytes] | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    concurrency: int = 8,
+    now: Callable[[], float] = time.time,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Parts in (batches of SubmitPart), outcomes out (batches of PartSubmitted/PartFailed).
+
+    Owns ``inbox``, ``outbox``, ``feedback`` and ``released`` (Released for messages with no
+    part left to send, e.g. already final).
+    """
+    limiter = trio.CapacityLimiter(concurrency)
+    async with inbox, outbox, trio.open_nursery() as nursery:
+        ctx = _Ctx(carriers, routes, outbox, feedback, retry, now, nursery)
+        task_status.started()
+        async for item in inbox:
+            parts = messages.decode_batch_of(SubmitPart, item)
+            allowed = await store.mark_submitting(parts, now())
+            go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
+            await _release_idle(released, parts, go, now())
+            if go:
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(_first_round, ctx, go, limiter, token)
+    for ch in (feedback, released):
+        if ch is not None:
+            await ch.aclose()
+
+
+async def _release_idle(
+    released: trio.abc.SendChannel[bytes] | None, parts: list[SubmitPart],
+    go: list[SubmitPart], now: float,
+) -> None:
+    idle = {p.msg_id for p in parts} - {p.msg_id for p in go}
+    if idle and released is not None:
+        try:
+            await released.send(messages.encode_batch([Released(i, now) for i in idle]))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the pump has stopped (shutdown)
+
+
+async def _first_round(ctx: _Ctx, parts: list[SubmitPart], limiter: trio.CapacityLimiter,
+                       token: object) -> None:
+    try:
+        await _round(ctx, parts, 1, {})
+    finally:
+        limiter.release_on_behalf_of(token)
+
+
+async def _retry_later(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
+                       avoid: dict[tuple[str, int], str]) -> None:
+    await trio.sleep(ctx.retry.delay(attempt - 1))
+    await _round(ctx, parts, attempt, avoid)
+
+
+async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
+                 avoid: dict[tuple[str, int], str]) -> None:
+    """One attempt for ``parts``: route, submit per connector, sort outcomes."""
+    groups: dict[str, list[SubmitPart]] = {}
+    failed: list[PartFailed] = []
+    again: list[SubmitPart] = []
+    t = ctx.now()
+    for p in parts:
+        cands = ctx.routes.candidates(p.to)
+        if not cands:
+            failed.append(PartFailed(p.msg_id, p.part, p.parts, "", "routing_failed",
+                                     "no route for the destination", t))
+            continue
+        last = avoid.get((p.msg_id, p.part))
+        name = choose(cands, lambda n: n in ctx.carriers and ctx.carriers[n].ready,
+                      () if last is None else (last,))
+        if name is None:
+            again.append(p)  # route known but nothing bound: transient
+        else:
+            groups.setdefault(name, []).append(p)
+    if failed:
+        await ctx.outbox.send(messages.encode_batch(failed))
+    async with trio.open_nursery() as inner:
+        for name, group in groups.items():
+            inner.start_soon(_submit_group, ctx, name, group, attempt, avoid)
+    if again:
+        _schedule_retry(ctx, again, attempt, avoid, "not_bound", "no ready connector")
+
+
+async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: int,
+                        avoid: dict[tuple[str, int], str]) -> None:
+    carrier = ctx.carriers[name]
+    with trio.move_on_after(ctx.retry.submit_timeout) as scope:
+        results = await carrier.submit_many(group)
+    if scope.cancelled_caught or len(results) != len(group):
+        results = [SubmitResult(error="submit timed out", code="timeout", transient=True,
+                                in_doubt=True)] * len(group)
+    t = ctx.now()
+    out: list[PartSubmitted | PartFailed] = []
+    again: list[SubmitPart] = []
+    throttled = False
+    for p, r in zip(group, results, strict=True):
+        if r.ok:
+            out.append(PartSubmitted(p.msg_id, p.part, p.parts, name, r.carrier_id, t))
+            _metrics.SUBMITS.labels(name, "accepted").inc()
+        elif r.transient:
+            _metrics.SUBMITS.labels(name, "in_doubt" if r.in_doubt else "transient").inc()
+            throttled = throttled or is_throttle(r)
+            avoid[(p.msg_id, p.part)] = name
+            again.append(p)
+        else:
+            _metrics.SUBMITS.labels(name, "permanent").inc()
+            out.append(PartFailed(p.msg_id, p.part, p.parts, name, r.code or "rejected",
+                                  r.error, t))
+    if out:
+        await ctx.outbox.send(messages.encode_batch(out))
+    if throttled and ctx.feedback is not None:
+        _metrics.THROTTLED.labels(name).inc()
+        await ctx.feedback.send(messages.encode_batch([ConnectorThrottled(name, t)]))
+    if again:
+        last = next(r for r in results if not r.ok and r.transient)
+        _schedule_retry(ctx, again, attempt, avoid, last.code or "transient", last.error)
+
+
+def _schedule_retry(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
+                    avoid: dict[tuple[str, int], str], code: str, reason: str) -> None:
+    if attempt >= ctx.retry.max_attempts:
+        t = ctx.now()
+        failed = [PartFailed(p.msg_id, p.part, p.parts, avoid.get((p.msg_id, p.part), ""),
+                             code, f"gave up after {attempt} attempts: {reason}", t)
+                  for p in parts]
+        ctx.nursery.start_soon(ctx.outbox.send, messages.encode_batch(failed))
+        return
+    for p in parts:
+        _metrics.RETRIES.labels(avoid.get((p.msg_id, p.part), "")).inc()
+    ctx.nursery.start_soon(_retry_later, ctx, parts, attempt + 1, avoid)
+

@@ -1,0 +1,202 @@
+"""The receipt correlator actor: the one place where part outcomes become message states.
+
+Everything that decides a message's fate comes through its inbox, in batches: PartSubmitted /
+PartFailed from the dispatcher, MessageFinished from the rate limiter and the segmenter, and
+StoredReceipt from the receipt sink (receipts already in the store's durable inbox). A batch
+is applied in ONE store write (``PipelineStore.apply``): carrier-id index, early receipts
+parked as orphans and matched when their submit response lands, duplicates ignored, part
+statuses folded into the message state through ``actors.states``, events persisted with a
+per-message sequence, campaign counters and recent contacts updated. Only after that commit
+are the StatusEvents passed to the notifier (in commit order) and the ids that left the
+outbox released to the scheduler pump.
+
+Two timers run beside it, under the same lock so events stay in commit order: receipt
+timeouts (a SENT message with no final receipt after ``receipt_timeout`` becomes
+NOT_DELIVERED ``receipt_timeout``; ``None`` leaves it SENT) and orphan expiry (receipts
+never matched within ``orphan_ttl`` move to the unknown receipts, kept and counted).
+
+:func:`receipt_sink` builds the ``ReceiptSink`` connectors call: it returns once the
+receipts are durable, then hands them to this actor.
+
+Must not import: gateway, adapters, lmdb.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from actors import _metrics, messages
+from actors.messages import CarrierReceipt, MessageFinished, Released, State, StoredReceipt
+from actors.ports import Applied, PipelineStore
+
+__all__ = ["CorrelatorStats", "receipt_sink", "run"]
+
+MAX_BATCH = 4096
+
+
+@dataclass(slots=True)
+class CorrelatorStats:
+    """Counters of one correlator run (tests and benchmarks read them)."""
+
+    batches: int = 0
+    items: int = 0
+    matched: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    orphans_parked: int = 0
+    orphans_matched: int = 0
+    orphans_expired: int = 0
+    illegal: int = 0
+    events: int = 0
+    timeouts: int = 0
+
+    def add(self, a: Applied) -> None:
+        self.matched += a.matched
+        self.duplicates += a.duplicates
+        self.unknown += a.unknown
+        self.orphans_parked += a.orphans_parked
+        self.orphans_matched += a.orphans_matched
+        self.illegal += a.illegal
+        self.events += len(a.events)
+
+
+def receipt_sink(
+    store: PipelineStore, correlator: trio.abc.SendChannel[bytes]
+) -> Callable[[Sequence[CarrierReceipt]], Awaitable[None]]:
+    """The ``ReceiptSink`` for connectors: durable first, then on to the correlator."""
+
+    async def sink(receipts: Sequence[CarrierReceipt]) -> None:
+        if not receipts:
+            return
+        keys = await store.park_receipts(receipts)
+        batch = [StoredReceipt(k, r.connector, r.carrier_id, r.state, r.error_code,
+                               r.received_at, r.done_at) for k, r in zip(keys, receipts, strict=True)]
+        try:
+            await correlator.send(messages.encode_batch(batch))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # shutting down: the receipts are in the inbox and replayed at start
+
+    return sink
+
+
+class _Correlator:
+    def __init__(self, store: PipelineStore, events: trio.abc.SendChannel[bytes] | None,
+                 released: trio.abc.SendChannel[bytes] | None, now: Callable[[], float],
+                 stats: CorrelatorStats) -> None:
+        self.store, self.events, self.released, self.now = store, events, released, now
+        self.stats = stats
+        self.lock = trio.Lock()
+
+    async def apply(self, items: list[messages.Kind]) -> None:
+        keys: list[bytes] = []
+        plain: list[messages.Kind] = []
+        for it in items:
+            if isinstance(it, StoredReceipt):
+                keys.append(it.inbox_key)
+                plain.append(CarrierReceipt(it.connector, it.carrier_id, it.state,
+                                            it.error_code, it.received_at, it.done_at))
+            else:
+                plain.append(it)
+        async with self.lock:
+            t = self.now()
+            applied = await self.store.apply(plain, keys, t)
+            self._count(applied, len(plain))
+            if applied.events and self.events is not None:
+                await self.events.send(messages.encode_batch(applied.events))
+            if applied.released and self.released is not None:
+                try:
+                    await self.released.send(
+                        messages.encode_batch([Released(i, t) for i in applied.released]))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    self.released = None  # the pump has stopped (shutdown)
+
+    def _count(self, a: Applied, n: int) -> None:
+        self.stats.batches += 1
+        self.stats.items += n
+        self.stats.add(a)
+        for outcome, value in (("matched", a.matched), ("duplicate", a.duplicates),
+                               ("unknown", a.unknown), ("orphan", a.orphans_parked),
+                               ("orphan_matched", a.orphans_matched)):
+            if value:
+                _metrics.RECEIPTS.labels(outcome).inc(value)
+        if a.illegal:
+            _metrics.ILLEGAL_TRANSITIONS.inc(a.illegal)
+        for e in a.events:
+            _metrics.STATUS_EVENTS.labels(e.event).inc()
+
+
+async def run(
+    inbox: trio.abc.ReceiveChannel[bytes],
+    events: trio.abc.SendChannel[bytes] | None,
+    released: trio.abc.SendChannel[bytes] | None,
+    *,
+    store: PipelineStore,
+    receipt_timeout: float | None = 48 * 3600,
+    orphan_ttl: float = 3600.0,
+    tick: float = 1.0,
+    now: Callable[[], float] = time.time,
+    stats: CorrelatorStats | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Correlate until every producer has closed its clone of ``inbox``.
+
+    Args:
+        inbox: batches of PartSubmitted, PartFailed, MessageFinished, StoredReceipt.
+        events: batches of StatusEvent for the notifier, sent after they are committed.
+        released: batches of Released for the scheduler pump.
+        receipt_timeout: seconds a SENT message waits for its final receipt (the store's
+            PipelineStore records the deadline); None leaves it SENT (no timer here).
+        orphan_ttl: seconds an unmatched receipt stays parked before it counts as unknown.
+        tick: how often the timers look for due work.
+    """
+    corr = _Correlator(store, events, released, now, stats or CorrelatorStats())
+    async with inbox, trio.open_nursery() as nursery:
+        await _replay_inbox(corr)
+        nursery.start_soon(_timers, corr, receipt_timeout, orphan_ttl, tick)
+        task_status.started()
+        async for item in inbox:
+            batch = messages.decode_batch(item)
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.extend(messages.decode_batch(inbox.receive_nowait()))
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await corr.apply(batch)
+        nursery.cancel_scope.cancel()
+    for ch in (events, released):
+        if ch is not None:
+            await ch.aclose()
+
+
+async def _replay_inbox(corr: _Correlator) -> None:
+    """Receipts stored before a stop but not yet correlated are applied first."""
+    while True:
+        pending = corr.store.receipt_inbox(MAX_BATCH)
+        if not pending:
+            return
+        await corr.apply([StoredReceipt(k, r.connector, r.carrier_id, r.state, r.error_code,
+                                        r.received_at, r.done_at) for k, r in pending])
+
+
+async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: float,
+                  tick: float) -> None:
+    last_sweep = corr.now()
+    while True:
+        await trio.sleep(tick)
+        t = corr.now()
+        if receipt_timeout is not None:
+            due = corr.store.timeouts_due(t, MAX_BATCH)
+            if due:
+                corr.stats.timeouts += len(due)
+                _metrics.RECEIPT_TIMEOUTS.inc(len(due))
+                await corr.apply([MessageFinished(i, State.NOT_DELIVERED.value, "receipt_timeout",
+                                                  "no final receipt in time", t) for i in due])
+        if t - last_sweep >= min(orphan_ttl, 60.0):
+            last_sweep = t
+            async with corr.lock:
+                corr.stats.orphans_expired += await corr.store.expire_orphans(t - orphan_ttl,
+                                                                              MAX_BATCH)

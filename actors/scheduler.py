@@ -1,0 +1,166 @@
+"""The scheduler pump: the durable outbox, in due order, into the rate limiter.
+
+Theory of operation
+-------------------
+Messages that wait (a future ``send_at``, or a backlog) live in the store's outbox, keyed
+``due ms || msg_id``, never in memory: that is what keeps RSS flat with a million waiting. The
+pump keeps a bounded *in-flight* set (ids handed on and not yet released by the correlator)
+and a *cursor* with one invariant: every outbox key below the cursor is in flight or not yet
+due-and-unread only if it was registered below via :meth:`Pump.missed`. It reads due
+entries from the cursor in key order, in batches bounded by its free room.
+
+Fast path: ingress hands over each just-committed batch (``wake``). When the pump has room and
+is caught up (its last read found nothing more due), it takes those messages directly,
+without re-reading them; otherwise it lowers the cursor to their keys and reads them from the
+store in order later. A :class:`~actors.messages.Released` for an id frees its slot.
+
+Every message passes on to the rate limiter, which does expiry (``not_after``) and shaping.
+Closing ``wake`` is the shutdown signal: the pump stops taking work and closes its outbox;
+whatever still waits stays in the store for the next start.
+
+Must not import: gateway, adapters, lmdb.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from actors import _metrics, messages
+from actors.ingress import due_key
+from actors.messages import Message, Released
+from actors.ports import PipelineStore
+
+__all__ = ["Pump", "run"]
+
+
+@dataclass(slots=True)
+class Pump:
+    """The pump's state and decisions (no I/O; the store read is passed in)."""
+
+    max_inflight: int
+    cursor: bytes = b""
+    caught_up: bool = False
+    inflight: set[str] = field(default_factory=set)
+    ready: list[Message] = field(default_factory=list)
+    next_due: float | None = None
+
+    @property
+    def room(self) -> int:
+        return self.max_inflight - len(self.inflight) - len(self.ready)
+
+    def offered(self, batch: list[Message], now: float) -> None:
+        """Ingress committed ``batch``: take what fits now, remember the rest by key."""
+        for msg in batch:
+            if msg.msg_id in self.inflight:
+                continue
+            due = max(msg.send_at, msg.accepted_at)
+            if self.caught_up and self.room > 0 and due <= now:
+                self.inflight.add(msg.msg_id)
+                self.ready.append(msg)
+                _metrics.PUMP_RELEASED.labels("fast").inc()
+            else:
+                self.missed(due_key(msg), due)
+
+    def missed(self, key: bytes, due: float) -> None:
+        """An entry at ``key`` was not taken: make the next read start at or before it."""
+        self.cursor = min(self.cursor, key)
+        if due > 0 and (self.next_due is None or due < self.next_due):
+            self.next_due = due
+        self.caught_up = False
+
+    def released(self, msg_ids: list[str]) -> None:
+        for msg_id in msg_ids:
+            self.inflight.discard(msg_id)
+
+    def should_read(self, now: float) -> bool:
+        return self.room > 0 and (
+            not self.caught_up or (self.next_due is not None and self.next_due <= now))
+
+    def read(self, store: PipelineStore, now: float, batch: int) -> None:
+        """Read due entries from the store into ``ready``."""
+        limit = min(self.room, batch)
+        found, cursor, next_due = store.read_due(self.cursor, now, limit, self.inflight)
+        for msg in found:
+            self.inflight.add(msg.msg_id)
+        self.ready.extend(found)
+        _metrics.PUMP_RELEASED.labels("store").inc(len(found))
+        self.cursor = cursor
+        self.next_due = next_due
+        self.caught_up = len(found) < limit
+
+    def take(self, batch: int) -> list[Message]:
+        out, self.ready = self.ready[:batch], self.ready[batch:]
+        return out
+
+
+async def run(
+    wake: trio.abc.ReceiveChannel[bytes],
+    released: trio.abc.ReceiveChannel[bytes],
+    outbox: trio.abc.SendChannel[bytes],
+    *,
+    store: PipelineStore,
+    max_inflight: int = 20_000,
+    batch: int = 512,
+    now: Callable[[], float] = time.time,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed due messages from the outbox (and ingress' fast path) to ``outbox``.
+
+    Args:
+        wake: msgpack batches of Message just committed by ingress; closing it stops the pump.
+        released: msgpack batches of Released from the correlator and dispatcher.
+        outbox: msgpack batches of Message for the rate limiter.
+        store: the durable outbox.
+        max_inflight: bound of messages handed on and not yet released.
+        batch: most messages per outgoing item and per store read.
+    """
+    pump = Pump(max_inflight)
+    kick = trio.Event()
+
+    def poke() -> None:
+        nonlocal kick
+        kick.set()
+
+    async with wake, released, outbox, trio.open_nursery() as nursery:
+        nursery.start_soon(_take_releases, released, pump, poke)
+        task_status.started()
+        ingress = trio.Event()
+        nursery.start_soon(_take_wakes, wake, pump, now, poke, ingress)
+        while not ingress.is_set() or pump.ready:
+            if pump.should_read(now()):
+                pump.read(store, now(), batch)
+            if pump.ready:
+                await outbox.send(messages.encode_batch(pump.take(batch)))
+                _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
+                continue
+            if ingress.is_set():
+                break
+            kick = trio.Event()
+            wait = 3600.0 if pump.next_due is None else max(0.0, pump.next_due - now())
+            with trio.move_on_after(min(wait, 1.0) if pump.caught_up else wait):
+                await kick.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def _take_wakes(
+    wake: trio.abc.ReceiveChannel[bytes], pump: Pump, now: Callable[[], float],
+    poke: Callable[[], None], ended: trio.Event,
+) -> None:
+    async for item in wake:
+        pump.offered(messages.decode_batch_of(Message, item), now())
+        poke()
+    ended.set()
+    poke()
+
+
+async def _take_releases(
+    released: trio.abc.ReceiveChannel[bytes], pump: Pump, poke: Callable[[], None]
+) -> None:
+    async for item in released:
+        pump.released([r.msg_id for r in messages.decode_batch_of(Released, item)])
+        _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
+        poke()

@@ -1,0 +1,274 @@
+"""The supervisor: wires the store, the actors and the carriers into one running gateway.
+
+::
+
+    accept ─commit─▶ IngressGate ─wake─▶ scheduler pump ─▶ rate_limiter ─▶ segmenter ─▶ dispatcher ─▶ carriers
+                         (LMDB outbox) ◀──── Released ─────┐    │finished     │finished     │outcomes      │receipts
+                                                           └── receipt_correlator ◀──────────┴──────────────┘
+                                                                   │ StatusEvent
+                                                                   ▼
+                                                                notifier
+
+Start-up (:meth:`Gateway.run`): recovery first (the store is the truth): parts that were in
+flight when the process died are settled by the in-doubt policy (``resend``, the default,
+re-queues them: at-least-once; ``mark_unknown`` ends them NOT_SENT ``in_doubt``), counted
+in ``septet_core_in_doubt_parts_total``; receipts left in the durable inbox are replayed by
+the correlator; the pump starts at the beginning of the outbox, so every message not yet
+SENT is re-queued and passes through the rate limiter again (deadlines re-checked).
+
+Shutdown (:meth:`Gateway.stop`) is data-driven with a deadline: the ingress gate closes,
+the pump stops taking work and closes its outbox, each stage drains and closes the next
+one; once the dispatcher is done the carriers are stopped and the receipt sink closed, so
+the correlator and the notifier drain in turn. Whatever is not done when ``grace`` runs out
+is cancelled; it is all in the store and recovered at the next start.
+
+Back-pressure: ``accept`` raises :class:`Saturated` when the writer queue is full or the
+outbox holds more than ``max_outbox`` messages; waiting messages live in LMDB, so memory
+stays flat however many wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import trio
+
+from actors import _metrics, dispatcher, receipt_correlator, scheduler, segmenter
+from actors import rate_limiter
+from actors.dispatcher import RetryPolicy
+from actors.ingress import IngressGate, MsgIdFactory
+from actors.messages import Message, MsgId
+from actors.ports import Carrier, InDoubtPolicy
+from actors.routing import RouteTable
+from actors.shaping import ShapingRules
+from gateway import errors
+from gateway._store_pipeline import PipelineStore
+from gateway.store import Store
+
+__all__ = ["CoreSettings", "Gateway", "Saturated", "open_gateway"]
+
+logger = logging.getLogger(__name__)
+
+Saturated = errors.Saturated
+NotifierRun = Callable[..., Awaitable[None]]
+"""``notifier(inbox, task_status=...)``: e.g. ``partial(actors.notifier.run, outbox=..., ...)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """Knobs of the core pipeline (gateway/config.py maps its file onto these)."""
+
+    in_doubt: InDoubtPolicy = "resend"
+    routes: Mapping[str, Sequence[str]] | None = None  # None: every carrier, in order, for all
+    shaping: ShapingRules = field(default_factory=ShapingRules)
+    retry: RetryPolicy = RetryPolicy()
+    max_inflight: int = 20_000  # messages the pump has handed on and not yet released
+    batch: int = 512  # most messages per channel item
+    buffer: int = 4  # channel items buffered between stages
+    dispatcher_concurrency: int = 8
+    receipt_timeout: float | None = 48 * 3600.0  # None: a SENT message stays SENT
+    orphan_ttl: float = 3600.0
+    max_outbox: int = 5_000_000  # accept refuses (Saturated) above this many waiting
+    grace: float = 10.0  # graceful shutdown deadline, seconds
+
+
+class Gateway:
+    """The running core. Use :func:`open_gateway` (or ``nursery.start(gateway.run)``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        carriers: Sequence[Carrier],
+        settings: CoreSettings = CoreSettings(),
+        *,
+        notifier: NotifierRun | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.pipeline = PipelineStore(store, receipt_timeout=settings.receipt_timeout)
+        self.carriers = {c.name: c for c in carriers}
+        self.settings = settings
+        self.new_msg_id = MsgIdFactory(now)
+        self.correlator_stats = receipt_correlator.CorrelatorStats()
+        self.in_doubt = 0
+        self._notifier = notifier
+        self._now = now
+        self._gate: IngressGate | None = None
+        self._recovered = False
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+
+    # -------------------------------------------------------------------------- public
+
+    @property
+    def ready(self) -> bool:
+        """Recovered, and at least one carrier can submit."""
+        return self._recovered and any(c.ready for c in self.carriers.values())
+
+    async def accept(self, batch: Sequence[Message], *, also: Callable[[Any], None] | None = None
+                     ) -> list[MsgId]:
+        """Commit ``batch`` durably, then pass it into the pipeline.
+
+        Messages with an empty ``msg_id`` get one. ``also`` runs in the same transaction (the
+        HTTP layer stores the idempotency answer with it).
+
+        Returns:
+            The message ids, once committed.
+
+        Raises:
+            Saturated: too much waits already; nothing was stored.
+            StoreError: the commit failed; nothing was stored.
+        """
+        self._check_saturation()
+        msgs = [m if m.msg_id else _with_id(m, self.new_msg_id()) for m in batch]
+        await self.pipeline.accept(msgs, also)
+        _metrics.MESSAGES_ACCEPTED.inc(len(msgs))
+        if self._gate is not None:
+            await self._gate.committed(msgs)
+        return [m.msg_id for m in msgs]
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown (returns at once; ``run`` returns when done)."""
+        self._stop.set()
+
+    # -------------------------------------------------------------------------- running
+
+    def _check_saturation(self) -> None:
+        if self._stop.is_set():
+            raise Saturated(5.0, "shutting down")
+        if self.store.write_queue_full:
+            raise Saturated(0.5, "store writer queue is full")
+        waiting = self.pipeline.outbox_size()
+        if waiting >= self.settings.max_outbox:
+            raise Saturated(min(60.0, max(1.0, waiting / 20_000)), "too many messages waiting")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Recover, start every actor and carrier, run until :meth:`stop`, then drain."""
+        s = self.settings
+        recovered = await self.pipeline.recover(s.in_doubt, self._now())
+        self.in_doubt = recovered.in_doubt
+        if recovered.in_doubt:
+            _metrics.IN_DOUBT.labels(s.in_doubt).inc(recovered.in_doubt)
+            logger.warning("recovery: %d parts were in flight (policy %s)", recovered.in_doubt,
+                           s.in_doubt)
+        ch = _Channels.open(s.buffer)
+        routes = RouteTable.from_mapping(s.routes or {"": list(self.carriers)})
+        async with trio.open_nursery() as outer:
+            await self._start_tail(outer, ch, recovered.events)
+            sink_send = ch.corr_send.clone()
+            async with trio.open_nursery() as carriers_n:
+                sink = receipt_correlator.receipt_sink(self.pipeline, sink_send)
+                for c in self.carriers.values():
+                    await carriers_n.start(partial(c.run, sink))
+                async with trio.open_nursery() as head:
+                    await self._start_head(head, ch, routes)
+                    await ch.corr_send.aclose()  # every producer holds its own clone now
+                    self._recovered = True
+                    task_status.started()
+                    await self._stop.wait()
+                    self._recovered = False
+                    assert self._gate is not None
+                    await self._gate.aclose()  # data-driven: the pump ends, then each stage
+                    head.cancel_scope.deadline = trio.current_time() + s.grace
+                carriers_n.cancel_scope.cancel()
+            await sink_send.aclose()  # the last producer: the correlator drains and ends
+            outer.cancel_scope.deadline = trio.current_time() + s.grace
+        self._stopped.set()
+
+    async def _start_tail(self, nursery: trio.Nursery, ch: _Channels,
+                          recovered_events: list[Any]) -> None:
+        if self._notifier is not None:
+            await nursery.start(self._notifier, ch.events_recv)
+        else:
+            nursery.start_soon(_drain, ch.events_recv)
+        if recovered_events:
+            from actors import messages
+
+            await ch.events_send.send(messages.encode_batch(recovered_events))
+        await nursery.start(partial(
+            receipt_correlator.run, ch.corr_recv, ch.events_send, ch.released_send.clone(),
+            store=self.pipeline, receipt_timeout=self.settings.receipt_timeout,
+            orphan_ttl=self.settings.orphan_ttl, now=self._now, stats=self.correlator_stats))
+
+    async def _start_head(self, nursery: trio.Nursery, ch: _Channels, routes: RouteTable) -> None:
+        s = self.settings
+        await nursery.start(partial(
+            dispatcher.run, ch.parts_recv, ch.corr_send.clone(), carriers=self.carriers,
+            routes=routes, store=self.pipeline, feedback=ch.feedback_send,
+            released=ch.released_send, retry=s.retry, concurrency=s.dispatcher_concurrency,
+            now=self._now))
+        await nursery.start(partial(
+            segmenter.run, ch.released_msgs_recv, ch.parts_send, ch.corr_send.clone(),
+            now=self._now))
+        await nursery.start(partial(
+            rate_limiter.run, ch.due_recv, ch.released_msgs_send, ch.corr_send.clone(),
+            rules=s.shaping, contacts=self.pipeline, feedback=ch.feedback_recv, now=self._now))
+        await nursery.start(partial(
+            scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
+            max_inflight=s.max_inflight, batch=s.batch, now=self._now))
+        self._gate = IngressGate(ch.wake_send)
+
+
+@dataclass(slots=True)
+class _Channels:
+    wake_send: trio.MemorySendChannel[bytes]
+    wake_recv: trio.MemoryReceiveChannel[bytes]
+    released_send: trio.MemorySendChannel[bytes]
+    released_recv: trio.MemoryReceiveChannel[bytes]
+    due_send: trio.MemorySendChannel[bytes]
+    due_recv: trio.MemoryReceiveChannel[bytes]
+    released_msgs_send: trio.MemorySendChannel[bytes]
+    released_msgs_recv: trio.MemoryReceiveChannel[bytes]
+    parts_send: trio.MemorySendChannel[bytes]
+    parts_recv: trio.MemoryReceiveChannel[bytes]
+    feedback_send: trio.MemorySendChannel[bytes]
+    feedback_recv: trio.MemoryReceiveChannel[bytes]
+    corr_send: trio.MemorySendChannel[bytes]
+    corr_recv: trio.MemoryReceiveChannel[bytes]
+    events_send: trio.MemorySendChannel[bytes]
+    events_recv: trio.MemoryReceiveChannel[bytes]
+
+    @classmethod
+    def open(cls, buffer: int) -> _Channels:
+        pairs = []
+        # wake: ingress batches (many concurrent HTTP requests); released: small id batches
+        for size in (64, 64, buffer, buffer, buffer, 64, 16, 16):
+            pairs.extend(trio.open_memory_channel[bytes](size))
+        return cls(*pairs)
+
+
+async def _drain(inbox: trio.abc.ReceiveChannel[bytes]) -> None:
+    async with inbox:
+        async for _ in inbox:
+            pass
+
+
+def _with_id(msg: Message, msg_id: MsgId) -> Message:
+    import dataclasses
+
+    return dataclasses.replace(msg, msg_id=msg_id)
+
+
+@asynccontextmanager
+async def open_gateway(
+    store: Store,
+    carriers: Sequence[Carrier],
+    settings: CoreSettings = CoreSettings(),
+    *,
+    notifier: NotifierRun | None = None,
+    now: Callable[[], float] = time.time,
+) -> AsyncIterator[Gateway]:
+    """Run a :class:`Gateway` for the duration of the block; leaving it shuts down gracefully."""
+    gateway = Gateway(store, carriers, settings, notifier=notifier, now=now)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        try:
+            yield gateway
+        finally:
+            gateway.stop()

@@ -1,0 +1,136 @@
+"""Test fakes: a scripted in-process Carrier (accepts, throttles, rejects, delivers, fails).
+
+``ScriptedCarrier`` satisfies ``actors.ports.Carrier`` structurally (checked below by a typed
+assignment). A *script* decides each part's fate from the part and its attempt number:
+
+    accept / deliver   accepted with a carrier id; a DELIVRD receipt follows
+    fail               accepted; an UNDELIV receipt (error code 001) follows
+    silent             accepted; no receipt ever (for receipt timeouts)
+    throttle           transient refusal, code "throttled" (0x58)
+    transient          transient refusal, code "timeout", in doubt
+    reject             permanent refusal, code "0x0000000B" (invalid destination)
+
+Carrier ids are numbers; ``hex_ids`` makes the submit response say ``0x…`` in upper case
+while the receipt says decimal (and ``early`` sends the receipt before the submit response,
+``duplicate`` sends every receipt twice), which is what real SMSCs do to correlators.
+Every submission is counted per (msg_id, part) so tests can count duplicates; ``log_path``
+also appends them to a file (the crash test reads it after SIGKILL).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import trio
+
+from actors.messages import CarrierReceipt, SubmitPart
+from actors.ports import Carrier, ReceiptSink, SubmitResult
+
+Outcome = Literal["accept", "deliver", "fail", "silent", "throttle", "transient", "reject"]
+Script = Callable[[SubmitPart, int], Outcome]
+
+
+def always(outcome: Outcome) -> Script:
+    return lambda part, attempt: outcome
+
+
+class ScriptedCarrier:
+    """An in-process carrier following a script; receipts go to the sink given to ``run``."""
+
+    def __init__(
+        self,
+        name: str = "scripted",
+        script: Script = always("deliver"),
+        *,
+        hex_ids: bool = False,
+        early: bool = False,
+        duplicate: bool = False,
+        now: Callable[[], float] = trio.current_time,
+        log_path: str | None = None,
+        receipt_batch: int = 512,
+    ) -> None:
+        self._name = name
+        self.script = script
+        self.hex_ids = hex_ids
+        self.early = early
+        self.duplicate = duplicate
+        self.now = now
+        self.ready_flag = True
+        self.submitted: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.attempts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.calls = 0
+        self._ids = itertools.count(0x0400_0000_086E_CD50)
+        self._pending: list[CarrierReceipt] = []
+        self._kick = trio.Event()
+        self._sink: ReceiptSink | None = None
+        self._log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
+        self._receipt_batch = receipt_batch
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_flag and self._sink is not None
+
+    async def run(self, receipts: ReceiptSink, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._sink = receipts
+        task_status.started()
+        try:
+            while True:
+                if not self._pending:
+                    self._kick = trio.Event()
+                    await self._kick.wait()
+                batch = self._pending[: self._receipt_batch]
+                self._pending = self._pending[self._receipt_batch:]
+                await receipts(batch)
+        finally:
+            self._sink = None
+
+    async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
+        self.calls += 1
+        results: list[SubmitResult] = []
+        early: list[CarrierReceipt] = []
+        lines = []
+        for p in parts:
+            key = (p.msg_id, p.part)
+            self.attempts[key] += 1
+            outcome = self.script(p, self.attempts[key])
+            if outcome in ("throttle", "transient"):
+                in_doubt = outcome == "transient"
+                results.append(SubmitResult(error=outcome, code="throttled" if not in_doubt
+                                            else "timeout", transient=True, in_doubt=in_doubt))
+                continue
+            if outcome == "reject":
+                results.append(SubmitResult(error="invalid destination", code="0x0000000B"))
+                continue
+            self.submitted[key] += 1
+            lines.append(f"{p.msg_id} {p.part}\n")
+            number = next(self._ids)
+            results.append(SubmitResult(carrier_id=f"0x{number:016X}" if self.hex_ids
+                                        else str(number)))
+            if outcome != "silent":
+                state, code = ("UNDELIV", "001") if outcome == "fail" else ("DELIVRD", "000")
+                receipt = CarrierReceipt(self._name, str(number), state, code, self.now())
+                copies = [receipt, receipt] if self.duplicate else [receipt]
+                (early if self.early else self._pending).extend(copies)
+        if self._log is not None and lines:
+            self._log.write("".join(lines))
+        if early and self._sink is not None:
+            await self._sink(early)
+        if self._pending:
+            self._kick.set()
+        await trio.lowlevel.checkpoint()
+        return results
+
+    def duplicates(self) -> int:
+        """Submissions beyond the first of each part that the carrier accepted."""
+        return sum(n - 1 for n in self.submitted.values() if n > 1)
+
+
+_check: Carrier = ScriptedCarrier()  # type-checked against the Protocol
