@@ -85,6 +85,8 @@ class SimulatorStats:
     receipts_redelivered: int = 0
     enquire_links: int = 0
     generic_nacks_sent: int = 0
+    unbinds: int = 0
+    peak_pending_responses: int = 0  # most submit_sm awaiting a delayed answer on one bind
     received: Counter[PartKey] = field(default_factory=Counter)
     accepted: Counter[PartKey] = field(default_factory=Counter)
 

@@ -158,6 +158,7 @@ class SmscSession:
                 stats.enquire_links += 1
                 self._reply(p.encode(p.EnquireLinkResp(pdu.sequence)))
             case p.Unbind():
+                stats.unbinds += 1
                 self._reply(p.encode(p.UnbindResp(pdu.sequence)))
                 self.closing = True
             case p.EnquireLinkResp() | p.UnbindResp() | p.GenericNack():
@@ -237,6 +238,8 @@ class SmscSession:
             self._out.append(data)
         else:
             self._pending_resps += 1
+            stats = self.shared.stats
+            stats.peak_pending_responses = max(stats.peak_pending_responses, self._pending_resps)
             self._schedule(now + delay, _RESP, data)
 
     def _outcome(self, draw: float) -> str:
@@ -269,6 +272,7 @@ class SmscSession:
         if pdu.status == st.ESME_ROK:
             self.shared.stats.receipts_acked += 1
         else:  # the ESME could not take it: send it again later
+            self.shared.stats.receipts_redelivered += 1
             self._schedule(entry[1], _RECEIPT, entry[0])
 
 

@@ -78,6 +78,7 @@ class _Item:
     call: _Call
     index: int
     deadline: float
+    slowed_by: int = 0  # the last slow-down status (0x58/0x14) this part got, if any
 
 
 @dataclass(slots=True)
@@ -149,6 +150,7 @@ class SmppCarrier:
         self._pending: deque[_Item] = deque()
         self._paused_until = 0.0
         self._throttle = self.throttle_min
+        self._close_reason = ""
 
     # -- Carrier protocol ------------------------------------------------------------------
 
@@ -201,8 +203,9 @@ class SmppCarrier:
 
         while True:
             try:
+                self._close_reason = "closed by the SMSC"
                 await self._connect_and_serve(receipts, mark_started)
-                reason = "closed"
+                reason = self._close_reason
             except* _NETWORK_ERRORS as group:
                 reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
             logger.warning("smpp %s: connection ended (%s); reconnecting in %.1fs", self.name,
@@ -382,6 +385,7 @@ class SmppCarrier:
                 item.call.set(item.index, _result("no response", "timeout", transient=True,
                                                   in_doubt=True))
             elif type(event) is Closed:
+                self._close_reason = event.reason
                 closed = True
         return closed
 
@@ -395,6 +399,7 @@ class SmppCarrier:
         elif status in st.SLOW_DOWN and now < item.deadline and not item.call.cancelled:
             # §5.1.3: slow down and send again; the part is not failed (until its deadline).
             self.stats.throttled += 1
+            item.slowed_by = status
             if now >= self._paused_until:
                 self._paused_until = now + self._throttle
                 self._throttle = min(self._throttle * 2, self.throttle_max)
@@ -413,8 +418,11 @@ class SmppCarrier:
         pending = self._pending
         while pending and (pending[0].deadline <= now or pending[0].call.cancelled):
             item = pending.popleft()
-            item.call.set(item.index, _result("deadline passed before sending", "timeout",
-                                              transient=True))
+            if item.slowed_by:  # still throttled at its deadline: say so (rate feedback)
+                result = _result(st.name(item.slowed_by), st.code(item.slowed_by), transient=True)
+            else:
+                result = _result("deadline passed before sending", "timeout", transient=True)
+            item.call.set(item.index, result)
 
     def _fail_pending(self, error: str, code: str) -> None:
         while self._pending:
