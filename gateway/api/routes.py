@@ -94,7 +94,7 @@ class Api:
                 self._exact.setdefault(r.template, {})[r.method] = r
         from gateway.api.openapi import document
 
-        self._openapi = json.dumps(document(ROUTES), indent=1).encode()
+        self._openapi_doc = json.dumps(document(ROUTES), indent=1).encode()
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -187,4 +187,4 @@ class Api:
         return Response(200, metrics.render(), metrics.CONTENT_TYPE)
 
     async def _openapi(self, request: Request, _: None, __: None) -> Response:
-        return Response(200, self._openapi)
+        return Response(200, self._openapi_doc)

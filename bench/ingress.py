@@ -1,0 +1,271 @@
+"""Ingress benchmark: accepted messages/s and latency of POST /v1/messages on a real server.
+
+    python -m bench.ingress                 # starts `septet serve` in a child process
+    python -m bench.ingress --url http://127.0.0.1:8080 --key sk_...   # an already running one
+
+The server runs in ANOTHER process than this load generator: `septet serve` on a fresh LMDB
+store in a temporary directory with ``sync=True`` (every commit an fsync) and the built-in
+simulator as its carrier, exactly what `make serve` runs. The generator keeps many keep-alive
+connections, each pipelining requests over a raw socket (pre-encoded requests, responses
+framed by Content-Length), so that the client costs little next to the server.
+
+Phases (each a fixed duration):
+  1. single, peak: one message per request, as fast as the server answers;
+  2. single, paced at half the measured peak: the latency that counts (p50/p99 from the time a
+     request was due, so a stalled server cannot hide its queue: no coordinated omission);
+  3. batch, peak: 100 messages per request;
+  4. batch, paced at half of that peak.
+Every recipient number is distinct within a run (random Portuguese mobiles), so the server's
+number cache does not flatter it. The last line is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+_STATUS = re.compile(rb"HTTP/1\.1 (\d{3})")
+
+
+@dataclass
+class Phase:
+    """Results of one phase."""
+
+    name: str
+    seconds: float = 0.0
+    requests: int = 0
+    accepted_msgs: int = 0
+    errors: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000
+
+    @property
+    def req_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.accepted_msgs / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"{self.name:<14} {self.req_per_s:>9.0f} req/s {self.msgs_per_s:>9.0f} msgs/s  "
+                f"p50 {self.pct(50):6.1f} ms  p99 {self.pct(99):6.1f} ms  "
+                f"requests {self.requests}  errors {self.errors or 0}")
+
+
+def _numbers(n: int, seed: int) -> list[str]:
+    rnd = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        out.add(f"+3519{rnd.choice('1236')}{rnd.randrange(10**7):07d}")
+    return list(out)
+
+
+def _request(host: str, key: str, body: bytes) -> bytes:
+    return (f"POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def make_requests(host: str, key: str, batch: int, count: int, seed: int) -> list[bytes]:
+    numbers = _numbers(count * batch, seed)
+    reqs = []
+    for i in range(count):
+        items = [{"to": numbers[i * batch + j], "from": "Septet",
+                  "text": f"Your code is {random.randrange(10**6):06d}. Olá!"} for j in range(batch)]
+        body = json.dumps(items[0] if batch == 1 else {"messages": items}).encode()
+        reqs.append(_request(host, key, body))
+    return reqs
+
+
+class _Responses:
+    """Frames HTTP/1.1 responses (Content-Length only) out of a byte stream."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[int]:
+        self.buf += data
+        statuses = []
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return statuses
+            head = bytes(self.buf[:end]).lower()
+            i = head.find(b"content-length:")
+            length = int(head[i + 15:head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None]) if i >= 0 else 0
+            if len(self.buf) < end + 4 + length:
+                return statuses
+            m = _STATUS.match(self.buf)
+            statuses.append(int(m.group(1)) if m else 0)
+            del self.buf[:end + 4 + length]
+
+
+async def _connection(host: str, port: int, reqs: list[bytes], batch: int, phase: Phase,
+                      deadline: float, depth: int, interval: float | None) -> None:
+    stream = await trio.open_tcp_stream(host, port)
+    sent: list[float] = []  # due time of each outstanding request, FIFO
+    frames = _Responses()
+    window = trio.Semaphore(depth)
+    idx = random.randrange(len(reqs))
+
+    async def sender() -> None:
+        nonlocal idx
+        due = trio.current_time()
+        while trio.current_time() < deadline:
+            await window.acquire()
+            if interval is not None:
+                due += interval
+                await trio.sleep_until(due)
+            else:
+                due = trio.current_time()
+            sent.append(due)
+            await stream.send_all(reqs[idx % len(reqs)])
+            idx += 1
+
+    async def receiver() -> None:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            now = trio.current_time()
+            for status in frames.feed(data):
+                due = sent.pop(0)
+                window.release()
+                if now < deadline + 5:
+                    phase.requests += 1
+                    phase.latencies.append(now - due)
+                    if status == 202:
+                        phase.accepted_msgs += batch
+                    else:
+                        phase.errors[status] = phase.errors.get(status, 0) + 1
+            if trio.current_time() >= deadline and not sent:
+                return
+
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        await receiver()
+        nursery.cancel_scope.cancel()
+
+
+async def run_phase(name: str, host: str, port: int, reqs: list[bytes], batch: int, *,
+                    seconds: float, connections: int, depth: int, rate: float | None) -> Phase:
+    phase = Phase(name)
+    interval = connections / rate if rate else None
+    start = trio.current_time()
+    deadline = start + seconds
+    async with trio.open_nursery() as nursery:
+        for _ in range(connections):
+            nursery.start_soon(_connection, host, port, reqs, batch, phase, deadline, depth, interval)
+    phase.seconds = trio.current_time() - start
+    return phase
+
+
+# ---------------------------------------------------------------------------------------------
+# The server under test
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = _free_port()
+    env = {**os.environ, "SEPTET_HTTP__PORT": str(port), "SEPTET_STORE__PATH": str(workdir / "db"),
+           "SEPTET_STORE__SYNC": "true", "SEPTET_LOG_LEVEL": "WARNING",
+           "SEPTET_HTTP__MAX_IN_FLIGHT": "100000"}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--print-key-file",
+                             str(workdir / "key")], env=env, stdout=subprocess.DEVNULL)
+    for _ in range(300):
+        if (workdir / "key").exists() and (workdir / "key").read_text().strip():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc, port, (workdir / "key").read_text().strip()
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            raise SystemExit(f"septet serve exited with {proc.returncode}")
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("septet serve did not start")
+
+
+async def bench(host: str, port: int, key: str, seconds: float, connections: int,
+                depth: int) -> dict[str, float]:
+    singles = make_requests(host, key, 1, 20_000, 1)
+    batches = make_requests(host, key, 100, 400, 2)
+    await run_phase("warm-up", host, port, singles, 1, seconds=1.0, connections=connections,
+                    depth=depth, rate=None)
+    p1 = await run_phase("single peak", host, port, singles, 1, seconds=seconds,
+                         connections=connections, depth=depth, rate=None)
+    print(p1.line(), flush=True)
+    p2 = await run_phase("single @50%", host, port, singles, 1, seconds=seconds,
+                         connections=connections, depth=depth, rate=max(1.0, p1.req_per_s / 2))
+    print(p2.line(), flush=True)
+    bconn = max(4, connections // 8)
+    p3 = await run_phase("batch100 peak", host, port, batches, 100, seconds=seconds,
+                         connections=bconn, depth=2, rate=None)
+    print(p3.line(), flush=True)
+    p4 = await run_phase("batch100 @50%", host, port, batches, 100, seconds=seconds,
+                         connections=bconn, depth=2, rate=max(1.0, p3.req_per_s / 2))
+    print(p4.line(), flush=True)
+    return {
+        "single_req_per_s": round(p1.req_per_s), "single_p50_ms": round(p2.pct(50), 2),
+        "single_p99_ms": round(p2.pct(99), 2), "single_peak_p99_ms": round(p1.pct(99), 2),
+        "batch_msgs_per_s": round(p3.msgs_per_s), "batch_p50_ms": round(p4.pct(50), 2),
+        "batch_p99_ms": round(p4.pct(99), 2), "batch_peak_p99_ms": round(p3.pct(99), 2),
+        "errors": sum(sum(p.errors.values()) for p in (p1, p2, p3, p4)),
+        "seconds_per_phase": seconds, "connections": connections, "pipeline_depth": depth,
+        "sync": True,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", help="bench a running server instead of starting one")
+    ap.add_argument("--key", help="API key for --url")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
+    args = ap.parse_args()
+    proc = None
+    with tempfile.TemporaryDirectory(prefix="septet-bench-") as tmp:
+        if args.url:
+            host, _, port_s = args.url.removeprefix("http://").partition(":")
+            port, key = int(port_s or 80), args.key or ""
+        else:
+            proc, port, key = start_server(Path(tmp))
+            host = "127.0.0.1"
+        try:
+            figures = trio.run(bench, host, port, key, args.seconds, args.connections, args.depth)
+        finally:
+            if proc is not None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
