@@ -253,7 +253,8 @@ async def _rogue_script(script: str, seen: list[p.Pdu | Exception], stream: trio
 async def test_malformed_pdus_from_the_smsc_get_generic_nack_and_no_crash() -> None:
     seen: list[p.Pdu | Exception] = []
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, partial(_rogue_smsc, "malformed", seen), 0)
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, partial(_rogue_smsc, "malformed", seen), 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         carrier = SmppCarrier("rogue", "127.0.0.1", port, "a", "b")
         await nursery.start(carrier.run, Sink())
@@ -270,7 +271,8 @@ async def test_malformed_pdus_from_the_smsc_get_generic_nack_and_no_crash() -> N
 async def test_broken_framing_closes_the_connection_and_parts_are_in_doubt() -> None:
     seen: list[p.Pdu | Exception] = []
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, partial(_rogue_smsc, "garbage", seen), 0)
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, partial(_rogue_smsc, "garbage", seen), 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         carrier = SmppCarrier("rogue", "127.0.0.1", port, "a", "b", reconnect_min=0.01)
         await nursery.start(carrier.run, Sink())
