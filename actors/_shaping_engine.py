@@ -23,22 +23,15 @@ import dataclasses
 import heapq
 import logging
 import math
-from collections import deque
 from itertools import count
 from typing import Any, Final
 
 import msgpack
 
 from actors import messages
-from actors._shaping_bucket import NEVER, AdaptiveBucket, TokenBucket
-from actors._shaping_rules import (
-    AccountRules,
-    CampaignRules,
-    ConnectorRules,
-    Limit,
-    ShapingRules,
-)
-from actors._shaping_window import WindowGate
+from actors._shaping_bucket import NEVER, TokenBucket
+from actors._shaping_rules import Limit, ShapingRules
+from actors._shaping_state import Account, Campaign, Connector, Lane, longest_prefix
 from actors.messages import Message, MessageFinished, State
 from actors.ports import RecentContacts
 
@@ -82,88 +75,6 @@ def rows_from_batch(data: bytes) -> list[Row]:
     return rows
 
 
-def _longest(to: str, lengths: tuple[int, ...], table: dict[str, Limit]) -> str:
-    for n in lengths:
-        if to[:n] in table:
-            return to[:n]
-    return ""
-
-
-def _lengths(prefixes: dict[str, Limit]) -> tuple[int, ...]:
-    return tuple(sorted({len(p) for p in prefixes}, reverse=True))
-
-
-class _Account:
-    __slots__ = ("name", "rules", "bucket", "gate", "validity", "recontact", "lengths", "prefixes")
-
-    def __init__(self, name: str, rules: AccountRules) -> None:
-        self.name = name
-        self.rules = rules
-        self.bucket = TokenBucket(rules.limit.rate, rules.limit.burst) if rules.limit else None
-        self.gate = WindowGate(rules.window) if rules.window else None
-        self.validity = rules.validity
-        self.recontact = rules.no_recontact_hours * 3600.0
-        self.prefixes = dict(rules.prefixes)
-        self.lengths = _lengths(self.prefixes)
-
-
-class _Connector:
-    __slots__ = ("name", "rules", "bucket", "lengths", "prefixes")
-
-    def __init__(self, name: str, rules: ConnectorRules) -> None:
-        self.name = name
-        self.rules = rules
-        lim = rules.limit
-        self.bucket = AdaptiveBucket(lim.rate, lim.burst, rules.adaptive) if lim else None
-        self.prefixes = dict(rules.prefixes)
-        self.lengths = _lengths(self.prefixes)
-
-
-class _Campaign:
-    """Slices ("X % every N s") and pace ("M a minute") of one campaign, in messages."""
-
-    __slots__ = ("rules", "size", "start", "released", "bucket", "gate", "last_seen")
-
-    def __init__(self, rules: CampaignRules, now: float) -> None:
-        self.rules = rules
-        self.size = math.ceil(rules.total * rules.slice_percent / 100.0) if rules.slice_percent else 0
-        self.start = rules.start or now
-        self.released = rules.released
-        pm = rules.per_minute
-        self.bucket = TokenBucket(pm / 60.0, rules.per_minute_burst) if pm else None
-        self.gate = WindowGate(rules.window) if rules.window else None
-        self.last_seen = now
-
-    def wait(self, now: float) -> float:
-        if self.size:
-            if now < self.start:
-                return self.start - now
-            every = self.rules.slice_every
-            k = int((now - self.start) // every)
-            if self.released >= (k + 1) * self.size:
-                return self.start + (k + 1) * every - now
-        return self.bucket.wait(1, now) if self.bucket else 0.0
-
-    def charge(self, now: float) -> None:
-        self.released += 1
-        self.last_seen = now
-        if self.bucket:
-            self.bucket.charge(1, now)
-
-
-class _Lane:
-    __slots__ = ("queue", "buckets", "gates", "campaign", "recontact", "scheduled")
-
-    def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
-                 campaign: _Campaign | None, recontact: float) -> None:
-        self.queue: deque[list[Any]] = deque()  # entries [row | None, deadline]
-        self.buckets = buckets
-        self.gates = gates
-        self.campaign = campaign
-        self.recontact = recontact
-        self.scheduled = False
-
-
 class Shaper:
     """All shaping state of one limiter. Feed it with :meth:`admit` and :meth:`poll`.
 
@@ -179,12 +90,12 @@ class Shaper:
         self.finished: list[Row] = []
         self.held = 0
         self._route = rules.route
-        self._accounts: dict[str, _Account] = {}
-        self._connectors: dict[str, _Connector] = {}
-        self._campaigns: dict[str, _Campaign] = {}
+        self._accounts: dict[str, Account] = {}
+        self._connectors: dict[str, Connector] = {}
+        self._campaigns: dict[str, Campaign] = {}
         self._buckets: dict[tuple[str, ...], TokenBucket] = {}
-        self._lanes: dict[tuple[str, ...], _Lane] = {}
-        self._timers: list[tuple[float, int, _Lane]] = []
+        self._lanes: dict[tuple[str, ...], Lane] = {}
+        self._timers: list[tuple[float, int, Lane]] = []
         self._deadlines: list[tuple[float, int, list[Any]]] = []
         self._stale = 0
         self._seq = count()
@@ -230,6 +141,12 @@ class Shaper:
             self._finish(entry[0], "expired", "deadline passed while waiting", now)
             entry[0] = None
             self.held -= 1
+        for conn in self._connectors.values():
+            conn.measure(now)
+            if conn.temporary and (done := conn.recovered(now)) is not None:
+                for lane in self._lanes.values():
+                    if lane.conn is conn:
+                        lane.buckets = tuple(b for b in lane.buckets if b is not done)
         timers = self._timers
         while timers and timers[0][0] <= now:
             lane = heapq.heappop(timers)[2]
@@ -239,9 +156,19 @@ class Shaper:
             self._sweep(now)
 
     def throttled(self, connector: str, now: float) -> bool:
-        """A carrier answered "throttled" on ``connector``: lower its rate (False: no limit to adapt)."""
+        """A carrier answered "throttled" on ``connector``: lower its rate.
+
+        Returns False when the answer falls in the cooldown of an earlier one. A connector
+        without a configured limit gets a temporary one from its measured rate.
+        """
         conn = self._connectors.get(connector) or self._connector(connector)
-        return conn.bucket.throttled(now) if conn.bucket else False
+        if conn.bucket is not None:
+            return conn.bucket.throttled(now)
+        temporary = conn.install_temporary(now)
+        for lane in self._lanes.values():
+            if lane.conn is conn:
+                lane.buckets = (*lane.buckets, temporary)
+        return True
 
     def next_wake(self) -> float:
         """The earliest instant at which :meth:`poll` may have something to do (inf: none)."""
@@ -264,7 +191,7 @@ class Shaper:
 
     # -- decisions -------------------------------------------------------------------------
 
-    def _try(self, lane: _Lane, row: Row, now: float) -> float:
+    def _try(self, lane: Lane, row: Row, now: float) -> float:
         """Release ``row`` now (0.0) or say how long its lane must wait (seconds)."""
         for gate in lane.gates:
             w = gate.wait(now)
@@ -288,6 +215,7 @@ class Shaper:
             return 0.0
         for b in lane.buckets:
             b.charge(n, now)
+        lane.conn.released += n
         if camp is not None:
             camp.charge(now)
         self.released.append(row)
@@ -306,7 +234,7 @@ class Shaper:
         self._sent[key] = now
         return False
 
-    def _drain(self, lane: _Lane, now: float) -> None:
+    def _drain(self, lane: Lane, now: float) -> None:
         q = lane.queue
         while q:
             entry = q[0]
@@ -321,14 +249,14 @@ class Shaper:
                     self._stale += 1
             q.popleft()
 
-    def _hold(self, lane: _Lane, row: Row, deadline: float) -> None:
+    def _hold(self, lane: Lane, row: Row, deadline: float) -> None:
         entry = [row, deadline]
         lane.queue.append(entry)
         self.held += 1
         if deadline:
             heapq.heappush(self._deadlines, (deadline, next(self._seq), entry))
 
-    def _schedule(self, lane: _Lane, when: float) -> None:
+    def _schedule(self, lane: Lane, when: float) -> None:
         if not lane.scheduled:
             lane.scheduled = True
             heapq.heappush(self._timers, (when, next(self._seq), lane))
@@ -339,23 +267,23 @@ class Shaper:
 
     # -- state built on first sight --------------------------------------------------------
 
-    def _account(self, name: str) -> _Account:
+    def _account(self, name: str) -> Account:
         rules = self.rules.accounts.get(name, self.rules.default_account)
-        acct = self._accounts[name] = _Account(name, rules)
+        acct = self._accounts[name] = Account(name, rules)
         return acct
 
-    def _connector(self, name: str) -> _Connector:
+    def _connector(self, name: str) -> Connector:
         rules = self.rules.connectors.get(name, self.rules.default_connector)
-        conn = self._connectors[name] = _Connector(name, rules)
+        conn = self._connectors[name] = Connector(name, rules)
         return conn
 
-    def _campaign(self, name: str, now: float) -> _Campaign | None:
+    def _campaign(self, name: str, now: float) -> Campaign | None:
         camp = self._campaigns.get(name)
         if camp is None:
             rules = self.rules.campaigns.get(name)
             if rules is None:
                 return None
-            camp = self._campaigns[name] = _Campaign(rules, now)
+            camp = self._campaigns[name] = Campaign(rules, now)
         return camp
 
     def _bucket(self, key: tuple[str, ...], limit: Limit) -> TokenBucket:
@@ -364,20 +292,20 @@ class Shaper:
             b = self._buckets[key] = TokenBucket(limit.rate, limit.burst)
         return b
 
-    def _lane(self, row: Row, acct: _Account, now: float) -> _Lane:
+    def _lane(self, row: Row, acct: Account, now: float) -> Lane:
         to, sender, campaign = row[TO], row[SENDER], row[CAMPAIGN]
         cname = self._route(to)
         conn = self._connectors.get(cname) or self._connector(cname)
-        ap = _longest(to, acct.lengths, acct.prefixes) if acct.lengths else ""
-        cp = _longest(to, conn.lengths, conn.prefixes) if conn.lengths else ""
+        ap = longest_prefix(to, acct.lengths, acct.prefixes) if acct.lengths else ""
+        cp = longest_prefix(to, conn.lengths, conn.prefixes) if conn.lengths else ""
         key = (acct.name, sender, cname, campaign, ap, cp)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = self._new_lane(acct, conn, sender, campaign, ap, cp, now)
         return lane
 
-    def _new_lane(self, acct: _Account, conn: _Connector, sender: str, campaign: str,
-                  ap: str, cp: str, now: float) -> _Lane:
+    def _new_lane(self, acct: Account, conn: Connector, sender: str, campaign: str,
+                  ap: str, cp: str, now: float) -> Lane:
         buckets: list[TokenBucket] = []
         if acct.bucket:
             buckets.append(acct.bucket)
@@ -396,7 +324,7 @@ class Shaper:
         gates = tuple(g for g in (acct.gate, camp.gate if camp else None) if g is not None)
         recontact = max(acct.recontact, camp.rules.no_recontact_hours * 3600.0 if camp else 0.0)
         self._longest_recontact = max(self._longest_recontact, recontact)
-        return _Lane(tuple(buckets), gates, camp, recontact)
+        return Lane(tuple(buckets), gates, camp, recontact, conn)
 
     def _sweep(self, now: float) -> None:
         """Forget idle lanes, full per-key buckets, stale deadlines and contacts out of window."""

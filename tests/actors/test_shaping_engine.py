@@ -235,7 +235,7 @@ def test_throttle_lowers_the_connector_rate_and_it_recovers() -> None:
     assert s.throttled("default", 10.0)
     assert s.connector_rate("default", 10.0) == 50
     assert s.connector_rate("default", 1000.0) == 100
-    assert not Shaper(ShapingRules()).throttled("default", 0.0)  # nothing to adapt
+    assert not s.throttled("default", 10.5)  # the same window of throttled parts
 
 
 def test_sweep_forgets_idle_state_without_loosening_limits() -> None:
@@ -322,3 +322,27 @@ def test_every_message_goes_and_no_bucket_is_exceeded(
         for t_end, _ in mine:
             used = sum(parts_of[m][0] for t, m in mine if t <= t_end)
             assert used <= 5 + sender_rate * t_end + 1e-6
+
+
+def test_throttle_on_an_unlimited_connector_cuts_the_measured_rate_then_lifts() -> None:
+    s = Shaper(ShapingRules())  # default Adaptive: halve, hold 5 s, +2 %/s, so 30 s to lift
+    t, i = 0.0, 0
+    while t < 3.0:  # 100 messages a second on an unlimited connector
+        s.admit(row(i, to=f"+{i}"), t)
+        s.poll(t)
+        i, t = i + 1, round(t + 0.01, 6)
+    assert s.connector_rate("default", t) == float("inf")
+    assert s.throttled("default", t)
+    assert s.connector_rate("default", t) == pytest.approx(50, rel=0.05)
+    released_ids(s)
+    for k in range(200):  # 200 more offered at once: paced at ~50/s now
+        s.admit(row(f"x{k}", to=f"+x{k}"), t)
+    assert len(released_ids(s)) < 20
+    while s.next_wake() <= t + 1.0:
+        s.poll(s.next_wake())
+    assert 40 <= len(released_ids(s)) <= 60
+    s.poll(t + 40.0)  # recovered: the temporary limit is gone and the backlog goes at once
+    assert s.connector_rate("default", t + 40.0) == float("inf")
+    assert s.held == 0
+    s.admit(row("after", to="+after"), t + 40.0)
+    assert "after" in released_ids(s)

@@ -1,0 +1,147 @@
+"""Per-key state the shaper builds on first sight: accounts, connectors, campaigns and lanes.
+
+A connector without a configured limit still answers throttling: it counts the segments it
+releases, and a throttle answer installs a temporary adaptive bucket whose base is the rate
+measured just before (cut at once, recovering by itself); once recovered, the temporary
+bucket is removed and the connector is unlimited again.
+
+Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Final
+
+from actors._shaping_bucket import NEVER, AdaptiveBucket, TokenBucket
+from actors._shaping_rules import AccountRules, CampaignRules, ConnectorRules, Limit
+from actors._shaping_window import WindowGate
+
+MEASURE_EVERY: Final = 1.0  # seconds per window of a connector's measured rate
+MIN_MEASURED_RATE: Final = 1.0  # segments/s assumed when a throttle comes before any traffic
+
+
+def longest_prefix(to: str, lengths: tuple[int, ...], table: dict[str, Limit]) -> str:
+    """The longest key of ``table`` that ``to`` starts with ("" when none)."""
+    for n in lengths:
+        if to[:n] in table:
+            return to[:n]
+    return ""
+
+
+def _lengths(prefixes: dict[str, Limit]) -> tuple[int, ...]:
+    return tuple(sorted({len(p) for p in prefixes}, reverse=True))
+
+
+class Account:
+    """An account's rules resolved: its bucket, window gate, validity and re-contact window."""
+
+    __slots__ = ("name", "rules", "bucket", "gate", "validity", "recontact", "lengths", "prefixes")
+
+    def __init__(self, name: str, rules: AccountRules) -> None:
+        self.name = name
+        self.rules = rules
+        self.bucket = TokenBucket(rules.limit.rate, rules.limit.burst) if rules.limit else None
+        self.gate = WindowGate(rules.window) if rules.window else None
+        self.validity = rules.validity
+        self.recontact = rules.no_recontact_hours * 3600.0
+        self.prefixes = dict(rules.prefixes)
+        self.lengths = _lengths(self.prefixes)
+
+
+class Connector:
+    """A connector's bucket (configured, or temporary after a throttle) and its measured rate."""
+
+    __slots__ = ("name", "rules", "bucket", "temporary", "lengths", "prefixes", "released",
+                 "_mark_at", "_mark_released", "_measured")
+
+    def __init__(self, name: str, rules: ConnectorRules) -> None:
+        self.name = name
+        self.rules = rules
+        lim = rules.limit
+        self.bucket = AdaptiveBucket(lim.rate, lim.burst, rules.adaptive) if lim else None
+        self.temporary = False
+        self.prefixes = dict(rules.prefixes)
+        self.lengths = _lengths(self.prefixes)
+        self.released = 0.0  # segments released on this connector, ever
+        self._mark_at = -NEVER
+        self._mark_released = 0.0
+        self._measured = 0.0
+
+    def measure(self, now: float) -> None:
+        """Close the current measuring window if it is ``MEASURE_EVERY`` old."""
+        span = now - self._mark_at
+        if span >= MEASURE_EVERY:
+            if span < 2 * MEASURE_EVERY:  # a fresh window; an older one says nothing of now
+                self._measured = (self.released - self._mark_released) / span
+            self._mark_at, self._mark_released = now, self.released
+
+    def install_temporary(self, now: float) -> AdaptiveBucket:
+        """A throttle answer on an unlimited connector: a bucket at the measured rate, cut."""
+        span = now - self._mark_at
+        current = (self.released - self._mark_released) / span if span > 0.1 else 0.0
+        base = max(self._measured, current if span < 2 * MEASURE_EVERY else 0.0,
+                   MIN_MEASURED_RATE)
+        self.bucket = AdaptiveBucket(base, max(1.0, base / 10.0), self.rules.adaptive)
+        self.bucket.throttled(now)
+        self.temporary = True
+        return self.bucket
+
+    def recovered(self, now: float) -> AdaptiveBucket | None:
+        """The temporary bucket, once its rate is back to its base (the lanes drop it)."""
+        b = self.bucket
+        if self.temporary and b is not None and b.factor(now) >= 1.0:
+            self.bucket, self.temporary = None, False
+            return b
+        return None
+
+
+class Campaign:
+    """Slices ("X % every N s") and pace ("M a minute") of one campaign, in messages."""
+
+    __slots__ = ("rules", "size", "start", "released", "bucket", "gate", "last_seen")
+
+    def __init__(self, rules: CampaignRules, now: float) -> None:
+        self.rules = rules
+        self.size = math.ceil(rules.total * rules.slice_percent / 100.0) if rules.slice_percent else 0
+        self.start = rules.start or now
+        self.released = rules.released
+        pm = rules.per_minute
+        self.bucket = TokenBucket(pm / 60.0, rules.per_minute_burst) if pm else None
+        self.gate = WindowGate(rules.window) if rules.window else None
+        self.last_seen = now
+
+    def wait(self, now: float) -> float:
+        """0.0 when one more message of the campaign may go at ``now``, else seconds to wait."""
+        if self.size:
+            if now < self.start:
+                return self.start - now
+            every = self.rules.slice_every
+            k = int((now - self.start) // every)
+            if self.released >= (k + 1) * self.size:
+                return self.start + (k + 1) * every - now
+        return self.bucket.wait(1, now) if self.bucket else 0.0
+
+    def charge(self, now: float) -> None:
+        """Count one released message."""
+        self.released += 1
+        self.last_seen = now
+        if self.bucket:
+            self.bucket.charge(1, now)
+
+
+class Lane:
+    """Messages that hit the same buckets, gates and campaign, in arrival order."""
+
+    __slots__ = ("queue", "buckets", "gates", "campaign", "recontact", "conn", "scheduled")
+
+    def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
+                 campaign: Campaign | None, recontact: float, conn: Connector) -> None:
+        self.queue: deque[list[Any]] = deque()  # entries [row | None, deadline]
+        self.buckets = buckets
+        self.gates = gates
+        self.campaign = campaign
+        self.recontact = recontact
+        self.conn = conn
+        self.scheduled = False
