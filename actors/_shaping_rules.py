@@ -62,6 +62,15 @@ class AccountRules:
     validity: float = 0.0
     no_recontact_hours: float = 0.0
 
+    def __post_init__(self) -> None:
+        _non_negative(validity=self.validity, no_recontact_hours=self.no_recontact_hours)
+
+
+def _non_negative(**values: object) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+
 
 @dataclass(frozen=True)
 class ConnectorRules:
@@ -110,6 +119,10 @@ class CampaignRules:
     window: SendWindow | None = None
 
     def __post_init__(self) -> None:
+        _non_negative(total=self.total, slice_percent=self.slice_percent,
+                      slice_every=self.slice_every, per_minute=self.per_minute,
+                      start=self.start, released=self.released,
+                      no_recontact_hours=self.no_recontact_hours)
         if self.slice_percent:
             if not (0 < self.slice_percent <= 100 and self.slice_every > 0 and self.total > 0):
                 raise ValueError("slices need 0 < slice_percent <= 100, slice_every > 0, total > 0")
@@ -142,3 +155,7 @@ class ShapingRules:
     campaigns: Mapping[str, CampaignRules] = field(default_factory=dict)
     route: Callable[[str], str] = single_connector
     max_held: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.max_held < 1:
+            raise ValueError("max_held must be at least 1")

@@ -11,8 +11,9 @@ What decides when a message may go, all in segments per second unless said other
 * no re-contact within N hours: NOT_SENT/``recently_contacted``.
 
 The pieces live in ``_shaping_bucket`` (token bucket arithmetic), ``_shaping_window`` (send
-windows), ``_shaping_rules`` (configuration) and ``_shaping_engine`` (the :class:`Shaper`
-that holds per-key queues). See docs/shaping.md.
+windows), ``_shaping_rules`` (configuration), ``_shaping_config`` (rules from a TOML table),
+``_shaping_state`` (per-key state) and ``_shaping_engine`` (the :class:`Shaper` that holds
+per-key queues). See docs/shaping.md.
 
 Must not import: trio, lmdb, httpx, gateway, adapters.
 """
@@ -20,6 +21,7 @@ Must not import: trio, lmdb, httpx, gateway, adapters.
 from __future__ import annotations
 
 from actors._shaping_bucket import Adaptive, AdaptiveBucket, TokenBucket
+from actors._shaping_config import ShapingConfigError, rules_from_mapping
 from actors._shaping_engine import Shaper, rows_from_batch
 from actors._shaping_rules import (
     AccountRules,
@@ -40,9 +42,11 @@ __all__ = [
     "Limit",
     "SendWindow",
     "Shaper",
+    "ShapingConfigError",
     "ShapingRules",
     "TokenBucket",
     "WindowGate",
     "rows_from_batch",
+    "rules_from_mapping",
     "single_connector",
 ]
