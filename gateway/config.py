@@ -71,6 +71,8 @@ class ApiConfig:
     max_page_size: int = 1000
     max_scan: int = 20_000  # records examined per history page when filters skip many
     phone_cache_size: int = 200_000
+    callbacks_allow_loopback: bool = False  # callback_url may point at 127.0.0.0/8 (dev only)
+    callbacks_allow_private: bool = False  # ... or at RFC 1918 / ULA / CGNAT addresses
 
     def check(self) -> list[str]:
         errs = []

@@ -20,6 +20,10 @@ CSV_COLUMNS: Final = ("id", "accepted_at", "to", "from", "campaign", "client_ref
                       "carrier_ids", "text")
 
 
+PART_STATUS: Final = {"P": "PENDING", "S": "SUBMITTING", "A": "SENT", "D": "DELIVERED",
+                      "F": "NOT_DELIVERED", "R": "NOT_SENT"}  # actors.correlation PART_* letters
+
+
 def rfc3339(t: float) -> str | None:
     """Unix seconds as ``2026-01-31T09:00:00.000Z``; None for 0 (unset)."""
     if not t:
@@ -38,7 +42,7 @@ def message_json(view: Any, *, events: bool = True) -> dict[str, Any]:
         "send_at": rfc3339(m.send_at), "not_after": rfc3339(m.not_after),
         "updated_at": rfc3339(view.updated_at), "callback_url": m.callback_url or None,
         "part_status": [
-            {"part": p.part, "status": p.status, "connector": p.connector or None,
+            {"part": p.part, "status": PART_STATUS.get(p.status, p.status), "connector": p.connector or None,
              "carrier_id": p.carrier_id or None, "code": p.code or None, "at": rfc3339(p.at)}
             for p in view.parts
         ],

@@ -1,0 +1,284 @@
+"""The ``septet`` command: serve the gateway, run the simulator, manage accounts, run benches.
+
+    septet serve [--config septet.toml]       the gateway on its embedded defaults (make serve)
+    septet simulator [options]                the SMSC simulator alone (adapters.simulator)
+    septet accounts create NAME [--prefix 351] [--encoding ...] [--max-parts N]
+                                [--callback-url URL] [--callback-secret S]   prints a new API key
+    septet accounts list | show NAME | key NAME | revoke KEY | set NAME [options]
+    septet config [--config septet.toml]      print the resolved configuration (or every error)
+    septet bench NAME|all                     python -m bench.NAME (bench/*.py)
+
+``serve`` on a fresh clone: LMDB under ./var/septet, the built-in SMSC simulator in-process as
+the carrier, and a ``dev`` account created on first start. Its key is kept (mode 0600) in
+``<store>/dev-key`` so that later starts print the same one; delete the account or set
+``dev.create_account = false`` for anything but a laptop.
+
+This module is the composition root's entry point: the only place reading ``sys.argv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from gateway import config as cfg
+from gateway.accounts import Account, AccountBook
+from gateway.errors import AccountError, ConfigError
+
+logger = logging.getLogger("septet")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``septet``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "simulator":
+        from adapters.simulator import main as simulator_main
+
+        return int(simulator_main(args.rest))
+    if args.command == "bench":
+        return _bench(args.name, args.rest)
+    try:
+        config = cfg.load(args.config)
+    except ConfigError as exc:
+        print(f"septet: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        print(json.dumps(asdict(config), indent=2))
+        return 0
+    if args.command == "serve":
+        logging.basicConfig(level=config.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        trio.run(partial(serve, config, key_file=args.print_key_file))
+        return 0
+    try:
+        return trio.run(_accounts, config, args)
+    except AccountError as exc:
+        print(f"septet: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="septet", description="Septet SMS gateway")
+    p.add_argument("--config", help="TOML configuration file")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    s.add_argument("--print-key-file", help="also write the dev account's key to this file")
+    sim = sub.add_parser("simulator", help="run the SMSC simulator", add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    c = sub.add_parser("config", help="print the resolved configuration")
+    c.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    b = sub.add_parser("bench", help="run a benchmark (bench/NAME.py) or all of them")
+    b.add_argument("name")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    a = sub.add_parser("accounts", help="manage accounts and API keys")
+    a.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    asub = a.add_subparsers(dest="action", required=True)
+    for name in ("create", "set"):
+        x = asub.add_parser(name)
+        x.add_argument("name")
+        x.add_argument("--prefix", help="default country calling code, e.g. 351")
+        x.add_argument("--encoding", choices=cfg.POLICIES)
+        x.add_argument("--max-parts", type=int)
+        x.add_argument("--callback-url")
+        x.add_argument("--callback-secret")
+    asub.add_parser("list")
+    asub.add_parser("show").add_argument("name")
+    asub.add_parser("key").add_argument("name")
+    asub.add_parser("revoke").add_argument("key")
+    return p
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = {"default_prefix": args.prefix, "policy": args.encoding, "max_parts": args.max_parts,
+             "callback_url": args.callback_url, "callback_secret": args.callback_secret}
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+async def _accounts(config: cfg.Config, args: argparse.Namespace) -> int:
+    from gateway.store import open_store
+
+    Path(config.store.path).mkdir(parents=True, exist_ok=True)
+    async with open_store(config.store.path, sync=config.store.sync,
+                          map_size=config.store.map_size) as store:
+        book = AccountBook(store)
+        if args.action == "create":
+            key = await book.create(Account(args.name, **_settings(args)))
+            print(key)
+        elif args.action == "set":
+            print(_describe(await book.update(args.name, **_settings(args))))
+        elif args.action == "list":
+            for name in book.names():
+                print(name)
+        elif args.action == "show":
+            account = book.get(args.name)
+            if account is None:
+                raise AccountError(f"no account named {args.name!r}")
+            print(_describe(account))
+        elif args.action == "key":
+            print(await book.add_key(args.name))
+        elif args.action == "revoke":
+            if not await book.revoke_key(args.key):
+                raise AccountError("no such key")
+            print("revoked")
+    return 0
+
+
+def _describe(account: Account) -> str:
+    doc = asdict(account)
+    doc["callback_secret"] = "(set)" if account.callback_secret else ""
+    return json.dumps(doc)
+
+
+def _bench(name: str, rest: list[str]) -> int:
+    root = Path(__file__).resolve().parent.parent / "bench"
+    names = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("_")) \
+        if name == "all" else [name]
+    status = 0
+    for n in names:
+        print(f"== bench.{n}", flush=True)
+        status |= subprocess.call([sys.executable, "-m", f"bench.{n}", *rest])
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# serve
+
+
+async def serve(config: cfg.Config, *, key_file: str | None = None,
+                task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the whole gateway until SIGINT/SIGTERM (or cancellation); reports the HTTP port."""
+    import gateway.callback_outbox  # noqa: F401  (registers its databases before open_store)
+    from gateway.store import open_store
+
+    Path(config.store.path).mkdir(parents=True, exist_ok=True)
+    async with open_store(config.store.path, sync=config.store.sync,
+                          map_size=config.store.map_size) as store:
+        key = await _dev_account(config, store)
+        if key and key_file:
+            Path(key_file).write_text(key + "\n")
+        async with trio.open_nursery() as nursery:
+            carriers = await _carriers(config, nursery)
+            await _run_gateway(config, store, carriers, key, task_status)
+            nursery.cancel_scope.cancel()  # the simulator
+
+
+async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
+                       task_status: trio.TaskStatus[int]) -> None:
+    from actors import notifier
+    from actors.callbacks_policy import RetryPolicy
+    from gateway import metrics
+    from gateway.api import create_api
+    from gateway.app import CoreSettings, open_gateway
+    from gateway.callback_outbox import CallbackOutbox
+    from gateway.callbacks import endpoint_resolver, open_callback_sender
+    from gateway.http import HttpServer, ServerLimits
+
+    h, a = config.http, config.api
+    book = AccountBook(store)
+
+    def account_settings(name: str) -> tuple[str, str] | None:
+        acct = book.get(name)
+        return None if acct is None else (acct.callback_url, acct.callback_secret)
+
+    async with open_callback_sender(allow_loopback=a.callbacks_allow_loopback,
+                                    allow_private=a.callbacks_allow_private) as sender:
+        run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
+                               policy=RetryPolicy(), endpoint_for=endpoint_resolver(account_settings))
+        async with open_gateway(store, carriers, CoreSettings(), notifier=run_notifier) as gw:
+            api = create_api(gw, a, allow_loopback_callbacks=a.callbacks_allow_loopback,
+                             allow_private_callbacks=a.callbacks_allow_private)
+            server = HttpServer(api, ServerLimits(
+                max_body_bytes=h.max_body_bytes, max_header_count=h.max_header_count,
+                max_header_bytes=h.max_header_bytes, request_timeout=h.request_timeout,
+                idle_timeout=h.idle_timeout, write_timeout=h.write_timeout,
+                max_connections=h.max_connections, max_in_flight=h.max_in_flight,
+                retry_after=h.retry_after))
+            metrics.bind_server(server.statistics)
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(partial(server.serve, h.host, h.port, backlog=h.backlog,
+                                                   reuse_port=h.reuse_port))
+                nursery.start_soon(_purge_idempotency, api.idempotency)
+                _announce(h.host, port, config.dev.account, key)
+                task_status.started(port)
+                await _until_signal()
+                logger.info("shutting down: no new connections; draining the pipeline")
+                nursery.cancel_scope.cancel()
+
+
+async def _until_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+async def _purge_idempotency(book: Any) -> None:
+    while True:
+        await trio.sleep(3600)
+        removed = await book.purge()
+        logger.info("idempotency: %d expired keys removed", removed)
+
+
+async def _carriers(config: cfg.Config, nursery: trio.Nursery) -> list[Any]:
+    from adapters.smpp.client import SmppCarrier
+
+    carriers: list[Any] = []
+    sim = config.simulator
+    if sim.enabled:
+        from adapters.simulator import SimulatorConfig, serve_simulator
+
+        sim_config = SimulatorConfig(system_id=sim.system_id, password=sim.password,
+                                     receipt_delay_min=sim.delivery_delay,
+                                     receipt_delay_max=sim.delivery_delay)
+        port = await nursery.start(partial(serve_simulator, sim_config, host=sim.host,
+                                           port=sim.port))
+        carriers.append(SmppCarrier("simulator", sim.host, port, sim.system_id, sim.password))
+        logger.info("built-in SMSC simulator on %s:%d", sim.host, port)
+    for c in config.smpp:
+        carriers.append(SmppCarrier(c.name, c.host, c.port, c.system_id, c.password,
+                                    window=c.window, packed_gsm7=c.packed_gsm7, concat=c.concat))
+    if not carriers:
+        logger.warning("no carrier configured: messages are accepted and wait in the outbox")
+    return carriers
+
+
+async def _dev_account(config: cfg.Config, store: Any) -> str | None:
+    """Create the dev account on first start; return its key (kept in <store>/dev-key)."""
+    if not config.dev.create_account:
+        return None
+    book = AccountBook(store)
+    key_path = Path(config.store.path) / "dev-key"
+    if book.get(config.dev.account) is None:
+        key = await book.create(Account(config.dev.account))
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        return key
+    if key_path.exists():
+        return key_path.read_text().strip()
+    return None
+
+
+def _announce(host: str, port: int, account: str, key: str | None) -> None:
+    print(f"septet: listening on http://{host}:{port}", flush=True)
+    if key:
+        print(f"septet: dev account {account!r} API key: {key}", flush=True)
+        print(f"  curl -H \"Authorization: Bearer {key}\" "
+              f"-d '{{\"to\":\"+351912345678\",\"from\":\"Septet\",\"text\":\"Olá\"}}' "
+              f"{host}:{port}/v1/messages", flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
