@@ -92,19 +92,11 @@ class _Correlator:
         self.lock = trio.Lock()
 
     async def apply(self, items: list[messages.Kind]) -> None:
-        keys: list[bytes] = []
-        plain: list[messages.Kind] = []
-        for it in items:
-            if isinstance(it, StoredReceipt):
-                keys.append(it.inbox_key)
-                plain.append(CarrierReceipt(it.connector, it.carrier_id, it.state,
-                                            it.error_code, it.received_at, it.done_at))
-            else:
-                plain.append(it)
+        """Apply ``items`` (StoredReceipts leave the durable inbox in the same commit)."""
         async with self.lock:
             t = self.now()
-            applied = await self.store.apply(plain, keys, t)
-            self._count(applied, len(plain))
+            applied = await self.store.apply(items, (), t)
+            self._count(applied, len(items))
             if applied.events and self.events is not None:
                 await self.events.send(messages.encode_batch(applied.events))
             if applied.released and self.released is not None:

@@ -55,28 +55,47 @@ class _Ctx:
     now: float
     timeout_s: float | None
     out: Applied = field(default_factory=Applied)
-    cache: dict[bytes, tuple[StateRecord, m.Message]] = field(default_factory=dict)
+    cache: dict[bytes, tuple[StateRecord, _Msg]] = field(default_factory=dict)
     dirty: set[bytes] = field(default_factory=set)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def db(self, name: bytes) -> Any:
         return self.store.db(name)
 
-    def load(self, msg_id: bytes) -> tuple[StateRecord, m.Message] | None:
+    def load(self, msg_id: bytes) -> tuple[StateRecord, _Msg] | None:
         hit = self.cache.get(msg_id)
         if hit is None:
             raw = self.txn.get(msg_id, db=self.db(b"state"))
             body = self.txn.get(msg_id, db=self.db(b"messages"))
             if raw is None or body is None:
                 return None
-            message = m.decode(body)
-            assert isinstance(message, m.Message)
-            hit = (StateRecord.unpack(raw), message)
+            hit = (StateRecord.unpack(raw), _Msg(msgpack.unpackb(body, raw=False)))
             self.cache[msg_id] = hit
         return hit
 
     def flush(self) -> None:
+        db = self.db(b"state")
         for key in self.dirty:
-            self.txn.put(key, self.cache[key][0].pack(), db=self.db(b"state"))
+            self.txn.put(key, self.cache[key][0].pack(), db=db)
+        for (campaign, name), n in self.counts.items():
+            _count(self.txn, self.store, campaign, name, n)
+
+
+class _Msg:
+    """The fields of a stored Message the correlator needs, read off its wire row (no
+    dataclass built: this runs for every outcome and receipt)."""
+
+    __slots__ = ("msg_id", "account", "to", "campaign", "client_ref", "callback_url")
+
+    def __init__(self, row: list[Any]) -> None:
+        # [tag, version, msg_id, account, to, sender, text, policy, accepted_at, campaign,
+        #  client_ref, callback_url, ...] (actors.messages.Message field order)
+        if row[0] != m.Message.TAG or row[1] != m.Message.VERSION:
+            msg = m.from_wire(row)
+            assert isinstance(msg, m.Message)
+            row = m.to_wire(msg)
+        self.msg_id, self.account, self.to = row[2], row[3], row[4]
+        self.campaign, self.client_ref, self.callback_url = row[9], row[10], row[11]
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -205,6 +224,9 @@ def op_apply(
                                  item.reason, item.connector, "")
             case m.CarrierReceipt():
                 _on_receipt(ctx, item)
+            case m.StoredReceipt():
+                txn.delete(item.inbox_key, db=db_inbox)
+                _on_receipt(ctx, item)
             case m.MessageFinished():
                 _on_finished(ctx, item)
             case _:
@@ -232,7 +254,7 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
             _apply_receipt(ctx, receipt, item.msg_id, item.part)
 
 
-def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt) -> None:
+def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
     keys = corr.lookup_keys(receipt.carrier_id)
     db_car = ctx.db(b"carriers")
@@ -244,6 +266,9 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt) -> None:
             return
     # Not (yet) known: park it under every candidate key until the submit response lands.
     db_orph = ctx.db(b"orphans")
+    if isinstance(receipt, m.StoredReceipt):
+        receipt = m.CarrierReceipt(receipt.connector, receipt.carrier_id, receipt.state,
+                                   receipt.error_code, receipt.received_at, receipt.done_at)
     entry = [ctx.now, m.to_wire(receipt), keys]
     for k in keys:
         old = ctx.txn.get(prefix + k, db=db_orph)
@@ -253,7 +278,8 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt) -> None:
     ctx.out.orphans_parked += 1
 
 
-def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt, msg_id: str, part: int) -> None:
+def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt, msg_id: str,
+                   part: int) -> None:
     hit = ctx.load(msg_id.encode())
     if hit is None or not 0 < part <= len(hit[0].parts):
         ctx.out.unknown += 1
@@ -318,7 +344,7 @@ def _on_finished(ctx: _Ctx, item: m.MessageFinished) -> None:
 
 
 def _move(
-    ctx: _Ctx, key: bytes, rec: StateRecord, msg: m.Message, target: State,
+    ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg, target: State,
     code: str, reason: str, carrier_id: str,
 ) -> None:
     current = State(rec.state)
@@ -350,20 +376,21 @@ def _move(
 
 
 def _event(
-    ctx: _Ctx, key: bytes, rec: StateRecord, msg: m.Message, event: str, code: str,
+    ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg, event: str, code: str,
     reason: str, carrier_id: str,
 ) -> None:
     rec.seq += 1
     ctx.txn.put(key + rec.seq.to_bytes(2, "big"),
                 _pack([event, ctx.now, code, reason, carrier_id]), db=ctx.db(b"events"))
     if msg.campaign:
-        _count(ctx.txn, ctx.store, msg.campaign, event)
+        ck = (msg.campaign, event)
+        ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
     ctx.out.events.append(m.StatusEvent(
         msg.msg_id, msg.account, event, rec.seq, ctx.now, carrier_id, msg.campaign,
         len(rec.parts), code, reason, msg.client_ref, msg.callback_url))
 
 
-def _maybe_release(ctx: _Ctx, key: bytes, rec: StateRecord, msg: m.Message) -> None:
+def _maybe_release(ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg) -> None:
     """Leave the outbox once no part waits for submission (or the message is final)."""
     open_parts = any(p.status in (corr.PART_PENDING, corr.PART_SUBMITTING) for p in rec.parts)
     if rec.due and (not open_parts or rec.state in FINAL_STATES):

@@ -1,0 +1,154 @@
+"""Benchmark: messages/s from accept to final status through the in-process pipeline.
+
+Real actors, a real LMDB file with ``sync=True`` (every commit is an fsync), a no-latency
+scripted carrier that accepts every part and sends its DELIVRD receipt at once; no HTTP.
+Producers call ``Gateway.accept`` concurrently with batches (as the HTTP layer would); the
+clock runs from the first accept to the last final event. Latency is per message, from its
+``accepted_at`` to its final event.
+
+    python -m bench.pipeline                 # 100,000 messages
+    python -m bench.pipeline --messages 20000 --producers 8 --batch 100
+    python -m bench.pipeline --park 1000000  # park 1M future messages, report RSS
+
+Prints figures; the last line is one JSON object (final_msgs_per_s, p50_ms, p99_ms, rss_mb,
+and in --park mode parked, park_accept_msgs_per_s, rss_parked_mb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import trio
+
+from actors import messages as m
+from actors.ingress import MsgIdFactory
+from gateway.app import CoreSettings, open_gateway
+from gateway.store import open_store
+from tests.fakes import ScriptedCarrier
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB (from /proc; falls back to the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_ids = MsgIdFactory()
+
+
+def _batch(start: int, n: int, now: float, send_at: float = 0.0) -> list[m.Message]:
+    return [m.Message(_ids(), f"acc{i % 4}", f"+3519{i:08d}", "Septet",
+                      f"Your code is {i % 100000:05d}", "transliterate", now, campaign="bench",
+                      send_at=send_at) for i in range(start, start + n)]
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, float]:
+    n = args.messages
+    latencies: list[float] = []
+    done = trio.Event()
+
+    async def notifier(inbox: trio.abc.ReceiveChannel[bytes],
+                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with inbox:
+            async for item in inbox:
+                t = time.time()
+                for e in m.decode_batch_of(m.StatusEvent, item):
+                    if e.event != "SMS_SENT":
+                        latencies.append(t - accepted[e.msg_id])
+                if len(latencies) >= n:
+                    done.set()
+
+    accepted: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as path:
+        async with open_store(path, sync=True, map_size=1 << 31) as store:
+            carrier = ScriptedCarrier("bench", now=time.time)
+            settings = CoreSettings(receipt_timeout=None)
+            async with open_gateway(store, [carrier], settings, notifier=notifier) as gw:
+                t0 = time.perf_counter()
+
+                async def producer(k: int) -> None:
+                    for start in range(k * args.batch, n, args.batch * args.producers):
+                        batch = _batch(start, min(args.batch, n - start), time.time())
+                        for msg_id, msg in zip(await gw.accept(batch), batch, strict=True):
+                            accepted[msg_id] = msg.accepted_at
+
+                async with trio.open_nursery() as nursery:
+                    for k in range(args.producers):
+                        nursery.start_soon(producer, k)
+                t_accept = time.perf_counter() - t0
+                with trio.fail_after(600):
+                    await done.wait()
+                elapsed = time.perf_counter() - t0
+                stats = store.statistics()
+        rss = rss_mb()
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"messages          {n}")
+    print(f"accepted in       {t_accept:.2f} s  ({n / t_accept:,.0f} msgs/s)")
+    print(f"final in          {elapsed:.2f} s  ({n / elapsed:,.0f} msgs/s)")
+    print(f"accept→final p50  {p50:.1f} ms   p99 {p99:.1f} ms")
+    print(f"commits           {stats.commits}  ops {stats.ops}  ({stats.ops / max(1, stats.commits):.1f}"
+          " ops/commit)")
+    print(f"RSS               {rss:.0f} MiB")
+    return {"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
+            "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),
+            "messages": n}
+
+
+async def park(args: argparse.Namespace) -> dict[str, float]:
+    """Accept ``--park`` messages due tomorrow; they must wait in LMDB, not in memory."""
+    n = args.park
+    rss0 = rss_mb()
+    with tempfile.TemporaryDirectory(dir=args.dir) as path:
+        async with open_store(path, sync=True, map_size=1 << 32) as store:
+            carrier = ScriptedCarrier("bench", now=time.time)
+            async with open_gateway(store, [carrier], CoreSettings()) as gw:
+                t0 = time.perf_counter()
+                later = time.time() + 86_400
+
+                async def producer(k: int) -> None:
+                    for start in range(k * args.batch, n, args.batch * args.producers):
+                        await gw.accept(_batch(start, min(args.batch, n - start), time.time(),
+                                               send_at=later))
+
+                async with trio.open_nursery() as nursery:
+                    for k in range(args.producers):
+                        nursery.start_soon(producer, k)
+                elapsed = time.perf_counter() - t0
+                await trio.sleep(1.0)  # let the pump look at the outbox
+                waiting = gw.pipeline.outbox_size()
+                rss = rss_mb()
+    print(f"parked            {waiting} messages in the outbox in {elapsed:.1f} s "
+          f"({n / elapsed:,.0f} msgs/s accepted)")
+    print(f"RSS               {rss0:.0f} MiB before, {rss:.0f} MiB with them parked")
+    return {"parked": waiting, "park_accept_msgs_per_s": round(n / elapsed),
+            "rss_parked_mb": round(rss), "rss_mb": round(rss)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--messages", type=int, default=100_000)
+    p.add_argument("--producers", type=int, default=16)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--park", type=int, default=0, help="park N future messages, report RSS")
+    p.add_argument("--dir", default=None, help="where the LMDB file goes (default: tmp)")
+    args = p.parse_args(argv)
+    result = trio.run(park if args.park else throughput, args)
+    sys.stdout.flush()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
