@@ -79,6 +79,7 @@ class _Item:
     index: int
     deadline: float
     slowed_by: int = 0  # the last slow-down status (0x58/0x14) this part got, if any
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -142,6 +143,7 @@ class SmppCarrier:
     extra_transient: frozenset[int] = frozenset()
     clock: Callable[[], float] = time.time
     stats: CarrierStats = field(default_factory=CarrierStats)
+    latency_samples: list[float] | None = None  # when a list: submit->response seconds (bench)
 
     def __post_init__(self) -> None:
         self._options = SubmitOptions(self.concat, self.packed_gsm7, self.registered_delivery)
@@ -151,6 +153,7 @@ class SmppCarrier:
         self._paused_until = 0.0
         self._throttle = self.throttle_min
         self._close_reason = ""
+        self._send_lock = trio.StrictFIFOLock()
 
     # -- Carrier protocol ------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ class SmppCarrier:
             logger.info("smpp %s: bound as %s", self.name, self.bind_mode,
                         extra={"carrier": self.name})
             on_bound()
-            send, recv = trio.open_memory_channel[list[tuple[int, CarrierReceipt | None]]](64)
+            send, recv = trio.open_memory_channel[list[p.DeliverSm]](64)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, session, stream)
@@ -282,11 +285,13 @@ class SmppCarrier:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             try:
-                await stream.send_all(session.data_to_send())
+                async with self._send_lock:
+                    await stream.send_all(session.data_to_send())
                 if session.in_flight:
                     await self._drain(session, stream, lambda: session.in_flight > 0)
                 session.unbind(now=trio.current_time())
-                await stream.send_all(session.data_to_send())
+                async with self._send_lock:
+                    await stream.send_all(session.data_to_send())
                 await self._drain(session, stream, lambda: session.state is State.UNBINDING)
             except (*_NETWORK_ERRORS, LocalProtocolViolation):
                 pass
@@ -303,22 +308,40 @@ class SmppCarrier:
     # -- the three loops -------------------------------------------------------------------
 
     async def _read_loop(self, session: EsmeSession, stream: trio.SocketStream,
-                         receipts: trio.abc.SendChannel[list[tuple[int, CarrierReceipt | None]]],
-                         ) -> None:
+                         deliveries: trio.abc.SendChannel[list[p.DeliverSm]]) -> None:
         while True:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 return
-            batch: list[tuple[int, CarrierReceipt | None]] = []
+            batch: list[p.DeliverSm] = []
             now = trio.current_time()
             closed = self._handle(session.receive_data(data, now), now, batch)
-            self._bell.ring()
+            # Refill the window and write before anything else: receipts can wait a little,
+            # the round trip of the window is what bounds throughput.
+            await self._flush(session, stream, now)
+            if self._pending:  # parts left (window full or paused): the writer times them
+                self._bell.ring()
             if batch:
-                await receipts.send(batch)
+                await deliveries.send(batch)
             if closed:
                 return
 
+    async def _flush(self, session: EsmeSession, stream: trio.SocketStream, now: float) -> None:
+        """Move pending parts into the window and write everything queued in one send."""
+        pending = self._pending
+        if now >= self._paused_until:
+            while pending and session.can_submit:
+                item = pending.popleft()
+                if not item.call.cancelled:
+                    item.sent_at = now
+                    session.submit_encoded(item.frame, now=now, token=item)
+        data = session.data_to_send()
+        if data:
+            async with self._send_lock:
+                await stream.send_all(data)
+
     async def _write_loop(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+        """Timers (response deadlines, keep-alive, throttle pauses) and new submits."""
         pending = self._pending
         while True:
             wake = session.next_deadline()
@@ -331,17 +354,10 @@ class SmppCarrier:
             if self._handle(session.tick(now), now, None):
                 return
             self._expire_pending(now)
-            if now >= self._paused_until:
-                while pending and session.can_submit:
-                    item = pending.popleft()
-                    if not item.call.cancelled:
-                        session.submit_encoded(item.frame, now=now, token=item)
-            data = session.data_to_send()
-            if data:
-                await stream.send_all(data)
+            await self._flush(session, stream, now)
 
     async def _receipt_loop(self, session: EsmeSession,
-                            recv: trio.abc.ReceiveChannel[list[tuple[int, CarrierReceipt | None]]],
+                            recv: trio.abc.ReceiveChannel[list[p.DeliverSm]],
                             sink: ReceiptSink) -> None:
         async with recv:
             async for batch in recv:
@@ -350,35 +366,40 @@ class SmppCarrier:
                         batch += recv.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                receipts = [r for _, r in batch if r is not None]
-                status = st.ESME_ROK
-                if receipts:
-                    try:
-                        await sink(receipts)
-                        self.stats.receipts += len(receipts)
-                    except Exception:  # not stored: refuse them so that the SMSC resends
-                        logger.exception("smpp %s: receipt sink failed", self.name,
-                                         extra={"carrier": self.name})
-                        status = st.ESME_RX_T_APPN
-                for seq, receipt in batch:
-                    session.acknowledge(seq, status if receipt is not None else st.ESME_ROK)
+                await self._store_and_acknowledge(session, batch, sink)
                 self._bell.ring()
+
+    async def _store_and_acknowledge(self, session: EsmeSession, batch: list[p.DeliverSm],
+                                     sink: ReceiptSink) -> None:
+        received_at = self.clock()
+        parsed = [(d.sequence, parse_receipt(d, connector=self.name, received_at=received_at))
+                  for d in batch]
+        receipts = [r for _, r in parsed if r is not None]
+        self.stats.other_deliveries += len(parsed) - len(receipts)  # MO: acknowledged, not kept
+        status = st.ESME_ROK
+        if receipts:
+            try:
+                await sink(receipts)
+                self.stats.receipts += len(receipts)
+            except Exception:  # not stored: refuse them so that the SMSC resends (§4.6.2)
+                logger.exception("smpp %s: receipt sink failed", self.name,
+                                 extra={"carrier": self.name})
+                status = st.ESME_RX_T_APPN
+        for seq, receipt in parsed:
+            session.acknowledge(seq, status if receipt is not None else st.ESME_ROK)
 
     # -- outcomes --------------------------------------------------------------------------
 
     def _handle(self, events: list[Event], now: float,
-                receipts: list[tuple[int, CarrierReceipt | None]] | None) -> bool:
+                deliveries: list[p.DeliverSm] | None) -> bool:
         """Apply session events; returns True when the session closed."""
         closed = False
         for event in events:
             if type(event) is SubmitAnswered:
                 self._answered(event, now)
             elif type(event) is DeliverReceived:
-                receipt = parse_receipt(event.pdu, connector=self.name, received_at=self.clock())
-                if receipt is None:
-                    self.stats.other_deliveries += 1  # MO messages are acknowledged, not kept
-                if receipts is not None:
-                    receipts.append((event.pdu.sequence, receipt))
+                if deliveries is not None:  # else: not acknowledged, so the SMSC resends it
+                    deliveries.append(event.pdu)
             elif type(event) is RequestTimedOut:
                 item: _Item = event.token
                 self.stats.in_doubt += 1
@@ -392,6 +413,8 @@ class SmppCarrier:
     def _answered(self, event: SubmitAnswered, now: float) -> None:
         item: _Item = event.token
         status = event.status
+        if self.latency_samples is not None:
+            self.latency_samples.append(now - item.sent_at)
         if status == st.ESME_ROK and not event.malformed:
             self.stats.accepted += 1
             self._throttle = self.throttle_min

@@ -38,10 +38,9 @@ _STATE_ALIASES: Final[dict[str, str]] = {
     "ENROUTE": ReceiptState.ENROUTE,
     "FAILED": ReceiptState.UNDELIV,
 }
-_FIELD: Final = re.compile(
-    r"(?i)\b(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)"
-)
-_TEXT: Final = re.compile(r"(?i)\btext\s*:")
+_FIELD: Final = re.compile(rb"(?i)\b(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)")
+_TEXT: Final = re.compile(rb"(?i)\btext\s*:")
+_DATES: dict[str, float] = {}
 
 
 def receipt_state(value: str) -> str:
@@ -51,15 +50,27 @@ def receipt_state(value: str) -> str:
 
 def parse_text(text: bytes) -> dict[str, str]:
     """The ``key:value`` fields of a receipt text, keys lower-cased; ``text:`` is ignored."""
-    decoded = text.decode("latin-1")
-    cut = _TEXT.search(decoded)
-    if cut is not None:
-        decoded = decoded[: cut.start()]
-    return {m.group(1).lower(): m.group(2) for m in _FIELD.finditer(decoded)}
+    cut = text.find(b"text:")
+    if cut < 0:
+        found = _TEXT.search(text)
+        cut = found.start() if found is not None else len(text)
+    return {k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in _FIELD.findall(text, 0, cut)}
 
 
 def smpp_date(value: str) -> float:
     """Unix time of ``YYMMDDhhmm[ss]`` read as UTC; 0.0 when it is not such a date."""
+    known = _DATES.get(value)
+    if known is not None:
+        return known
+    result = _smpp_date(value)
+    if len(_DATES) > 4096:  # receipts of one period share few dates: a small cache pays
+        _DATES.clear()
+    _DATES[value] = result
+    return result
+
+
+def _smpp_date(value: str) -> float:
     if not value.isdigit() or len(value) not in (10, 12):
         return 0.0
     try:

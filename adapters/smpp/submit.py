@@ -11,7 +11,9 @@ bits that align the first septet after the UDH (TS 23.038 §6.1.2.1.1).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 from actors.messages import SubmitPart
@@ -114,6 +116,47 @@ def build_submit(part: SubmitPart, options: SubmitOptions) -> p.SubmitSm:
     return pdu
 
 
+_HEAD: Final = struct.Struct(">IIII")
+
+
+@lru_cache(maxsize=1024)
+def _source_cstr(sender: str) -> bytes | None:
+    ton, npi, address = source_address(sender)
+    if len(address) > 20 or not address.isascii() or "\0" in address:
+        return None
+    return bytes((ton, npi)) + address.encode("ascii") + b"\0"
+
+
 def encode_part(part: SubmitPart, options: SubmitOptions) -> bytes:
-    """``build_submit`` encoded (sequence 0, patched in by ``EsmeSession.submit_encoded``)."""
-    return p.encode(build_submit(part, options))
+    """``build_submit`` encoded (sequence 0, patched in by ``EsmeSession.submit_encoded``).
+
+    The common case (UDH concatenation, plain addresses, short_message under 255 octets) is
+    assembled directly; anything else goes through ``build_submit`` and ``pdu.encode``, which
+    produce the same bytes (a test checks both ways agree).
+    """
+    dest = part.to[1:] if part.to.startswith("+") else part.to
+    source = _source_cstr(part.sender)
+    udh = part.udh
+    body = part.body
+    if (
+        source is None
+        or len(dest) > 20
+        or not dest.isascii()
+        or "\0" in dest
+        or (options.concat == "sar" and part.parts > 1)
+        or (options.packed_gsm7 and part.data_coding == 0)
+        or len(udh) + len(body) > p.MAX_SHORT_MESSAGE
+        or len(options.service_type) > 5
+        or not 0 <= part.data_coding <= 0xFF
+    ):
+        return p.encode(build_submit(part, options))
+    message = udh + body
+    fields = b"".join((
+        options.service_type.encode("latin-1"), b"\0",
+        source,
+        bytes((options.dest_ton, options.dest_npi)), dest.encode("ascii"), b"\0",
+        bytes((p.ESM_UDHI if udh else 0, 0, 0, 0, 0, options.registered_delivery, 0,
+               part.data_coding, 0, len(message))),
+        message,
+    ))
+    return _HEAD.pack(16 + len(fields), p.SUBMIT_SM, 0, 0) + fields

@@ -10,7 +10,13 @@ from actors.messages import CarrierReceipt, MsgId, SubmitPart
 from adapters.errors import LocalProtocolViolation
 from adapters.smpp import pdu as p
 from adapters.smpp.receipts import parse_receipt, parse_text, smpp_date
-from adapters.smpp.submit import SubmitOptions, build_submit, source_address, strip_concat
+from adapters.smpp.submit import (
+    SubmitOptions,
+    build_submit,
+    encode_part,
+    source_address,
+    strip_concat,
+)
 from codec import Policy, split, unpack_septets
 
 TEXT = (b"id:0x04000000086ECD50 sub:001 dlvrd:001 submit date:2411242210 "
@@ -117,3 +123,17 @@ def test_long_single_body_goes_to_message_payload() -> None:
     sp = SubmitPart(MsgId("m"), 1, 1, "+1", "S", 8, b"", b"\x00a" * 200, 0)
     pdu = build_submit(sp, SubmitOptions())
     assert pdu.short_message == b"" and pdu.message_payload == sp.body
+
+
+@given(
+    text=s.text(s.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300),
+    sender=s.sampled_from(["Septet", "+4915112345678", "12345", "A" * 20]),
+    concat=s.sampled_from(["udh", "sar"]),
+    packed=s.booleans(),
+)
+def test_fast_encoder_agrees_with_the_general_one(text: str, sender: str, concat: str,
+                                                  packed: bool) -> None:
+    options = SubmitOptions(concat=concat, packed_gsm7=packed)  # type: ignore[arg-type]
+    for q in split(text, Policy(max_parts=10), 7):
+        sp = SubmitPart(MsgId("m"), 1, 2, "+4915112345678", sender, q.data_coding, q.udh, q.body, 7)
+        assert encode_part(sp, options) == p.encode(build_submit(sp, options))

@@ -1,0 +1,140 @@
+"""SMPP throughput: SmppCarrier -> simulator in ANOTHER process, window 64, receipts flowing back.
+
+    python -m bench.smpp [--seconds 10] [--window 64] [--callers 4] [--batch 512]
+
+Starts ``python -m adapters.simulator`` as a subprocess (receipts after U(0, 50 ms)), binds
+one transceiver, keeps ``callers`` concurrent ``submit_many`` batches going for ``--seconds``,
+waits for the receipts, stops the simulator and reads its counters to check nothing was lost
+or duplicated. Prints figures; the last line is one JSON object (submit_per_s, p99_ms, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import trio
+
+from actors.messages import CarrierReceipt, MsgId, SubmitPart
+from adapters.smpp.client import SmppCarrier
+
+
+def _start_simulator(receipt_delay: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapters.simulator", "--port", "0", "--receipt-delay",
+         receipt_delay],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "simulator listening on 127.0.0.1:PORT"
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def _parts(n: int, start: int) -> list[SubmitPart]:
+    body = b"Septet benchmark message, one part"
+    return [SubmitPart(MsgId(f"b{i}"), 1, 1, f"+4915{i:09d}", "Septet", 0, b"", body, 0)
+            for i in range(start, start + n)]
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
+    receipts = 0
+
+    async def sink(batch: Sequence[CarrierReceipt]) -> None:
+        nonlocal receipts
+        receipts += len(batch)
+
+    latencies: list[float] = []
+    carrier = SmppCarrier("bench", "127.0.0.1", port, "bench", "bench", window=args.window,
+                          latency_samples=latencies)
+    counts = {"submitted": 0, "accepted": 0, "failed": 0}
+    next_index = 0
+
+    async def caller(stop_at: float) -> None:
+        nonlocal next_index
+        while trio.current_time() < stop_at:
+            batch = _parts(args.batch, next_index)
+            next_index += args.batch
+            results = await carrier.submit_many(batch)
+            counts["submitted"] += len(batch)
+            ok = sum(r.ok for r in results)
+            counts["accepted"] += ok
+            counts["failed"] += len(batch) - ok
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(carrier.run, sink)
+        if not carrier.ready:
+            raise SystemExit("could not bind to the simulator")
+        # Warm-up, not measured.
+        await carrier.submit_many(_parts(2000, 10_000_000))
+        latencies.clear()
+        receipts_before = receipts
+        t0 = trio.current_time()
+        async with trio.open_nursery() as callers:
+            for _ in range(args.callers):
+                callers.start_soon(caller, t0 + args.seconds)
+        elapsed = trio.current_time() - t0
+        with trio.move_on_after(10):
+            while receipts - receipts_before < counts["accepted"]:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    accepted = counts["accepted"]
+    got = receipts - receipts_before
+    return {
+        "seconds": round(elapsed, 2),
+        "submitted": counts["submitted"],
+        "accepted": accepted,
+        "failed": counts["failed"],
+        "receipts": got,
+        "submit_per_s": round(accepted / elapsed),
+        "pdus_per_s": round((2 * accepted + 2 * got) / elapsed),
+        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "warmup_parts": 2000,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.smpp")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--callers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--receipt-delay", default="0,0.05")
+    args = ap.parse_args(argv)
+    proc, port = _start_simulator(args.receipt_delay)
+    try:
+        wall = time.time()
+        figures = trio.run(_drive, port, args)
+    finally:
+        proc.send_signal(2)  # SIGINT: the simulator prints its counters and exits
+        out, _ = proc.communicate(timeout=30)
+    sim = json.loads(out.strip().splitlines()[-1])
+    expected = figures["accepted"] + figures["warmup_parts"]
+    figures["lost"] = expected - sim["distinct_accepted"]
+    figures["duplicates"] = sim["duplicates"]
+    figures["sim_receipts_acked"] = sim["receipts_acked"]
+    figures["window"] = args.window
+    print(f"ran {time.time() - wall:.1f}s wall; simulator counters: {json.dumps(sim)}")
+    print(f"submit_sm accepted: {figures['accepted']} in {figures['seconds']}s "
+          f"= {figures['submit_per_s']}/s; PDUs on the wire: {figures['pdus_per_s']}/s")
+    print(f"submit->resp latency p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
+          f"receipts {figures['receipts']}; lost {figures['lost']}; "
+          f"duplicates {figures['duplicates']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
