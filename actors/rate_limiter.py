@@ -78,14 +78,16 @@ async def _shape(
     while reading or shaper.held:
         at = _trio_deadline(shaper.next_wake(), now)
         batch = None
-        if reading and shaper.held < shaper.max_held:
+        # Past max_held, read nothing until something is released: that is the back-pressure
+        # (unless nothing held can ever go, which valid rules never produce: then read on).
+        if reading and (shaper.held < shaper.max_held or at == math.inf):
             with trio.move_on_at(at):
                 try:
                     batch = await inbox.receive()
                 except trio.EndOfChannel:
                     reading = False
         elif at == math.inf:
-            break  # nothing held can ever become due (cannot happen with finite rules)
+            break  # input ended and nothing held can ever become due
         else:
             await trio.sleep_until(at)
         t = now()
