@@ -359,11 +359,12 @@ def _move(
         return
     rec.state, rec.at = new, ctx.now
     ctx.dirty.add(key)
+    if new in (State.SENT, State.DELIVERED):
+        code = reason = ""  # a success carries no error code (the part records keep theirs)
     if new in FINAL_STATES:
         rec.code, rec.reason = code, reason
     if new in EVENT_OF:
-        _event(ctx, key, rec, msg, EVENT_OF[new], code if new != State.SENT else "",
-               reason if new != State.SENT else "", carrier_id)
+        _event(ctx, key, rec, msg, EVENT_OF[new], code, reason, carrier_id)
     if new == State.SENT:
         ctx.txn.put(msg.account.encode() + b"\x00" + msg.to.encode(), _pack(ctx.now),
                     db=ctx.db(b"contacts"))
