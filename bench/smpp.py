@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -79,6 +80,9 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
             raise SystemExit("could not bind to the simulator")
         # Warm-up, not measured.
         await carrier.submit_many(_parts(2000, 10_000_000))
+        with trio.move_on_after(5):
+            while receipts < 2000:
+                await trio.sleep(0.01)
         latencies.clear()
         receipts_before = receipts
         t0 = trio.current_time()
@@ -117,10 +121,18 @@ def main(argv: list[str] | None = None) -> None:
     proc, port = _start_simulator(args.receipt_delay)
     try:
         wall = time.time()
+        cpu0 = time.process_time()
         figures = trio.run(_drive, port, args)
+        client_cpu = time.process_time() - cpu0
     finally:
         proc.send_signal(2)  # SIGINT: the simulator prints its counters and exits
         out, _ = proc.communicate(timeout=30)
+    sim_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = figures["accepted"] + figures["warmup_parts"]
+    figures["client_cpu_us_per_submit"] = round(client_cpu / total * 1e6, 1)
+    figures["simulator_cpu_us_per_submit"] = round((sim_cpu.ru_utime + sim_cpu.ru_stime)
+                                                   / total * 1e6, 1)
+    figures["loadavg_1m"] = os.getloadavg()[0]
     sim = json.loads(out.strip().splitlines()[-1])
     expected = figures["accepted"] + figures["warmup_parts"]
     figures["lost"] = expected - sim["distinct_accepted"]
@@ -133,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"submit->resp latency p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
           f"receipts {figures['receipts']}; lost {figures['lost']}; "
           f"duplicates {figures['duplicates']}")
+    print(f"CPU per accepted submit (receipt included): client "
+          f"{figures['client_cpu_us_per_submit']} us, simulator "
+          f"{figures['simulator_cpu_us_per_submit']} us; load average {figures['loadavg_1m']}")
     print(json.dumps(figures))
 
 

@@ -51,28 +51,38 @@ async def serve_simulator(
 async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None:
     session = SmscSession(shared, now=trio.current_time())
     bell = Doorbell()
+    lock = trio.StrictFIFOLock()
     try:
         async with stream, trio.open_nursery() as nursery:
-            nursery.start_soon(_write_loop, session, stream, bell, nursery.cancel_scope)
-            await _read_loop(session, stream, bell)
+            nursery.start_soon(_write_loop, session, stream, bell, lock, nursery.cancel_scope)
+            await _read_loop(session, stream, bell, lock)
             nursery.cancel_scope.cancel()
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the ESME went away; its unanswered PDUs are its problem (in doubt)
 
 
-async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell) -> None:
+async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
+                     lock: trio.StrictFIFOLock) -> None:
     while True:
         data = await stream.receive_some(READ_SIZE)
         if not data:
             return
-        session.receive_data(data, trio.current_time())
-        bell.ring()
+        now = trio.current_time()
+        session.receive_data(data, now)
         if session.drop:
             return
+        # Answer in the same pass (one write for everything due): no hop through the writer.
+        out = session.poll(now)
+        if out:
+            async with lock:
+                await stream.send_all(out)
+        if session.closing:
+            return
+        bell.ring()  # new timed work (delayed answers, receipts) may be due earlier
 
 
 async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
-                      scope: trio.CancelScope) -> None:
+                      lock: trio.StrictFIFOLock, scope: trio.CancelScope) -> None:
     while True:
         await bell.wait_until(session.next_deadline())
         if session.drop:
@@ -80,7 +90,8 @@ async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: Doo
             return
         data = session.poll(trio.current_time())
         if data:
-            await stream.send_all(data)
+            async with lock:
+                await stream.send_all(data)
         if session.closing:
             scope.cancel()
             return

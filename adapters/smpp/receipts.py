@@ -82,11 +82,30 @@ def _smpp_date(value: str) -> float:
         return 0.0
 
 
+def _word_after(text: bytes, key: bytes) -> str | None:
+    """The word after ``key`` (exact case) in ``text``, or None when the key is absent."""
+    start = text.find(key)
+    if start < 0:
+        return None
+    start += len(key)
+    end = text.find(b" ", start)
+    return text[start : end if end >= 0 else len(text)].decode("latin-1")
+
+
 def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> CarrierReceipt | None:
     """The receipt carried by ``pdu``, or None when it is not a receipt or names no id."""
     if not pdu.is_receipt:
         return None
-    fields = parse_text(pdu.short_message or pdu.message_payload or b"")
+    text = pdu.short_message or pdu.message_payload or b""
+    done = _word_after(text, b"done date:")
+    if pdu.receipted_message_id and pdu.message_state is not None and done is not None:
+        # Fast path (most SMSCs): the TLVs carry id and state, the text only the done date.
+        fields = {"done date": done}
+        err = _word_after(text, b" err:")
+        if err is not None:
+            fields["err"] = err
+    else:
+        fields = parse_text(text)
     carrier_id = pdu.receipted_message_id or fields.get("id", "")
     if not carrier_id:
         return None
@@ -100,11 +119,5 @@ def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> Ca
         error = fields.get("err", "")
     if error.strip("0") == "":
         error = ""
-    return CarrierReceipt(
-        connector=connector,
-        carrier_id=carrier_id,
-        state=str(state),
-        error_code=error,
-        received_at=received_at,
-        done_at=smpp_date(fields.get("done date", "")),
-    )
+    return CarrierReceipt(connector, carrier_id, str(state), error, received_at,
+                          smpp_date(fields.get("done date", "")))

@@ -137,3 +137,23 @@ def test_fast_encoder_agrees_with_the_general_one(text: str, sender: str, concat
     for q in split(text, Policy(max_parts=10), 7):
         sp = SubmitPart(MsgId("m"), 1, 2, "+4915112345678", sender, q.data_coding, q.udh, q.body, 7)
         assert encode_part(sp, options) == p.encode(build_submit(sp, options))
+
+
+@pytest.mark.parametrize("stat", ["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"])
+def test_fast_and_general_receipt_paths_agree(stat: str) -> None:
+    from adapters.simulator.machine import MESSAGE_STATES, receipt_text
+
+    text = receipt_text("0004F2", stat, 34 if stat != "DELIVRD" else 0, 1.7e9, 1.7e9 + 61, b"hi")
+    with_tlvs = receipt(text, receipted_message_id="0004F2", message_state=MESSAGE_STATES[stat])
+    text_only = receipt(text)
+    fast = parse_receipt(with_tlvs, connector="c", received_at=0.0)
+    slow = parse_receipt(text_only, connector="c", received_at=0.0)
+    assert fast == slow and fast is not None and fast.state == stat
+
+
+def test_public_names_match_all() -> None:
+    import adapters.simulator
+    import adapters.smpp
+
+    for module in (adapters.smpp, adapters.simulator):
+        assert all(hasattr(module, name) for name in module.__all__)
