@@ -10,9 +10,11 @@ Standard library only; pure.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from codec import _latin1 as _L1
 from codec import _national, _tables, gsm7, udh
 from codec._cuts import gsm_cuts as _gsm_cuts
 from codec._cuts import ucs2_cuts as _ucs2_cuts
@@ -30,7 +32,6 @@ _NON_BASIC_FINDALL: Final = _D.non_basic.findall
 _NON_GSM_SEARCH: Final = _D.non_gsm.search
 _EXT: Final = _D.extension_chars
 _TRANSLIT: Final = _tables.TRANSLITERATION
-_ENCODE_MAP: Final = _D.encode_map
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,24 @@ class Part(NamedTuple):
 
 
 _NO_REPLACEMENTS: Final[tuple[tuple[str, str], ...]] = ()
+_new: Final = tuple.__new__  # builds Count/Part without the NamedTuple __new__ call (hot path)
+_GSM_CAP: Final = {8: 153, 16: 152}  # septets per concatenated part
+_UCS2_CAP: Final = {8: 134, 16: 132}  # octets per concatenated part
+_SEQ: Final = [bytes((i,)) for i in range(256)]
+# classes of codec._latin1.CLASS_*, as ints: ``int in bytes`` is a memchr, ``bytes in bytes`` is not
+_X: Final = ord("x")
+_E: Final = ord("e")
+_S: Final = ord("s")
+# module constants rather than attribute lookups: count() runs a million times a second
+_L1_BASIC: Final = _L1.BASIC
+_L1_CLASS_TRANSLIT: Final = _L1.CLASS_TRANSLIT
+_L1_CLASS_EXACT: Final = _L1.CLASS_EXACT
+_L1_TRANSLIT: Final = _L1.TRANSLIT
+_L1_SEPTETS: Final = _L1.SEPTETS
+_L1_TRANSLIT_SEPTETS: Final = _L1.TRANSLIT_SEPTETS
+_L1_expand_extensions: Final = _L1.expand_extensions
+_L1_WIDE_TRANSLIT: Final = _L1.WIDE_TRANSLIT
+_L1_PAIRS: Final = _L1.PAIRS
 
 
 def count(text: str, policy: Policy) -> Count:
@@ -94,28 +113,53 @@ def count(text: str, policy: Policy) -> Count:
         UnencodableText: ``gsm7-strict`` and a character GSM7 lacks.
         SegmentLimitExceeded: more parts than ``policy.max_parts``.
     """
-    encoding, sent, replacements, n_ext, choice = _decide(text, policy)
-    if encoding == GSM7:
-        units = len(sent) + n_ext
+    # Fast path: the text (after transliterating typographic punctuation) is Latin-1, so every
+    # question is answered by bytes.translate (see codec._latin1); anything else goes general.
+    mode = policy.mode
+    sent, wide = text, _NO_REPLACEMENTS
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        if text[exc.start] not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE:
+            return _count_ucs2(text, policy)  # Cyrillic, CJK, emoji...: all or nothing
+        widened = _widen(text, exc.start, mode)
+        if widened is None:
+            return _count_general(text, policy)
+        sent, wide = widened
+        raw = sent.encode("latin-1")
+    odd = raw.translate(None, _L1_BASIC)
+    if not odd:
+        units = len(raw)
         if units <= 160:
-            return Count(GSM7, units, 1, replacements, sent)
-        cap = 153 if policy.ref_bits == 8 else 152
-        if n_ext:
-            parts = len(_gsm_cuts(sent.translate(_ENCODE_MAP).encode("latin-1"), cap))
-        else:
-            parts = -(-units // cap)
-    elif encoding == UCS2:
-        body = sent.encode("utf-16-be")
-        units = len(body) >> 1
-        if units <= 70:
-            return Count(UCS2, units, 1, replacements, sent)
-        cap = 134 if policy.ref_bits == 8 else 132
-        parts = len(_ucs2_cuts(body, cap)) if units != len(sent) else -(-units // (cap >> 1))
+            return _new(Count, (GSM7, units, 1, wide, sent))
+        parts = -(-units // _GSM_CAP[policy.ref_bits])
+        if parts > policy.max_parts:
+            raise SegmentLimitExceeded(parts, policy.max_parts)
+        return _new(Count, (GSM7, units, parts, wide, sent))
+    classes = odd.translate(_L1_CLASS_TRANSLIT if mode == "transliterate" else _L1_CLASS_EXACT)
+    if _X in classes:
+        return _count_ucs2(text, policy) if mode == "ucs2" else _count_general(text, policy)
+    n_ext = classes.count(_E)
+    if n_ext == len(odd):
+        replacements = wide
     else:
-        units, parts = choice.units, choice.parts
+        raw = raw.translate(_L1_TRANSLIT)
+        sent = raw.decode("latin-1")
+        key = frozenset(odd)  # replacements depend only on the set of characters: memoised
+        replacements = _REPLACEMENTS_SEEN.get(key) or _latin1_replacements(key)
+        if wide:
+            replacements += wide
+    units = len(raw) + n_ext
+    if units <= 160:
+        return _new(Count, (GSM7, units, 1, replacements, sent))
+    cap = _GSM_CAP[policy.ref_bits]
+    if n_ext:
+        parts = len(_gsm_cuts(_L1_expand_extensions(raw.translate(_L1_SEPTETS)), cap))
+    else:
+        parts = -(-units // cap)
     if parts > policy.max_parts:
         raise SegmentLimitExceeded(parts, policy.max_parts)
-    return Count(encoding, units, parts, replacements, sent)
+    return _new(Count, (GSM7, units, parts, replacements, sent))
 
 
 def split(text: str, policy: Policy, reference: int) -> list[Part]:
@@ -131,31 +175,156 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         UnencodableText: ``gsm7-strict`` and a character GSM7 lacks.
         SegmentLimitExceeded: more parts than ``policy.max_parts``.
     """
+    mode = policy.mode
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        if text[exc.start] not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE:
+            return _split_ucs2(text, policy, reference)
+        widened = _widen(text, exc.start, mode)
+        if widened is None:
+            return _split_general(text, policy, reference)
+        raw = widened[0].encode("latin-1")
+    odd = raw.translate(None, _L1_BASIC)
+    if not odd:
+        body = raw.translate(_L1_SEPTETS)
+    else:
+        classes = odd.translate(_L1_CLASS_TRANSLIT if mode == "transliterate" else _L1_CLASS_EXACT)
+        if _X in classes:
+            if mode == "ucs2":
+                return _split_ucs2(text, policy, reference)
+            return _split_general(text, policy, reference)
+        body = raw.translate(_L1_TRANSLIT_SEPTETS if _S in classes else _L1_SEPTETS)
+        if _E in classes:
+            body = _L1_expand_extensions(body)
+    if len(body) <= 160:
+        return [_new(Part, (b"", body, 0, False))]
+    return _concatenate(body, _gsm_cuts(body, _GSM_CAP[policy.ref_bits]), 0, policy, reference)
+
+
+# A character above U+00FF outside these makes the text UCS-2 under these modes.
+_WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
+    c for c in _D.basic_chars | _D.extension_chars if ord(c) > 0xFF
+)
+_UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
+_NON_LATIN1_FINDALL: Final = re.compile("[^\x00-\xff]").findall
+_REPLACEMENTS_SEEN: Final[dict[frozenset[int], tuple[tuple[str, str], ...]]] = {}
+
+
+def _widen(text: str, start: int, mode: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """Transliterate the characters above U+00FF (from ``start`` on) when all have a replacement.
+
+    Returns the new text and the replacements made, or None when the general path must decide.
+    """
+    if mode != "transliterate":
+        return None
+    replacements = []
+    for char in dict.fromkeys(_NON_LATIN1_FINDALL(text, start)):
+        replacement = _L1_WIDE_TRANSLIT.get(char)
+        if replacement is None:
+            return None
+        replacements.append((char, replacement))
+    for char, replacement in replacements:
+        text = text.replace(char, replacement)
+    return text, tuple(sorted(replacements))
+
+
+def _latin1_replacements(key: frozenset[int]) -> tuple[tuple[str, str], ...]:
+    """The (character, replacement) pairs for the transliterable codes in ``key``, sorted.
+
+    Memoised in ``_REPLACEMENTS_SEEN`` (a pure function's results; bounded, so it cannot grow
+    without limit): the same few accented letters recur in message after message.
+    """
+    if len(_REPLACEMENTS_SEEN) >= 4096:
+        _REPLACEMENTS_SEEN.clear()
+    pairs = _L1_PAIRS
+    found = _REPLACEMENTS_SEEN[key] = tuple(sorted(pairs[c] for c in key if c in pairs))
+    return found
+
+
+def _checked(result: Count, policy: Policy) -> Count:
+    if result.parts > policy.max_parts:
+        raise SegmentLimitExceeded(result.parts, policy.max_parts)
+    return result
+
+
+def _count_ucs2(text: str, policy: Policy) -> Count:
+    body = text.encode("utf-16-be")
+    units = len(body) >> 1
+    if units <= 70:
+        return _new(Count, (UCS2, units, 1, _NO_REPLACEMENTS, text))
+    cap = _UCS2_CAP[policy.ref_bits]
+    parts = len(_ucs2_cuts(body, cap)) if units != len(text) else -(-units // (cap >> 1))
+    return _checked(Count(UCS2, units, parts, (), text), policy)
+
+
+def _split_ucs2(text: str, policy: Policy, reference: int) -> list[Part]:
+    body = text.encode("utf-16-be")
+    if len(body) <= MAX_OCTETS:
+        return [_new(Part, (b"", body, 8, False))]
+    return _concatenate(body, _ucs2_cuts(body, _UCS2_CAP[policy.ref_bits]), 8, policy, reference)
+
+
+def _count_general(text: str, policy: Policy) -> Count:
+    """``count`` for any text, without the Latin-1 shortcuts (the reference behaviour)."""
+    encoding, sent, replacements, n_ext, choice = _decide(text, policy)
+    if encoding == UCS2:
+        return _count_ucs2(sent, policy)
+    if encoding == GSM7_NATIONAL:
+        assert choice is not None
+        return _checked(Count(encoding, choice.units, choice.parts, (), sent), policy)
+    units = len(sent) + n_ext
+    if units <= 160:
+        return Count(GSM7, units, 1, replacements, sent)
+    cap = _GSM_CAP[policy.ref_bits]
+    if n_ext:
+        parts = len(_gsm_cuts(_D.encode(sent), cap))
+    else:
+        parts = -(-units // cap)
+    return _checked(Count(GSM7, units, parts, replacements, sent), policy)
+
+
+def _split_general(text: str, policy: Policy, reference: int) -> list[Part]:
+    """``split`` for any text, without the Latin-1 shortcuts (the reference behaviour)."""
     encoding, sent, _, _, choice = _decide(text, policy)
     if encoding == GSM7:
-        body = sent.translate(_ENCODE_MAP).encode("latin-1")
+        body = _D.encode(sent)
         if len(body) <= 160:
             return [Part(b"", body, 0, False)]
-        cuts = _gsm_cuts(body, 153 if policy.ref_bits == 8 else 152)
-        dcs, shift_ies = 0, ()
-    elif encoding == UCS2:
-        body = sent.encode("utf-16-be")
-        if len(body) <= MAX_OCTETS:
-            return [Part(b"", body, 8, False)]
-        cuts = _ucs2_cuts(body, 134 if policy.ref_bits == 8 else 132)
-        dcs, shift_ies = 8, ()
-    else:
-        body, cuts = choice.septets, choice.cuts
-        dcs, shift_ies = 0, choice.ies
+        return _concatenate(body, _gsm_cuts(body, _GSM_CAP[policy.ref_bits]), 0, policy, reference)
+    if encoding == UCS2:
+        return _split_ucs2(sent, policy, reference)
+    assert choice is not None
+    if len(choice.cuts) == 1:
+        return [Part(udh.build_udh(choice.ies), choice.septets, 0, True)]
+    return _concatenate(choice.septets, choice.cuts, 0, policy, reference, choice.ies)
+
+
+def _concatenate(
+    body: bytes,
+    cuts: list[tuple[int, int]],
+    dcs: int,
+    policy: Policy,
+    reference: int,
+    shift_ies: tuple[udh.InformationElement, ...] = (),
+) -> list[Part]:
+    """One Part per cut, each with its concatenation UDH (TS 23.040 §9.2.3.24.1 / .8)."""
     total = len(cuts)
     if total > policy.max_parts:
         raise SegmentLimitExceeded(total, policy.max_parts)
-    if total == 1:
-        return [Part(udh.build_udh(shift_ies), body, dcs, True)]
-    bits, ref = policy.ref_bits, reference & ((1 << policy.ref_bits) - 1)
+    bits = policy.ref_bits
+    ref = reference & ((1 << bits) - 1)
+    if shift_ies:
+        return [
+            Part(udh.build_udh((udh.concat_ie(ref, total, seq, bits), *shift_ies)), body[a:b], dcs, True)
+            for seq, (a, b) in enumerate(cuts, 1)
+        ]
+    if bits == 8:
+        prefix = bytes((5, udh.IE_CONCAT_8, 3, ref, total))
+    else:
+        prefix = bytes((6, udh.IE_CONCAT_16, 4, ref >> 8, ref & 0xFF, total))
     return [
-        Part(udh.build_udh((udh.concat_ie(ref, total, seq, bits), *shift_ies)), body[a:b], dcs, True)
-        for seq, (a, b) in enumerate(cuts, 1)
+        _new(Part, (prefix + _SEQ[seq], body[a:b], dcs, True)) for seq, (a, b) in enumerate(cuts, 1)
     ]
 
 
@@ -172,14 +341,12 @@ def _decide(
         if char in _EXT or char in _TRANSLIT:
             return _transliterate(text, first.start())
         return UCS2, text, _NO_REPLACEMENTS, 0, None
-    odd = _NON_BASIC_FINDALL(text, first.start())
-    if _EXT.issuperset(odd):
-        return GSM7, text, _NO_REPLACEMENTS, len(odd), None
+    bad = _NON_GSM_SEARCH(text, first.start())  # everything before ``first`` is basic
+    if bad is None:
+        return GSM7, text, _NO_REPLACEMENTS, len(_NON_BASIC_FINDALL(text, first.start())), None
     if mode == "ucs2":
         return UCS2, text, _NO_REPLACEMENTS, 0, None
     if mode == "gsm7-strict":
-        bad = _NON_GSM_SEARCH(text)
-        assert bad is not None  # odd holds a character outside basic and extension
         raise UnencodableText(bad.group(), bad.start())
     choice = _national.choose(text, policy.languages, policy.ref_bits)
     if choice is None:
@@ -203,4 +370,4 @@ def _transliterate(
         replacements.append((char, replacement))
     for char, replacement in replacements:
         text = text.replace(char, replacement)
-    return GSM7, text, tuple(replacements), n_ext, None
+    return GSM7, text, tuple(sorted(replacements)), n_ext, None

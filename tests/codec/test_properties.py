@@ -16,14 +16,21 @@ from codec import (
     split,
     unpack_septets,
 )
-from codec import _tables, gsm7, udh
+from codec import _tables, gsm7, segment, udh
 
 GSM_CHARS = sorted(gsm7.DEFAULT.basic_chars | gsm7.DEFAULT.extension_chars)
 gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=500)
 # A mix that exercises every path: GSM basic and extension, transliterable letters and
 # punctuation, Cyrillic, CJK and astral characters (surrogate pairs).
-MIXED = GSM_CHARS + sorted(_tables.TRANSLITERATION) + list("жЖїєґ日本αβ") + ["😀", "👍", "𝄞"]
-mixed_text = st.text(alphabet=st.sampled_from(MIXED), max_size=400) | gsm_text
+TRANSLITERABLE = GSM_CHARS + sorted(_tables.TRANSLITERATION)
+NATIONAL = GSM_CHARS + list("şŞğĞıİçáíóúÁÍÓÚãõâêôÃÕÂÊÔÀ∞ªº`")
+MIXED = TRANSLITERABLE + list("жЖїєґ日本αβ") + ["😀", "👍", "𝄞"]
+mixed_text = st.one_of(
+    gsm_text,
+    st.text(alphabet=st.sampled_from(TRANSLITERABLE), max_size=400),
+    st.text(alphabet=st.sampled_from(NATIONAL), max_size=400),
+    st.text(alphabet=st.sampled_from(MIXED), max_size=400),
+)
 policies = st.builds(
     Policy,
     mode=st.sampled_from(["transliterate", "ucs2", "national"]),
@@ -141,3 +148,28 @@ ies = st.lists(
 @example(((0x08, b"\x12\x34\x02\x01"), (0x24, b"\x01"), (0x25, b"\x01")))
 def test_parse_build_udh_is_identity(elements: tuple[tuple[int, bytes], ...]) -> None:
     assert parse_udh(build_udh(elements)) == elements
+
+
+ALL_POLICIES = st.builds(
+    Policy,
+    mode=st.sampled_from(["transliterate", "ucs2", "gsm7-strict", "national"]),
+    max_parts=st.integers(1, 8),
+    ref_bits=st.sampled_from([8, 16]),
+)
+
+
+def _outcome(fn, *args):  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the comparison is of outcomes, errors included
+        return type(exc), str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(mixed_text, ALL_POLICIES, st.integers(0, 2**16 - 1))
+@example("abc´¢ ‘x’", Policy(), 1)
+@example("ação “x” {y}" * 30, Policy(), 1)
+@example("ação ¦", Policy(mode="ucs2"), 1)
+def test_fast_path_agrees_with_the_general_path(text: str, policy: Policy, ref: int) -> None:
+    assert _outcome(count, text, policy) == _outcome(segment._count_general, text, policy)
+    assert _outcome(split, text, policy, ref) == _outcome(segment._split_general, text, policy, ref)

@@ -87,8 +87,8 @@ def test_transliteration_replaces_and_reports() -> None:
     result = count("Olá, ação “já” – ok…", TRANSLIT)
     assert result.encoding == "gsm7"
     assert result.text == 'Ola, acao "ja" - ok...'
-    assert result.replacements == (("á", "a"), ("ç", "c"), ("ã", "a"), ("“", '"'), ("”", '"'),
-                                   ("–", "-"), ("…", "..."))
+    assert result.replacements == (("á", "a"), ("ã", "a"), ("ç", "c"), ("–", "-"), ("“", '"'),
+                                   ("”", '"'), ("…", "..."))  # unique, in code point order
     assert result.units == len(result.text)
 
 
