@@ -51,6 +51,7 @@ class ScriptedCarrier:
         now: Callable[[], float] = trio.current_time,
         log_path: str | None = None,
         receipt_batch: int = 512,
+        first_id: int = 0x0400_0000_086E_CD50,
     ) -> None:
         self._name = name
         self.script = script
@@ -62,7 +63,7 @@ class ScriptedCarrier:
         self.submitted: collections.Counter[tuple[str, int]] = collections.Counter()
         self.attempts: collections.Counter[tuple[str, int]] = collections.Counter()
         self.calls = 0
-        self._ids = itertools.count(0x0400_0000_086E_CD50)
+        self._ids = itertools.count(first_id)
         self._pending: list[CarrierReceipt] = []
         self._kick = trio.Event()
         self._sink: ReceiptSink | None = None
@@ -110,8 +111,8 @@ class ScriptedCarrier:
                 results.append(SubmitResult(error="invalid destination", code="0x0000000B"))
                 continue
             self.submitted[key] += 1
-            lines.append(f"{p.msg_id} {p.part}\n")
             number = next(self._ids)
+            lines.append(f"{p.msg_id} {p.part} {number}\n")
             results.append(SubmitResult(carrier_id=f"0x{number:016X}" if self.hex_ids
                                         else str(number)))
             if outcome != "silent":
@@ -127,6 +128,11 @@ class ScriptedCarrier:
             self._kick.set()
         await trio.lowlevel.checkpoint()
         return results
+
+    def queue_receipts(self, receipts: Sequence[CarrierReceipt]) -> None:
+        """Receipts to (re)deliver once running, as an SMSC redelivers unacknowledged ones."""
+        self._pending.extend(receipts)
+        self._kick.set()
 
     def duplicates(self) -> int:
         """Submissions beyond the first of each part that the carrier accepted."""
