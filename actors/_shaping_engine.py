@@ -30,7 +30,7 @@ import msgpack
 
 from actors import messages
 from actors._shaping_bucket import NEVER, TokenBucket
-from actors._shaping_rules import Limit, ShapingRules
+from actors._shaping_rules import Limit, ShapingRules, single_connector
 from actors._shaping_state import Account, Campaign, Connector, Lane, longest_prefix
 from actors.messages import Message, MessageFinished, State
 from actors.ports import RecentContacts
@@ -161,6 +161,10 @@ class Shaper:
         Returns False when the answer falls in the cooldown of an earlier one. A connector
         without a configured limit gets a temporary one from its measured rate.
         """
+        if self._route is single_connector:
+            # Without a route every message is charged to "default": a throttle from any
+            # connector can only be answered there (give ``route`` to adapt per connector).
+            connector = "default"
         conn = self._connectors.get(connector) or self._connector(connector)
         if conn.bucket is not None:
             return conn.bucket.throttled(now)

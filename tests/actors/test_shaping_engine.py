@@ -346,3 +346,13 @@ def test_throttle_on_an_unlimited_connector_cuts_the_measured_rate_then_lifts() 
     assert s.held == 0
     s.admit(row("after", to="+after"), t + 40.0)
     assert "after" in released_ids(s)
+
+
+def test_without_a_route_any_connector_throttle_slows_the_default_connector() -> None:
+    s = Shaper(ShapingRules(default_connector=ConnectorRules(limit=Limit(100))))
+    assert s.throttled("smpp-uk", 0.0)
+    assert s.connector_rate("default", 0.0) == 50
+    routed = Shaper(ShapingRules(default_connector=ConnectorRules(limit=Limit(100)),
+                                 route=lambda to: "smpp-uk"))
+    routed.throttled("smpp-de", 0.0)
+    assert routed.connector_rate("smpp-uk", 0.0) == 100
