@@ -281,3 +281,15 @@ async def test_broken_framing_closes_the_connection_and_parts_are_in_doubt() -> 
         await wait_ready(carrier)  # it reconnected and bound again
         assert carrier.stats.connects >= 2
         nursery.cancel_scope.cancel()
+
+
+async def test_sar_concatenation_reaches_the_smsc_as_tlvs() -> None:
+    from codec import Policy, split
+
+    pieces = split("z" * 300, Policy(), 0x1F)
+    long = [SubmitPart(MsgId("long"), i + 1, len(pieces), "+4915100000001", "Septet",
+                       q.data_coding, q.udh, q.body, 0x1F) for i, q in enumerate(pieces)]
+    async with running(SimulatorConfig(), concat="sar", packed_gsm7=True) as (carrier, stats):
+        results = await carrier.submit_many(long)
+    assert all(r.ok for r in results)
+    assert sorted((k[2], k[3]) for k in stats.accepted) == [(0x1F, 1), (0x1F, 2)]
