@@ -293,3 +293,13 @@ async def test_sar_concatenation_reaches_the_smsc_as_tlvs() -> None:
         results = await carrier.submit_many(long)
     assert all(r.ok for r in results)
     assert sorted((k[2], k[3]) for k in stats.accepted) == [(0x1F, 1), (0x1F, 2)]
+
+
+async def test_hex_response_and_decimal_receipt_ids_are_passed_verbatim() -> None:
+    sink = Sink()
+    config = SimulatorConfig(id_format="hex-resp-decimal-receipt", id_start=0x04000000086ECD50)
+    async with running(config, sink) as (carrier, _):
+        [result] = await carrier.submit_many(parts(1))
+        await sink.wait_for(1)
+    assert result.carrier_id == "4000000086ECD50"
+    assert sink.receipts[0].carrier_id == "288230376293190992"  # the same number, in decimal

@@ -179,3 +179,12 @@ def test_illegal_fields_are_local_violations(pdu: p.Pdu) -> None:
 def test_receipt_flag_reads_esm_class_bits() -> None:
     assert p.DeliverSm(1, esm_class=0x04).is_receipt
     assert not p.DeliverSm(1, esm_class=0x40).is_receipt
+
+
+def test_adapter_errors_map_onto_actor_errors() -> None:
+    from actors.errors import PermanentCarrierError, TransientCarrierError
+    from adapters.errors import to_carrier_error
+
+    assert isinstance(to_carrier_error(LocalProtocolViolation("x")), PermanentCarrierError)
+    remote = to_carrier_error(InvalidPdu("y", command_id=4, sequence=1, status=1))
+    assert isinstance(remote, TransientCarrierError) and remote.code == "remote_protocol_violation"
