@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import logging
-import math
 from itertools import count
 from typing import Any, Final
 
