@@ -188,9 +188,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], int, str]:
     port = _free_port()
-    env = {**os.environ, "SEPTET_HTTP__PORT": str(port), "SEPTET_STORE__PATH": str(workdir / "db"),
+    env = {**os.environ, "SEPTET_SIMULATOR__ENABLED": str(carrier == "simulator").lower(), "SEPTET_HTTP__PORT": str(port), "SEPTET_STORE__PATH": str(workdir / "db"),
            "SEPTET_STORE__SYNC": "true", "SEPTET_LOG_LEVEL": "WARNING",
            "SEPTET_HTTP__MAX_IN_FLIGHT": "100000"}
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--print-key-file",
@@ -245,6 +245,9 @@ def main() -> None:
     ap.add_argument("--key", help="API key for --url")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--carrier", choices=("none", "simulator"), default="none",
+                    help="none: messages wait in the outbox (ingress alone); simulator: the "
+                         "in-process simulator also takes them, sharing the server's core")
     ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
     args = ap.parse_args()
     proc = None
@@ -253,7 +256,7 @@ def main() -> None:
             host, _, port_s = args.url.removeprefix("http://").partition(":")
             port, key = int(port_s or 80), args.key or ""
         else:
-            proc, port, key = start_server(Path(tmp))
+            proc, port, key = start_server(Path(tmp), args.carrier)
             host = "127.0.0.1"
         try:
             figures = trio.run(bench, host, port, key, args.seconds, args.connections, args.depth)

@@ -10,7 +10,7 @@ Must not import: gateway.api, gateway.http.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -39,10 +39,17 @@ _FIELDS: Final = frozenset({"to", "from", "text", "campaign", "send_at", "not_af
                             "body", "default_country_prefix", "other"})
 
 
+_CHILDREN: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
 def observe(route: str, status: int, seconds: float) -> None:
-    """Count one answered request."""
-    REQUESTS.labels(route, _status_label(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    """Count one answered request (label children cached: ``labels()`` costs ~1 µs)."""
+    children = _CHILDREN.get((route, status))
+    if children is None:
+        children = _CHILDREN[(route, status)] = (
+            REQUESTS.labels(route, _status_label(status)), LATENCY.labels(route))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 _STATUS: Final = {s: str(s) for s in range(100, 600)}

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from actors.ingress import MsgIdFactory
+from gateway.api._ids import FastMsgIds
 from gateway.accounts import AccountBook
 from gateway.api.messages import MessageRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
@@ -31,7 +31,7 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
         check_callback = partial(check_callback_url, allow_loopback=allow_loopback_callbacks,
                                  allow_private=allow_private_callbacks)
     routes = MessageRoutes(
-        gateway, book, NumberNormaliser(config.phone_cache_size), new_id=MsgIdFactory(now),
+        gateway, book, NumberNormaliser(config.phone_cache_size), new_id=FastMsgIds(now),
         check_callback=check_callback, max_batch=config.max_batch, page_size=config.page_size,
         max_page_size=config.max_page_size, max_scan=config.max_scan, now=now)
     api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,

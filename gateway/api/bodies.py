@@ -52,8 +52,20 @@ def _constant(name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
 
 
+_MEDIA_CACHE: dict[str, tuple[str, dict[str, str]]] = {}
+
+
 def media_type(content_type: str) -> tuple[str, dict[str, str]]:
-    """``type/subtype`` in lower case and the parameters of a Content-Type value."""
+    """``type/subtype`` in lower case and the parameters of a Content-Type value (cached)."""
+    hit = _MEDIA_CACHE.get(content_type)
+    if hit is None:
+        hit = _media_type(content_type)
+        if len(_MEDIA_CACHE) < 256:
+            _MEDIA_CACHE[content_type] = hit
+    return hit
+
+
+def _media_type(content_type: str) -> tuple[str, dict[str, str]]:
     kind, *params = content_type.split(";")
     out = {}
     for p in params:

@@ -258,10 +258,13 @@ _DEFAULTABLE: Final = frozenset({"from", "text", "campaign", "send_at", "not_aft
 
 def _accepted(b: Any, index: int | None) -> dict[str, Any]:
     m, c = b.message, b.count
-    doc: dict[str, Any] = {"id": m.msg_id, "status": "ACCEPTED", "to": m.to, "encoding": c.encoding,
-                           "parts": c.parts, "replacements": [list(r) for r in c.replacements]}
+    # Tuples encode as arrays in JSON and msgpack alike: no per-message list copies.
+    if index is None:
+        doc = {"id": m.msg_id, "status": "ACCEPTED", "to": m.to, "encoding": c.encoding,
+               "parts": c.parts, "replacements": c.replacements}
+    else:
+        doc = {"index": index, "id": m.msg_id, "status": "ACCEPTED", "to": m.to,
+               "encoding": c.encoding, "parts": c.parts, "replacements": c.replacements}
     if m.client_ref:
         doc["client_ref"] = m.client_ref
-    if index is not None:
-        doc = {"index": index, **doc}
     return doc

@@ -79,52 +79,117 @@ def policy(mode: str, max_parts: int) -> codec.Policy:
 def build(item: Any, path: str, ctx: Context) -> Built:
     """Validate one item and make its Message.
 
+    The common item (to, from, text and at most campaign/client_ref, all valid) takes a short
+    path; anything else, and every item with a problem, takes the thorough one, which names
+    every field problem at once.
+
     Raises:
         ItemInvalid: listing every field problem.
     """
+    if type(item) is dict and item.keys() <= _FAST_KEYS:
+        built = _fast(item, ctx)
+        if built is not None:
+            return built
+    return _thorough(item, path, ctx)
+
+
+_FAST_KEYS: Final = frozenset({"to", "from", "text", "campaign", "client_ref"})
+
+
+def _fast(item: dict[str, Any], ctx: Context) -> Built | None:
+    """The common valid item, or None to let :func:`_thorough` judge it."""
+    get = item.get
+    to, sender, text = get("to"), get("from"), get("text")
+    campaign, client_ref = get("campaign", ""), get("client_ref", "")
+    if not (type(to) is str and type(sender) is str and type(text) is str
+            and type(campaign) is str and type(client_ref) is str
+            and sender in _GOOD_SENDERS and len(to) <= 32 and 0 < len(text) <= MAX_TEXT_CHARS
+            and len(campaign) <= MAX_CAMPAIGN and len(client_ref) <= MAX_CLIENT_REF
+            and (not campaign or campaign.isprintable())
+            and (not client_ref or client_ref.isprintable())):
+        return None
+    acct = ctx.account
+    try:
+        number = ctx.numbers.normalise(to, acct.default_prefix)
+        count = codec.count(text, policy(acct.policy, acct.max_parts))
+    except (Invalid, codec.CodecError):
+        return None
+    if not text.strip():
+        return None
+    return Built(Message(ctx.new_id(), acct.name, number, sender, text, acct.policy, ctx.now,
+                         campaign, client_ref, "", 0.0, 0.0, acct.max_parts, count.parts,
+                         count.encoding), count)
+
+
+def _thorough(item: Any, path: str, ctx: Context) -> Built:
     at = f"{path}." if path else ""
-    if not isinstance(item, dict):
+    if type(item) is not dict:
         raise ItemInvalid([FieldError(path or "body", "must be an object")])
     errors: list[FieldError] = []
-    for key in item:
-        if key not in ITEM_FIELDS:
-            errors.append(FieldError(f"{at}{key}", "unknown field"))
+    if not item.keys() <= ITEM_FIELDS:
+        errors += [FieldError(f"{at}{k}", "unknown field") for k in item if k not in ITEM_FIELDS]
     acct = ctx.account
+    get = item.get
 
-    fields = _fields(item.get("fields"), f"{at}fields", errors)
-    prefix = _str(item, "default_country_prefix", at, errors, required=False, limit=4)
-    if prefix is not None and not (prefix.lstrip("+").isascii() and prefix.lstrip("+").isdigit()):
-        errors.append(FieldError(f"{at}default_country_prefix", "must be a calling code like 351"))
-        prefix = None
-    to = _recipient(item, fields, at, ctx, prefix if prefix is not None else acct.default_prefix,
-                    errors)
-    sender = _str(item, "from", at, errors, required=True, limit=64)
-    if sender is not None:
-        try:
-            check_sender(sender)
-        except Invalid as exc:
-            errors.append(FieldError(f"{at}from", exc.reason))
-    mode = _str(item, "encoding", at, errors, required=False, limit=32) or acct.policy
-    if mode not in POLICIES:
-        errors.append(FieldError(f"{at}encoding", f"must be one of {', '.join(POLICIES)}"))
+    fields = _fields(get("fields"), f"{at}fields", errors) if "fields" in item else _NO_FIELDS
+    prefix = acct.default_prefix
+    if "default_country_prefix" in item:
+        given = _str(item, "default_country_prefix", at, errors, required=False, limit=4)
+        if given is not None and not (given.lstrip("+").isascii() and given.lstrip("+").isdigit()):
+            errors.append(FieldError(f"{at}default_country_prefix",
+                                     "must be a calling code like 351"))
+        elif given is not None:
+            prefix = given
+    to = _recipient(item, fields, at, ctx, prefix, errors)
+    sender = get("from")
+    if type(sender) is str and sender in _GOOD_SENDERS:
+        pass
+    else:
+        sender = _sender(item, at, errors)
+    mode = acct.policy
+    if "encoding" in item:
+        mode = _str(item, "encoding", at, errors, required=False, limit=32) or acct.policy
+        if mode not in POLICIES:
+            errors.append(FieldError(f"{at}encoding", f"must be one of {', '.join(POLICIES)}"))
     max_parts = _int(item, "max_parts", at, errors, 1, 255, acct.max_parts)
-    campaign = _str(item, "campaign", at, errors, required=False, limit=MAX_CAMPAIGN) or ""
-    client_ref = _str(item, "client_ref", at, errors, required=False, limit=MAX_CLIENT_REF) or ""
-    send_at = _time(item, "send_at", at, errors)
-    not_after = _time(item, "not_after", at, errors)
-    _check_window(send_at, not_after, ctx.now, at, errors)
-    callback = _callback(item, at, ctx, errors)
+    campaign = client_ref = callback = ""
+    send_at = not_after = None
+    if not item.keys() <= _BASIC:  # anything beyond the common fields
+        campaign = _str(item, "campaign", at, errors, required=False, limit=MAX_CAMPAIGN) or ""
+        client_ref = _str(item, "client_ref", at, errors, required=False,
+                          limit=MAX_CLIENT_REF) or ""
+        send_at = _time(item, "send_at", at, errors)
+        not_after = _time(item, "not_after", at, errors)
+        _check_window(send_at, not_after, ctx.now, at, errors)
+        callback = _callback(item, at, ctx, errors)
     count, text = _text(item, fields, at, mode, max_parts, errors)
     if errors:
         raise ItemInvalid(errors)
     assert to is not None and sender is not None and count is not None and text is not None
     message = Message(
-        msg_id=MsgId(ctx.new_id()), account=acct.name, to=to, sender=sender, text=text,
-        policy=mode, accepted_at=ctx.now, campaign=campaign, client_ref=client_ref,
-        callback_url=callback, send_at=send_at or 0.0, not_after=not_after or 0.0,
-        max_parts=max_parts, parts=count.parts, encoding=count.encoding,
+        ctx.new_id(), acct.name, to, sender, text, mode, ctx.now, campaign, client_ref,
+        callback, send_at or 0.0, not_after or 0.0, max_parts, count.parts, count.encoding,
     )
     return Built(message, count)
+
+
+_NO_FIELDS: Final[dict[str, Any]] = {}
+_BASIC: Final = frozenset({"to", "from", "text", "encoding", "max_parts", "default_country_prefix"})
+_GOOD_SENDERS: set[str] = set()  # senders already found valid (bounded below)
+
+
+def _sender(item: dict[str, Any], at: str, errors: list[FieldError]) -> str | None:
+    sender = _str(item, "from", at, errors, required=True, limit=64)
+    if sender is None:
+        return None
+    try:
+        check_sender(sender)
+    except Invalid as exc:
+        errors.append(FieldError(f"{at}from", exc.reason))
+        return None
+    if len(_GOOD_SENDERS) < 10_000:
+        _GOOD_SENDERS.add(sender)
+    return sender
 
 
 def preview(item: Any, account: Account) -> codec.Count:
@@ -188,7 +253,7 @@ def _kind(value: Any) -> str:
 
 def _fields(value: Any, where: str, errors: list[FieldError]) -> dict[str, Any]:
     if value is None:
-        return {}
+        return _NO_FIELDS
     if not isinstance(value, dict):
         errors.append(FieldError(where, f"must be an object, not {_kind(value)}"))
         return {}
