@@ -230,7 +230,7 @@ class SmscSession:
             self._schedule(now + delay, _RECEIPT, receipt)
 
     def _answer(self, seq: int, status: int, message_id: str, now: float) -> None:
-        data = p.encode(p.SubmitSmResp(seq, status, message_id))
+        data = p.encode_submit_sm_resp(seq, status, message_id)
         delay = self.config.latency
         if self.config.latency_jitter:
             delay += self.shared.rng.random() * self.config.latency_jitter

@@ -340,6 +340,17 @@ def _encode_sm(pdu: _ShortMessagePdu, command_id: int) -> bytes:
     return _frame(command_id, 0, pdu.sequence, body)
 
 
+def encode_submit_sm_resp(sequence: int, status: int, message_id: str) -> bytes:
+    """``encode(SubmitSmResp(...))`` without building the object (simulator hot path)."""
+    body = _cstr(message_id, 65, "message_id")
+    return _HEADER.pack(HEADER_LENGTH + len(body), SUBMIT_SM_RESP, status, sequence) + body
+
+
+def encode_deliver_sm_resp(sequence: int, status: int = 0) -> bytes:
+    """``encode(DeliverSmResp(sequence, status))`` without building the object (client hot path)."""
+    return _HEADER.pack(HEADER_LENGTH + 1, DELIVER_SM_RESP, status, sequence) + b"\0"
+
+
 def encode(pdu: Pdu) -> bytes:
     """The wire bytes of ``pdu``, header included.
 
@@ -411,14 +422,27 @@ def _read_cstr(buf: Buffer, pos: int, end: int) -> tuple[str, int]:
 
 
 def _decode_sm(cls: type[_ShortMessagePdu], buf: Buffer, pos: int, end: int, seq: int) -> Pdu:
-    service_type, pos = _read_cstr(buf, pos, end)
-    src_ton, src_npi = buf[pos], buf[pos + 1]
-    source_addr, pos = _read_cstr(buf, pos + 2, end)
-    dst_ton, dst_npi = buf[pos], buf[pos + 1]
-    destination_addr, pos = _read_cstr(buf, pos + 2, end)
-    esm_class, protocol_id, priority_flag = _SM_FLAGS.unpack_from(buf, pos)
-    schedule, pos = _read_cstr(buf, pos + 3, end)
-    validity, pos = _read_cstr(buf, pos, end)
+    # Inlined C-Octet reads: this is the hot path of both the client (deliver_sm) and the
+    # simulator (submit_sm). ``index`` raises ValueError when a NUL is missing.
+    index = buf.index
+    nul = index(0, pos, end)
+    service_type = buf[pos:nul].decode("latin-1")
+    pos = nul + 3
+    src_ton, src_npi = buf[nul + 1], buf[nul + 2]
+    nul = index(0, pos, end)
+    source_addr = buf[pos:nul].decode("latin-1")
+    pos = nul + 3
+    dst_ton, dst_npi = buf[nul + 1], buf[nul + 2]
+    nul = index(0, pos, end)
+    destination_addr = buf[pos:nul].decode("latin-1")
+    esm_class, protocol_id, priority_flag = buf[nul + 1], buf[nul + 2], buf[nul + 3]
+    pos = nul + 4
+    nul = index(0, pos, end)
+    schedule = buf[pos:nul].decode("latin-1") if nul > pos else ""
+    pos = nul + 1
+    nul = index(0, pos, end)
+    validity = buf[pos:nul].decode("latin-1") if nul > pos else ""
+    pos = nul + 1
     if pos + 5 > end:
         raise ValueError("body ends inside the fixed fields")
     registered, replace, data_coding, default_id, sm_length = _SM_TAIL.unpack_from(buf, pos)

@@ -234,7 +234,7 @@ class EsmeSession:
     def acknowledge(self, sequence: int, status: int = st.ESME_ROK) -> None:
         """Queue the deliver_sm_resp for the deliver_sm with ``sequence``."""
         if self.state is not State.CLOSED:
-            self._out.append(p.encode(p.DeliverSmResp(sequence, status)))
+            self._out.append(p.encode_deliver_sm_resp(sequence, status))
 
     def unbind(self, *, now: float) -> None:
         """Queue an unbind (BOUND -> UNBINDING)."""

@@ -188,3 +188,10 @@ def test_adapter_errors_map_onto_actor_errors() -> None:
     assert isinstance(to_carrier_error(LocalProtocolViolation("x")), PermanentCarrierError)
     remote = to_carrier_error(InvalidPdu("y", command_id=4, sequence=1, status=1))
     assert isinstance(remote, TransientCarrierError) and remote.code == "remote_protocol_violation"
+
+
+@given(seq, status, s.text(s.characters(min_codepoint=1, max_codepoint=255), max_size=64))
+def test_fast_response_encoders_match_encode(sequence: int, code: int, message_id: str) -> None:
+    assert p.encode_submit_sm_resp(sequence, code, message_id) == p.encode(
+        p.SubmitSmResp(sequence, code, message_id))
+    assert p.encode_deliver_sm_resp(sequence, code) == p.encode(p.DeliverSmResp(sequence, code))
