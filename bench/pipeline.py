@@ -46,6 +46,20 @@ def rss_mb() -> float:
 _ids = MsgIdFactory()
 
 
+def rss_parts_mb() -> dict[str, float]:
+    """RssAnon (Python heap) and RssFile (LMDB pages mapped in) from /proc, in MiB."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    key, value = line.split(":")
+                    out[key] = round(int(value.split()[0]) / 1024)
+    except OSError:
+        pass
+    return out
+
+
 def _batch(start: int, n: int, now: float, send_at: float = 0.0) -> list[m.Message]:
     return [m.Message(_ids(), f"acc{i % 4}", f"+3519{i:08d}", "Septet",
                       f"Your code is {i % 100000:05d}", "transliterate", now, campaign="bench",
@@ -130,11 +144,14 @@ async def park(args: argparse.Namespace) -> dict[str, float]:
                 await trio.sleep(1.0)  # let the pump look at the outbox
                 waiting = gw.pipeline.outbox_size()
                 rss = rss_mb()
+                parts = rss_parts_mb()
     print(f"parked            {waiting} messages in the outbox in {elapsed:.1f} s "
           f"({n / elapsed:,.0f} msgs/s accepted)")
-    print(f"RSS               {rss0:.0f} MiB before, {rss:.0f} MiB with them parked")
+    print(f"RSS               {rss0:.0f} MiB before, {rss:.0f} MiB with them parked "
+          f"(anonymous {parts.get('RssAnon')} MiB, LMDB file pages {parts.get('RssFile')} MiB)")
     return {"parked": waiting, "park_accept_msgs_per_s": round(n / elapsed),
-            "rss_parked_mb": round(rss), "rss_mb": round(rss)}
+            "rss_parked_mb": round(rss), "rss_mb": round(rss),
+            "rss_anon_mb": parts.get("RssAnon"), "rss_file_mb": parts.get("RssFile")}
 
 
 def main(argv: list[str] | None = None) -> None:
