@@ -27,7 +27,7 @@ def test_parse_udh_of_a_concatenated_part() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["0500", "050003CC02", "0600030102", "0300050102"],
+    ["0500", "050003CC02", "0600030102", "0300050102", "03000501", "0100"],
 )
 def test_malformed_udh_is_invalid(raw: str) -> None:
     with pytest.raises(InvalidUDH):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from codec import segment
 from codec import (
     Count,
     Part,
@@ -157,3 +158,28 @@ def test_concatenated_udh_parses() -> None:
     for part in split("c" * 400, TRANSLIT, 200):
         ((iei, data),) = parse_udh(part.udh)
         assert iei == 0 and data[0] == 200 and data[1] == 3
+
+
+def test_long_transliterated_text_without_extension_characters() -> None:
+    text = "ação " * 62  # 310 characters, all transliterable one for one
+    counted = count(text, TRANSLIT)
+    assert (counted.encoding, counted.units, counted.parts) == ("gsm7", 310, 3)
+    assert counted.replacements == (("ã", "a"), ("ç", "c"))
+    with pytest.raises(SegmentLimitExceeded) as info:
+        count(text, Policy(max_parts=2))
+    assert info.value.parts_needed == 3
+
+
+def test_general_path_long_text_and_unmappable_after_mappable() -> None:
+    text = "“quoted” " * 30  # typographic quotes only: the general path's transliteration
+    assert segment._count_general(text, TRANSLIT).parts == 2
+    assert segment._count_general("ação ¦", TRANSLIT).encoding == "ucs2"
+    assert segment._count_general("¦ ação", TRANSLIT).encoding == "ucs2"
+    assert count("“x” ¦", TRANSLIT) == Count("ucs2", 5, 1, (), "“x” ¦")
+
+
+def test_replacement_memo_stays_bounded() -> None:
+    for code in range(0x1000, 0x1000 + 5000):
+        segment._latin1_replacements(frozenset({code}))
+    assert len(segment._REPLACEMENTS_SEEN) <= 4096
+    assert count("ação", TRANSLIT).replacements == (("ã", "a"), ("ç", "c"))
