@@ -11,7 +11,9 @@ as PartSubmitted / PartFailed:
   exponential back-off, on another ready connector of the route when there is one
   (fail-over); after ``max_attempts`` → PartFailed, so the message ends NOT_SENT;
 * permanent → PartFailed with the carrier's code;
-* no route → PartFailed ``routing_failed``.
+* no route → PartFailed ``routing_failed``;
+* a route but no connector ready (all unbound) → wait and try again without spending an
+  attempt (the message keeps its slot in the pump's window: back-pressure, not failure).
 
 A "throttled" answer is also fed back to the rate limiter as ConnectorThrottled.
 
@@ -129,7 +131,7 @@ async def _first_round(ctx: _Ctx, parts: list[SubmitPart], limiter: trio.Capacit
 
 async def _retry_later(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
                        avoid: dict[tuple[str, int], str]) -> None:
-    await trio.sleep(ctx.retry.delay(attempt - 1))
+    await trio.sleep(ctx.retry.delay(max(1, attempt - 1)))
     await _round(ctx, parts, attempt, avoid)
 
 
@@ -158,8 +160,8 @@ async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
     async with trio.open_nursery() as inner:
         for name, group in groups.items():
             inner.start_soon(_submit_group, ctx, name, group, attempt, avoid)
-    if again:
-        _schedule_retry(ctx, again, attempt, avoid, "not_bound", "no ready connector")
+    if again:  # nothing bound: wait for a connector without spending an attempt
+        ctx.nursery.start_soon(_retry_later, ctx, again, attempt, avoid)
 
 
 async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: int,
