@@ -47,6 +47,7 @@ ACCEPTED_AT: Final = _FIELD["accepted_at"]
 CAMPAIGN: Final = _FIELD["campaign"]
 NOT_AFTER: Final = _FIELD["not_after"]
 PARTS: Final = _FIELD["parts"]
+SEND_AT: Final = _FIELD["send_at"]
 
 SWEEP_EVERY: Final = 60.0  # seconds between sweeps of idle lanes, full buckets, old contacts
 SWEEP_LANES: Final = 20_000  # ...or as soon as this many lanes exist
@@ -77,12 +78,17 @@ def rows_from_batch(data: bytes) -> list[Row]:
 class Shaper:
     """All shaping state of one limiter. Feed it with :meth:`admit` and :meth:`poll`.
 
-    Outputs accumulate in ``released`` (rows to send on) and ``finished`` (MessageFinished
-    rows); the caller empties both after each call.
+    Outputs accumulate in ``released`` (rows to send on), ``finished`` (MessageFinished
+    rows) and ``deferred`` (rows handed back to the durable schedule, ``send_at`` set to when
+    they may go: a window or campaign slice more than ``defer_beyond`` seconds away, so the
+    store rather than memory keeps them); the caller empties all three after each call.
     """
 
-    def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None) -> None:
+    def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None, *,
+                 defer_beyond: float = NEVER) -> None:
         self.rules = rules
+        self.defer_beyond = defer_beyond
+        self.deferred: list[Row] = []
         self.contacts = contacts
         self.max_held = rules.max_held
         self.released: list[Row] = []
@@ -124,7 +130,7 @@ class Shaper:
         if lane.queue:
             self._hold(lane, row, deadline)
             return
-        w = self._try(lane, row, now)
+        w = self._try(lane, row, deadline, now)
         if w:
             self._hold(lane, row, deadline)
             self._schedule(lane, now + w)
@@ -194,17 +200,24 @@ class Shaper:
 
     # -- decisions -------------------------------------------------------------------------
 
-    def _try(self, lane: Lane, row: Row, now: float) -> float:
-        """Release ``row`` now (0.0) or say how long its lane must wait (seconds)."""
-        for gate in lane.gates:
-            w = gate.wait(now)
+    def _try(self, lane: Lane, row: Row, deadline: float, now: float) -> float:
+        """Release, finish or defer ``row`` now (0.0), or say how long its lane must wait."""
+        if lane.timed:
+            w = 0.0
+            for gate in lane.gates:
+                w = gate.wait(now)
+                if w:
+                    break
+            camp = lane.campaign
+            if not w and camp is not None:
+                w = camp.wait(now)
             if w:
+                if w > self.defer_beyond and (not deadline or deadline > now + self.defer_beyond):
+                    self._defer(row, now + w, deadline)
+                    return 0.0
                 return w
-        camp = lane.campaign
-        if camp is not None:
-            w = camp.wait(now)
-            if w:
-                return w
+        else:
+            camp = None
         n = row[PARTS] or 1
         w = 0.0
         for b in lane.buckets:
@@ -242,7 +255,7 @@ class Shaper:
         while q:
             entry = q[0]
             if entry[0] is not None:
-                w = self._try(lane, entry[0], now)
+                w = self._try(lane, entry[0], entry[1], now)
                 if w:
                     self._schedule(lane, now + w)
                     return
@@ -263,6 +276,11 @@ class Shaper:
         if not lane.scheduled:
             lane.scheduled = True
             heapq.heappush(self._timers, (when, next(self._seq), lane))
+
+    def _defer(self, row: Row, until: float, deadline: float) -> None:
+        out = row.copy()
+        out[SEND_AT] = min(until, deadline) if deadline else until
+        self.deferred.append(out)
 
     def _finish(self, row: Row, code: str, reason: str, now: float) -> None:
         done = MessageFinished(row[MSG_ID], State.NOT_SENT.value, code, reason, now)

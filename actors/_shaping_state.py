@@ -134,7 +134,8 @@ class Campaign:
 class Lane:
     """Messages that hit the same buckets, gates and campaign, in arrival order."""
 
-    __slots__ = ("queue", "buckets", "gates", "campaign", "recontact", "conn", "scheduled")
+    __slots__ = ("queue", "buckets", "gates", "campaign", "timed", "recontact", "conn",
+                 "scheduled")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
                  campaign: Campaign | None, recontact: float, conn: Connector) -> None:
@@ -142,6 +143,7 @@ class Lane:
         self.buckets = buckets
         self.gates = gates
         self.campaign = campaign
+        self.timed = bool(gates) or campaign is not None  # a window or campaign to consult
         self.recontact = recontact
         self.conn = conn
         self.scheduled = False

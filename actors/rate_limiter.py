@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 import msgpack
 import trio
@@ -42,6 +43,8 @@ async def run(
     contacts: RecentContacts | None = None,
     feedback: trio.abc.ReceiveChannel[bytes] | None = None,
     now: Callable[[], float] = time.time,
+    deferred: trio.abc.SendChannel[bytes] | None = None,
+    defer_beyond: float = 300.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Shape the messages of ``inbox`` onto ``outbox``; NOT_SENT outcomes go to ``finished``.
@@ -54,15 +57,20 @@ async def run(
         contacts: the store's record of recent sends, for the no-re-contact rule.
         feedback: batches of ConnectorThrottled from the dispatcher.
         now: the wall clock (Unix seconds).
+        deferred: where messages that must wait longer than ``defer_beyond`` seconds for a
+            send window or campaign slice go back to, as batches of Message whose
+            ``send_at`` is the instant they may go (for the scheduler to store and re-feed
+            then), instead of being held in memory. None: hold everything.
+        defer_beyond: seconds; shorter waits, and all bucket waits, are held here.
         task_status: started once the channels are open.
     """
-    shaper = Shaper(rules, contacts)
-    async with inbox, outbox, finished, trio.open_nursery() as nursery:
+    shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf)
+    async with inbox, outbox, finished, _maybe(deferred), trio.open_nursery() as nursery:
         if feedback is not None:
             nursery.start_soon(_apply_feedback, feedback, shaper, now)
         task_status.started()
         logger.info("rate limiter started", extra={"max_held": shaper.max_held})
-        await _shape(inbox, outbox, finished, shaper, now)
+        await _shape(inbox, outbox, finished, deferred, shaper, now)
         nursery.cancel_scope.cancel()
     logger.info("rate limiter stopped")
 
@@ -71,6 +79,7 @@ async def _shape(
     inbox: trio.abc.ReceiveChannel[bytes],
     outbox: trio.abc.SendChannel[bytes],
     finished: trio.abc.SendChannel[bytes],
+    deferred: trio.abc.SendChannel[bytes] | None,
     shaper: Shaper,
     now: Callable[[], float],
 ) -> None:
@@ -98,9 +107,16 @@ async def _shape(
         if shaper.finished:
             done, shaper.finished = shaper.finished, []
             await finished.send(msgpack.packb(done, use_bin_type=True))
+        if shaper.deferred and deferred is not None:
+            later, shaper.deferred = shaper.deferred, []
+            await deferred.send(msgpack.packb(later, use_bin_type=True))
         if shaper.released:
             out, shaper.released = shaper.released, []
             await outbox.send(msgpack.packb(out, use_bin_type=True))
+
+
+def _maybe(channel: trio.abc.SendChannel[bytes] | None) -> AbstractAsyncContextManager[object]:
+    return channel if channel is not None else nullcontext()
 
 
 def _trio_deadline(wake: float, now: Callable[[], float]) -> float:

@@ -223,3 +223,24 @@ async def test_stops_reading_while_holding_too_much(mock_clock: trio.testing.Moc
         nursery.cancel_scope.cancel()
     out_rx.close()
     fin_rx.close()
+
+
+async def test_deferred_messages_leave_on_their_own_channel(
+        autojump_clock: trio.testing.MockClock) -> None:
+    rules = ShapingRules(default_account=AccountRules(window=SendWindow("UTC", "09:00", "17:00")))
+    base = MONDAY_18H - trio.current_time()
+    in_tx, in_rx = trio.open_memory_channel[bytes](1)
+    out_tx, out_rx = trio.open_memory_channel[bytes](1)
+    fin_tx, fin_rx = trio.open_memory_channel[bytes](1)
+    later_tx, later_rx = trio.open_memory_channel[bytes](1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(rate_limiter.run, in_rx, out_tx, fin_tx, rules=rules,
+                                    now=lambda: base + trio.current_time(),
+                                    deferred=later_tx, defer_beyond=60.0))
+        async with in_tx:
+            await in_tx.send(messages.encode_batch([msg(1, accepted_at=MONDAY_18H)]))
+        later = [m for b in [await later_rx.receive()]
+                 for m in messages.decode_batch_of(Message, b)]
+        assert [(m.msg_id, m.send_at) for m in later] == [("m000001", MONDAY_18H + 15 * HOUR)]
+        assert [b async for b in out_rx] == []  # the actor ends: nothing held
+        assert [b async for b in later_rx] == [] and [b async for b in fin_rx] == []

@@ -356,3 +356,40 @@ def test_without_a_route_any_connector_throttle_slows_the_default_connector() ->
                                  route=lambda to: "smpp-uk"))
     routed.throttled("smpp-de", 0.0)
     assert routed.connector_rate("smpp-uk", 0.0) == 100
+
+
+SEND_AT = 2 + 10  # index of send_at in the wire form
+
+
+def test_long_window_waits_go_back_to_the_schedule_short_waits_are_held() -> None:
+    from actors.shaping import SendWindow
+
+    rules = ShapingRules(default_account=AccountRules(
+        limit=Limit(1, 1), window=SendWindow("UTC", "09:00", "17:00")))
+    s = Shaper(rules, defer_beyond=300.0)
+    eight = 8 * 3600.0  # 1970-01-01 08:00 UTC: the window opens in an hour
+    s.admit(row(1), eight)
+    s.admit(row(2, not_after=eight + 1800), eight)  # expires before the opening
+    s.admit(row(3, not_after=eight + 200), eight)  # expires within defer_beyond: held
+    assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [("1", 9 * 3600.0),
+                                                             ("2", eight + 1800)]
+    assert s.held == 1
+    s.deferred.clear()
+    s.admit(row(4), 9 * 3600.0 - 100)  # 100 s before the opening: held, not deferred
+    s.poll(9 * 3600.0)
+    assert s.deferred == [] and finished(s) == [("3", "expired")]
+    assert released_ids(s) == ["4"]
+    s.admit(row(5), 9 * 3600.0)  # a bucket wait is always held
+    assert s.deferred == [] and s.held == 1
+
+
+def test_campaign_slices_defer_the_rest_of_the_lane() -> None:
+    s = Shaper(ShapingRules(campaigns={"c": CampaignRules(total=10, slice_percent=20,
+                                                          slice_every=3600)}),
+               defer_beyond=300.0)
+    for i in range(5):
+        s.admit(row(i, to=f"+{i}", campaign="c"), 0.0)
+    assert released_ids(s) == ["0", "1"]
+    assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [("2", 3600.0), ("3", 3600.0),
+                                                             ("4", 3600.0)]
+    assert s.held == 0
