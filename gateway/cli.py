@@ -62,11 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         trio.run(partial(serve, config, key_file=args.print_key_file))
         return 0
+    status = 1
     try:
-        return trio.run(_accounts, config, args)
-    except AccountError as exc:
-        print(f"septet: {exc}", file=sys.stderr)
-        return 1
+        status = trio.run(_accounts, config, args)
+    except* AccountError as group:  # raised inside the store's nursery
+        for exc in group.exceptions:
+            print(f"septet: {exc}", file=sys.stderr)
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,58 @@
+"""gateway.config: defaults, TOML, environment overrides and the all-at-once ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config as cfg
+from gateway.errors import ConfigError
+
+
+def test_embedded_defaults_are_valid() -> None:
+    c = cfg.load(None, env={})
+    assert c.http.port == 8080 and c.http.max_body_bytes == 1024 * 1024
+    assert c.http.backlog >= 1024 and c.store.sync is True and c.simulator.enabled
+    assert c.api.idempotency_ttl_hours >= 72
+
+
+def test_toml_and_env_override(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('[http]\nport = 9000\nrequest_timeout = 2\n[store]\npath = "/tmp/x"\n'
+                 '[[smpp]]\nname = "vodafone"\nhost = "10.0.0.1"\nport = 2775\n')
+    c = cfg.load(f, env={"SEPTET_HTTP__PORT": "9100", "SEPTET_STORE__SYNC": "false",
+                         "SEPTET_API__MAX_BATCH": "500", "OTHER": "x"})
+    assert c.http.port == 9100 and c.http.request_timeout == 2.0
+    assert c.store.path == "/tmp/x" and c.store.sync is False and c.api.max_batch == 500
+    assert c.smpp[0].name == "vodafone" and c.smpp[0].host == "10.0.0.1"
+
+
+def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('[http]\nport = "eighty"\ncolour = 1\nmax_body_bytes = true\n'
+                 '[nonsense]\na = 1\n[[smpp]]\nwindow = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load(f, env={"SEPTET_STORE__SYNC": "maybe", "SEPTET_API__PAGE_SIZE": "ten"})
+    problems = "\n".join(info.value.problems)
+    for key in ("http.port", "http.colour", "http.max_body_bytes", "nonsense: unknown",
+                "smpp[0].window", "store.sync", "api.page_size"):
+        assert key in problems, key
+    assert len(info.value.problems) == 7
+
+
+def test_range_checks_after_types() -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(None, env={"SEPTET_HTTP__PORT": "70000", "SEPTET_API__IDEMPOTENCY_TTL_HOURS": "1",
+                            "SEPTET_HTTP__REQUEST_TIMEOUT": "0"})
+    text = str(info.value)
+    assert "http.port" in text and "idempotency_ttl_hours" in text and "request_timeout" in text
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        cfg.load(tmp_path / "missing.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http\n")
+    with pytest.raises(ConfigError):
+        cfg.load(bad, env={})
