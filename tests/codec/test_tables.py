@@ -81,3 +81,15 @@ def test_public_names_match_all() -> None:
     public = {name for name in vars(codec) if not name.startswith("_")}
     modules = {"annotations", "errors", "gsm7", "receive", "segment", "udh"}
     assert set(codec.__all__) == public - modules
+
+
+def test_docs_list_every_transliteration() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "codec.md").read_text(encoding="utf-8")
+    table = doc[doc.index("## Transliteration table") :]
+    for source in _tables.TRANSLITERATION:
+        shown = source if source.isprintable() and not source.isspace() else f"U+{ord(source):04X}"
+        if source == "`":
+            shown = "U+0060"
+        assert shown in table, repr(source)
