@@ -28,6 +28,7 @@ class TokenBucket:
     """A token bucket of ``burst`` tokens refilled at ``rate`` tokens per second; starts full."""
 
     __slots__ = ("rate", "burst", "_tat", "_interval", "_tau")
+    _next_step: float = NEVER  # when an adaptive rate must be re-read (never, for this class)
 
     def __init__(self, rate: float, burst: float) -> None:
         if not (rate > 0 and burst > 0):
@@ -138,7 +139,8 @@ class AdaptiveBucket(TokenBucket):
         self._next_step = now + a.hold
         return True
 
-    def _step(self, now: float) -> None:
+    def step(self, now: float) -> None:
+        """Re-read the adaptive rate at ``now`` (``take_all`` calls it when it is due)."""
         f = self.factor(now)
         self.set_rate(self.base * f, now)
         if f >= 1.0:
@@ -149,7 +151,7 @@ class AdaptiveBucket(TokenBucket):
 
     def wait(self, n: float, now: float) -> float:
         if now >= self._next_step:
-            self._step(now)
+            self.step(now)
         need = n * self._interval  # TokenBucket.wait inlined: this runs for every message
         if need > self._tau:
             need = self._tau
@@ -158,3 +160,28 @@ class AdaptiveBucket(TokenBucket):
 
     def is_full(self, now: float) -> bool:
         return self._next_step == NEVER and TokenBucket.is_full(self, now)
+
+
+def take_all(buckets: tuple[TokenBucket, ...], n: float, now: float) -> float:
+    """Take ``n`` tokens from every bucket, or from none: 0.0, or the longest wait (seconds).
+
+    The same arithmetic as ``wait`` then ``charge`` on each bucket, inlined: the rate limiter
+    runs this for every message, and method calls are most of its cost.
+    """
+    w = 0.0
+    for b in buckets:
+        if now >= b._next_step:
+            b.step(now)  # type: ignore[attr-defined]  # only AdaptiveBucket has a due step
+        need = n * b._interval
+        tau = b._tau
+        if need > tau:
+            need = tau
+        x = b._tat - now - tau + need
+        if x > w:
+            w = x
+    if w > EPSILON:
+        return w
+    for b in buckets:
+        tat = b._tat
+        b._tat = (tat if tat > now else now) + n * b._interval
+    return 0.0

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgpack
 
 from actors import messages
-from actors._shaping_bucket import NEVER, TokenBucket
+from actors._shaping_bucket import NEVER, TokenBucket, take_all
 from actors._shaping_rules import Limit, ShapingRules, single_connector
 from actors._shaping_state import Account, Campaign, Connector, Lane, longest_prefix
 from actors.messages import Message, MessageFinished, State
@@ -95,6 +95,7 @@ class Shaper:
         self.finished: list[Row] = []
         self.held = 0
         self._route = rules.route
+        self._single = rules.route is single_connector  # skip a call per message
         self._accounts: dict[str, Account] = {}
         self._connectors: dict[str, Connector] = {}
         self._campaigns: dict[str, Campaign] = {}
@@ -166,7 +167,7 @@ class Shaper:
         Returns False when the answer falls in the cooldown of an earlier one. A connector
         without a configured limit gets a temporary one from its measured rate.
         """
-        if self._route is single_connector:
+        if self._single:
             # Without a route every message is charged to "default": a throttle from any
             # connector can only be answered there (give ``route`` to adapt per connector).
             connector = "default"
@@ -219,18 +220,20 @@ class Shaper:
         else:
             camp = None
         n = row[PARTS] or 1
-        w = 0.0
-        for b in lane.buckets:
-            x = b.wait(n, now)
-            if x > w:
-                w = x
+        if lane.recontact:
+            w = 0.0
+            for b in lane.buckets:  # look first: a skipped message must take no tokens
+                x = b.wait(n, now)
+                if x > w:
+                    w = x
+            if w:
+                return w
+            if self._recently_contacted(row, lane.recontact, now):
+                self._finish(row, "recently_contacted", "number contacted within the window", now)
+                return 0.0
+        w = take_all(lane.buckets, n, now)
         if w:
             return w
-        if lane.recontact and self._recently_contacted(row, lane.recontact, now):
-            self._finish(row, "recently_contacted", "number contacted within the window", now)
-            return 0.0
-        for b in lane.buckets:
-            b.charge(n, now)
         lane.conn.released += n
         if camp is not None:
             camp.charge(now)
@@ -315,7 +318,7 @@ class Shaper:
 
     def _lane(self, row: Row, acct: Account, now: float) -> Lane:
         to, sender, campaign = row[TO], row[SENDER], row[CAMPAIGN]
-        cname = self._route(to)
+        cname = "default" if self._single else self._route(to)
         conn = self._connectors.get(cname) or self._connector(cname)
         ap = longest_prefix(to, acct.lengths, acct.prefixes) if acct.lengths else ""
         cp = longest_prefix(to, conn.lengths, conn.prefixes) if conn.lengths else ""
