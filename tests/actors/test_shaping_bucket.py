@@ -132,3 +132,26 @@ def test_adaptive_rejects_nonsense() -> None:
         Adaptive(decrease=1.5)
     with pytest.raises(ValueError):
         Adaptive(recover=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(specs=st.lists(st.tuples(rates, bursts), min_size=1, max_size=4), steps=steps)
+def test_take_all_is_all_or_none_and_matches_wait_then_charge(
+        specs: list[tuple[float, float]], steps: list[tuple[float, int]]) -> None:
+    from actors._shaping_bucket import take_all
+
+    fast = tuple(TokenBucket(r, b) for r, b in specs)
+    slow = tuple(TokenBucket(r, b) for r, b in specs)
+    now = 0.0
+    for dt, n in steps:
+        now += dt
+        before = [b.tokens(now) for b in fast]
+        w = take_all(fast, n, now)
+        expected = max(b.wait(n, now) for b in slow)
+        assert w == pytest.approx(expected)
+        if expected == 0.0:
+            for b in slow:
+                b.charge(n, now)
+        else:
+            assert [b.tokens(now) for b in fast] == before  # nothing taken
+        assert [b.tokens(now) for b in fast] == pytest.approx([b.tokens(now) for b in slow])
