@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Final
 from contextlib import AbstractAsyncContextManager, nullcontext
 
 import msgpack
@@ -29,9 +30,12 @@ import trio
 from actors import messages
 from actors.messages import ConnectorThrottled
 from actors.ports import RecentContacts
+from actors._shaping_engine import Row
 from actors.shaping import Shaper, ShapingRules, rows_from_batch
 
 logger = logging.getLogger(__name__)
+
+MAX_BATCH: Final = 512  # most messages per item sent on (DESIGN.md §1: batches are bounded)
 
 
 async def run(
@@ -65,7 +69,8 @@ async def run(
         task_status: started once the channels are open.
     """
     shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf)
-    async with inbox, outbox, finished, _maybe(deferred), trio.open_nursery() as nursery:
+    async with inbox, outbox, finished, _maybe(deferred), _maybe(feedback), \
+            trio.open_nursery() as nursery:
         if feedback is not None:
             nursery.start_soon(_apply_feedback, feedback, shaper, now)
         task_status.started()
@@ -106,16 +111,22 @@ async def _shape(
         shaper.poll(t)
         if shaper.finished:
             done, shaper.finished = shaper.finished, []
-            await finished.send(msgpack.packb(done, use_bin_type=True))
+            await _send(finished, done)
         if shaper.deferred and deferred is not None:
             later, shaper.deferred = shaper.deferred, []
-            await deferred.send(msgpack.packb(later, use_bin_type=True))
+            await _send(deferred, later)
         if shaper.released:
             out, shaper.released = shaper.released, []
-            await outbox.send(msgpack.packb(out, use_bin_type=True))
+            await _send(outbox, out)
 
 
-def _maybe(channel: trio.abc.SendChannel[bytes] | None) -> AbstractAsyncContextManager[object]:
+async def _send(channel: trio.abc.SendChannel[bytes], rows: list[Row]) -> None:
+    """Send ``rows`` as batches of at most ``MAX_BATCH`` (a window opening frees thousands)."""
+    for i in range(0, len(rows), MAX_BATCH):
+        await channel.send(msgpack.packb(rows[i:i + MAX_BATCH], use_bin_type=True))
+
+
+def _maybe(channel: trio.abc.AsyncResource | None) -> AbstractAsyncContextManager[object]:
     return channel if channel is not None else nullcontext()
 
 
@@ -128,9 +139,8 @@ def _trio_deadline(wake: float, now: Callable[[], float]) -> float:
 async def _apply_feedback(
     feedback: trio.abc.ReceiveChannel[bytes], shaper: Shaper, now: Callable[[], float]
 ) -> None:
-    async with feedback:
-        async for batch in feedback:
-            for event in messages.decode_batch_of(ConnectorThrottled, batch):
-                if shaper.throttled(event.connector, now()):
-                    logger.warning("connector throttled: rate lowered",
-                                   extra={"carrier": event.connector})
+    async for batch in feedback:  # run() closes the channel
+        for event in messages.decode_batch_of(ConnectorThrottled, batch):
+            if shaper.throttled(event.connector, now()):
+                logger.warning("connector throttled: rate lowered",
+                               extra={"carrier": event.connector})

@@ -244,3 +244,21 @@ async def test_deferred_messages_leave_on_their_own_channel(
         assert [(m.msg_id, m.send_at) for m in later] == [("m000001", MONDAY_18H + 15 * HOUR)]
         assert [b async for b in out_rx] == []  # the actor ends: nothing held
         assert [b async for b in later_rx] == [] and [b async for b in fin_rx] == []
+
+
+async def test_a_window_opening_is_sent_on_in_bounded_batches(
+        autojump_clock: trio.testing.MockClock) -> None:
+    rules = ShapingRules(default_account=AccountRules(window=SendWindow("UTC", "09:00", "17:00")))
+    base = MONDAY_18H - trio.current_time()
+    in_tx, in_rx = trio.open_memory_channel[bytes](10)
+    out_tx, out_rx = trio.open_memory_channel[bytes](100)
+    fin_tx, fin_rx = trio.open_memory_channel[bytes](1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(rate_limiter.run, in_rx, out_tx, fin_tx, rules=rules,
+                                    now=lambda: base + trio.current_time()))
+        async with in_tx:
+            for k in range(3):
+                await in_tx.send(messages.encode_batch([msg(k * 500 + i) for i in range(500)]))
+        sizes = [len(messages.decode_batch(b)) async for b in out_rx]
+    fin_rx.close()
+    assert sum(sizes) == 1500 and max(sizes) == rate_limiter.MAX_BATCH
