@@ -23,30 +23,34 @@ import gsm0338
 from codec import Policy, count, split
 from codec._tables import TRANSLITERATION
 
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 WORDS = {
-    "en": (
+    "en": _words(
         "your order has been shipped and will arrive tomorrow between 9 and 12 please confirm "
         "the delivery address reply STOP to opt out code is valid for 10 minutes thank you for "
         "choosing us payment of $25.00 received account balance appointment reminder at the "
         "clinic on Monday call 0800 123 456 if you need help visit our website for details"
-    ).split(),
-    "pt": (
+    ),
+    "pt": _words(
         "olá a sua encomenda foi enviada e chegará amanhã entre as 9 e as 12 por favor confirme "
         "o endereço de entrega código de verificação válido por 10 minutos obrigado pela "
         "preferência pagamento recebido saldo da conta lembrete da consulta na clínica à "
         "segunda-feira não responda a esta mensagem informação atenção você está número cartão"
-    ).split(),
-    "es": (
+    ),
+    "es": _words(
         "hola su pedido ha sido enviado y llegará mañana entre las 9 y las 12 por favor confirme "
         "la dirección de entrega código de verificación válido por 10 minutos gracias por su "
         "preferencia pago recibido saldo de la cuenta recordatorio de la cita en la clínica el "
         "lunes señor información número teléfono ¿necesita ayuda? ¡gracias! año día"
-    ).split(),
-    "uk": (
+    ),
+    "uk": _words(
         "вітаємо ваше замовлення відправлено і буде доставлено завтра між 9 та 12 будь ласка "
         "підтвердіть адресу доставки код підтвердження дійсний 10 хвилин дякуємо що обрали нас "
         "оплату отримано баланс рахунку нагадування про візит до клініки у понеділок"
-    ).split(),
+    ),
 }
 TYPOGRAPHIC = ["“", "”", "–", "…", "’"]
 EXTENSION = ["€", "[", "]", "{", "}", "~", "^", "|", "\\"]
@@ -217,7 +221,8 @@ def main() -> None:
     args = parser.parse_args()
     figures = run(args.messages, args.seed, args.repeat)
     print(f"corpus: {figures['messages']} messages, {figures['corpus_mb']} MB UTF-8, "
-          f"{figures['ucs2_share']:.1%} UCS-2, {figures['extension_share']:.1%} with extension chars")
+          f"{figures['ucs2_share']:.1%} UCS-2, "
+          f"{figures['extension_share']:.1%} with extension chars")
     print(f"count: {figures['count_msgs_per_s']:>12,} msgs/s {figures['count_mb_per_s']:>8} MB/s   "
           f"baseline {figures['baseline_count_msgs_per_s']:,} msgs/s   "
           f"ratio {figures['count_vs_baseline']}x")

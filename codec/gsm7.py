@@ -38,7 +38,9 @@ class Alphabet:
     non_gsm: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        basic = {c: i for i, c in enumerate(self.basic) if c != _ESC_CHAR and (c != "\x00" or i == 0)}
+        basic = {
+            c: i for i, c in enumerate(self.basic) if c != _ESC_CHAR and (c != "\x00" or i == 0)
+        }
         ext = {c: i for i, c in self.extension.items() if c not in basic}
         enc = {ord(c): chr(i) for c, i in basic.items()}
         enc.update({ord(c): _ESC_CHAR + chr(i) for c, i in ext.items()})
@@ -132,7 +134,9 @@ def unpack_septets(data: bytes, count: int, fill_bits: int = 0) -> bytes:
     """
     _check_fill(fill_bits)
     if count < 0 or fill_bits + 7 * count > 8 * len(data):
-        raise CodecError(f"{len(data)} octets cannot hold {count} septets after {fill_bits} fill bits")
+        raise CodecError(
+            f"{len(data)} octets cannot hold {count} septets after {fill_bits} fill bits"
+        )
     value = int.from_bytes(data, "little") >> fill_bits
     return bytes([(value >> (7 * i)) & 0x7F for i in range(count)])
 

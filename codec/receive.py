@@ -54,14 +54,16 @@ def decode_part(
     concat = udh.find_concat(ies)
     if data_coding in _GSM7_DCS:
         septets = _unpack_body(header, body, udl) if packed else body
-        return ReceivedPart(_national.alphabet_for(*udh.find_shifts(ies)).decode(septets), ies, concat)
+        alphabet = _national.alphabet_for(*udh.find_shifts(ies))
+        return ReceivedPart(alphabet.decode(septets), ies, concat)
     if data_coding == 8:
         if len(body) % 2:
             raise CodecError("UCS-2 payload of an odd number of octets")
         # surrogatepass: another sender may have split a surrogate pair; reassembly rejoins it
         return ReceivedPart(body.decode("utf-16-be", "surrogatepass"), ies, concat)
     if data_coding in (1, 3):
-        return ReceivedPart(body.decode("latin-1" if data_coding == 3 else "ascii", "replace"), ies, concat)
+        charset = "latin-1" if data_coding == 3 else "ascii"
+        return ReceivedPart(body.decode(charset, "replace"), ies, concat)
     raise CodecError(f"unsupported data_coding {data_coding}")
 
 

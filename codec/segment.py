@@ -277,10 +277,7 @@ def _count_general(text: str, policy: Policy) -> Count:
     if units <= 160:
         return Count(GSM7, units, 1, replacements, sent)
     cap = _GSM_CAP[policy.ref_bits]
-    if n_ext:
-        parts = len(_gsm_cuts(_D.encode(sent), cap))
-    else:
-        parts = -(-units // cap)
+    parts = len(_gsm_cuts(_D.encode(sent), cap)) if n_ext else -(-units // cap)
     return _checked(Count(GSM7, units, parts, replacements, sent), policy)
 
 
@@ -315,10 +312,11 @@ def _concatenate(
     bits = policy.ref_bits
     ref = reference & ((1 << bits) - 1)
     if shift_ies:
-        return [
-            Part(udh.build_udh((udh.concat_ie(ref, total, seq, bits), *shift_ies)), body[a:b], dcs, True)
-            for seq, (a, b) in enumerate(cuts, 1)
+        headers = [
+            udh.build_udh((udh.concat_ie(ref, total, seq, bits), *shift_ies))
+            for seq in range(1, total + 1)
         ]
+        return [Part(h, body[a:b], dcs, True) for h, (a, b) in zip(headers, cuts, strict=True)]
     if bits == 8:
         prefix = bytes((5, udh.IE_CONCAT_8, 3, ref, total))
     else:

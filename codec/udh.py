@@ -116,7 +116,7 @@ def find_shifts(ies: tuple[InformationElement, ...]) -> tuple[int | None, int | 
 
 
 def udh_septets(udh_len: int) -> tuple[int, int]:
-    """For a UDH of ``udh_len`` octets: (septets it occupies, fill bits), per TS 23.040 §9.2.3.16."""
+    """(septets, fill bits) a UDH of ``udh_len`` octets occupies (TS 23.040 §9.2.3.16)."""
     bits = 8 * udh_len
     septets = (bits + 6) // 7
     return septets, 7 * septets - bits

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -158,7 +160,7 @@ ALL_POLICIES = st.builds(
 )
 
 
-def _outcome(fn, *args):  # type: ignore[no-untyped-def]
+def _outcome(fn: Callable[..., object], *args: object) -> object:
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - the comparison is of outcomes, errors included

@@ -21,11 +21,11 @@ def _named(table: dict[int, str]) -> dict[int, str]:
 def test_default_alphabet_matches_gsm0338() -> None:
     ours = {i: c for i, c in enumerate(_tables.DEFAULT_ALPHABET) if i != 0x1B}
     assert len(_tables.DEFAULT_ALPHABET) == 128
-    assert ours == _named(BASIC_CHARACTER_SET)
+    assert _named(BASIC_CHARACTER_SET) == ours
 
 
 def test_extension_and_spanish_single_shift_match_gsm0338() -> None:
-    assert _tables.DEFAULT_EXTENSION == _named(BASIC_CHARACTER_SET_EXTENSION)
+    assert _named(BASIC_CHARACTER_SET_EXTENSION) == _tables.DEFAULT_EXTENSION
     assert _tables.NATIONAL_SINGLE["es"] == _named(SINGLE_SHIFT_CHARACTER_SET_SPANISH)
 
 
