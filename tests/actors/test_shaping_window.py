@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.shaping import SendWindow, WindowGate
 
@@ -60,3 +62,25 @@ def test_gate_caches_until_the_next_change() -> None:
     assert gate.wait(at(2026, 11, 24, 8, 30)) == 1800.0
     assert gate.wait(at(2026, 11, 24, 9, 0)) == 0.0
     assert gate.wait(at(2026, 11, 24, 17, 0)) == 16 * 3600.0
+
+hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 30]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tz=st.sampled_from(["UTC", "Europe/Lisbon", "America/New_York", "Asia/Kolkata",
+                        "Australia/Lord_Howe"]),
+    start=hhmm, end=hhmm,
+    days=st.sets(st.integers(0, 6), min_size=1).map(lambda d: tuple(sorted(d))),
+    now=st.floats(min_value=1.7e9, max_value=1.9e9),
+)
+def test_state_names_a_real_next_change(tz: str, start: str, end: str,
+                                        days: tuple[int, ...], now: float) -> None:
+    w = SendWindow(tz, start, end, days)
+    is_open, change = w.state(now)
+    assert now < change < now + 8 * 86_400
+    if is_open:
+        assert w.state(change - 1e-3)[0]  # open all the way to the change
+    else:
+        assert w.state(change)[0]  # opens exactly then
+        assert not w.state((now + change) / 2)[0]  # and not before
