@@ -262,3 +262,13 @@ async def test_a_window_opening_is_sent_on_in_bounded_batches(
         sizes = [len(messages.decode_batch(b)) async for b in out_rx]
     fin_rx.close()
     assert sum(sizes) == 1500 and max(sizes) == rate_limiter.MAX_BATCH
+
+
+async def test_recently_contacted_numbers_end_not_sent(
+        autojump_clock: trio.testing.MockClock) -> None:
+    rules = ShapingRules(default_account=AccountRules(no_recontact_hours=36))
+    batch = [msg(1, to="+447700900001"), msg(2, to="+447700900001"), msg(3, to="+447700900002")]
+    released, done = await drive(rules, batch)
+    assert [m.msg_id for _, m in released] == ["m000001", "m000003"]
+    assert [(f.msg_id, f.state, f.code) for _, f in done] == [
+        ("m000002", "NOT_SENT", "recently_contacted")]
