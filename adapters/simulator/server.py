@@ -57,7 +57,7 @@ async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None
             nursery.start_soon(_write_loop, session, stream, bell, lock, nursery.cancel_scope)
             await _read_loop(session, stream, bell, lock)
             nursery.cancel_scope.cancel()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the ESME went away; its unanswered PDUs are its problem (in doubt)
 
 

@@ -51,6 +51,23 @@ _NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, 
                    RemoteProtocolViolation)
 
 
+class _Link:
+    """One connection: its session, socket, wake-up bell and write lock."""
+
+    __slots__ = ("session", "stream", "bell", "send_lock", "close_reason")
+
+    def __init__(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+        self.session = session
+        self.stream = stream
+        self.bell = Doorbell()
+        self.send_lock = trio.StrictFIFOLock()
+        self.close_reason = "closed by the SMSC"
+
+    async def send(self, data: bytes) -> None:
+        async with self.send_lock:
+            await self.stream.send_all(data)
+
+
 class _Call:
     """One ``submit_many`` call: its results fill in as answers come, then ``done`` fires."""
 
@@ -111,7 +128,8 @@ class SmppCarrier:
     Args:
         name: connector name (stored with every carrier id, used as metrics label).
         host, port, system_id, password: where and as whom to bind.
-        window: most submit_sm awaiting a response.
+        window: most submit_sm awaiting a response, per bind.
+        binds: connections kept bound at once; they share one queue of parts.
         packed_gsm7: pack GSM 7-bit bodies (default: one septet per octet, as most SMSCs want).
         concat: "udh" (UDH in short_message, UDHI set) or "sar" (SAR TLVs).
         bind_mode: "transceiver" (receipts on the same bind) or "transmitter".
@@ -127,6 +145,7 @@ class SmppCarrier:
     system_id: str
     password: str
     window: int = 64
+    binds: int = 1
     packed_gsm7: bool = False
     concat: Concat = "udh"
     bind_mode: p.BindMode = "transceiver"
@@ -147,22 +166,23 @@ class SmppCarrier:
 
     def __post_init__(self) -> None:
         self._options = SubmitOptions(self.concat, self.packed_gsm7, self.registered_delivery)
-        self._session: EsmeSession | None = None
-        self._bell = Doorbell()
+        self._links: list[_Link] = []
         self._pending: deque[_Item] = deque()
         self._paused_until = 0.0
         self._throttle = self.throttle_min
-        self._close_reason = ""
-        self._send_lock = trio.StrictFIFOLock()
 
     # -- Carrier protocol ------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        return self._session is not None and self._session.bound
+        return any(link.session.bound for link in self._links)
+
+    def _ring(self) -> None:
+        for link in self._links:
+            link.bell.ring()
 
     async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
-        """Submit ``parts`` (pipelined up to ``window``); one result per part, in order."""
+        """Submit ``parts`` (pipelined up to ``window`` per bind); one result per part, in order."""
         if not parts:
             return []
         if not self.ready:
@@ -177,9 +197,9 @@ class SmppCarrier:
                 continue
             self._pending.append(_Item(frame, call, index, deadline))
         self.stats.submitted += len(parts)
-        self._bell.ring()
+        self._ring()
         try:
-            # The writer resolves every item by its deadline; the margin is a safety net.
+            # The writers resolve every item by its deadline; the margin is a safety net.
             with trio.move_on_at(deadline + self.response_timeout + 1.0):
                 await call.done.wait()
         finally:
@@ -193,46 +213,60 @@ class SmppCarrier:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Stay bound (reconnecting with back-off) and feed receipts to ``receipts``."""
-        started = False
-        backoff = self.reconnect_min
+        """Keep ``binds`` connections bound (each reconnecting with back-off); feed receipts.
 
-        def mark_started() -> None:
-            nonlocal started, backoff
-            backoff = self.reconnect_min
-            if not started:
+        Reports started as soon as one bind succeeds or every bind made its first attempt.
+        """
+        attempted: set[int] = set()
+        started = False
+
+        def first_attempt_done(index: int, bound: bool) -> None:
+            nonlocal started
+            attempted.add(index)
+            if not started and (bound or len(attempted) == self.binds):
                 started = True
                 task_status.started()
+
+        async with trio.open_nursery() as nursery:
+            for index in range(self.binds):
+                nursery.start_soon(self._keep_bound, index, receipts, first_attempt_done)
+
+    async def _keep_bound(self, index: int, receipts: ReceiptSink,
+                          first_attempt_done: Callable[[int, bool], None]) -> None:
+        backoff = self.reconnect_min
+
+        def bound() -> None:
+            nonlocal backoff
+            backoff = self.reconnect_min
+            first_attempt_done(index, True)
 
         while True:
             try:
-                self._close_reason = "closed by the SMSC"
-                await self._connect_and_serve(receipts, mark_started)
-                reason = self._close_reason
+                reason = await self._connect_and_serve(receipts, bound)
             except* _NETWORK_ERRORS as group:
                 reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
-            logger.warning("smpp %s: connection ended (%s); reconnecting in %.1fs", self.name,
-                           reason, backoff, extra={"carrier": self.name})
-            if not started:
-                started = True
-                task_status.started()
-            self._fail_pending("connection lost", "connection_lost")
+            logger.warning("smpp %s: connection %d ended (%s); reconnecting in %.1fs", self.name,
+                           index, reason, backoff, extra={"carrier": self.name})
+            first_attempt_done(index, False)
+            if not self.ready:  # no other bind can take the queue: fail it now, not later
+                self._fail_pending("connection lost", "connection_lost")
             await trio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, self.reconnect_max)
 
     def statistics(self) -> dict[str, Any]:
         """Counters plus the window in use and the parts waiting for it."""
-        session = self._session
         return {
             **{k: getattr(self.stats, k) for k in self.stats.__dataclass_fields__},
-            "in_flight": session.in_flight if session else 0,
+            "in_flight": sum(link.session.in_flight for link in self._links),
             "pending": len(self._pending),
+            "bound": sum(link.session.bound for link in self._links),
             "ready": self.ready,
         }
 
     # -- connection ------------------------------------------------------------------------
 
-    async def _connect_and_serve(self, sink: ReceiptSink, on_bound: Callable[[], None]) -> None:
+    async def _connect_and_serve(self, sink: ReceiptSink, on_bound: Callable[[], None]) -> str:
+        """One connection from connect to close; returns why it ended."""
         with trio.fail_after(self.connect_timeout):
             stream = await trio.open_tcp_stream(self.host, self.port)
         self.stats.connects += 1
@@ -240,9 +274,10 @@ class SmppCarrier:
             session = EsmeSession(now=trio.current_time(), window=self.window,
                                   response_timeout=self.response_timeout,
                                   enquire_link_interval=self.enquire_link_interval)
-            if not await self._bind(session, stream):
-                return
-            self._session = session
+            link = _Link(session, stream)
+            if not await self._bind(link):
+                return "bind refused"
+            self._links.append(link)
             self.stats.binds += 1
             logger.info("smpp %s: bound as %s", self.name, self.bind_mode,
                         extra={"carrier": self.name})
@@ -250,23 +285,26 @@ class SmppCarrier:
             send, recv = trio.open_memory_channel[list[p.DeliverSm]](64)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write_loop, session, stream)
-                    nursery.start_soon(self._receipt_loop, session, recv, sink)
+                    nursery.start_soon(self._write_loop, link)
+                    nursery.start_soon(self._receipt_loop, link, recv, sink)
                     async with send:
-                        await self._read_loop(session, stream, send)
+                        await self._read_loop(link, send)
                     nursery.cancel_scope.cancel()
             finally:
-                self._session = None
-                await self._goodbye(session, stream)
-                self._handle(session.connection_lost(), trio.current_time(), None)
+                self._links.remove(link)
+                await self._goodbye(link)
+                self._handle(link, session.connection_lost(), trio.current_time(), None)
+                self._ring()  # the other binds take over the queue
+            return link.close_reason
 
-    async def _bind(self, session: EsmeSession, stream: trio.SocketStream) -> bool:
+    async def _bind(self, link: _Link) -> bool:
+        session = link.session
         session.bind(self.bind_mode, self.system_id, self.password, now=trio.current_time(),
                      system_type=self.system_type)
-        await stream.send_all(session.data_to_send())
+        await link.send(session.data_to_send())
         with trio.fail_after(self.response_timeout):
             while True:
-                data = await stream.receive_some(READ_SIZE)
+                data = await link.stream.receive_some(READ_SIZE)
                 if not data:
                     raise trio.BrokenResourceError("closed during bind")
                 for event in session.receive_data(data, trio.current_time()):
@@ -279,56 +317,55 @@ class SmppCarrier:
                     if isinstance(event, Closed):
                         raise trio.BrokenResourceError(event.reason)
 
-    async def _goodbye(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+    async def _goodbye(self, link: _Link) -> None:
         """On shutdown: let the window drain, then unbind (§4.2); bounded and shielded."""
+        session = link.session
         if not session.bound:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             try:
-                async with self._send_lock:
-                    await stream.send_all(session.data_to_send())
+                await link.send(session.data_to_send())
                 if session.in_flight:
-                    await self._drain(session, stream, lambda: session.in_flight > 0)
+                    await self._drain(link, lambda: session.in_flight > 0)
                 session.unbind(now=trio.current_time())
-                async with self._send_lock:
-                    await stream.send_all(session.data_to_send())
-                await self._drain(session, stream, lambda: session.state is State.UNBINDING)
+                await link.send(session.data_to_send())
+                await self._drain(link, lambda: session.state is State.UNBINDING)
             except (*_NETWORK_ERRORS, LocalProtocolViolation):
                 pass
 
-    async def _drain(self, session: EsmeSession, stream: trio.SocketStream,
-                     condition: Callable[[], bool]) -> None:
+    async def _drain(self, link: _Link, condition: Callable[[], bool]) -> None:
         while condition():
-            data = await stream.receive_some(READ_SIZE)
+            data = await link.stream.receive_some(READ_SIZE)
             if not data:
                 return
             now = trio.current_time()
-            self._handle(session.receive_data(data, now), now, None)
+            self._handle(link, link.session.receive_data(data, now), now, None)
 
     # -- the three loops -------------------------------------------------------------------
 
-    async def _read_loop(self, session: EsmeSession, stream: trio.SocketStream,
+    async def _read_loop(self, link: _Link,
                          deliveries: trio.abc.SendChannel[list[p.DeliverSm]]) -> None:
         while True:
-            data = await stream.receive_some(READ_SIZE)
+            data = await link.stream.receive_some(READ_SIZE)
             if not data:
                 return
             batch: list[p.DeliverSm] = []
             now = trio.current_time()
-            closed = self._handle(session.receive_data(data, now), now, batch)
+            closed = self._handle(link, link.session.receive_data(data, now), now, batch)
             # Refill the window and write before anything else: receipts can wait a little,
             # the round trip of the window is what bounds throughput.
-            await self._flush(session, stream, now)
+            await self._flush(link, now)
             if self._pending:  # parts left (window full or paused): the writer times them
-                self._bell.ring()
+                link.bell.ring()
             if batch:
                 await deliveries.send(batch)
             if closed:
                 return
 
-    async def _flush(self, session: EsmeSession, stream: trio.SocketStream, now: float) -> None:
+    async def _flush(self, link: _Link, now: float) -> None:
         """Move pending parts into the window and write everything queued in one send."""
         pending = self._pending
+        session = link.session
         if now >= self._paused_until:
             while pending and session.can_submit:
                 item = pending.popleft()
@@ -337,27 +374,26 @@ class SmppCarrier:
                     session.submit_encoded(item.frame, now=now, token=item)
         data = session.data_to_send()
         if data:
-            async with self._send_lock:
-                await stream.send_all(data)
+            await link.send(data)
 
-    async def _write_loop(self, session: EsmeSession, stream: trio.SocketStream) -> None:
+    async def _write_loop(self, link: _Link) -> None:
         """Timers (response deadlines, keep-alive, throttle pauses) and new submits."""
         pending = self._pending
+        session = link.session
         while True:
             wake = session.next_deadline()
             if pending:
                 wake = min(wake, pending[0].deadline)
                 if self._paused_until > trio.current_time():
                     wake = min(wake, self._paused_until)
-            await self._bell.wait_until(wake)
+            await link.bell.wait_until(wake)
             now = trio.current_time()
-            if self._handle(session.tick(now), now, None):
+            if self._handle(link, session.tick(now), now, None):
                 return
             self._expire_pending(now)
-            await self._flush(session, stream, now)
+            await self._flush(link, now)
 
-    async def _receipt_loop(self, session: EsmeSession,
-                            recv: trio.abc.ReceiveChannel[list[p.DeliverSm]],
+    async def _receipt_loop(self, link: _Link, recv: trio.abc.ReceiveChannel[list[p.DeliverSm]],
                             sink: ReceiptSink) -> None:
         async with recv:
             async for batch in recv:
@@ -366,8 +402,8 @@ class SmppCarrier:
                         batch += recv.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                await self._store_and_acknowledge(session, batch, sink)
-                self._bell.ring()
+                await self._store_and_acknowledge(link.session, batch, sink)
+                link.bell.ring()
 
     async def _store_and_acknowledge(self, session: EsmeSession, batch: list[p.DeliverSm],
                                      sink: ReceiptSink) -> None:
@@ -390,7 +426,7 @@ class SmppCarrier:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def _handle(self, events: list[Event], now: float,
+    def _handle(self, link: _Link, events: list[Event], now: float,
                 deliveries: list[p.DeliverSm] | None) -> bool:
         """Apply session events; returns True when the session closed."""
         closed = False
@@ -406,7 +442,7 @@ class SmppCarrier:
                 item.call.set(item.index, _result("no response", "timeout", transient=True,
                                                   in_doubt=True))
             elif type(event) is Closed:
-                self._close_reason = event.reason
+                link.close_reason = event.reason
                 closed = True
         return closed
 
