@@ -212,13 +212,40 @@ def run(n: int, seed: int, repeat: int) -> dict[str, float]:
     return figures
 
 
+def breakdown(n: int, seed: int) -> None:
+    """Print CPU cost per message for each kind of text in the corpus (where the time goes)."""
+    corpus = make_corpus(n, seed)
+    policy = Policy(max_parts=255)
+    groups: dict[str, list[str]] = {}
+    for text in corpus:
+        c = count(text, policy)
+        try:
+            text.encode("latin-1")
+            kind = "latin-1"
+        except UnicodeEncodeError:
+            kind = "wider"
+        kind += f" {c.encoding}" + (" translit" if c.replacements else "")
+        kind += " ext" if any(e in text for e in EXTENSION) else ""
+        groups.setdefault(kind, []).append(text)
+    print(f"{'kind of text':28} {'share':>6} {'count us':>9} {'split us':>9}")
+    for kind, texts in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        t_c = _time(_each(lambda t: count(t, policy), texts), 3)
+        t_s = _time(_each_numbered(lambda t, i: split(t, policy, i), texts), 3)
+        print(f"{kind:28} {len(texts) / n:6.1%} {t_c / len(texts) * 1e6:9.2f} "
+              f"{t_s / len(texts) * 1e6:9.2f}")
+
+
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--breakdown", action="store_true", help="cost per kind of text, then exit")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.messages, args.seed)
+        return
     figures = run(args.messages, args.seed, args.repeat)
     print(f"corpus: {figures['messages']} messages, {figures['corpus_mb']} MB UTF-8, "
           f"{figures['ucs2_share']:.1%} UCS-2, "

@@ -255,7 +255,9 @@ def _count_ucs2(text: str, policy: Policy) -> Count:
         return _new(Count, (UCS2, units, 1, _NO_REPLACEMENTS, text))
     cap = _UCS2_CAP[policy.ref_bits]
     parts = len(_ucs2_cuts(body, cap)) if units != len(text) else -(-units // (cap >> 1))
-    return _checked(Count(UCS2, units, parts, (), text), policy)
+    if parts > policy.max_parts:
+        raise SegmentLimitExceeded(parts, policy.max_parts)
+    return _new(Count, (UCS2, units, parts, _NO_REPLACEMENTS, text))
 
 
 def _split_ucs2(text: str, policy: Policy, reference: int) -> list[Part]:
