@@ -1,6 +1,6 @@
 """SMPP throughput: SmppCarrier -> simulator in ANOTHER process, window 64, receipts flowing back.
 
-    python -m bench.smpp [--seconds 10] [--window 64] [--callers 4] [--batch 512]
+    python -m bench.smpp [--seconds 10] [--window 64] [--binds 1] [--callers 4] [--batch 512]
 
 Starts ``python -m adapters.simulator`` as a subprocess (receipts after U(0, 50 ms)), binds
 one transceiver, keeps ``callers`` concurrent ``submit_many`` batches going for ``--seconds``,
@@ -59,7 +59,7 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
 
     latencies: list[float] = []
     carrier = SmppCarrier("bench", "127.0.0.1", port, "bench", "bench", window=args.window,
-                          latency_samples=latencies)
+                          binds=args.binds, latency_samples=latencies)
     counts = {"submitted": 0, "accepted": 0, "failed": 0}
     next_index = 0
 
@@ -76,6 +76,9 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
 
     async with trio.open_nursery() as nursery:
         await nursery.start(carrier.run, sink)
+        with trio.move_on_after(5):
+            while carrier.statistics()["bound"] < args.binds:
+                await trio.sleep(0.01)
         if not carrier.ready:
             raise SystemExit("could not bind to the simulator")
         # Warm-up, not measured.
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.smpp")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--binds", type=int, default=1, help="connections (each with its window)")
     ap.add_argument("--callers", type=int, default=4)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--receipt-delay", default="0,0.05")
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     figures["duplicates"] = sim["duplicates"]
     figures["sim_receipts_acked"] = sim["receipts_acked"]
     figures["window"] = args.window
+    figures["binds"] = args.binds
     print(f"ran {time.time() - wall:.1f}s wall; simulator counters: {json.dumps(sim)}")
     print(f"submit_sm accepted: {figures['accepted']} in {figures['seconds']}s "
           f"= {figures['submit_per_s']}/s; PDUs on the wire: {figures['pdus_per_s']}/s")
