@@ -1,13 +1,20 @@
 """``SmppCarrier``: the trio driver around ``EsmeSession`` that satisfies ``actors.ports.Carrier``.
 
-It owns the socket and nothing else of substance: the session decides, this moves bytes.
-Per connection three tasks run in one nursery: the reader (bytes -> session -> results and
-receipts), the writer (fills the window from the pending queue and writes everything queued
-in ONE send per wake-up; also the timer for the session's deadlines) and the receipt task
-(hands receipts to the sink and acknowledges them only after it returns). ``run`` reconnects
-with exponential back-off. ``submit_many`` never raises per part: each part gets a
-``SubmitResult``; throttling (0x58, 0x14) pauses sending and re-queues the part without
-failing it until the part's own deadline.
+It owns the sockets and nothing else of substance: the session decides, this moves bytes.
+``submit_many`` encodes its parts once and appends them to one queue shared by the
+connector's ``binds`` connections. Per connection three tasks run in one nursery:
+
+* the reader: bytes -> session -> results; then it refills the window from the queue and
+  writes everything queued in ONE send (the window's round trip bounds throughput, so this
+  happens before receipts are looked at); deliver_sm go to the receipt task;
+* the writer: the session's timers (response deadlines, keep-alive), throttle pauses, and
+  parts queued while the reader was idle;
+* the receipt task: parses receipts, hands them to the sink and acknowledges them only
+  after it returns.
+
+``run`` keeps every connection bound, reconnecting with exponential back-off.
+``submit_many`` never raises per part: each part gets a ``SubmitResult``; throttling (0x58,
+0x14) pauses sending and re-queues the part without failing it until the part's deadline.
 
 Must not import: gateway, any actor module.
 """
@@ -24,7 +31,7 @@ from typing import Any
 
 import trio
 
-from actors.messages import CarrierReceipt, SubmitPart
+from actors.messages import SubmitPart
 from actors.ports import ReceiptSink, SubmitResult
 from adapters._doorbell import Doorbell
 from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
@@ -393,7 +400,7 @@ class SmppCarrier:
             self._expire_pending(now)
             await self._flush(link, now)
 
-    async def _receipt_loop(self, link: _Link, recv: trio.abc.ReceiveChannel[list[p.DeliverSm]],
+    async def _receipt_loop(self, link: _Link, recv: trio.MemoryReceiveChannel[list[p.DeliverSm]],
                             sink: ReceiptSink) -> None:
         async with recv:
             async for batch in recv:
