@@ -120,11 +120,14 @@ class Reassembler:
     """Collects parts from many senders and returns each message when its last part arrives.
 
     Parts are grouped by (sender, reference, reference size, total). The instance holds the
-    state; call :meth:`discard` for groups the caller's clock says are stale.
+    state; call :meth:`discard` for groups the caller's clock says are stale. At most
+    ``max_groups`` incomplete groups are kept; past that the oldest is dropped, so a sender that
+    never completes its messages cannot grow memory without bound.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_groups: int = 10_000) -> None:
         self._groups: dict[tuple[str, int, int, int], dict[int, ReceivedPart]] = {}
+        self._max_groups = max_groups
 
     def add(self, sender: str, part: ReceivedPart) -> str | None:
         """Add a part; return the whole text once complete (a lone part returns at once)."""
@@ -132,6 +135,8 @@ class Reassembler:
         if c is None:
             return _join([part.text])
         key = (sender, c.reference, c.ref_bits, c.total)
+        if key not in self._groups and len(self._groups) >= self._max_groups:
+            del self._groups[next(iter(self._groups))]  # the oldest incomplete group
         group = self._groups.setdefault(key, {})
         group[c.sequence] = part
         if len(group) < c.total:

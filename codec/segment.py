@@ -59,6 +59,7 @@ class Policy:
             raise ValueError(f"max_parts must be 1..255, not {self.max_parts}")
         if self.ref_bits not in (8, 16):
             raise ValueError(f"ref_bits must be 8 or 16, not {self.ref_bits}")
+        object.__setattr__(self, "languages", tuple(self.languages))  # a list stays hashable
         unknown = set(self.languages) - set(_national.LANGUAGES)
         if unknown:
             raise ValueError(f"unknown national languages {sorted(unknown)}")

@@ -127,3 +127,14 @@ def test_reassembler_groups_by_sender_and_reference() -> None:
     assert r.add("alice", decoded_a[0]) == "a" * 200
     assert r.add("carol", decode_part(b"hi", 0)) == "hi"
     assert r.discard("bob") == 1 and len(r) == 0
+
+
+def test_reassembler_keeps_at_most_max_groups() -> None:
+    r = Reassembler(max_groups=2)
+    firsts = [decode_part(split("z" * 200, Policy(), ref)[0].udh + b"z", 0, udhi=True)
+              for ref in (1, 2, 3)]
+    for part in firsts:
+        assert r.add("s", part) is None
+    assert len(r) == 2
+    second_of_1 = decode_part(split("z" * 200, Policy(), 1)[1].udh + b"z", 0, udhi=True)
+    assert r.add("s", second_of_1) is None  # group 1 was the oldest and was dropped

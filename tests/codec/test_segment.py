@@ -152,6 +152,7 @@ def test_policy_rejects_bad_values(kwargs: dict[str, object]) -> None:
 
 def test_policy_is_hashable() -> None:
     assert hash(Policy()) == hash(Policy())
+    assert Policy(languages=["tr"]).languages == ("tr",)  # type: ignore[arg-type]
     assert {Policy(), Policy(mode="ucs2")} == {Policy(mode="ucs2"), Policy()}
 
 
@@ -176,6 +177,8 @@ def test_general_path_long_text_and_unmappable_after_mappable() -> None:
     assert segment._count_general(text, TRANSLIT).parts == 2
     assert segment._count_general("ação ¦", TRANSLIT).encoding == "ucs2"
     assert segment._count_general("¦ ação", TRANSLIT).encoding == "ucs2"
+    with pytest.raises(SegmentLimitExceeded):
+        segment._count_general("“quoted” " * 100, TRANSLIT)
     assert count("“x” ¦", TRANSLIT) == Count("ucs2", 5, 1, (), "“x” ¦")
 
 
