@@ -34,6 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -188,13 +189,43 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def serve_ingress_only(workdir: str, port: int) -> None:
+    """The HTTP layer over the real store and a real (not running) Gateway: accept commits
+    with sync=True exactly as in `septet serve`, but no actor consumes the outbox. Isolates
+    ingress (HTTP + validation + group commit) from the delivery pipeline's CPU."""
+    from gateway.accounts import Account, AccountBook
+    from gateway.api import create_api
+    from gateway.app import Gateway
+    from gateway.config import ApiConfig
+    from gateway.http import HttpServer, ServerLimits
+    from gateway.store import open_store
+
+    async with open_store(Path(workdir) / "db", sync=True) as store:
+        gateway = Gateway(store, [])
+        key = await AccountBook(store).create(Account("bench"))
+        server = HttpServer(create_api(gateway, ApiConfig()), ServerLimits(max_in_flight=100_000))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, "127.0.0.1", port)
+            (Path(workdir) / "key").write_text(key + "\n")
+
+
 def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], int, str]:
     port = _free_port()
-    env = {**os.environ, "SEPTET_SIMULATOR__ENABLED": str(carrier == "simulator").lower(), "SEPTET_HTTP__PORT": str(port), "SEPTET_STORE__PATH": str(workdir / "db"),
+    if carrier == "ingress-only":
+        proc = subprocess.Popen([sys.executable, "-m", "bench.ingress", "--serve-ingress-only",
+                                 str(workdir), "--port", str(port)], stdout=subprocess.DEVNULL)
+        return _wait_ready(proc, workdir, port)
+    env = {**os.environ, "SEPTET_SIMULATOR__ENABLED": str(carrier == "simulator").lower(),
+           "SEPTET_HTTP__PORT": str(port), "SEPTET_STORE__PATH": str(workdir / "db"),
            "SEPTET_STORE__SYNC": "true", "SEPTET_LOG_LEVEL": "WARNING",
            "SEPTET_HTTP__MAX_IN_FLIGHT": "100000"}
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--print-key-file",
                              str(workdir / "key")], env=env, stdout=subprocess.DEVNULL)
+    return _wait_ready(proc, workdir, port)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], workdir: Path, port: int
+                ) -> tuple[subprocess.Popen[bytes], int, str]:
     for _ in range(300):
         if (workdir / "key").exists() and (workdir / "key").read_text().strip():
             try:
@@ -209,22 +240,40 @@ def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], 
     raise SystemExit("septet serve did not start")
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), threads included."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measured(pid: int | None, phase_coro: Any) -> tuple[Phase, float]:
+    """Run a phase; also return the server's CPU µs per accepted message during it."""
+    before = _cpu_seconds(pid)
+    phase = await phase_coro
+    used = _cpu_seconds(pid) - before
+    return phase, used / max(1, phase.accepted_msgs) * 1e6
+
+
 async def bench(host: str, port: int, key: str, seconds: float, connections: int,
-                depth: int) -> dict[str, float]:
+                depth: int, pid: int | None = None) -> dict[str, float]:
     singles = make_requests(host, key, 1, 20_000, 1)
     batches = make_requests(host, key, 100, 400, 2)
     await run_phase("warm-up", host, port, singles, 1, seconds=1.0, connections=connections,
                     depth=depth, rate=None)
-    p1 = await run_phase("single peak", host, port, singles, 1, seconds=seconds,
-                         connections=connections, depth=depth, rate=None)
-    print(p1.line(), flush=True)
+    p1, cpu1 = await _measured(pid, run_phase("single peak", host, port, singles, 1,
+                                              seconds=seconds, connections=connections,
+                                              depth=depth, rate=None))
+    print(p1.line(), f" server CPU {cpu1:.0f} µs/msg", flush=True)
     p2 = await run_phase("single @50%", host, port, singles, 1, seconds=seconds,
                          connections=connections, depth=depth, rate=max(1.0, p1.req_per_s / 2))
     print(p2.line(), flush=True)
     bconn = max(4, connections // 8)
-    p3 = await run_phase("batch100 peak", host, port, batches, 100, seconds=seconds,
-                         connections=bconn, depth=2, rate=None)
-    print(p3.line(), flush=True)
+    p3, cpu3 = await _measured(pid, run_phase("batch100 peak", host, port, batches, 100,
+                                              seconds=seconds, connections=bconn, depth=2,
+                                              rate=None))
+    print(p3.line(), f" server CPU {cpu3:.0f} µs/msg", flush=True)
     p4 = await run_phase("batch100 @50%", host, port, batches, 100, seconds=seconds,
                          connections=bconn, depth=2, rate=max(1.0, p3.req_per_s / 2))
     print(p4.line(), flush=True)
@@ -233,6 +282,8 @@ async def bench(host: str, port: int, key: str, seconds: float, connections: int
         "single_p99_ms": round(p2.pct(99), 2), "single_peak_p99_ms": round(p1.pct(99), 2),
         "batch_msgs_per_s": round(p3.msgs_per_s), "batch_p50_ms": round(p4.pct(50), 2),
         "batch_p99_ms": round(p4.pct(99), 2), "batch_peak_p99_ms": round(p3.pct(99), 2),
+        "single_server_cpu_us_per_msg": round(cpu1, 1),
+        "batch_server_cpu_us_per_msg": round(cpu3, 1),
         "errors": sum(sum(p.errors.values()) for p in (p1, p2, p3, p4)),
         "seconds_per_phase": seconds, "connections": connections, "pipeline_depth": depth,
         "sync": True,
@@ -243,13 +294,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", help="bench a running server instead of starting one")
     ap.add_argument("--key", help="API key for --url")
+    ap.add_argument("--pid", type=int, help="server process id for --url (to read its CPU time)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--carrier", choices=("none", "simulator"), default="none",
-                    help="none: messages wait in the outbox (ingress alone); simulator: the "
-                         "in-process simulator also takes them, sharing the server's core")
+    ap.add_argument("--carrier", choices=("ingress-only", "none", "simulator"),
+                    default="ingress-only",
+                    help="ingress-only: HTTP + real store + Gateway.accept, no actors running; "
+                         "none: `septet serve` without a carrier (the pipeline runs and ends "
+                         "messages NOT_SENT); simulator: `septet serve` as `make serve` runs it")
+    ap.add_argument("--serve-ingress-only", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
     args = ap.parse_args()
+    if args.serve_ingress_only:
+        try:
+            trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
+        except KeyboardInterrupt:
+            pass  # the parent's SIGINT: the store closed cleanly on the way out
+        return
     proc = None
     with tempfile.TemporaryDirectory(prefix="septet-bench-") as tmp:
         if args.url:
@@ -259,7 +321,8 @@ def main() -> None:
             proc, port, key = start_server(Path(tmp), args.carrier)
             host = "127.0.0.1"
         try:
-            figures = trio.run(bench, host, port, key, args.seconds, args.connections, args.depth)
+            figures = trio.run(bench, host, port, key, args.seconds, args.connections, args.depth,
+                               proc.pid if proc is not None else args.pid)
         finally:
             if proc is not None:
                 proc.send_signal(signal.SIGINT)

@@ -21,6 +21,7 @@ from gateway import idempotency as idem
 from gateway import metrics
 from gateway.accounts import Account
 from gateway.api import bodies
+from gateway.api._batcher import AcceptBatcher
 from gateway.api.problems import FieldError, Problem, invalid, not_found, unavailable
 from gateway.api.submit import Context, ItemInvalid, build, collect_callback_urls, preview
 from gateway.api.views import csv_header, csv_rows, message_json
@@ -42,6 +43,7 @@ class MessageRoutes:
                  page_size: int, max_page_size: int, max_scan: int,
                  now: Callable[[], float] = time.time) -> None:
         self._gateway = gateway
+        self._batcher = AcceptBatcher(gateway)
         self._book = book
         self._numbers = numbers
         self._new_id = new_id
@@ -153,10 +155,7 @@ class MessageRoutes:
 
     async def _accept(self, built: list[Any], also: Any) -> None:
         try:
-            if also is None:
-                await self._gateway.accept(built)
-            else:
-                await self._gateway.accept(built, also=also)
+            await self._batcher.accept(built, also)
         except StoreError:
             raise unavailable("the store could not commit; nothing was accepted", 1) from None
         except Exception as exc:

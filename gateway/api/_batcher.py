@@ -1,0 +1,107 @@
+"""Coalesce concurrent submissions into one ``Gateway.accept`` call.
+
+While one accept is committing (an fsync takes milliseconds), requests keep arriving; each
+would otherwise become its own store op and its own one-message batch through every pipeline
+stage. Here they wait together, and when the commit in progress returns, all waiting
+submissions go in ONE accept: one store op, one transaction, one batch for the pump —
+DESIGN.md §1's "channel items are batches" applied at the door. Under light load a request
+finds nobody committing and goes alone at once, so latency does not grow.
+
+The caller that finds no accept running leads: it takes everything pending, accepts it, hands
+each waiter its outcome, and, if more piled up meanwhile, passes the lead to the next waiter.
+The accept is shielded from cancellation (a commit already under way finishes; the store
+bounds it), so one request's cancellation never decides the fate of the others. A failure
+(Saturated, StoreError) is every member's failure: nothing of the group was committed.
+
+Must not import: gateway.http.server internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+
+class _Waiter:
+    __slots__ = ("messages", "also", "done", "error", "lead")
+
+    def __init__(self, messages: Sequence[Any], also: Callable[[Any], None] | None) -> None:
+        self.messages = messages
+        self.also = also
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+        self.lead = False
+
+
+class AcceptBatcher:
+    """``await batcher.accept(messages, also=op)`` with the semantics of ``Gateway.accept``."""
+
+    def __init__(self, gateway: Any, *, max_messages: int = 5000) -> None:
+        self._gateway = gateway
+        self._max = max_messages
+        self._pending: list[_Waiter] = []
+        self._busy = False
+        self.groups = 0  # accept calls made (statistics)
+        self.requests = 0  # submissions they carried
+
+    async def accept(self, messages: Sequence[Any], also: Callable[[Any], None] | None = None
+                     ) -> None:
+        waiter = _Waiter(messages, also)
+        self._pending.append(waiter)
+        if self._busy:
+            try:
+                await waiter.done.wait()
+            except BaseException:
+                if waiter.lead:  # others wait on the group this caller was to lead
+                    with trio.CancelScope(shield=True):
+                        await self._lead()
+                elif waiter in self._pending:
+                    self._pending.remove(waiter)
+                raise
+            if not waiter.lead:
+                if waiter.error is not None:
+                    raise waiter.error
+                return
+        else:
+            self._busy = True
+        with trio.CancelScope(shield=True):
+            await self._lead()
+        if waiter.error is not None:
+            raise waiter.error
+
+    async def _lead(self) -> None:
+        group, total = [], 0
+        while self._pending and (not group or total + len(self._pending[0].messages) <= self._max):
+            w = self._pending.pop(0)
+            group.append(w)
+            total += len(w.messages)
+        alsos = [w.also for w in group if w.also is not None]
+        try:
+            await self._call([m for w in group for m in w.messages], alsos)
+        except Exception as exc:
+            for w in group:
+                w.error = exc
+        finally:
+            self.groups += 1
+            self.requests += len(group)
+            for w in group:
+                w.done.set()
+            if self._pending:
+                nxt = self._pending[0]
+                nxt.lead = True
+                nxt.done.set()  # it leads the next group (and will find itself in it)
+            else:
+                self._busy = False
+
+    async def _call(self, messages: list[Any], alsos: list[Callable[[Any], None]]) -> None:
+        if not alsos:
+            await self._gateway.accept(messages)
+        elif len(alsos) == 1:
+            await self._gateway.accept(messages, also=alsos[0])
+        else:
+            def also(txn: Any) -> None:
+                for op in alsos:
+                    op(txn)
+            await self._gateway.accept(messages, also=also)
