@@ -16,18 +16,21 @@ Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
 NEVER: Final = math.inf
 # Waits shorter than this are rounding noise of repeated ``tat += 1/rate`` additions.
 EPSILON: Final = 1e-9
+# How much later than a reservation's holder another owner may take from a full bucket.
+HOLDER_FIRST: Final = 1e-6
 
 
 class TokenBucket:
     """A token bucket of ``burst`` tokens refilled at ``rate`` tokens per second; starts full."""
 
-    __slots__ = ("rate", "burst", "_tat", "_interval", "_tau")
+    __slots__ = ("rate", "burst", "_tat", "_interval", "_tau", "holder", "reserved", "waiters")
     _next_step: float = NEVER  # when an adaptive rate must be re-read (never, for this class)
 
     def __init__(self, rate: float, burst: float) -> None:
@@ -38,6 +41,11 @@ class TokenBucket:
         self._interval = 1.0 / rate
         self._tau = burst / rate
         self._tat = -NEVER
+        # A reservation (see take_all): the first in line this bucket held back, what it needs,
+        # and who is in line after it (kept by the caller).
+        self.holder: object = None
+        self.reserved = 0.0
+        self.waiters: deque[object] = deque()
 
     def tokens(self, now: float) -> float:
         """Tokens available at ``now`` (0 <= tokens <= burst)."""
@@ -162,26 +170,46 @@ class AdaptiveBucket(TokenBucket):
         return self._next_step == NEVER and TokenBucket.is_full(self, now)
 
 
-def take_all(buckets: tuple[TokenBucket, ...], n: float, now: float) -> float:
-    """Take ``n`` tokens from every bucket, or from none: 0.0, or the longest wait (seconds).
+def take_all(buckets: tuple[TokenBucket, ...], n: float, now: float,
+             owner: object = None) -> tuple[float, TokenBucket | None]:
+    """Take ``n`` tokens from every bucket, or from none.
 
-    The same arithmetic as ``wait`` then ``charge`` on each bucket, inlined: the rate limiter
-    runs this for every message, and method calls are most of its cost.
+    Returns ``(0.0, None)`` when taken, else ``(wait, binding)``: the longest wait in seconds
+    and the bucket that imposes it. The same arithmetic as ``wait`` then ``charge`` on each
+    bucket, inlined: the rate limiter runs this for every message.
+
+    Reservations keep a message of many segments from being starved by single-segment ones
+    sharing a bucket: a bucket's ``holder`` (the caller's business: the first in line of
+    those the bucket held back) is owed ``reserved`` tokens, so other owners must leave them
+    there. They need ``n + reserved``, at most a full bucket, so a full bucket always lets
+    someone through (two holders can never block each other), and the holder, which needs
+    no more than a full bucket, is due ``HOLDER_FIRST`` earlier.
     """
     w = 0.0
+    binding = None
     for b in buckets:
         if now >= b._next_step:
             b.step(now)  # type: ignore[attr-defined]  # only AdaptiveBucket has a due step
-        need = n * b._interval
+        holder = b.holder
         tau = b._tau
-        if need > tau:
-            need = tau
+        if holder is None or holder is owner:
+            need = n * b._interval
+            if need > tau:
+                need = tau
+        else:
+            need = (n + b.reserved) * b._interval
+            if need > tau:  # only a full bucket will do: let the holder's wake come first
+                need = tau + HOLDER_FIRST
         x = b._tat - now - tau + need
         if x > w:
             w = x
+            binding = b
     if w > EPSILON:
-        return w
+        return w, binding
     for b in buckets:
         tat = b._tat
         b._tat = (tat if tat > now else now) + n * b._interval
-    return 0.0
+    return _TAKEN
+
+
+_TAKEN: Final[tuple[float, TokenBucket | None]] = (0.0, None)

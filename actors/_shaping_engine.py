@@ -220,20 +220,19 @@ class Shaper:
         else:
             camp = None
         n = row[PARTS] or 1
-        if lane.recontact:
-            w = 0.0
-            for b in lane.buckets:  # look first: a skipped message must take no tokens
-                x = b.wait(n, now)
-                if x > w:
-                    w = x
-            if w:
-                return w
-            if self._recently_contacted(row, lane.recontact, now):
-                self._finish(row, "recently_contacted", "number contacted within the window", now)
-                return 0.0
-        w = take_all(lane.buckets, n, now)
+        if lane.recontact and self._recently_contacted(row, lane.recontact, now):
+            self._finish(row, "recently_contacted", "number contacted within the window", now)
+            return 0.0
+        w, binding = take_all(lane.buckets, n, now, lane)
         if w:
+            self._reserve(lane, binding, n)
             return w
+        if lane.reserving is not None:
+            self._unreserve(lane)
+        if lane.recontact:
+            key = (row[ACCOUNT], row[TO])
+            self._sent.pop(key, None)  # re-insert at the end: the dict stays in time order
+            self._sent[key] = now
         lane.conn.released += n
         if camp is not None:
             camp.charge(now)
@@ -241,17 +240,52 @@ class Shaper:
         return 0.0
 
     def _recently_contacted(self, row: Row, window: float, now: float) -> bool:
+        """Whether the store or this limiter sent to the number within ``window`` seconds.
+
+        Judged when the message has passed its windows and campaign slice, just before its
+        buckets are tried (a bucket wait is seconds; re-contact windows are hours).
+        """
         key = (row[ACCOUNT], row[TO])
         last = self._sent.get(key)
         if self.contacts is not None:
             stored = self.contacts.last_contacted(key[0], key[1])
             if stored is not None and (last is None or stored > last):
                 last = stored
-        if last is not None and now - last < window:
-            return True
-        self._sent.pop(key, None)  # re-insert at the end: the dict stays in time order
-        self._sent[key] = now
-        return False
+        return last is not None and now - last < window
+
+    def _reserve(self, lane: Lane, bucket: TokenBucket | None, n: float) -> None:
+        """Put ``lane`` in line for the bucket that held it back (first in line: its holder).
+
+        A lane stands in one line only, that of the bucket binding it now: holding tokens
+        while waiting for another bucket would only idle them.
+        """
+        if bucket is not None and lane.reserving is bucket:
+            lane.reserved_n = n
+            if bucket.holder is lane:
+                bucket.reserved = n
+            return
+        self._unreserve(lane)
+        if bucket is None:
+            return
+        lane.reserving, lane.reserved_n = bucket, n
+        if bucket.holder is None:
+            bucket.holder, bucket.reserved = lane, n
+        else:
+            bucket.waiters.append(lane)
+
+    def _unreserve(self, lane: Lane) -> None:
+        """``lane`` leaves its line; if it was first, the next still waiting becomes holder."""
+        b = lane.reserving
+        if b is None:
+            return
+        lane.reserving = None
+        if b.holder is lane:
+            while b.waiters:
+                nxt = b.waiters.popleft()
+                if isinstance(nxt, Lane) and nxt.reserving is b:  # else it left the line
+                    b.holder, b.reserved = nxt, nxt.reserved_n
+                    return
+            b.holder, b.reserved = None, 0.0
 
     def _drain(self, lane: Lane, now: float) -> None:
         q = lane.queue
@@ -267,6 +301,7 @@ class Shaper:
                 if entry[1]:
                     self._stale += 1
             q.popleft()
+        self._unreserve(lane)  # nothing left to wait for: let others have the tokens
 
     def _hold(self, lane: Lane, row: Row, deadline: float) -> None:
         entry = [row, deadline]

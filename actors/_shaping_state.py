@@ -135,7 +135,7 @@ class Lane:
     """Messages that hit the same buckets, gates and campaign, in arrival order."""
 
     __slots__ = ("queue", "buckets", "gates", "campaign", "timed", "recontact", "conn",
-                 "scheduled")
+                 "scheduled", "reserving", "reserved_n")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
                  campaign: Campaign | None, recontact: float, conn: Connector) -> None:
@@ -147,3 +147,5 @@ class Lane:
         self.recontact = recontact
         self.conn = conn
         self.scheduled = False
+        self.reserving: TokenBucket | None = None  # the bucket whose line we stand in
+        self.reserved_n = 0.0  # what our head needs from it

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors._shaping_bucket import HOLDER_FIRST
 from actors.shaping import Adaptive, AdaptiveBucket, TokenBucket
 
 rates = st.floats(min_value=0.01, max_value=10_000)
@@ -146,12 +147,28 @@ def test_take_all_is_all_or_none_and_matches_wait_then_charge(
     for dt, n in steps:
         now += dt
         before = [b.tokens(now) for b in fast]
-        w = take_all(fast, n, now)
+        w, binding = take_all(fast, n, now)
         expected = max(b.wait(n, now) for b in slow)
         assert w == pytest.approx(expected)
+        assert (binding is None) == (expected == 0.0)
         if expected == 0.0:
             for b in slow:
                 b.charge(n, now)
         else:
             assert [b.tokens(now) for b in fast] == before  # nothing taken
         assert [b.tokens(now) for b in fast] == pytest.approx([b.tokens(now) for b in slow])
+
+
+def test_a_reservation_makes_others_leave_the_tokens_for_the_holder() -> None:
+    from actors._shaping_bucket import take_all
+
+    b = TokenBucket(rate=10, burst=5)
+    holder, other = object(), object()
+    assert take_all((b,), 5, 0.0, holder) == (0.0, None)
+    w, binding = take_all((b,), 5, 0.0, holder)
+    assert binding is b and w == pytest.approx(0.5)
+    b.holder, b.reserved = holder, 5  # the caller reserves the binding bucket
+    assert take_all((b,), 1, 0.3, other)[0] > 0  # 3 tokens there, but 5 are owed
+    assert take_all((b,), 1, 0.5, other)[0] == pytest.approx(HOLDER_FIRST)  # holder first
+    assert take_all((b,), 5, 0.5, holder) == (0.0, None)
+    assert take_all((b,), 1, 1.0 + HOLDER_FIRST, other) == (0.0, None)  # full: someone goes

@@ -393,3 +393,32 @@ def test_campaign_slices_defer_the_rest_of_the_lane() -> None:
     assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [("2", 3600.0), ("3", 3600.0),
                                                              ("4", 3600.0)]
     assert s.held == 0
+
+
+def test_many_part_messages_are_not_starved_by_single_parts() -> None:
+    rules = ShapingRules(default_connector=ConnectorRules(limit=Limit(10, 5)))
+    s = Shaper(rules)
+    for i in range(100):
+        s.admit(row(f"a{i}", sender="A"), 0.0)  # a lane of single-part messages
+    s.admit(row("big", sender="B", parts=5), 0.0)  # another lane, 5 parts
+    released_ids(s)
+    seen: list[str] = []
+    while s.held and s.next_wake() < 20.0:
+        s.poll(s.next_wake())
+        seen += released_ids(s)
+    assert "big" in seen[:8]  # once 5 tokens are owed to it, the singles wait for it
+    assert s.held == 0
+
+
+def test_an_emptied_lane_gives_its_reservation_back() -> None:
+    rules = ShapingRules(default_connector=ConnectorRules(limit=Limit(10, 5)))
+    s = Shaper(rules)
+    s.admit(row("a0", sender="A", parts=5), 0.0)
+    s.admit(row("big", sender="B", parts=5, not_after=0.2), 0.0)  # reserves, then expires
+    s.admit(row("a1", sender="A"), 0.0)
+    s.poll(0.2)
+    assert finished(s) == [("big", "expired")]
+    while s.held:
+        s.poll(s.next_wake())
+    assert released_ids(s) == ["a0", "a1"]
+    assert s.next_wake() == float("inf")
