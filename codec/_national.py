@@ -83,17 +83,20 @@ def choose(text: str, languages: tuple[str, ...], ref_bits: int) -> Choice | Non
     return None if best is None else best[1]
 
 
+_BY_LANGUAGE: Final = {(lock, single): alphabet for lock, single, alphabet in _COMBINATIONS}
+_LANGUAGE_OF_ID: Final = {v: k for k, v in _tables.NATIONAL_LANGUAGE_IDS.items()}
+
+
 def alphabet_for(locking: int | None, single: int | None) -> gsm7.Alphabet:
     """The alphabet a receiver uses for the national language ids of a part's UDH.
 
-    Unknown ids fall back to the default tables (TS 23.038 §6.2.1.2: a receiver that lacks a
-    national table uses the default one).
+    An id without a table (unknown, or Spanish for locking shift) means the default table for
+    that half (TS 23.038 §6.2.1.2.4: a receiver lacking a national table uses the default one).
     """
-    by_id = {v: k for k, v in _tables.NATIONAL_LANGUAGE_IDS.items()}
-    lock = by_id.get(locking) if locking is not None else None
-    sing = by_id.get(single) if single is not None else None
-    basic = _tables.NATIONAL_LOCKING.get(lock, _tables.DEFAULT_ALPHABET) if lock else None
-    ext = _tables.NATIONAL_SINGLE.get(sing, _tables.DEFAULT_EXTENSION) if sing else None
-    if basic is None and ext is None:
-        return gsm7.DEFAULT
-    return gsm7.Alphabet(basic or _tables.DEFAULT_ALPHABET, ext or _tables.DEFAULT_EXTENSION)
+    lock = _LANGUAGE_OF_ID.get(locking) if locking is not None else None
+    single_lang = _LANGUAGE_OF_ID.get(single) if single is not None else None
+    if lock not in _tables.NATIONAL_LOCKING:
+        lock = None
+    if single_lang not in _tables.NATIONAL_SINGLE:
+        single_lang = None
+    return _BY_LANGUAGE.get((lock, single_lang), gsm7.DEFAULT)

@@ -85,3 +85,13 @@ def test_unencodable_national_text_goes_ucs2_unchanged() -> None:
     assert count("ş и", NATIONAL).encoding == "ucs2"
     assert count("ş", Policy(mode="national", languages=("pt",))).encoding == "ucs2"
     assert count("ação", Policy(mode="national", languages=("tr",))).encoding == "ucs2"
+
+
+def test_receiver_tables_for_unknown_or_void_ids_are_the_default() -> None:
+    from codec import _national, gsm7
+
+    assert _national.alphabet_for(None, None) is gsm7.DEFAULT
+    assert _national.alphabet_for(99, 98) is gsm7.DEFAULT
+    assert _national.alphabet_for(2, None) is gsm7.DEFAULT  # no Spanish locking table (A.3.2)
+    assert _national.alphabet_for(1, 99).decode(b"\x07") == "ı"  # Turkish locking kept
+    assert _national.alphabet_for(None, 2).decode(b"\x1bo") == "ó"
