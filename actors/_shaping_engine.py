@@ -6,7 +6,9 @@ destination prefixes). A lane is FIFO, so one blocked key holds only its own lan
 others. A message goes when, at ``now``: its send windows are open, its campaign slice and
 campaign pace allow one more, and *every* bucket of its lane holds its segment count (the
 tightest wins; nothing is taken unless all can be). A lane whose head cannot go is put on a
-timer heap at the earliest instant it could; a held message with a deadline also sits on a
+timer heap at the earliest instant it could, and stands in line for the bucket that held it
+back (the first in line is owed its segments: see ``take_all``), so lanes sharing a bucket
+are served in turn and long messages are not starved. A held message with a deadline sits on a
 deadline heap and ends NOT_SENT/expired when that passes. The no-re-contact check runs at the
 moment of release, against the store (``RecentContacts``) and the numbers released here.
 
@@ -30,7 +32,15 @@ import msgpack
 from actors import messages
 from actors._shaping_bucket import NEVER, TokenBucket, take_all
 from actors._shaping_rules import Limit, ShapingRules, single_connector
-from actors._shaping_state import Account, Campaign, Connector, Lane, longest_prefix
+from actors._shaping_state import (
+    Account,
+    Campaign,
+    Connector,
+    Lane,
+    longest_prefix,
+    reserve,
+    unreserve,
+)
 from actors.messages import Message, MessageFinished, State
 from actors.ports import RecentContacts
 
@@ -225,10 +235,10 @@ class Shaper:
             return 0.0
         w, binding = take_all(lane.buckets, n, now, lane)
         if w:
-            self._reserve(lane, binding, n)
+            reserve(lane, binding, n)
             return w
         if lane.reserving is not None:
-            self._unreserve(lane)
+            unreserve(lane)
         if lane.recontact:
             key = (row[ACCOUNT], row[TO])
             self._sent.pop(key, None)  # re-insert at the end: the dict stays in time order
@@ -253,40 +263,6 @@ class Shaper:
                 last = stored
         return last is not None and now - last < window
 
-    def _reserve(self, lane: Lane, bucket: TokenBucket | None, n: float) -> None:
-        """Put ``lane`` in line for the bucket that held it back (first in line: its holder).
-
-        A lane stands in one line only, that of the bucket binding it now: holding tokens
-        while waiting for another bucket would only idle them.
-        """
-        if bucket is not None and lane.reserving is bucket:
-            lane.reserved_n = n
-            if bucket.holder is lane:
-                bucket.reserved = n
-            return
-        self._unreserve(lane)
-        if bucket is None:
-            return
-        lane.reserving, lane.reserved_n = bucket, n
-        if bucket.holder is None:
-            bucket.holder, bucket.reserved = lane, n
-        else:
-            bucket.waiters.append(lane)
-
-    def _unreserve(self, lane: Lane) -> None:
-        """``lane`` leaves its line; if it was first, the next still waiting becomes holder."""
-        b = lane.reserving
-        if b is None:
-            return
-        lane.reserving = None
-        if b.holder is lane:
-            while b.waiters:
-                nxt = b.waiters.popleft()
-                if isinstance(nxt, Lane) and nxt.reserving is b:  # else it left the line
-                    b.holder, b.reserved = nxt, nxt.reserved_n
-                    return
-            b.holder, b.reserved = None, 0.0
-
     def _drain(self, lane: Lane, now: float) -> None:
         q = lane.queue
         while q:
@@ -301,7 +277,7 @@ class Shaper:
                 if entry[1]:
                     self._stale += 1
             q.popleft()
-        self._unreserve(lane)  # nothing left to wait for: let others have the tokens
+        unreserve(lane)  # nothing left to wait for: let others have the tokens
 
     def _hold(self, lane: Lane, row: Row, deadline: float) -> None:
         entry = [row, deadline]

@@ -1,5 +1,8 @@
 """Per-key state the shaper builds on first sight: accounts, connectors, campaigns and lanes.
 
+Lanes held back by a shared bucket stand in line for it (:func:`reserve`): its first in line
+is the bucket's ``holder``, owed its segments (``take_all`` makes other lanes leave them).
+
 A connector without a configured limit still answers throttling: it counts the segments it
 releases, and a throttle answer installs a temporary adaptive bucket whose base is the rate
 measured just before (cut at once, recovering by itself); once recovered, the temporary
@@ -149,3 +152,39 @@ class Lane:
         self.scheduled = False
         self.reserving: TokenBucket | None = None  # the bucket whose line we stand in
         self.reserved_n = 0.0  # what our head needs from it
+
+
+def reserve(lane: Lane, bucket: TokenBucket | None, n: float) -> None:
+    """Put ``lane`` in line for the bucket that held it back (first in line: its holder).
+
+    A lane stands in one line only, that of the bucket binding it now: holding tokens
+    while waiting for another bucket would only idle them.
+    """
+    if bucket is not None and lane.reserving is bucket:
+        lane.reserved_n = n
+        if bucket.holder is lane:
+            bucket.reserved = n
+        return
+    unreserve(lane)
+    if bucket is None:
+        return
+    lane.reserving, lane.reserved_n = bucket, n
+    if bucket.holder is None:
+        bucket.holder, bucket.reserved = lane, n
+    else:
+        bucket.waiters.append(lane)
+
+
+def unreserve(lane: Lane) -> None:
+    """``lane`` leaves its line; if it was first, the next still waiting becomes holder."""
+    b = lane.reserving
+    if b is None:
+        return
+    lane.reserving = None
+    if b.holder is lane:
+        while b.waiters:
+            nxt = b.waiters.popleft()
+            if isinstance(nxt, Lane) and nxt.reserving is b:  # else it left the line
+                b.holder, b.reserved = nxt, nxt.reserved_n
+                return
+        b.holder, b.reserved = None, 0.0
