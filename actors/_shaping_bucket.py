@@ -83,6 +83,9 @@ class TokenBucket:
         """True when the bucket is as a new one would be (so it may be forgotten)."""
         return self._tat <= now
 
+    def step(self, now: float) -> None:
+        """Re-read a changing rate (``take_all`` calls it once ``_next_step`` is due): none here."""
+
 
 @dataclass(frozen=True, slots=True)
 class Adaptive:
@@ -189,7 +192,7 @@ def take_all(buckets: tuple[TokenBucket, ...], n: float, now: float,
     binding = None
     for b in buckets:
         if now >= b._next_step:
-            b.step(now)  # type: ignore[attr-defined]  # only AdaptiveBucket has a due step
+            b.step(now)
         holder = b.holder
         tau = b._tau
         if holder is None or holder is owner:
