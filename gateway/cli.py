@@ -200,8 +200,19 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
                                policy=RetryPolicy(), endpoint_for=endpoint_resolver(account_settings))
         async with open_gateway(store, carriers, CoreSettings(), notifier=run_notifier) as gw:
+            taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}
+
+            async def receipt_sink(connector: str, receipts: list[Any]) -> None:
+                tap = taps.get(connector)
+                if tap is None or tap.sink is None:
+                    raise LookupError(connector)
+                await tap.sink(receipts)
+
             api = create_api(gw, a, allow_loopback_callbacks=a.callbacks_allow_loopback,
-                             allow_private_callbacks=a.callbacks_allow_private)
+                             allow_private_callbacks=a.callbacks_allow_private,
+                             receipt_parsers={n: t.parse for n, t in taps.items()},
+                             receipt_tokens={n: t.token for n, t in taps.items()},
+                             receipt_sink=receipt_sink)
             server = HttpServer(api, ServerLimits(
                 max_body_bytes=h.max_body_bytes, max_header_count=h.max_header_count,
                 max_header_bytes=h.max_header_bytes, request_timeout=h.request_timeout,
@@ -251,9 +262,60 @@ async def _carriers(config: cfg.Config, nursery: trio.Nursery) -> list[Any]:
     for c in config.smpp:
         carriers.append(SmppCarrier(c.name, c.host, c.port, c.system_id, c.password,
                                     window=c.window, packed_gsm7=c.packed_gsm7, concat=c.concat))
+    for h in config.http_providers:
+        carriers.append(ReceiptTap(_http_carrier(h), h.receipt_token))
     if not carriers:
         logger.warning("no carrier configured: messages are accepted and wait in the outbox")
     return carriers
+
+
+def _http_carrier(h: cfg.HttpProviderConnectorConfig) -> Any:
+    from adapters.http_provider import HttpCarrier, HttpProviderConfig
+
+    def pairs(rows: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, str], ...]:
+        return tuple((a, b) for a, b in rows)
+
+    return HttpCarrier(HttpProviderConfig(
+        name=h.name, url=h.url, method=h.method, body_format=h.body_format,
+        headers=pairs(h.headers), fields=pairs(h.fields), static_fields=pairs(h.static_fields),
+        id_path=h.id_path, error_path=h.error_path, timeout=h.timeout, concurrency=h.concurrency,
+        receipt_list_path=h.receipt_list_path, receipt_id_path=h.receipt_id_path,
+        receipt_status_path=h.receipt_status_path, receipt_error_path=h.receipt_error_path,
+        receipt_done_path=h.receipt_done_path))
+
+
+class ReceiptTap:
+    """Wraps an HTTP-provider carrier: keeps the receipt sink the Gateway hands to ``run`` so
+    that ``POST /v1/receipts/{connector}`` can feed it (the provider pushes receipts to us)."""
+
+    def __init__(self, carrier: Any, token: str) -> None:
+        self._carrier = carrier
+        self.token = token
+        self.sink: Any = None
+
+    @property
+    def name(self) -> str:
+        return str(self._carrier.name)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._carrier.ready)
+
+    def parse(self, body: bytes, content_type: str) -> list[Any]:
+        from adapters.http_provider import parse_receipts
+
+        return parse_receipts(self._carrier.config, body, content_type)
+
+    async def run(self, receipts: Any, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.sink = receipts
+        try:
+            await self._carrier.run(receipts, task_status=task_status)
+        finally:
+            self.sink = None
+
+    async def submit_many(self, parts: Any) -> Any:
+        return await self._carrier.submit_many(parts)
 
 
 async def _dev_account(config: cfg.Config, store: Any) -> str | None:

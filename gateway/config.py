@@ -139,6 +139,50 @@ class SmppConnectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpProviderConnectorConfig:
+    """One HTTP provider (``[[http_providers]]`` tables); see adapters.http_provider.
+
+    Its delivery receipts are accepted at ``POST /v1/receipts/<name>``, authenticated by
+    ``receipt_token`` (sent as ``Authorization: Bearer <token>``; required).
+    """
+
+    name: str = ""
+    url: str = ""
+    method: str = "POST"
+    body_format: str = "json"
+    headers: tuple[tuple[str, ...], ...] = ()
+    fields: tuple[tuple[str, ...], ...] = (("to", "to"), ("from", "sender"), ("text", "text"))
+    static_fields: tuple[tuple[str, ...], ...] = ()
+    id_path: str = "id"
+    error_path: str = ""
+    timeout: float = 10.0
+    concurrency: int = 32
+    receipt_token: str = ""
+    receipt_list_path: str = ""
+    receipt_id_path: str = "id"
+    receipt_status_path: str = "status"
+    receipt_error_path: str = "error_code"
+    receipt_done_path: str = ""
+
+    def check(self) -> list[str]:
+        errs = []
+        where = f"http_providers[{self.name or '?'}]"
+        if not self.name:
+            errs.append("http_providers.name: every provider needs a name")
+        if not self.url.startswith(("http://", "https://")):
+            errs.append(f"{where}.url: an http(s) URL is required")
+        if self.body_format not in ("json", "form"):
+            errs.append(f"{where}.body_format: json or form")
+        if len(self.receipt_token) < 16:
+            errs.append(f"{where}.receipt_token: at least 16 characters (receipts are refused "
+                        "without it)")
+        for name in ("headers", "fields", "static_fields"):
+            if any(len(pair) != 2 for pair in getattr(self, name)):
+                errs.append(f"{where}.{name}: a list of [name, value] pairs")
+        return errs
+
+
+@dataclass(frozen=True, slots=True)
 class DevConfig:
     """Conveniences for ``make serve`` on a fresh clone."""
 
@@ -155,6 +199,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     smpp: tuple[SmppConnectorConfig, ...] = ()
+    http_providers: tuple[HttpProviderConnectorConfig, ...] = ()
     dev: DevConfig = field(default_factory=DevConfig)
     log_level: str = "INFO"
 
@@ -162,6 +207,11 @@ class Config:
         errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check()]
         for c in self.smpp:
             errs += c.check()
+        for h in self.http_providers:
+            errs += h.check()
+        names = [c.name for c in self.smpp] + [h.name for h in self.http_providers]
+        if len(set(names)) != len(names) or "simulator" in names and self.simulator.enabled:
+            errs.append("connector names must be unique (the built-in one is 'simulator')")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             errs.append("log_level: must be DEBUG, INFO, WARNING or ERROR")
         return errs

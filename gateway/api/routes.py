@@ -12,6 +12,7 @@ Must not import: gateway.http.server internals.
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,11 +23,13 @@ from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
 from gateway.api.messages import MessageRoutes
-from gateway.api.problems import FieldError, Problem, invalid, not_found, unauthorized
+from gateway.api.problems import (
+    Problem, bad_body, not_found, unauthorized, unavailable,
+)
 from gateway.http import Request, Response
 
 ReceiptParser = Callable[[bytes, str], list[Any]]
-ReceiptSink = Callable[[list[Any]], Awaitable[None]]
+ReceiptSink = Callable[[str, list[Any]], Awaitable[None]]  # (connector, receipts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,9 @@ class Api:
         messages: the message handlers.
         receipt_parsers: connector name → ``parse(body, content_type)`` for POST /v1/receipts.
         receipt_tokens: connector name → shared secret the carrier sends as a bearer token.
-        receipt_sink: where parsed receipts go (returns once they are durable).
+        receipt_sink: ``(connector, receipts)``: where parsed receipts go; returns once they
+            are durable (the carrier is answered 200 only then), raises LookupError when
+            that connector is not running.
     """
 
     def __init__(self, gateway: Any, accounts: AccountBook, messages: MessageRoutes, *,
@@ -163,16 +168,20 @@ class Api:
 
     async def _receipts(self, request: Request, _: None, connector: str) -> Response:
         parser = self._receipt_parsers.get(connector)
-        if parser is None or self._receipt_sink is None:
-            raise not_found(f"no HTTP connector named {connector[:40]!r}")
         secret = self._receipt_tokens.get(connector, "")
-        if secret and bearer_token(request.header("authorization")) != secret:
+        if parser is None or self._receipt_sink is None or not secret:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        given = bearer_token(request.header("authorization"))
+        if not hmac.compare_digest(given.encode(), secret.encode()):
             raise unauthorized("the connector's receipt token is missing or wrong")
         try:
             receipts = parser(request.body, request.header("content-type"))
-        except ValueError as exc:
-            raise invalid([FieldError("body", f"not a receipt: {str(exc)[:100]}")]) from None
-        await self._receipt_sink(receipts)
+        except ValueError as exc:  # adapters.errors.InvalidReceipt
+            raise bad_body(f"not a receipt: {str(exc)[:100]}") from None
+        try:
+            await self._receipt_sink(connector, receipts)
+        except LookupError:
+            raise unavailable(f"connector {connector!r} is not running", 1) from None
         return Response(200, bodies.encode({"received": len(receipts)}, bodies.JSON))
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:

@@ -8,6 +8,7 @@ the production path writes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import trio
 
+from adapters.http_provider import HttpProviderConfig, parse_receipts
 from gateway._store_pipeline import PipelineStore
 from gateway.accounts import Account, AccountBook
 from gateway.api import create_api
@@ -22,6 +24,9 @@ from gateway.config import ApiConfig
 from gateway.errors import Saturated
 from gateway.http import HttpServer, ServerLimits
 from gateway.store import open_store
+
+
+RECEIPT_TOKEN = "receipt-token-0123456789"
 
 
 class StoreGateway:
@@ -74,7 +79,19 @@ def _allow_all(url: str) -> str:
 async def start(nursery: trio.Nursery, store: Any, limits: ServerLimits | None = None,
                 api_config: ApiConfig | None = None) -> Served:
     gw = StoreGateway(store)
-    api = create_api(gw, api_config or ApiConfig(), check_callback=_allow_all)
+    receipts: list[tuple[str, Any]] = []
+    provider = HttpProviderConfig(name="acme", url="http://acme.example/send")
+
+    async def sink(connector: str, items: list[Any]) -> None:
+        if connector != "acme":
+            raise LookupError(connector)
+        receipts.append((connector, items))
+
+    api = create_api(gw, api_config or ApiConfig(), check_callback=_allow_all,
+                     receipt_parsers={"acme": partial(parse_receipts, provider),
+                                      "down": partial(parse_receipts, provider)},
+                     receipt_tokens={"acme": RECEIPT_TOKEN, "down": RECEIPT_TOKEN},
+                     receipt_sink=sink)
     book = AccountBook(store)
     keys = {
         "alpha": await book.create(Account("alpha", default_prefix="351")),
@@ -82,7 +99,8 @@ async def start(nursery: trio.Nursery, store: Any, limits: ServerLimits | None =
     }
     server = HttpServer(api, limits or ServerLimits())
     port = await nursery.start(server.serve, "127.0.0.1", 0)
-    return Served(f"http://127.0.0.1:{port}", port, gw, keys, server, store, api)
+    return Served(f"http://127.0.0.1:{port}", port, gw, keys, server, store, api,
+                  {"receipts": receipts})
 
 
 @pytest.fixture

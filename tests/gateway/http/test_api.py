@@ -258,3 +258,28 @@ async def test_account_endpoint_shows_settings_without_secrets(served: Served) -
         doc = (await c.get("/v1/account")).json()
     assert doc["name"] == "alpha" and doc["default_country_prefix"] == "351"
     assert "callback_secret" not in json.dumps(doc).replace("callback_secret_set", "")
+
+
+async def test_receipts_route_authenticates_parses_and_hands_over(served: Served) -> None:
+    from tests.gateway.http.conftest import RECEIPT_TOKEN
+    body = [{"id": "abc-1", "status": "delivered"}, {"id": "abc-2", "status": "failed",
+                                                      "error_code": "34"}]
+    async with served.client(None) as c:
+        ok = await c.post("/v1/receipts/acme", json=body,
+                          headers={"authorization": f"Bearer {RECEIPT_TOKEN}"})
+        no_token = await c.post("/v1/receipts/acme", json=body)
+        wrong = await c.post("/v1/receipts/acme", json=body, headers={"authorization": "Bearer x"})
+        unknown = await c.post("/v1/receipts/nobody", json=body,
+                               headers={"authorization": f"Bearer {RECEIPT_TOKEN}"})
+        garbage = await c.post("/v1/receipts/acme", content=b"{",
+                               headers={"authorization": f"Bearer {RECEIPT_TOKEN}",
+                                        "content-type": "application/json"})
+        down = await c.post("/v1/receipts/down", json=body,
+                            headers={"authorization": f"Bearer {RECEIPT_TOKEN}"})
+    assert ok.status_code == 200 and ok.json() == {"received": 2}
+    (connector, receipts), = served.extra["receipts"]
+    assert connector == "acme" and [r.carrier_id for r in receipts] == ["abc-1", "abc-2"]
+    assert [r.state for r in receipts] == ["DELIVRD", "UNDELIV"]
+    assert no_token.status_code == wrong.status_code == 401
+    assert unknown.status_code == 404 and garbage.status_code == 400
+    assert down.status_code == 503
