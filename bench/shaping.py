@@ -32,7 +32,7 @@ from functools import partial
 import trio
 
 from actors import messages, rate_limiter
-from actors.messages import Message
+from actors.messages import Message, MsgId
 from actors.shaping import (
     AccountRules,
     ConnectorRules,
@@ -61,7 +61,7 @@ def build_batches(n: int, batch: int, buckets: int) -> list[bytes]:
     out, current = [], []
     for i in range(n):
         k = i % buckets
-        current.append(Message(f"{i:012d}", f"acct{k % accounts}", f"+4477{i:08d}",
+        current.append(Message(MsgId(f"{i:012d}"), f"acct{k % accounts}", f"+4477{i:08d}",
                                f"SENDER{k // accounts}", "hello there", "transliterate", now,
                                parts=1 + i % 3))
         if len(current) == batch:

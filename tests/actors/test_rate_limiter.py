@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from actors import messages, rate_limiter
-from actors.messages import ConnectorThrottled, Message, MessageFinished
+from actors.messages import ConnectorThrottled, Message, MessageFinished, MsgId
 from actors.shaping import (
     AccountRules,
     Adaptive,
@@ -35,7 +35,7 @@ Finished = list[tuple[float, MessageFinished]]
 
 def msg(i: int, *, to: str = "", parts: int = 1, **kw: Any) -> Message:
     kw.setdefault("accepted_at", 0.0)
-    return Message(f"m{i:06d}", kw.pop("account", "acc"), to or f"+4477009{i:05d}",
+    return Message(MsgId(f"m{i:06d}"), kw.pop("account", "acc"), to or f"+4477009{i:05d}",
                    kw.pop("sender", "S"), "hello", "transliterate", parts=parts, **kw)
 
 

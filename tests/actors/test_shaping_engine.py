@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import messages
-from actors.messages import ConnectorThrottled, Message
+from actors.messages import ConnectorThrottled, Message, MsgId
 from actors.shaping import (
     AccountRules,
     CampaignRules,
@@ -26,7 +26,7 @@ MSG_ID = 2
 def row(i: int | str, *, account: str = "acc", to: str = "+447700900001", sender: str = "S",
         parts: int = 1, **kw: Any) -> list[Any]:
     kw.setdefault("accepted_at", 0.0)
-    return messages.to_wire(Message(str(i), account, to, sender, "hi", "transliterate",
+    return messages.to_wire(Message(MsgId(str(i)), account, to, sender, "hi", "transliterate",
                                     parts=parts, **kw))
 
 
@@ -256,7 +256,7 @@ def test_sweep_forgets_idle_state_without_loosening_limits() -> None:
 
 
 def test_rows_from_batch_accepts_messages_only() -> None:
-    m = Message("1", "acc", "+1", "S", "hi", "ucs2", 0.0)
+    m = Message(MsgId("1"), "acc", "+1", "S", "hi", "ucs2", 0.0)
     assert rows_from_batch(messages.encode_batch([m])) == [messages.to_wire(m)]
     with pytest.raises(messages.DecodeError):
         rows_from_batch(messages.encode_batch([ConnectorThrottled("c", 0.0)]))

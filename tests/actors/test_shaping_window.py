@@ -13,8 +13,8 @@ from actors.shaping import SendWindow, WindowGate
 UTC = dt.timezone.utc
 
 
-def at(*args: int, tz: dt.tzinfo = UTC) -> float:
-    return dt.datetime(*args, tzinfo=tz).timestamp()
+def at(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 def test_open_inside_and_closed_outside_with_next_change() -> None:
