@@ -16,7 +16,6 @@ a bounded memo of replacement lists.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -132,8 +131,7 @@ def count(text: str, policy: Policy) -> Count:
         widened = _widen(text, exc.start, mode)
         if widened is None:
             return _count_general(text, policy)
-        sent, wide = widened
-        raw = sent.encode("latin-1")
+        raw, sent, wide = widened
     odd = raw.translate(None, _L1_BASIC)
     if not odd:
         units = len(raw)
@@ -191,7 +189,7 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         widened = _widen(text, exc.start, mode)
         if widened is None:
             return _split_general(text, policy, reference)
-        raw = widened[0].encode("latin-1")
+        raw = widened[0]
     odd = raw.translate(None, _L1_BASIC)
     if not odd:
         body = raw.translate(_L1_SEPTETS)
@@ -214,26 +212,33 @@ _WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
     c for c in _D.basic_chars | _D.extension_chars if ord(c) > 0xFF
 )
 _UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
-_NON_LATIN1_FINDALL: Final = re.compile("[^\x00-\xff]").findall
 _REPLACEMENTS_SEEN: Final[dict[frozenset[int], tuple[tuple[str, str], ...]]] = {}
 
 
-def _widen(text: str, start: int, mode: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-    """Transliterate the characters above U+00FF (from ``start`` on) when all have a replacement.
+def _widen(
+    text: str, start: int, mode: str
+) -> tuple[bytes, str, tuple[tuple[str, str], ...]] | None:
+    """Transliterate the characters above U+00FF when every one has a replacement.
 
-    Returns the new text and the replacements made, or None when the general path must decide.
+    ``start`` is where the Latin-1 encoding failed. Each round replaces every occurrence of the
+    failing character and encodes again (cheaper than a regex scan for the one to three kinds of
+    typographic character a text holds). Returns the Latin-1 bytes, the new text and the
+    replacements made, or None when the general path must decide.
     """
     if mode != "transliterate":
         return None
     replacements = []
-    for char in dict.fromkeys(_NON_LATIN1_FINDALL(text, start)):
+    while True:
+        char = text[start]
         replacement = _L1_WIDE_TRANSLIT.get(char)
         if replacement is None:
             return None
         replacements.append((char, replacement))
-    for char, replacement in replacements:
         text = text.replace(char, replacement)
-    return text, tuple(sorted(replacements))
+        try:
+            return text.encode("latin-1"), text, tuple(sorted(replacements))
+        except UnicodeEncodeError as exc:
+            start = exc.start
 
 
 def _latin1_replacements(key: frozenset[int]) -> tuple[tuple[str, str], ...]:
