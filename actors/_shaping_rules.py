@@ -123,9 +123,9 @@ class CampaignRules:
                       slice_every=self.slice_every, per_minute=self.per_minute,
                       start=self.start, released=self.released,
                       no_recontact_hours=self.no_recontact_hours)
-        if self.slice_percent:
-            if not (0 < self.slice_percent <= 100 and self.slice_every > 0 and self.total > 0):
-                raise ValueError("slices need 0 < slice_percent <= 100, slice_every > 0, total > 0")
+        if self.slice_percent and not (
+                0 < self.slice_percent <= 100 and self.slice_every > 0 and self.total > 0):
+            raise ValueError("slices need 0 < slice_percent <= 100, slice_every > 0, total > 0")
         if self.per_minute < 0 or self.per_minute_burst < 1:
             raise ValueError("per_minute must be >= 0 and per_minute_burst >= 1")
 

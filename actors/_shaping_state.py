@@ -107,7 +107,8 @@ class Campaign:
 
     def __init__(self, rules: CampaignRules, now: float) -> None:
         self.rules = rules
-        self.size = math.ceil(rules.total * rules.slice_percent / 100.0) if rules.slice_percent else 0
+        pct = rules.slice_percent
+        self.size = math.ceil(rules.total * pct / 100.0) if pct else 0
         self.start = rules.start or now
         self.released = rules.released
         pm = rules.per_minute

@@ -32,7 +32,7 @@ def _parse_hhmm(text: str) -> dt.time:
 
 @dataclass(frozen=True)
 class SendWindow:
-    """Allowed sending hours, e.g. ``SendWindow("Europe/Lisbon", "09:00", "20:00", days=(0,1,2,3,4))``.
+    """Allowed sending hours, e.g. ``SendWindow("Europe/Lisbon", "09:00", "20:00", (0, 1, 2))``.
 
     Raises:
         ValueError: a malformed time or weekday; ``zoneinfo`` errors for an unknown zone.

@@ -21,16 +21,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Final
 from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Final
 
 import msgpack
 import trio
 
 from actors import messages
+from actors._shaping_engine import Row
 from actors.messages import ConnectorThrottled
 from actors.ports import RecentContacts
-from actors._shaping_engine import Row
 from actors.shaping import Shaper, ShapingRules, rows_from_batch
 
 logger = logging.getLogger(__name__)

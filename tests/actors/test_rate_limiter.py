@@ -154,7 +154,7 @@ async def test_a_blocked_lane_does_not_stall_others(autojump_clock: trio.testing
     assert max(t for t, _ in released) == pytest.approx(19.0)
 
 
-MONDAY_18H = dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.timezone.utc).timestamp()
+MONDAY_18H = dt.datetime(2026, 11, 23, 18, 0, tzinfo=dt.UTC).timestamp()
 HOUR = 3600.0
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from actors.shaping import SendWindow, WindowGate
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(year: int, month: int, day: int, hour: int, minute: int) -> float:
