@@ -194,7 +194,8 @@ class _Delivery:
         if len(entries) >= limit:
             return 0.0
         upcoming = self._outbox.next_due_after(t)
-        return math.inf if upcoming is None else max(0.0, upcoming - self._now())
+        # 1 ms floor: never spin on an entry the outbox does not consider due yet.
+        return math.inf if upcoming is None else max(0.001, upcoming - self._now())
 
     def _group(
         self, entries: list[CallbackEntry], t: float

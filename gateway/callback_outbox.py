@@ -27,6 +27,7 @@ those of messages older than a cut-off id (ids are time-ordered).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -48,6 +49,18 @@ for _name in CALLBACK_DATABASES:
         STORE_DATABASES.append(_name)
 
 WAITING: Final = -1
+
+
+def _ms_not_before(at: float) -> int:
+    """Due time in ms for "not before ``at``": rounded up, so that a breaker or back-off
+    deadline is never seen as due a fraction of a millisecond early."""
+    return max(0, math.ceil(at * 1000))
+
+
+def _now_ms(now: float) -> int:
+    """``now`` in ms for "what is due": 1 µs of tolerance absorbs float noise (2.01 * 1000
+    is 2009.9999999999998), so an entry is never due for the scheduler yet not for the scan."""
+    return max(0, math.floor(now * 1000 + 1e-3))
 
 
 def event_key(msg_id: str, seq: int) -> bytes:
@@ -123,7 +136,7 @@ class CallbackOutbox:
             txn.delete(key, db=self._due)
             if s.outcome in ("retry", "postpone"):
                 attempt = s.entry.attempt + (s.outcome == "retry")
-                due_ms = ms(s.at)
+                due_ms = _ms_not_before(s.at)
                 txn.put(u64(due_ms) + ek, b"", db=self._due)
                 row = msgpack.unpackb(raw)
                 txn.put(ek, _pack(due_ms, attempt, row[2], s.error or row[3], row[4]), db=self._pending)
@@ -177,7 +190,7 @@ class CallbackOutbox:
 
     def due(self, now: float, *, limit: int, skip: Container[bytes] = ()) -> list[CallbackEntry]:
         """Up to ``limit`` scheduled entries due at ``now``, in due order, minus ``skip``."""
-        end = u64(ms(now) + 1)
+        end = u64(_now_ms(now) + 1)
         out: list[CallbackEntry] = []
         with self._store.read() as txn:
             cursor = txn.cursor(db=self._due)
@@ -199,7 +212,7 @@ class CallbackOutbox:
         """Due time of the first scheduled entry after ``now``."""
         with self._store.read() as txn:
             cursor = txn.cursor(db=self._due)
-            if not cursor.set_range(u64(ms(now) + 1)):
+            if not cursor.set_range(u64(_now_ms(now) + 1)):
                 return None
             return int.from_bytes(cursor.key()[:8], "big") / 1000
 
