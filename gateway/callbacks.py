@@ -3,7 +3,7 @@
 Satisfies ``actors.ports.CallbackSender`` structurally. One event goes as a JSON object, a batch
 as a JSON array of the same objects (see docs/callbacks.md)::
 
-    {"type": "SMS_DELIVERED", "timestamp": "2026-11-24T22:00:01.250Z",
+    {"type": "SMS_DELIVERED", "timestamp": "2026-11-25T22:00:01.250Z",
      "data": {"message_id": ..., "sequence": 2, "account": ..., "carrier_id": ...,
               "campaign": ..., "parts": 2, "error_code": "", "reason": "",
               "client_ref": ..., "occurred_at": 1795644001.25}}

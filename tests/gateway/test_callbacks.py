@@ -1,0 +1,166 @@
+"""The callback body, its Standard Webhooks signature, and the httpx sender against a real receiver."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import pytest
+import trio
+
+from actors.messages import MsgId, StatusEvent
+from bench.callbacks import Receiver, serve_receiver
+from gateway.callbacks import (
+    HttpCallbackSender,
+    build_body,
+    endpoint_resolver,
+    open_callback_sender,
+    secret_bytes,
+    sign,
+    verify,
+    webhook_id,
+)
+
+SECRET = b"top-secret-key"
+EVENT = StatusEvent(MsgId("01HZX0000000000000000000AB"), "acme", "SMS_DELIVERED", 2, 1795644001.25,
+                    carrier_id="7f3a", campaign="spring", parts=2, client_ref="order-9",
+                    callback_url="http://127.0.0.1:1/never-used")
+
+
+def test_signature_matches_the_standard_webhooks_test_vector() -> None:
+    # From the Standard Webhooks specification's reference libraries.
+    secret = secret_bytes("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signature = sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_body_carries_every_field_of_the_event() -> None:
+    body = json.loads(build_body([EVENT]))
+    assert body == {
+        "type": "SMS_DELIVERED",
+        "timestamp": "2026-11-25T22:00:01.250Z",
+        "data": {"message_id": EVENT.msg_id, "sequence": 2, "account": "acme", "carrier_id": "7f3a",
+                 "campaign": "spring", "parts": 2, "error_code": "", "reason": "",
+                 "client_ref": "order-9", "occurred_at": 1795644001.25},
+    }
+    batch = json.loads(build_body([EVENT, EVENT]))
+    assert isinstance(batch, list) and len(batch) == 2
+    assert isinstance(json.loads(build_body([EVENT], batched=True)), list)
+
+
+def test_webhook_id_is_stable_per_message_and_seq() -> None:
+    assert webhook_id([EVENT]) == f"msg_{EVENT.msg_id}_2"
+    assert webhook_id([EVENT, EVENT]) == webhook_id([EVENT, EVENT]).replace("x", "x")
+    assert webhook_id([EVENT, EVENT]).startswith("batch_")
+
+
+def test_verify_rejects_tampering_and_stale_timestamps() -> None:
+    body = build_body([EVENT])
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": "1000",
+               "webhook-signature": "v0,bogus " + sign(SECRET, "msg_1", 1000, body)}
+    assert verify(SECRET, headers, body, now=1010)
+    assert not verify(SECRET, headers, body + b" ", now=1010)
+    assert not verify(b"other", headers, body, now=1010)
+    assert not verify(SECRET, headers, body, now=2000)
+    assert not verify(SECRET, {}, body, now=1000)
+
+
+def test_endpoint_resolver_prefers_the_message_url_and_decodes_whsec_secrets() -> None:
+    accounts = {"acme": ("https://default.example/h", "whsec_" + "c2VjcmV0"), "bare": ("", "s")}
+    endpoint_for = endpoint_resolver(accounts.get)
+    assert endpoint_for(EVENT) == ("http://127.0.0.1:1/never-used", b"secret")
+    plain = StatusEvent(MsgId("m"), "acme", "SMS_SENT", 1, 0.0)
+    assert endpoint_for(plain) == ("https://default.example/h", b"secret")
+    assert endpoint_for(StatusEvent(MsgId("m"), "bare", "SMS_SENT", 1, 0.0)) is None
+    assert endpoint_for(StatusEvent(MsgId("m"), "ghost", "SMS_SENT", 1, 0.0)) is None
+
+
+async def _serve(nursery: trio.Nursery, respond: object = None) -> tuple[Receiver, str]:
+    receiver = Receiver() if respond is None else Receiver(respond=respond)  # type: ignore[arg-type]
+    port = await nursery.start(serve_receiver, receiver)
+    return receiver, f"http://127.0.0.1:{port}/hooks/sms?tenant=1"
+
+
+async def test_sender_posts_signed_json_to_the_checked_address() -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        receiver, url = await _serve(nursery)
+        result = await sender.send(url, SECRET, [EVENT])
+        assert result.ok and result.status == 200
+        [request] = receiver.requests
+        assert (request.method, request.path) == ("POST", "/hooks/sms?tenant=1")
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["webhook-id"] == f"msg_{EVENT.msg_id}_2"
+        assert verify(SECRET, request.headers, request.body, now=time.time())
+        assert json.loads(request.body)["data"]["sequence"] == 2
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"), [(500, False), (503, False), (429, False), (404, False), (410, True)]
+)
+async def test_error_statuses_are_results_not_exceptions(status: int, permanent: bool) -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        _receiver, url = await _serve(nursery, lambda n: status)
+        result = await sender.send(url, SECRET, [EVENT])
+        assert (result.ok, result.status, result.permanent) == (False, status, permanent)
+        nursery.cancel_scope.cancel()
+
+
+async def test_redirects_are_not_followed() -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        receiver, url = await _serve(nursery, lambda n: 302)
+        result = await sender.send(url, SECRET, [EVENT])
+        assert not result.ok and result.status == 302
+        assert receiver.count == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_loopback_is_refused_at_send_time_without_the_dev_allowance() -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender() as sender:
+        receiver, url = await _serve(nursery)
+        result = await sender.send(url, SECRET, [EVENT])
+        assert (result.ok, result.permanent) == (False, True)
+        assert "loopback" in result.error and receiver.count == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_dns_rebinding_after_submit_is_caught_at_send_time() -> None:
+    answers = ["93.184.215.14"]
+
+    async def resolver(host: str, port: int) -> Sequence[str]:
+        return answers
+
+    async with trio.open_nursery() as nursery:
+        receiver, url = await _serve(nursery)
+        port = url.split(":")[2].split("/")[0]
+        sender = HttpCallbackSender(resolver=resolver)
+        answers[:] = ["127.0.0.1"]  # the name now points inside
+        result = await sender.send(f"http://hooks.example.com:{port}/x", SECRET, [EVENT])
+        assert result.permanent and "loopback" in result.error and receiver.count == 0
+        # The dev profile (loopback allowed) connects to the resolved address, Host kept.
+        dev = HttpCallbackSender(resolver=resolver, allow_loopback=True)
+        assert (await dev.send(f"http://hooks.example.com:{port}/x", SECRET, [EVENT])).ok
+        assert receiver.requests[0].headers["host"] == f"hooks.example.com:{port}"
+        await sender.aclose()
+        await dev.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stalled_receiver_is_cut_off_by_the_callers_deadline() -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        _receiver, url = await _serve(nursery, lambda n: 0 if n == 0 else 200)
+        with trio.move_on_after(0.3) as scope:
+            await sender.send(url, SECRET, [EVENT])
+        assert scope.cancelled_caught
+        assert (await sender.send(url, SECRET, [EVENT])).ok  # the client is still usable
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_closed_port_is_a_retryable_failure() -> None:
+    async with open_callback_sender(allow_loopback=True) as sender:
+        with trio.socket.socket() as s:
+            await s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # bound but not listening: connection refused
+            result = await sender.send(f"http://127.0.0.1:{port}/", SECRET, [EVENT])
+    assert not result.ok and not result.permanent and result.error == "ConnectError"
