@@ -207,6 +207,10 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, "127.0.0.1", port)
             (Path(workdir) / "key").write_text(key + "\n")
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
 
 
 def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], int, str]:
@@ -307,10 +311,7 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
     args = ap.parse_args()
     if args.serve_ingress_only:
-        try:
-            trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
-        except KeyboardInterrupt:
-            pass  # the parent's SIGINT: the store closed cleanly on the way out
+        trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
         return
     proc = None
     with tempfile.TemporaryDirectory(prefix="septet-bench-") as tmp:

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 App = Callable[[Request], Awaitable[Response]]
 RECEIVE_SIZE: Final = 65536
+_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,11 @@ class HttpServer:
         """Answer ``requests`` in order; False when the connection must close."""
         out: list[bytes] = []
         for i, request in enumerate(requests):
+            if out and request.method not in _SAFE:
+                # Handled one after another (RFC 9112 §9.3.2: unsafe pipelined requests are
+                # not run in parallel); answer what is done before waiting on the next commit.
+                await self._write(stream, b"".join(out))
+                out.clear()
             response = await self._call(request)
             keep = request.keep_alive and not response.close and not (
                 must_close and i == len(requests) - 1)
