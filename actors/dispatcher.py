@@ -176,19 +176,23 @@ async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: 
     out: list[PartSubmitted | PartFailed] = []
     again: list[SubmitPart] = []
     throttled = False
+    outcomes: dict[str, int] = {}
     for p, r in zip(group, results, strict=True):
         if r.ok:
             out.append(PartSubmitted(p.msg_id, p.part, p.parts, name, r.carrier_id, t))
-            _metrics.SUBMITS.labels(name, "accepted").inc()
+            outcome = "accepted"
         elif r.transient:
-            _metrics.SUBMITS.labels(name, "in_doubt" if r.in_doubt else "transient").inc()
+            outcome = "in_doubt" if r.in_doubt else "transient"
             throttled = throttled or is_throttle(r)
             avoid[(p.msg_id, p.part)] = name
             again.append(p)
         else:
-            _metrics.SUBMITS.labels(name, "permanent").inc()
+            outcome = "permanent"
             out.append(PartFailed(p.msg_id, p.part, p.parts, name, r.code or "rejected",
                                   r.error, t))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for outcome, n in outcomes.items():  # per batch: labels() costs microseconds
+        _metrics.SUBMITS.labels(name, outcome).inc(n)
     if out:
         await ctx.outbox.send(messages.encode_batch(out))
     if throttled and ctx.feedback is not None:
@@ -208,7 +212,6 @@ def _schedule_retry(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
                   for p in parts]
         ctx.nursery.start_soon(ctx.outbox.send, messages.encode_batch(failed))
         return
-    for p in parts:
-        _metrics.RETRIES.labels(avoid.get((p.msg_id, p.part), "")).inc()
+    _metrics.RETRIES.labels(avoid.get((parts[0].msg_id, parts[0].part), "")).inc(len(parts))
     ctx.nursery.start_soon(_retry_later, ctx, parts, attempt + 1, avoid)
 

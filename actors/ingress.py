@@ -32,12 +32,15 @@ _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _INDEX: Final = {c: i for i, c in enumerate(_ALPHABET)}
 
 
+_PAIRS: Final = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
+
+
 def _b32(value: int, width: int) -> str:
+    """``value`` as ``width`` (even) Crockford base32 characters, most significant first."""
     out = []
-    for _ in range(width):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    for shift in range(5 * (width - 2), -1, -10):
+        out.append(_PAIRS[(value >> shift) & 1023])
+    return "".join(out)
 
 
 def id_floor(t: float) -> str:

@@ -117,8 +117,11 @@ class _Correlator:
                 _metrics.RECEIPTS.labels(outcome).inc(value)
         if a.illegal:
             _metrics.ILLEGAL_TRANSITIONS.inc(a.illegal)
+        per_event: dict[str, int] = {}
         for e in a.events:
-            _metrics.STATUS_EVENTS.labels(e.event).inc()
+            per_event[e.event] = per_event.get(e.event, 0) + 1
+        for event, n in per_event.items():
+            _metrics.STATUS_EVENTS.labels(event).inc(n)
 
 
 async def run(

@@ -36,6 +36,9 @@ from actors.ports import PipelineStore
 
 __all__ = ["Pump", "run"]
 
+_FAST = _metrics.PUMP_RELEASED.labels("fast")
+_STORE = _metrics.PUMP_RELEASED.labels("store")
+
 
 @dataclass(slots=True)
 class Pump:
@@ -50,20 +53,23 @@ class Pump:
 
     @property
     def room(self) -> int:
-        return self.max_inflight - len(self.inflight) - len(self.ready)
+        return self.max_inflight - len(self.inflight)  # ``ready`` ids are in ``inflight`` too
 
     def offered(self, batch: list[Message], now: float) -> None:
         """Ingress committed ``batch``: take what fits now, remember the rest by key."""
+        room = self.room
+        taken = 0
         for msg in batch:
             if msg.msg_id in self.inflight:
                 continue
             due = max(msg.send_at, msg.accepted_at)
-            if self.caught_up and self.room > 0 and due <= now:
+            if self.caught_up and taken < room and due <= now:
                 self.inflight.add(msg.msg_id)
                 self.ready.append(msg)
-                _metrics.PUMP_RELEASED.labels("fast").inc()
+                taken += 1
             else:
                 self.missed(due_key(msg), due)
+        _FAST.inc(taken)
 
     def missed(self, key: bytes, due: float) -> None:
         """An entry at ``key`` was not taken: make the next read start at or before it."""
@@ -87,7 +93,7 @@ class Pump:
         for msg in found:
             self.inflight.add(msg.msg_id)
         self.ready.extend(found)
-        _metrics.PUMP_RELEASED.labels("store").inc(len(found))
+        _STORE.inc(len(found))
         self.cursor = cursor
         self.next_due = next_due
         self.caught_up = len(found) < limit

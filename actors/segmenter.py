@@ -35,8 +35,9 @@ def _reference(msg_id: str) -> int:
 
 def plan_parts(msg: Message, now: float) -> list[SubmitPart] | MessageFinished:
     """The parts of ``msg``, or the NOT_SENT outcome when the codec refuses it."""
+    ref = _reference(msg.msg_id)
     try:
-        parts = codec.split(msg.text, _policy(msg.policy, msg.max_parts), _reference(msg.msg_id))
+        parts = codec.split(msg.text, _policy(msg.policy, msg.max_parts), ref)
     except codec.SegmentLimitExceeded as exc:
         return MessageFinished(msg.msg_id, State.NOT_SENT.value, "too_many_parts",
                                f"needs {exc.parts_needed} parts, at most {exc.max_parts}", now)
@@ -46,7 +47,6 @@ def plan_parts(msg: Message, now: float) -> list[SubmitPart] | MessageFinished:
     except (codec.CodecError, ValueError) as exc:
         return MessageFinished(msg.msg_id, State.NOT_SENT.value, "encoding_failed", str(exc), now)
     n = len(parts)
-    ref = _reference(msg.msg_id)
     return [
         SubmitPart(msg.msg_id, i + 1, n, msg.to, msg.sender, p.data_coding, p.udh, p.body, ref,
                    msg.account)

@@ -60,7 +60,7 @@ class _Ctx:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def db(self, name: bytes) -> Any:
-        return self.store.db(name)
+        return self.store._dbs[name]  # hot path: skip Store.db's error handling
 
     def load(self, msg_id: bytes) -> tuple[StateRecord, _Msg] | None:
         hit = self.cache.get(msg_id)
@@ -150,7 +150,7 @@ def read_due(
     db_msg = store.db(b"messages")
     with store.read() as txn, txn.cursor(db=store.db(b"outbox")) as cur:
         if not cur.set_range(cursor):
-            return out, cursor, None
+            return out, cursor_after_end(), None
         for key in cur.iternext(keys=True, values=False):
             if key >= now_key:
                 next_due = int.from_bytes(key[:8], "big") / 1000

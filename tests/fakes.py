@@ -33,6 +33,11 @@ Outcome = Literal["accept", "deliver", "fail", "silent", "throttle", "transient"
 Script = Callable[[SubmitPart, int], Outcome]
 
 
+_THROTTLED = SubmitResult(error="throttle", code="throttled", transient=True)
+_TIMEOUT = SubmitResult(error="transient", code="timeout", transient=True, in_doubt=True)
+_REJECTED = SubmitResult(error="invalid destination", code="0x0000000B")
+
+
 def always(outcome: Outcome) -> Script:
     return lambda part, attempt: outcome
 
@@ -96,35 +101,39 @@ class ScriptedCarrier:
     async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
         self.calls += 1
         results: list[SubmitResult] = []
-        early: list[CarrierReceipt] = []
+        receipts: list[CarrierReceipt] = []
         lines = []
+        now = self.now()
+        script, attempts, submitted = self.script, self.attempts, self.submitted
         for p in parts:
             key = (p.msg_id, p.part)
-            self.attempts[key] += 1
-            outcome = self.script(p, self.attempts[key])
-            if outcome in ("throttle", "transient"):
-                in_doubt = outcome == "transient"
-                results.append(SubmitResult(error=outcome, code="throttled" if not in_doubt
-                                            else "timeout", transient=True, in_doubt=in_doubt))
+            attempts[key] += 1
+            outcome = script(p, attempts[key])
+            if outcome == "throttle" or outcome == "transient":
+                results.append(_THROTTLED if outcome == "throttle" else _TIMEOUT)
                 continue
             if outcome == "reject":
-                results.append(SubmitResult(error="invalid destination", code="0x0000000B"))
+                results.append(_REJECTED)
                 continue
-            self.submitted[key] += 1
+            submitted[key] += 1
             number = next(self._ids)
-            lines.append(f"{p.msg_id} {p.part} {number}\n")
+            if self._log is not None:
+                lines.append(f"{p.msg_id} {p.part} {number}\n")
             results.append(SubmitResult(carrier_id=f"0x{number:016X}" if self.hex_ids
                                         else str(number)))
             if outcome != "silent":
-                state, code = ("UNDELIV", "001") if outcome == "fail" else ("DELIVRD", "000")
-                receipt = CarrierReceipt(self._name, str(number), state, code, self.now())
-                copies = [receipt, receipt] if self.duplicate else [receipt]
-                (early if self.early else self._pending).extend(copies)
+                receipt = CarrierReceipt(self._name, str(number),
+                                         "UNDELIV" if outcome == "fail" else "DELIVRD",
+                                         "001" if outcome == "fail" else "000", now)
+                receipts.append(receipt)
+                if self.duplicate:
+                    receipts.append(receipt)
         if self._log is not None and lines:
             self._log.write("".join(lines))
-        if early and self._sink is not None:
-            await self._sink(early)
-        if self._pending:
+        if receipts and self.early and self._sink is not None:
+            await self._sink(receipts)
+        elif receipts:
+            self._pending.extend(receipts)
             self._kick.set()
         await trio.lowlevel.checkpoint()
         return results
