@@ -174,16 +174,19 @@ class Shaper:
     def throttled(self, connector: str, now: float) -> bool:
         """A carrier answered "throttled" on ``connector``: lower its rate.
 
-        Returns False when the answer falls in the cooldown of an earlier one. A connector
-        without a configured limit gets a temporary one from its measured rate.
+        Returns False when nothing changed: the answer fell in the cooldown of an earlier
+        one, or the connector has no limit (and ``adapt_without_limit`` is off; when on, it
+        gets a temporary limit from its measured rate).
         """
         if self._single:
             # Without a route every message is charged to "default": a throttle from any
             # connector can only be answered there (give ``route`` to adapt per connector).
             connector = "default"
-        conn = self._connectors.get(connector) or self._connector(connector)
+        conn = self._connectors.get(connector) or self._connector(connector, now)
         if conn.bucket is not None:
             return conn.bucket.throttled(now)
+        if not conn.rules.adapt_without_limit:
+            return False
         temporary = conn.install_temporary(now)
         for lane in self._lanes.values():
             if lane.conn is conn:
@@ -199,7 +202,7 @@ class Shaper:
 
     def connector_rate(self, connector: str, now: float) -> float:
         """The rate in force on ``connector`` (segments/s; inf when it has no limit)."""
-        conn = self._connectors.get(connector) or self._connector(connector)
+        conn = self._connectors.get(connector) or self._connector(connector, now)
         if conn.bucket is None:
             return NEVER
         return conn.bucket.base * conn.bucket.factor(now)
@@ -307,9 +310,9 @@ class Shaper:
         acct = self._accounts[name] = Account(name, rules)
         return acct
 
-    def _connector(self, name: str) -> Connector:
+    def _connector(self, name: str, now: float) -> Connector:
         rules = self.rules.connectors.get(name, self.rules.default_connector)
-        conn = self._connectors[name] = Connector(name, rules)
+        conn = self._connectors[name] = Connector(name, rules, now)
         return conn
 
     def _campaign(self, name: str, now: float) -> Campaign | None:
@@ -330,7 +333,7 @@ class Shaper:
     def _lane(self, row: Row, acct: Account, now: float) -> Lane:
         to, sender, campaign = row[TO], row[SENDER], row[CAMPAIGN]
         cname = "default" if self._single else self._route(to)
-        conn = self._connectors.get(cname) or self._connector(cname)
+        conn = self._connectors.get(cname) or self._connector(cname, now)
         ap = longest_prefix(to, acct.lengths, acct.prefixes) if acct.lengths else ""
         cp = longest_prefix(to, conn.lengths, conn.prefixes) if conn.lengths else ""
         key = (acct.name, sender, cname, campaign, ap, cp)

@@ -81,12 +81,17 @@ class ConnectorRules:
         per_sender: bucket per sender id on this connector.
         prefixes: buckets per destination prefix on this connector (longest match).
         adaptive: how throttle answers lower and restore ``limit``.
+        adapt_without_limit: without a ``limit``, answer throttling anyway: a temporary
+            limit at the rate measured just before, cut and recovering, then removed.
+            Off by default: "no limit" then means throttle answers are left to the
+            dispatcher's retries.
     """
 
     limit: Limit | None = None
     per_sender: Limit | None = None
     prefixes: Mapping[str, Limit] = field(default_factory=dict)
     adaptive: Adaptive = Adaptive()
+    adapt_without_limit: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 Lanes held back by a shared bucket stand in line for it (:func:`reserve`): its first in line
 is the bucket's ``holder``, owed its segments (``take_all`` makes other lanes leave them).
 
-A connector without a configured limit still answers throttling: it counts the segments it
-releases, and a throttle answer installs a temporary adaptive bucket whose base is the rate
-measured just before (cut at once, recovering by itself); once recovered, the temporary
-bucket is removed and the connector is unlimited again.
+A connector without a configured limit may still answer throttling (``adapt_without_limit``):
+it counts the segments it releases, and a throttle answer installs a temporary adaptive
+bucket whose base is the rate measured just before (cut at once, recovering by itself);
+once recovered, the temporary bucket is removed and the connector is unlimited again.
 
 Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument.
 """
@@ -17,12 +17,13 @@ import math
 from collections import deque
 from typing import Any, Final
 
-from actors._shaping_bucket import NEVER, AdaptiveBucket, TokenBucket
+from actors._shaping_bucket import AdaptiveBucket, TokenBucket
 from actors._shaping_rules import AccountRules, CampaignRules, ConnectorRules, Limit
 from actors._shaping_window import WindowGate
 
 MEASURE_EVERY: Final = 1.0  # seconds per window of a connector's measured rate
 MIN_MEASURED_RATE: Final = 1.0  # segments/s assumed when a throttle comes before any traffic
+MIN_SPAN: Final = 0.05  # seconds: the shortest window a rate is estimated over
 
 
 def longest_prefix(to: str, lengths: tuple[int, ...], table: dict[str, Limit]) -> str:
@@ -59,7 +60,7 @@ class Connector:
     __slots__ = ("name", "rules", "bucket", "temporary", "lengths", "prefixes", "released",
                  "_mark_at", "_mark_released", "_measured")
 
-    def __init__(self, name: str, rules: ConnectorRules) -> None:
+    def __init__(self, name: str, rules: ConnectorRules, now: float) -> None:
         self.name = name
         self.rules = rules
         lim = rules.limit
@@ -68,7 +69,7 @@ class Connector:
         self.prefixes = dict(rules.prefixes)
         self.lengths = _lengths(self.prefixes)
         self.released = 0.0  # segments released on this connector, ever
-        self._mark_at = -NEVER
+        self._mark_at = now  # the measuring window opens when the connector is first seen
         self._mark_released = 0.0
         self._measured = 0.0
 
@@ -76,16 +77,19 @@ class Connector:
         """Close the current measuring window if it is ``MEASURE_EVERY`` old."""
         span = now - self._mark_at
         if span >= MEASURE_EVERY:
-            if span < 2 * MEASURE_EVERY:  # a fresh window; an older one says nothing of now
-                self._measured = (self.released - self._mark_released) / span
+            self._measured = (self.released - self._mark_released) / span
             self._mark_at, self._mark_released = now, self.released
 
     def install_temporary(self, now: float) -> AdaptiveBucket:
-        """A throttle answer on an unlimited connector: a bucket at the measured rate, cut."""
-        span = now - self._mark_at
-        current = (self.released - self._mark_released) / span if span > 0.1 else 0.0
-        base = max(self._measured, current if span < 2 * MEASURE_EVERY else 0.0,
-                   MIN_MEASURED_RATE)
+        """A throttle answer on an unlimited connector: a bucket at the measured rate, cut.
+
+        The rate is the larger of the last full window's and the current window's (over at
+        least ``MIN_SPAN``): overestimating only makes the cut gentler, underestimating would
+        stall the connector.
+        """
+        span = max(now - self._mark_at, MIN_SPAN)
+        current = (self.released - self._mark_released) / span
+        base = max(self._measured, current, MIN_MEASURED_RATE)
         self.bucket = AdaptiveBucket(base, max(1.0, base / 10.0), self.rules.adaptive)
         self.bucket.throttled(now)
         self.temporary = True

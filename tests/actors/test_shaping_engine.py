@@ -324,8 +324,25 @@ def test_every_message_goes_and_no_bucket_is_exceeded(
             assert used <= 5 + sender_rate * t_end + 1e-6
 
 
+def test_throttle_on_an_unlimited_connector_is_ignored_unless_asked() -> None:
+    s = Shaper(ShapingRules())
+    assert not s.throttled("default", 0.0)
+    assert s.connector_rate("default", 0.0) == float("inf")
+
+
+def test_an_early_throttle_does_not_stall_an_unlimited_connector() -> None:
+    s = Shaper(ShapingRules(default_connector=ConnectorRules(adapt_without_limit=True)))
+    s.poll(0.0)
+    for i in range(500):  # one batch, then a throttle 10 ms later
+        s.admit(row(i, to=f"+{i}"), 0.0)
+    s.poll(0.0)
+    assert s.throttled("default", 0.01)
+    assert s.connector_rate("default", 0.01) >= 500 / 0.05 / 2  # not 0.5/s
+
+
 def test_throttle_on_an_unlimited_connector_cuts_the_measured_rate_then_lifts() -> None:
-    s = Shaper(ShapingRules())  # default Adaptive: halve, hold 5 s, +2 %/s, so 30 s to lift
+    # Default Adaptive: halve, hold 5 s, +2 %/s, so 30 s to lift.
+    s = Shaper(ShapingRules(default_connector=ConnectorRules(adapt_without_limit=True)))
     t, i = 0.0, 0
     while t < 3.0:  # 100 messages a second on an unlimited connector
         s.admit(row(i, to=f"+{i}"), t)
