@@ -122,7 +122,7 @@ def count(text: str, policy: Policy) -> Count:
     # Fast path: the text (after transliterating typographic punctuation) is Latin-1, so every
     # question is answered by bytes.translate (see codec._latin1); anything else goes general.
     mode = policy.mode
-    sent, wide = text, _NO_REPLACEMENTS
+    sent, wide, euro = text, _NO_REPLACEMENTS, False
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError as exc:
@@ -131,7 +131,7 @@ def count(text: str, policy: Policy) -> Count:
         widened = _widen(text, exc.start, mode)
         if widened is None:
             return _count_general(text, policy)
-        raw, sent, wide = widened
+        raw, sent, wide, euro = widened
     odd = raw.translate(None, _L1_BASIC)
     if not odd:
         units = len(raw)
@@ -154,6 +154,8 @@ def count(text: str, policy: Policy) -> Count:
         replacements = _REPLACEMENTS_SEEN.get(key) or _latin1_replacements(key)
         if wide:
             replacements += wide
+    if euro:
+        sent = sent.replace("\f", "€")
     units = len(raw) + n_ext
     if units <= 160:
         return _new(Count, (GSM7, units, 1, replacements, sent))
@@ -189,7 +191,9 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         widened = _widen(text, exc.start, mode)
         if widened is None:
             return _split_general(text, policy, reference)
-        raw = widened[0]
+        raw, euro = widened[0], widened[3]
+    else:
+        euro = False
     odd = raw.translate(None, _L1_BASIC)
     if not odd:
         body = raw.translate(_L1_SEPTETS)
@@ -202,6 +206,8 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         body = raw.translate(_L1_TRANSLIT_SEPTETS if _S in classes else _L1_SEPTETS)
         if _E in classes:
             body = _L1_expand_extensions(body)
+            if euro:  # ESC + form feed code stood for ESC + euro code (see _widen)
+                body = body.replace(_ESC_FORM_FEED, _ESC_EURO)
     if len(body) <= 160:
         return [_new(Part, (b"", body, 0, False))]
     return _concatenate(body, _gsm_cuts(body, _GSM_CAP[policy.ref_bits]), 0, policy, reference)
@@ -212,31 +218,41 @@ _WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
     c for c in _D.basic_chars | _D.extension_chars if ord(c) > 0xFF
 )
 _UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
+_ESC_FORM_FEED: Final = b"\x1b\n"
+_ESC_EURO: Final = b"\x1be"
 _REPLACEMENTS_SEEN: Final[dict[frozenset[int], tuple[tuple[str, str], ...]]] = {}
 
 
 def _widen(
     text: str, start: int, mode: str
-) -> tuple[bytes, str, tuple[tuple[str, str], ...]] | None:
-    """Transliterate the characters above U+00FF when every one has a replacement.
+) -> tuple[bytes, str, tuple[tuple[str, str], ...], bool] | None:
+    """Make a text with characters above U+00FF Latin-1, for the fast path, when possible.
 
     ``start`` is where the Latin-1 encoding failed. Each round replaces every occurrence of the
     failing character and encodes again (cheaper than a regex scan for the one to three kinds of
-    typographic character a text holds). Returns the Latin-1 bytes, the new text and the
-    replacements made, or None when the general path must decide.
+    such character a text holds). Typographic punctuation is transliterated (``transliterate``
+    only). The euro sign, an extension character like form feed, stands in as form feed when
+    the text has none: same septet count, same escape positions; callers swap it back.
+
+    Returns the Latin-1 bytes, the new text, the replacements made and whether euros stand in as
+    form feeds; or None when the general path must decide.
     """
-    if mode != "transliterate":
-        return None
+    translit = mode == "transliterate"
     replacements = []
+    euro = False
     while True:
         char = text[start]
-        replacement = _L1_WIDE_TRANSLIT.get(char)
-        if replacement is None:
-            return None
-        replacements.append((char, replacement))
-        text = text.replace(char, replacement)
+        if char == "€" and "\f" not in text:
+            euro = True
+            text = text.replace("€", "\f")
+        else:
+            replacement = _L1_WIDE_TRANSLIT.get(char) if translit else None
+            if replacement is None:
+                return None
+            replacements.append((char, replacement))
+            text = text.replace(char, replacement)
         try:
-            return text.encode("latin-1"), text, tuple(sorted(replacements))
+            return text.encode("latin-1"), text, tuple(sorted(replacements)), euro
         except UnicodeEncodeError as exc:
             start = exc.start
 

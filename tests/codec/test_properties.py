@@ -172,6 +172,10 @@ def _outcome(fn: Callable[..., object], *args: object) -> object:
 @example("abc´¢ ‘x’", Policy(), 1)
 @example("ação “x” {y}" * 30, Policy(), 1)
 @example("ação ¦", Policy(mode="ucs2"), 1)
+@example("x" * 152 + "€ são 10€ “já”", Policy(), 1)
+@example("10€ \f", Policy(), 1)
+@example("10€ ação", Policy(mode="ucs2"), 1)
+@example("10€ [x]" * 40, Policy(mode="gsm7-strict", max_parts=8), 1)
 def test_fast_path_agrees_with_the_general_path(text: str, policy: Policy, ref: int) -> None:
     assert _outcome(count, text, policy) == _outcome(segment._count_general, text, policy)
     assert _outcome(split, text, policy, ref) == _outcome(segment._split_general, text, policy, ref)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codec import segment
+from codec import gsm7, segment
 from codec import (
     Count,
     Part,
@@ -187,3 +187,15 @@ def test_replacement_memo_stays_bounded() -> None:
         segment._latin1_replacements(frozenset({code}))
     assert len(segment._REPLACEMENTS_SEEN) <= 4096
     assert count("ação", TRANSLIT).replacements == (("ã", "a"), ("ç", "c"))
+
+
+def test_euro_texts_take_the_fast_path_and_keep_the_euro() -> None:
+    text = "Pagamento de 10€ – obrigado"
+    counted = count(text, TRANSLIT)
+    assert counted.text == "Pagamento de 10€ - obrigado"
+    assert counted.units == len(counted.text) + 1  # € is ESC + 0x65
+    (part,) = split(text, TRANSLIT, 1)
+    assert part.body == gsm7.DEFAULT.encode(counted.text)
+    long = "a" * 152 + "€" + "b" * 10  # the escape would end part 1: it moves to part 2
+    assert [len(p.body) for p in split(long, UCS2, 1)] == [152, 12]
+    assert count("10€\f", STRICT).units == 6  # a real form feed next to a euro
