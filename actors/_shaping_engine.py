@@ -58,6 +58,7 @@ CAMPAIGN: Final = _FIELD["campaign"]
 NOT_AFTER: Final = _FIELD["not_after"]
 PARTS: Final = _FIELD["parts"]
 SEND_AT: Final = _FIELD["send_at"]
+WIDTH: Final = 2 + len(_FIELD)  # tag, version, fields
 
 SWEEP_EVERY: Final = 60.0  # seconds between sweeps of idle lanes, full buckets, old contacts
 SWEEP_LANES: Final = 20_000  # ...or as soon as this many lanes exist
@@ -75,9 +76,9 @@ def rows_from_batch(data: bytes) -> list[Row]:
         raise messages.DecodeError("not msgpack") from exc
     if not isinstance(rows, list):
         raise messages.DecodeError("a batch is a list")
+    tag, version, width = Message.TAG, Message.VERSION, WIDTH
     for i, row in enumerate(rows):
-        if not (isinstance(row, list) and row[:2] == [Message.TAG, Message.VERSION]
-                and len(row) == PARTS + 2):
+        if type(row) is not list or len(row) != width or row[0] != tag or row[1] != version:
             m = messages.from_wire(row)
             if not isinstance(m, Message):
                 raise messages.DecodeError(f"expected Message, got {type(m).__name__}")
