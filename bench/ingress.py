@@ -183,6 +183,45 @@ async def run_phase(name: str, host: str, port: int, reqs: list[bytes], batch: i
 # The server under test
 
 
+def api_cpu(batch: int, n: int = 20_000) -> float:
+    """CPU µs per message of the HTTP layer alone, in this process: parse the request bytes,
+    route, authenticate, validate, build the messages, serialise the answer. The gateway is a
+    null one (no store), so this is what the HTTP/API code itself costs."""
+    import asyncio  # noqa: F401  (keeps trio's import-time cost out of the measurement)
+
+    from gateway.accounts import Account
+    from gateway.api import create_api
+    from gateway.config import ApiConfig
+    from gateway.http._protocol import ReaderLimits, RequestReader, response_bytes
+
+    class _Null:
+        ready = True
+
+        class store:  # noqa: N801
+            @staticmethod
+            def db(name: bytes) -> bytes:
+                return name
+
+        async def accept(self, messages: Any, also: Any = None) -> None:
+            return None
+
+    api = create_api(_Null(), ApiConfig(), check_callback=lambda url: url)
+    account = Account("bench")
+    api.accounts.authenticate = lambda key: account  # type: ignore[method-assign]
+    reqs = make_requests("h", "sk_x", batch, max(1, n // batch), 1)
+
+    async def run() -> float:
+        reader = RequestReader(ReaderLimits())
+        t = time.process_time()
+        for data in reqs:
+            for req in reader.feed(data):
+                response_bytes(await api(req), date="x", keep_alive=True)
+        return (time.process_time() - t) / (len(reqs) * batch) * 1e6
+
+    trio.run(run)  # warm: number cache, regex compilation
+    return float(trio.run(run))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -306,10 +345,19 @@ def main() -> None:
                     help="ingress-only: HTTP + real store + Gateway.accept, no actors running; "
                          "none: `septet serve` without a carrier (the pipeline runs and ends "
                          "messages NOT_SENT); simulator: `septet serve` as `make serve` runs it")
+    ap.add_argument("--api-cpu", action="store_true",
+                    help="only measure the CPU cost of the HTTP/API code in-process")
     ap.add_argument("--serve-ingress-only", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
     args = ap.parse_args()
+    if args.api_cpu:
+        single, batched = api_cpu(1), api_cpu(100)
+        print(f"HTTP/API layer alone: {single:.1f} µs per single-message request, "
+              f"{batched:.1f} µs per message in batches of 100 (CPU, warm number cache)")
+        print(json.dumps({"api_single_us": round(single, 1), "api_batch_us_per_msg":
+                          round(batched, 1)}))
+        return
     if args.serve_ingress_only:
         trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
         return
