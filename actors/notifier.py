@@ -194,8 +194,11 @@ class _Delivery:
         if len(entries) >= limit:
             return 0.0
         upcoming = self._outbox.next_due_after(t)
-        # 1 ms floor: never spin on an entry the outbox does not consider due yet.
-        return math.inf if upcoming is None else max(0.001, upcoming - self._now())
+        # A postponement may land within the outbox's rounding of "now": wake for it anyway.
+        postponed = [s.at for s in settlements if s.outcome == "postpone"]
+        wake_at = min([*postponed, math.inf if upcoming is None else upcoming])
+        # 1 ms floor: never spin on an entry that is not really due yet.
+        return math.inf if wake_at == math.inf else max(0.001, wake_at - self._now())
 
     def _group(
         self, entries: list[CallbackEntry], t: float
@@ -231,7 +234,9 @@ class _Delivery:
                 breaker = self._endpoints.get(endpoint).breaker
                 if breaker.state is not BreakerState.OPEN:
                     return True  # cap reached or half-open probe running: a result will wake us
-                at = breaker.retry_at(t) + self._rand() * self._policy.jitter
+                # All at the cooldown's end: the first becomes the half-open probe, the rest
+                # wait for its outcome (blocked, no spin) instead of trickling in one by one.
+                at = breaker.retry_at(t)
                 settlements += [Settlement(e, "postpone", at=at) for e in group[i:]]
                 return False
             self._requests += 1
