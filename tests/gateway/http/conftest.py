@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from adapters.http_provider import HttpProviderConfig, parse_receipts
-from gateway._store_pipeline import PipelineStore
+from gateway.app import Gateway
 from gateway.accounts import Account, AccountBook
 from gateway.api import create_api
 from gateway.config import ApiConfig
@@ -30,11 +30,12 @@ RECEIPT_TOKEN = "receipt-token-0123456789"
 
 
 class StoreGateway:
-    """The Gateway's accept contract over the real store; can be told to be saturated."""
+    """The real ``gateway.app.Gateway`` (its actors not started, so accepted messages stay
+    ACCEPTED where the tests read them), with knobs: saturate it, or hold accepts."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._pipeline = PipelineStore(store)
+        self._real = Gateway(store, [])
         self.ready = True
         self.saturated = False
         self.accepted: list[Any] = []
@@ -45,7 +46,7 @@ class StoreGateway:
             raise Saturated(2.0)
         if self.hold is not None:
             await self.hold.wait()
-        await self._pipeline.accept(messages, also)
+        await self._real.accept(messages, also=also)
         self.accepted += messages
 
 

@@ -8,11 +8,16 @@ import io
 import json
 import re
 
+from typing import Any
+
+import httpx
 import msgpack
 import trio
 
 from actors import messages as m
-from gateway.api import ROUTES
+from gateway.accounts import Account, AccountBook
+from gateway.api import ROUTES, create_api
+from gateway.config import ApiConfig
 from tests.gateway.http.conftest import Served
 
 OK = {"to": "+351912345678", "from": "Septet", "text": "Olá"}
@@ -283,3 +288,43 @@ async def test_receipts_route_authenticates_parses_and_hands_over(served: Served
     assert no_token.status_code == wrong.status_code == 401
     assert unknown.status_code == 404 and garbage.status_code == 400
     assert down.status_code == 503
+
+
+async def test_real_gateway_saturation_answers_503_and_stores_nothing(tmp_path: Any) -> None:
+    from gateway.app import CoreSettings, Gateway
+    from gateway.http import HttpServer, ServerLimits
+    from gateway.store import open_store
+    from tests.gateway.http.conftest import _allow_all
+
+    async with open_store(tmp_path / "db", sync=False) as store, trio.open_nursery() as n:
+        gateway = Gateway(store, [], CoreSettings(max_outbox=2))  # actors not started
+        api = create_api(gateway, ApiConfig(), check_callback=_allow_all)
+        key = await AccountBook(store).create(Account("shop"))
+        port = await n.start(HttpServer(api, ServerLimits()).serve, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                     headers={"authorization": f"Bearer {key}"}) as c:
+            first = await c.post("/v1/messages", json={"messages": [OK, OK]})
+            refused = await c.post("/v1/messages", json=OK)
+        assert first.status_code == 202
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["type"] == "urn:septet:problem:saturated"
+        assert store.entries(b"messages") == 2
+        n.cancel_scope.cancel()
+
+
+async def test_idempotency_records_expire_after_the_ttl(tmp_path: Any) -> None:
+    from gateway.idempotency import IdempotencyBook, Stored, request_hash
+    from gateway.store import open_store
+
+    clock = [1000.0]
+    async with open_store(tmp_path / "db", sync=False) as store:
+        book = IdempotencyBook(store, ttl_seconds=72 * 3600, now=lambda: clock[0])
+        digest = request_hash("POST", "/v1/messages", b"{}")
+        assert book.begin("a", "k", digest) is None
+        await book.finish("a", "k", digest, Stored(202, "application/json", b"{}"))
+        clock[0] += 72 * 3600 - 1
+        assert book.begin("a", "k", digest) == Stored(202, "application/json", b"{}")
+        assert await book.purge() == 0
+        clock[0] += 2
+        assert await book.purge() == 1
+        assert book.begin("a", "k", request_hash("POST", "/v1/messages", b"[]")) is None
