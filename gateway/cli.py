@@ -232,7 +232,10 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 _announce(h.host, port, config.dev.account, key)
                 task_status.started(port)
                 await _until_signal()
-                logger.info("shutting down: no new connections; draining the pipeline")
+                logger.info("shutting down: finishing requests in progress, then the pipeline")
+                server.drain(grace=h.request_timeout)
+                with trio.move_on_after(h.request_timeout + 1.0):
+                    await server.stopped.wait()
                 nursery.cancel_scope.cancel()
 
 

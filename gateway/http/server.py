@@ -108,6 +108,11 @@ class HttpServer:
         self.refused_connections = 0
         self.refused_requests = 0
         self.timeouts = 0
+        self.draining = False
+        self.stopped = trio.Event()  # set when serve() has returned after drain()
+        self._accept_scope: trio.CancelScope | None = None
+        self._connections_scope: trio.CancelScope | None = None
+        self._idle: set[trio.CancelScope] = set()
 
     def statistics(self) -> dict[str, int]:
         return {"connections": self.connections, "in_flight": self.in_flight,
@@ -127,11 +132,28 @@ class HttpServer:
         await sock.bind((host, port))
         sock.listen(backlog)
         listener = trio.SocketListener(sock)
-        async with listener, trio.open_nursery() as nursery:
-            task_status.started(sock.getsockname()[1])
-            while True:
-                stream = await listener.accept()
-                nursery.start_soon(self._connection, stream)
+        async with trio.open_nursery() as nursery:
+            self._connections_scope = nursery.cancel_scope
+            async with listener:
+                task_status.started(sock.getsockname()[1])
+                with trio.CancelScope() as self._accept_scope:
+                    while True:
+                        stream = await listener.accept()
+                        nursery.start_soon(self._connection, stream)
+            # Draining: the listener is closed; connections finish what they are answering.
+        self.stopped.set()
+
+    def drain(self, grace: float) -> None:
+        """Graceful stop: accept no more connections, answer the requests being handled
+        (with ``Connection: close``), close idle connections, and end ``serve`` once all are
+        closed or after ``grace`` seconds."""
+        self.draining = True
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        if self._connections_scope is not None:
+            self._connections_scope.deadline = trio.current_time() + grace
+        for scope in list(self._idle):
+            scope.cancel()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
@@ -150,6 +172,7 @@ class HttpServer:
                 scope.shield = True
                 await stream.aclose()
 
+
     async def _refuse(self, stream: trio.SocketStream, detail: str) -> None:
         resp = problem_response(503, "Service Unavailable", detail,
                                 retry_after=self._limits.retry_after, close=True)
@@ -166,8 +189,15 @@ class HttpServer:
                 deadline, why = started + lim.request_timeout, "request"
             else:
                 deadline, why = now + lim.idle_timeout, "idle"
-            with trio.CancelScope(deadline=deadline):
-                data = await stream.receive_some(RECEIVE_SIZE)
+            with trio.CancelScope(deadline=deadline) as scope:
+                if self.draining and not reader.in_progress:
+                    return
+                if not reader.in_progress:
+                    self._idle.add(scope)  # drain() may close it at once
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                finally:
+                    self._idle.discard(scope)
                 if not data:
                     return
                 was_in_progress = reader.in_progress
@@ -184,9 +214,14 @@ class HttpServer:
                     reader.expect_continue = False
                     if reader.in_progress:
                         await stream.send_all(CONTINUE)
-                if requests and not await self._answer(stream, requests, reader.must_close):
-                    return
+                if requests:
+                    if not await self._answer(stream, requests, reader.must_close):
+                        return
+                    # a request begun behind these must not be charged for their handling
+                    started = max(started, trio.current_time())
                 continue
+            if self.draining and not reader.in_progress:
+                return
             # The deadline passed with nothing (or too little) received.
             if why == "request":
                 self.timeouts += 1
@@ -207,7 +242,7 @@ class HttpServer:
                 await self._write(stream, b"".join(out))
                 out.clear()
             response = await self._call(request)
-            keep = request.keep_alive and not response.close and not (
+            keep = request.keep_alive and not response.close and not self.draining and not (
                 must_close and i == len(requests) - 1)
             if response.stream is not None:
                 if out:

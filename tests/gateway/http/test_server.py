@@ -272,3 +272,25 @@ def test_server_limits_mirror_http_config() -> None:
     assert HttpConfig().backlog >= 1024
 
 
+
+
+async def test_drain_finishes_requests_in_progress_and_closes_idle_ones() -> None:
+    app = App()
+    server = HttpServer(app, ServerLimits())
+    async with trio.open_nursery() as n:
+        port = await n.start(server.serve, "127.0.0.1", 0)
+        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        busy = await trio.open_tcp_stream("127.0.0.1", port)
+        await busy.send_all(b"GET /slow HTTP/1.1\r\n\r\n")
+        with trio.fail_after(2):
+            while app.calls == 0:
+                await trio.sleep(0.01)
+        server.drain(grace=5)
+        assert await _read_all(idle) == b""  # idle: closed at once
+        app.release.set()
+        answer = await _read_all(busy)  # busy: answered, then closed
+        assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer
+        with trio.fail_after(2):
+            await server.stopped.wait()
+        with pytest.raises(OSError):
+            await trio.open_tcp_stream("127.0.0.1", port)  # no longer listening
