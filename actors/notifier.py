@@ -255,6 +255,7 @@ class _Delivery:
         self._endpoints.release(endpoint, ok=result.ok or result.permanent, now=t)
         self._requests -= 1
         self.stats.in_flight -= 1
+        self._wake.set()  # a slot is free; its entries stay in _in_flight until settled
         if not result.ok:
             logger.warning("callback to %s failed: %s", endpoint, result.error or result.status)
         decided = [

@@ -25,6 +25,7 @@ which callers replace in tests. Imports nothing of ours.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import unicodedata
@@ -203,6 +204,13 @@ def parse_callback_url(url: str) -> ParsedUrl:
     return ParsedUrl(scheme, host, port, _rebuild(split, scheme, host, port), address)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(url: str) -> ParsedUrl:
+    """:func:`parse_callback_url` memoised for the send path (pure, so safe to cache;
+    refusals are not cached since exceptions are not)."""
+    return parse_callback_url(url)
+
+
 def _rebuild(split: SplitResult, scheme: str, host: str, port: int) -> str:
     userinfo = split.netloc.rpartition("@")[0]
     literal = f"[{host}]" if ":" in host else host
@@ -339,7 +347,7 @@ async def resolve_callback_url(
     Raises:
         CallbackUrlRefused: as :func:`check_callback_url`.
     """
-    parsed = parse_callback_url(url)
+    parsed = _parse_cached(url)
     if parsed.address is not None:
         answers: Sequence[str] = [str(parsed.address)]
     else:
