@@ -43,13 +43,14 @@ logger = logging.getLogger("septet")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``septet``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "simulator":
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulator"]:  # its own options, --help included, go to it untouched
         from adapters.simulator import main as simulator_main
 
-        return int(simulator_main(args.rest))
-    if args.command == "bench":
-        return _bench(args.name, args.rest)
+        return int(simulator_main(argv[1:]))
+    if argv[:1] == ["bench"] and len(argv) > 1:
+        return _bench(argv[1], argv[2:])
+    args = _parser().parse_args(argv)
     try:
         config = cfg.load(args.config)
     except ConfigError as exc:
@@ -61,15 +62,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        trio.run(partial(serve, config, key_file=args.print_key_file))
-        return 0
+        failed = False
+        try:
+            trio.run(partial(serve, config, key_file=args.print_key_file))
+        except* OSError as group:  # e.g. the port is taken: say so without a traceback
+            failed = True
+            for exc in _leaves(group):
+                print(f"septet: cannot serve on {config.http.host}:{config.http.port}: {exc}",
+                      file=sys.stderr)
+        return 1 if failed else 0
     status = 1
     try:
         status = trio.run(_accounts, config, args)
     except* AccountError as group:  # raised inside the store's nursery
-        for exc in group.exceptions:
+        for exc in _leaves(group):
             print(f"septet: {exc}", file=sys.stderr)
     return status
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for exc in group.exceptions for leaf in _leaves(exc)]
+    return [group]
 
 
 def _parser() -> argparse.ArgumentParser:
