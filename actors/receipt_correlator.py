@@ -180,8 +180,9 @@ async def _replay_inbox(corr: _Correlator) -> None:
 async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: float,
                   tick: float) -> None:
     last_sweep = corr.now()
+    sweep_every = min(orphan_ttl, 60.0)
     while True:
-        await trio.sleep(tick)
+        await trio.sleep(tick if receipt_timeout is not None else sweep_every)
         t = corr.now()
         if receipt_timeout is not None:
             due = corr.store.timeouts_due(t, MAX_BATCH)
@@ -190,7 +191,7 @@ async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: 
                 _metrics.RECEIPT_TIMEOUTS.inc(len(due))
                 await corr.apply([MessageFinished(i, State.NOT_DELIVERED.value, "receipt_timeout",
                                                   "no final receipt in time", t) for i in due])
-        if t - last_sweep >= min(orphan_ttl, 60.0):
+        if t - last_sweep >= sweep_every:
             last_sweep = t
             async with corr.lock:
                 corr.stats.orphans_expired += await corr.store.expire_orphans(t - orphan_ttl,

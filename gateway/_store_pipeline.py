@@ -63,13 +63,13 @@ class _Ctx:
         return self.store._dbs[name]  # hot path: skip Store.db's error handling
 
     def load(self, msg_id: bytes) -> tuple[StateRecord, _Msg] | None:
+        """The state record and (lazily decoded) message fields of ``msg_id``, cached."""
         hit = self.cache.get(msg_id)
         if hit is None:
             raw = self.txn.get(msg_id, db=self.db(b"state"))
-            body = self.txn.get(msg_id, db=self.db(b"messages"))
-            if raw is None or body is None:
+            if raw is None:
                 return None
-            hit = (StateRecord.unpack(raw), _Msg(msgpack.unpackb(body, raw=False)))
+            hit = (StateRecord.unpack(raw), _Msg(self.txn, self.db(b"messages"), msg_id))
             self.cache[msg_id] = hit
         return hit
 
@@ -82,20 +82,34 @@ class _Ctx:
 
 
 class _Msg:
-    """The fields of a stored Message the correlator needs, read off its wire row (no
-    dataclass built: this runs for every outcome and receipt)."""
+    """The fields of a stored Message the correlator needs, read off its wire row when first
+    asked for (no dataclass built: this runs for every outcome and receipt)."""
 
-    __slots__ = ("msg_id", "account", "to", "campaign", "client_ref", "callback_url")
+    __slots__ = ("_txn", "_db", "_key", "_row")
 
-    def __init__(self, row: list[Any]) -> None:
-        # [tag, version, msg_id, account, to, sender, text, policy, accepted_at, campaign,
-        #  client_ref, callback_url, ...] (actors.messages.Message field order)
-        if row[0] != m.Message.TAG or row[1] != m.Message.VERSION:
-            msg = m.from_wire(row)
-            assert isinstance(msg, m.Message)
-            row = m.to_wire(msg)
-        self.msg_id, self.account, self.to = row[2], row[3], row[4]
-        self.campaign, self.client_ref, self.callback_url = row[9], row[10], row[11]
+    def __init__(self, txn: Any, db: Any, key: bytes) -> None:
+        self._txn, self._db, self._key = txn, db, key
+        self._row: list[Any] | None = None
+
+    def _get(self, i: int) -> Any:
+        row = self._row
+        if row is None:
+            body = self._txn.get(self._key, db=self._db)
+            row = msgpack.unpackb(body, raw=False) if body is not None else [0, 0, "", "", ""]
+            # [tag, version, msg_id, account, to, sender, text, policy, accepted_at, campaign,
+            #  client_ref, callback_url, ...] (actors.messages.Message field order)
+            if body is not None and (row[0] != m.Message.TAG or row[1] != m.Message.VERSION):
+                row = m.to_wire(m.from_wire(row))
+            row += [""] * (12 - len(row))
+            self._row = row
+        return row[i]
+
+    msg_id = property(lambda self: self._get(2))
+    account = property(lambda self: self._get(3))
+    to = property(lambda self: self._get(4))
+    campaign = property(lambda self: self._get(9))
+    client_ref = property(lambda self: self._get(10))
+    callback_url = property(lambda self: self._get(11))
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -108,6 +122,7 @@ def op_accept(
     db_msg, db_state, db_out, db_hist = (store.db(n) for n in
                                          (b"messages", b"state", b"outbox", b"history"))
     campaigns: dict[str, int] = {}
+    parts: dict[str, int] = {}
     for msg in batch:
         key = msg.msg_id.encode()
         if not txn.put(key, m.encode(msg), db=db_msg, overwrite=False):
@@ -119,8 +134,10 @@ def op_accept(
         txn.put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
         if msg.campaign:
             campaigns[msg.campaign] = campaigns.get(msg.campaign, 0) + 1
+            parts[msg.campaign] = parts.get(msg.campaign, 0) + max(1, msg.parts)
     for campaign, n in campaigns.items():
         _count(txn, store, campaign, "accepted", n)
+        _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
     if also is not None:
         also(txn)
 
@@ -386,6 +403,9 @@ def _event(
     if msg.campaign:
         ck = (msg.campaign, event)
         ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
+        if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
+            ck = (msg.campaign, f"SMS_NOT_SENT:{code}")
+            ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
     ctx.out.events.append(m.StatusEvent(
         msg.msg_id, msg.account, event, rec.seq, ctx.now, carrier_id, msg.campaign,
         len(rec.parts), code, reason, msg.client_ref, msg.callback_url))

@@ -228,6 +228,7 @@ async def _writer(
     *,
     max_batch: int,
     max_wait: float,
+    threaded: bool,
 ) -> None:
     async with recv:
         async for first in recv:
@@ -244,15 +245,20 @@ async def _writer(
                         break
                 except trio.EndOfChannel:
                     break
-            await _commit(env, batch, stats)
+            await _commit(env, batch, stats, threaded)
 
 
-async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: WriterStats) -> None:
+async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: WriterStats,
+                  threaded: bool) -> None:
     while True:
         for req in batch:
             req.result, req.error = None, None
         try:
-            await trio.to_thread.run_sync(_run_batch, env, batch)
+            if threaded:
+                await trio.to_thread.run_sync(_run_batch, env, batch)
+            else:  # tests under MockClock: a thread would let autojump move virtual time
+                _run_batch(env, batch)
+                await trio.lowlevel.checkpoint()
         except lmdb.MapFullError:
             size = env.info()["map_size"]
             if size * 2 > MAX_MAP_SIZE:
@@ -321,6 +327,7 @@ async def open_store(
     max_batch: int = 4096,
     max_wait: float = 0.002,
     max_queue: int = 10_000,
+    threaded: bool = True,
 ) -> AsyncIterator[Store]:
     """Open the store and run its writer for the duration of the ``async with``.
 
@@ -332,6 +339,9 @@ async def open_store(
         max_batch: most ops in one transaction.
         max_wait: longest the writer gathers a batch after the first request (seconds).
         max_queue: bound of the request queue; ``write`` waits when it is full.
+        threaded: run transactions in a worker thread (the default). ``False`` runs them on
+            the event loop: only for tests under trio's MockClock, where a task waiting on a
+            thread counts as blocked and autojump would move virtual time meanwhile.
     """
     env, dbs = open_env(path, sync=sync, metasync=metasync, map_size=map_size, extra_dbs=extra_dbs)
     send, recv = trio.open_memory_channel[_Request[Any]](max_queue)
@@ -339,7 +349,8 @@ async def open_store(
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
-                lambda: _writer(env, recv, store.stats, max_batch=max_batch, max_wait=max_wait)
+                lambda: _writer(env, recv, store.stats, max_batch=max_batch, max_wait=max_wait,
+                                threaded=threaded)
             )
             try:
                 yield store

@@ -56,9 +56,7 @@ class Harness:
 
 async def test_future_messages_wait_in_the_store_until_due(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False) as store, trio.open_nursery() as n:
-        # Stored before the pump starts: with a future due time pending, autojump would let
-        # virtual time leap while a store write waits on its thread.
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
         pstore = PipelineStore(store)
         t0 = trio.current_time()
         later = _msgs(3, t0, send_at=t0 + 50)
@@ -76,7 +74,7 @@ async def test_future_messages_wait_in_the_store_until_due(
 
 async def test_window_bounds_what_is_handed_on_and_releases_refill_it(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False) as store, trio.open_nursery() as n:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
         h = Harness(PipelineStore(store), 10)
         await h.start(n)
         msgs = _msgs(25, trio.current_time())
@@ -94,7 +92,7 @@ async def test_window_bounds_what_is_handed_on_and_releases_refill_it(
 
 async def test_a_restarted_pump_reads_what_waits_in_the_store(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False) as store, trio.open_nursery() as n:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
         pstore = PipelineStore(store)
         msgs = _msgs(9, trio.current_time())
         await pstore.accept(msgs)  # stored before any pump ran (as after a restart)
@@ -110,7 +108,7 @@ async def test_a_restarted_pump_reads_what_waits_in_the_store(
 
 async def test_closing_wake_stops_the_pump_and_closes_its_outbox(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False) as store:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store:
         h = Harness(PipelineStore(store), 100)
         with trio.fail_after(5):
             async with trio.open_nursery() as n:
