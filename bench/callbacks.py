@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Final
 
 import trio
@@ -146,8 +147,7 @@ async def _serve_forever_reporting(port_file: str) -> None:
     receiver = Receiver(record=False)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_receiver, receiver)
-        with open(port_file, "w") as f:
-            f.write(str(port))
+        await trio.Path(port_file).write_text(str(port))
         stdin = trio.lowlevel.FdStream(os.dup(0))
         while True:
             line = await stdin.receive_some(100)
@@ -213,9 +213,9 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, "-m", "bench.callbacks", "--serve", port_file],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            while not os.path.exists(port_file) or not open(port_file).read():
+            while not os.path.exists(port_file) or not Path(port_file).read_text():
                 time.sleep(0.05)
-            port = int(open(port_file).read())
+            port = int(Path(port_file).read_text())
 
             def ask() -> dict[str, int]:
                 assert proc.stdin and proc.stdout

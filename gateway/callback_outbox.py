@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import lmdb
 import msgpack
@@ -73,7 +73,16 @@ def _split_ek(ek: bytes) -> tuple[str, int]:
 
 
 def _pack(*fields: Any) -> bytes:
-    return msgpack.packb(list(fields), use_bin_type=True)
+    return cast(bytes, msgpack.packb(list(fields), use_bin_type=True))
+
+
+def _key(cursor: lmdb.Cursor) -> bytes:
+    """The cursor's key. Transactions here are opened without ``buffers``, so it is bytes."""
+    return cast(bytes, cursor.key())
+
+
+def _keys(cursor: lmdb.Cursor) -> Iterator[bytes]:
+    return cast(Iterator[bytes], cursor.iternext(values=False))
 
 
 def _event(wire: list[Any]) -> StatusEvent:
@@ -166,12 +175,12 @@ class CallbackOutbox:
         """Schedule the message's lowest waiting event, unless one is scheduled already."""
         prefix = msg_id.encode() + b"\x00"
         cursor = txn.cursor(db=self._pending)
-        if not cursor.set_range(prefix) or not cursor.key().startswith(prefix):
+        if not cursor.set_range(prefix) or not _key(cursor).startswith(prefix):
             return
         row = msgpack.unpackb(cursor.value())
         if row[0] != WAITING:
             return
-        ek, due_ms = cursor.key(), ms(now)
+        ek, due_ms = _key(cursor), ms(now)
         txn.put(ek, _pack(due_ms, 0, now, "", row[4]), db=self._pending)
         txn.put(u64(due_ms) + ek, b"", db=self._due)
 
@@ -180,7 +189,7 @@ class CallbackOutbox:
         cursor = txn.cursor(db=self._pending)
         seqs: list[int] = []
         if cursor.set_range(prefix):
-            for key in cursor.iternext(values=False):
+            for key in _keys(cursor):
                 if not key.startswith(prefix):
                     break
                 seqs.append(int.from_bytes(key[-4:], "big"))
@@ -196,7 +205,7 @@ class CallbackOutbox:
             cursor = txn.cursor(db=self._due)
             if not cursor.first():
                 return out
-            for key in cursor.iternext(values=False):
+            for key in _keys(cursor):
                 if key >= end or len(out) >= limit:
                     break
                 if key in skip:
@@ -214,7 +223,7 @@ class CallbackOutbox:
             cursor = txn.cursor(db=self._due)
             if not cursor.set_range(u64(_now_ms(now) + 1)):
                 return None
-            return int.from_bytes(cursor.key()[:8], "big") / 1000
+            return int.from_bytes(_key(cursor)[:8], "big") / 1000
 
     def pending_count(self) -> int:
         """Callbacks not yet delivered or dead (scheduled and waiting)."""
@@ -228,7 +237,7 @@ def _dead_rows(txn: lmdb.Transaction, db: Any, account: str) -> Iterator[tuple[b
     prefix = account.encode() + b"\x00"
     cursor = txn.cursor(db=db)
     if cursor.set_range(prefix):
-        for key, value in cursor.iternext():
+        for key, value in cast(Iterator[tuple[bytes, bytes]], cursor.iternext()):
             if not key.startswith(prefix):
                 return
             yield key, value
@@ -306,7 +315,7 @@ async def prune_done(store: Store, *, before_msg_id: str) -> int:
         cursor = txn.cursor(db=store.db(DONE))
         removed = 0
         limit = before_msg_id.encode()
-        while cursor.first() and cursor.key() < limit:
+        while cursor.first() and _key(cursor) < limit:
             cursor.delete()
             removed += 1
         return removed

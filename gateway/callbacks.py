@@ -259,7 +259,7 @@ class _Connection:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            self.h11.receive_data(await self.stream.receive_some(65536))
+            self.h11.receive_data(bytes(await self.stream.receive_some(65536)))
 
     def reusable(self) -> bool:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
@@ -330,9 +330,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         target = request.url.raw_path
         headers = [(k.encode(), v.encode()) for k, v in request.headers.items()]
         out = conn.h11.send(h11.Request(method=request.method, target=target, headers=headers))
-        out += conn.h11.send(h11.Data(data=request.content))  # type: ignore[operator]
-        out += conn.h11.send(h11.EndOfMessage())  # type: ignore[operator]
-        await conn.stream.send_all(out)  # type: ignore[arg-type]
+        out += conn.h11.send(h11.Data(data=request.content))
+        out += conn.h11.send(h11.EndOfMessage())
+        await conn.stream.send_all(out)
         response = await conn.next_event()
         while isinstance(response, h11.InformationalResponse):
             response = await conn.next_event()

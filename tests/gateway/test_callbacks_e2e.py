@@ -150,8 +150,10 @@ async def test_kill_9_with_callbacks_pending_loses_none(tmp_path: Path) -> None:
         port = await nursery.start(serve_receiver, phase1)
         url = f"http://127.0.0.1:{port}/hook"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        child = subprocess.Popen([sys.executable, str(script), str(tmp_path / "db"), url, str(n_messages)],
-                                 stdout=subprocess.PIPE, env=env, text=True)
+        # Popen (not trio.run_process): the test needs the pid to SIGKILL mid-run.
+        child = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, str(script), str(tmp_path / "db"), url, str(n_messages)],
+            stdout=subprocess.PIPE, env=env, text=True)
         try:
             line = await trio.to_thread.run_sync(child.stdout.readline)  # type: ignore[union-attr]
             assert line.split() == ["enqueued", str(2 * n_messages)]
