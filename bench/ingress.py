@@ -222,6 +222,44 @@ def api_cpu(batch: int, n: int = 20_000) -> float:
     return float(trio.run(run))
 
 
+async def inprocess(batch: int, concurrency: int, total: int = 20_000) -> tuple[float, float]:
+    """HTTP/API code + real Gateway.accept + real store (sync=True), no sockets: CPU µs per
+    message and messages/s, with ``concurrency`` requests in flight (they share commits)."""
+    import resource
+
+    from gateway.accounts import Account
+    from gateway.api import create_api
+    from gateway.app import Gateway
+    from gateway.config import ApiConfig
+    from gateway.http._protocol import ReaderLimits, RequestReader, response_bytes
+    from gateway.store import open_store
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    with tempfile.TemporaryDirectory(prefix="septet-bench-") as tmp:
+        async with open_store(Path(tmp) / "db", sync=True) as store:
+            api = create_api(Gateway(store, []), ApiConfig(), check_callback=lambda url: url)
+            account = Account("bench")
+            api.accounts.authenticate = lambda key: account  # type: ignore[method-assign]
+            reader = RequestReader(ReaderLimits())
+            parsed = [r for d in make_requests("h", "k", batch, total // batch, 7)
+                      for r in reader.feed(d)]
+
+            async def worker(items: list[Any]) -> None:
+                for req in items:
+                    response_bytes(await api(req), date="x", keep_alive=True)
+
+            t, wall = cpu(), time.perf_counter()
+            async with trio.open_nursery() as nursery:
+                for k in range(concurrency):
+                    nursery.start_soon(worker, parsed[k::concurrency])
+            used, wall = cpu() - t, time.perf_counter() - wall
+    n = len(parsed) * batch
+    return used / n * 1e6, n / wall
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -355,8 +393,15 @@ def main() -> None:
         single, batched = api_cpu(1), api_cpu(100)
         print(f"HTTP/API layer alone: {single:.1f} µs per single-message request, "
               f"{batched:.1f} µs per message in batches of 100 (CPU, warm number cache)")
-        print(json.dumps({"api_single_us": round(single, 1), "api_batch_us_per_msg":
-                          round(batched, 1)}))
+        figures: dict[str, float] = {"api_single_us": round(single, 1),
+                                     "api_batch_us_per_msg": round(batched, 1)}
+        for batch, conc in ((1, 1), (1, 64), (100, 8)):
+            us, rate = trio.run(inprocess, batch, conc)
+            print(f"API + Gateway.accept + store(sync=True), no sockets, batch {batch}, "
+                  f"{conc} in flight: {us:.1f} µs CPU/msg, {rate:.0f} msgs/s")
+            figures[f"inproc_b{batch}_c{conc}_us_per_msg"] = round(us, 1)
+            figures[f"inproc_b{batch}_c{conc}_msgs_per_s"] = round(rate)
+        print(json.dumps(figures))
         return
     if args.serve_ingress_only:
         trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
