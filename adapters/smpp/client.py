@@ -391,7 +391,9 @@ class SmppCarrier:
             wake = session.next_deadline()
             if pending:
                 wake = min(wake, pending[0].deadline)
-                if self._paused_until > trio.current_time():
+                if session.can_submit:
+                    # Room in the window but parts still queued: only a throttle pause holds
+                    # them. Wake when it ends (at once if it ended while we were busy).
                     wake = min(wake, self._paused_until)
             await link.bell.wait_until(wake)
             now = trio.current_time()
