@@ -58,6 +58,8 @@ class RetryPolicy:
         batch_size: events per request; 1 sends one JSON object, more sends a JSON array.
         scan_limit: outbox entries read per scheduling pass.
         drain_timeout: after the inbox closes, keep delivering what is due for this long.
+        poll_interval: look at the outbox at least this often even when nothing is due, so
+            entries written by someone else (a dead-letter replay, another worker) are seen.
     """
 
     initial_delay: float = 2.0
@@ -74,6 +76,7 @@ class RetryPolicy:
     batch_size: int = 1
     scan_limit: int = 2000
     drain_timeout: float = 5.0
+    poll_interval: float = 1.0
 
     def __post_init__(self) -> None:
         if self.initial_delay <= 0 or self.factor < 1 or self.max_delay < self.initial_delay:

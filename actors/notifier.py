@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import trio
 
+from actors import _metrics
 from actors.callbacks_policy import BreakerState, Endpoints, RetryPolicy, endpoint_of
 from actors.messages import StatusEvent, decode_batch_of
 from actors.ports import (
@@ -166,7 +167,7 @@ class _Delivery:
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                wait = await self._schedule(nursery)
+                wait = min(await self._schedule(nursery), self._policy.poll_interval)
                 with trio.move_on_after(wait):
                     await self._wake.wait()
 
@@ -255,6 +256,7 @@ class _Delivery:
         self._endpoints.release(endpoint, ok=result.ok or result.permanent, now=t)
         self._requests -= 1
         self.stats.in_flight -= 1
+        _count_request(result.ok, chunk, t)
         self._wake.set()  # a slot is free; its entries stay in _in_flight until settled
         if not result.ok:
             logger.warning("callback to %s failed: %s", endpoint, result.error or result.status)
@@ -295,3 +297,13 @@ class _Delivery:
                     logger.warning("callback dead-lettered: %s", s.error, extra={"msg_id": s.entry.event.msg_id})
                 case "dropped":
                     self.stats.dropped += 1
+
+
+def _count_request(ok: bool, chunk: Sequence[CallbackEntry], t: float) -> None:
+    """Prometheus: one callback request, its events, and (when answered 2xx) their lag."""
+    result = "ok" if ok else "failed"
+    _metrics.CALLBACK_REQUESTS.labels(result).inc()
+    _metrics.CALLBACK_EVENTS.labels(result).inc(len(chunk))
+    if ok:
+        for e in chunk:
+            _metrics.CALLBACK_LAG.observe(max(0.0, t - e.event.at))

@@ -28,6 +28,7 @@ those of messages older than a cut-off id (ids are time-ordered).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection, Container, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -275,15 +276,17 @@ async def replay_dead_letters(
     account: str,
     ids: Collection[str] | Literal["all"],
     *,
-    now: float,
+    now: float | None = None,
 ) -> int:
     """Put dead letters of ``account`` back into the outbox (one write); returns how many.
 
     A replayed callback starts a fresh retry window. If a later status of the same message is
     still pending, the replayed one waits for it (replay is an explicit operator action, so an
     older status may then arrive after a newer one; receivers order by ``sequence``).
-    Unknown ids are ignored. The running notifier picks replayed entries up on its next pass.
+    Unknown ids are ignored. The running notifier picks replayed entries up within its
+    ``poll_interval``. ``now`` defaults to the wall clock.
     """
+    at = time.time() if now is None else now
     outbox = CallbackOutbox(store)
     wanted = None if ids == "all" else set(ids)
 
@@ -298,7 +301,7 @@ async def replay_dead_letters(
             event = _event(msgpack.unpackb(value)[3])
             if txn.get(event_key(event.msg_id, event.seq), db=store.db(PENDING)) is None:
                 pending = outbox._pending_seqs(txn, event.msg_id)
-                outbox._put(txn, event, schedule=not pending, now=now)
+                outbox._put(txn, event, schedule=not pending, now=at)
         return len(rows)
 
     return await store.write(op)
