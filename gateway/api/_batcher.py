@@ -66,6 +66,13 @@ class AcceptBatcher:
                 return
         else:
             self._busy = True
+            if len(self._pending) == 1:
+                # Alone: nobody else's messages ride on this accept, so no shield is needed;
+                # whoever arrives meanwhile waits in _pending and is handed the lead after.
+                await self._lead()
+                if waiter.error is not None:
+                    raise waiter.error
+                return
         with trio.CancelScope(shield=True):
             await self._lead()
         if waiter.error is not None:

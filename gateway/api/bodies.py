@@ -109,9 +109,10 @@ def decode_json(body: bytes) -> Any:
     if text.startswith("\ufeff"):
         raise bad_body("a byte order mark is not allowed")
     try:
-        value, end = _DECODER.raw_decode(text.strip(" \t\r\n"))
-        if end != len(text.strip(" \t\r\n")):
-            raise json.JSONDecodeError("extra data after the document", text, end)
+        stripped = text.strip(" \t\r\n")
+        value, end = _DECODER.raw_decode(stripped)
+        if end != len(stripped):
+            raise json.JSONDecodeError("extra data after the document", stripped, end)
     except _Duplicate as dup:
         raise bad_body(f"duplicate key {dup.key!r} in an object", dup.key) from None
     except json.JSONDecodeError as exc:
@@ -167,8 +168,11 @@ def decode_msgpack(body: bytes) -> Any:
         raise bad_body(f"invalid msgpack: {str(exc)[:100]}") from None
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(value: Any, fmt: str) -> bytes:
     """Answer body in the request's format."""
     if fmt == MSGPACK:
         return msgpack.packb(value, use_bin_type=True)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()

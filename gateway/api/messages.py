@@ -98,8 +98,9 @@ class MessageRoutes:
                       idem_key: tuple[str, bytes] | None) -> Response:
         value, fmt = bodies.decode(request.body, request.header("content-type"))
         items, defaults, batch = self._items(value)
+        urls = collect_callback_urls(items, defaults)
         ctx = Context(account, self._numbers, self._now(), self._new_id,
-                      await self._callbacks(collect_callback_urls(items, defaults)))
+                      await self._callbacks(urls) if urls else _NO_CALLBACKS)
         built, results, errors = [], [], []
         for i, item in enumerate(items):
             path = f"messages[{i}]" if batch else ""
@@ -251,6 +252,7 @@ class MessageRoutes:
             await trio.lowlevel.checkpoint()
 
 
+_NO_CALLBACKS: Final[dict[str, Any]] = {}
 _DEFAULTABLE: Final = frozenset({"from", "text", "campaign", "send_at", "not_after", "encoding",
                                  "max_parts", "callback_url", "fields", "default_country_prefix"})
 

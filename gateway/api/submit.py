@@ -380,9 +380,9 @@ def _text(item: dict[str, Any], fields: dict[str, Any], at: str, mode: str, max_
 def collect_callback_urls(items: list[Any], defaults: Mapping[str, Any]) -> set[str]:
     """Every distinct callback_url string in a submission (checked once each, off-thread)."""
     urls = set()
-    for it in [defaults, *items]:
-        if isinstance(it, dict):
-            url = it.get("callback_url")
+    for it in (defaults, *items) if defaults else items:
+        if type(it) is dict and "callback_url" in it:
+            url = it["callback_url"]
             if isinstance(url, str) and url and len(url) <= 2048:
                 urls.add(url)
     return urls
