@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from actors.messages import MsgId, StatusEvent
 from actors.ports import Settlement
@@ -15,7 +23,7 @@ from gateway.callback_outbox import (
     prune_done,
     replay_dead_letters,
 )
-from gateway.store import Store, open_store
+from gateway.store import Store, open_env, open_store
 
 
 def ev(msg: str, seq: int, event: str = "SMS_SENT", account: str = "acme") -> StatusEvent:
@@ -117,3 +125,99 @@ async def test_prune_forgets_settled_marks_of_old_messages(store: Store) -> None
     await outbox.settle([Settlement(e, "delivered") for e in outbox.due(10, limit=10)], now=11)
     assert await prune_done(store, before_msg_id="b") == 1
     assert await outbox.enqueue([ev("a1", 1), ev("b1", 1)], now=12) == 1  # only a1 is new again
+
+
+# ------------------------------------------------------------------------------------------
+# Model-based: whatever arrives in whatever order, per message the outbox hands out statuses
+# one at a time, in ascending seq, never regressing, and loses none it accepted.
+
+
+class _InlineStore:
+    """Store interface with inline writes, so a state machine can drive it step by step."""
+
+    def __init__(self, path: Path) -> None:
+        self.env, self._dbs = open_env(path, sync=False, metasync=False)
+
+    def db(self, name: bytes) -> Any:
+        return self._dbs[name]
+
+    async def write(self, op: Any) -> Any:
+        with self.env.begin(write=True) as txn:
+            return op(txn)
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self.env.begin() as txn:
+            yield txn
+
+    def entries(self, name: bytes) -> int:
+        with self.read() as txn:
+            return int(txn.stat(self.db(name))["entries"])
+
+
+MSGS = ("a", "b", "c")
+
+
+class OutboxMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.store = _InlineStore(Path(self.tmp.name))
+        self.outbox = CallbackOutbox(self.store)  # type: ignore[arg-type]
+        self.now = 1000.0
+        self.accepted: set[tuple[str, int]] = set()
+        self.settled: list[tuple[str, int]] = []  # delivered or dead, in order
+
+    def teardown(self) -> None:
+        self.store.env.close()
+        self.tmp.cleanup()
+
+    @rule(msg=st.sampled_from(MSGS), seqs=st.lists(st.integers(1, 6), min_size=1, max_size=4))
+    def enqueue(self, msg: str, seqs: list[int]) -> None:
+        events = [ev(msg, s) for s in seqs]
+        highest = max([s for m, s in self.accepted | set(self.settled) if m == msg], default=0)
+        new = trio.run(lambda: self.outbox.enqueue(events, now=self.now))
+        expected = {s for s in seqs if s > highest}
+        # Only statuses newer than anything queued or settled for the message are taken.
+        assert new == len({s for s in expected if s > highest})
+        self.accepted |= {(msg, s) for s in seqs if s > highest}
+
+    @rule(outcome=st.sampled_from(["delivered", "retry", "postpone", "dead"]), pick=st.integers(0, 5))
+    def settle_one(self, outcome: str, pick: int) -> None:
+        due = self.outbox.due(self.now, limit=10)
+        if not due:
+            return
+        entry = due[pick % len(due)]
+        at = self.now + 5 if outcome in ("retry", "postpone") else 0.0
+        trio.run(lambda: self.outbox.settle([Settlement(entry, outcome, at=at)], now=self.now))  # type: ignore[arg-type]
+        if outcome in ("delivered", "dead"):
+            self.settled.append((entry.event.msg_id, entry.event.seq))
+
+    @rule(dt=st.floats(0, 10))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    @invariant()
+    def one_due_per_message_and_it_is_the_lowest_pending(self) -> None:
+        due = self.outbox.due(self.now + 100, limit=100)
+        per_msg = Counter(e.event.msg_id for e in due)
+        assert all(c == 1 for c in per_msg.values())
+        settled = set(self.settled)
+        for e in due:
+            pending = sorted(s for m, s in self.accepted - settled if m == e.event.msg_id)
+            assert e.event.seq == pending[0]
+
+    @invariant()
+    def settled_in_ascending_seq_per_message(self) -> None:
+        last: dict[str, int] = {}
+        for msg, seq in self.settled:
+            assert seq > last.get(msg, 0)
+            last[msg] = seq
+
+    @invariant()
+    def nothing_accepted_is_lost(self) -> None:
+        assert self.outbox.pending_count() == len(self.accepted - set(self.settled))
+
+
+OutboxMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+test_outbox_state_machine = OutboxMachine.TestCase
