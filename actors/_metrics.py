@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_ACCEPTED: Final = Counter(
     "septet_ingress_messages_total", "Messages committed by ingress")
@@ -39,3 +39,23 @@ IN_DOUBT: Final = Counter(
     "septet_core_in_doubt_parts_total", "Parts found in flight at start-up", ["policy"])
 RECEIPT_TIMEOUTS: Final = Counter(
     "septet_correlator_receipt_timeouts_total", "Messages finished by receipt timeout")
+
+# Operations (issue 9): bound by gateway/app.py and measured at one spot each.
+SUBMIT_LATENCY: Final = Histogram(
+    "septet_dispatcher_submit_seconds", "Time of one Carrier.submit_many call (a group of parts)",
+    ["carrier"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+QUEUE_DEPTH: Final = Gauge(
+    "septet_core_queue_depth", "Batches buffered in the channel into a stage", ["stage"])
+CARRIER_READY: Final = Gauge(
+    "septet_carrier_ready", "1 when the connector is bound and can submit", ["carrier"])
+CORE_READY: Final = Gauge(
+    "septet_core_ready", "1 when recovery is done and a carrier can submit (what /readyz says)")
+IN_DOUBT_LAST_START: Final = Gauge(
+    "septet_core_in_doubt_parts_at_start", "Parts found in flight at the last start-up")
+CALLBACK_REQUESTS: Final = Counter(
+    "septet_callback_requests_total", "Callback HTTP requests by result", ["result"])  # ok | failed
+CALLBACK_EVENTS: Final = Counter(
+    "septet_callback_events_total", "Status events carried by callback requests", ["result"])
+CALLBACK_LAG: Final = Histogram(
+    "septet_callback_lag_seconds", "From a status event to its callback's 2xx answer",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))

@@ -47,7 +47,7 @@ from actors.messages import Message, MsgId
 from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
 from actors.shaping import ShapingRules
-from gateway import errors
+from gateway import errors, metrics
 from gateway._store_pipeline import PipelineStore
 from gateway.store import Store
 
@@ -157,7 +157,9 @@ class Gateway:
             _metrics.IN_DOUBT.labels(s.in_doubt).inc(recovered.in_doubt)
             logger.warning("recovery: %d parts were in flight (policy %s)", recovered.in_doubt,
                            s.in_doubt)
+        _metrics.IN_DOUBT_LAST_START.set(recovered.in_doubt)
         ch = _Channels.open(s.buffer)
+        _bind_metrics(self, ch)
         routes = RouteTable.from_mapping(s.routes or {"": list(self.carriers)})
         async with trio.open_nursery() as outer:
             await self._start_tail(outer, ch, recovered.events)
@@ -166,6 +168,7 @@ class Gateway:
                 sink = receipt_correlator.receipt_sink(self.pipeline, sink_send)
                 for c in self.carriers.values():
                     await carriers_n.start(partial(c.run, sink))
+                carriers_n.start_soon(metrics.watch_event_loop)  # cancelled with the carriers
                 async with trio.open_nursery() as head:
                     await self._start_head(head, ch, routes)
                     await ch.corr_send.aclose()  # every producer holds its own clone now
@@ -241,6 +244,19 @@ class _Channels:
         for size in (64, 64, buffer, buffer, buffer, 64, 16, 16):
             pairs.extend(trio.open_memory_channel[bytes](size))
         return cls(*pairs)
+
+
+def _bind_metrics(gateway: Gateway, ch: _Channels) -> None:
+    """Point the operational gauges at this gateway (queue depths, readiness, the store)."""
+    for stage, recv in (("scheduler", ch.wake_recv), ("rate_limiter", ch.due_recv),
+                        ("segmenter", ch.released_msgs_recv), ("dispatcher", ch.parts_recv),
+                        ("correlator", ch.corr_recv), ("notifier", ch.events_recv)):
+        _metrics.QUEUE_DEPTH.labels(stage).set_function(
+            partial(lambda r: r.statistics().current_buffer_used, recv))
+    for name, carrier in gateway.carriers.items():
+        _metrics.CARRIER_READY.labels(name).set_function(partial(lambda c: int(c.ready), carrier))
+    _metrics.CORE_READY.set_function(lambda: int(gateway.ready))
+    metrics.bind_store(gateway.store)
 
 
 async def _drain(inbox: trio.abc.ReceiveChannel[bytes]) -> None:

@@ -74,3 +74,67 @@ def bind_server(statistics: Callable[[], dict[str, int]]) -> None:
 def render() -> bytes:
     """The Prometheus text exposition of every registered metric."""
     return generate_latest(REGISTRY)
+
+
+# ---------------------------------------------------------------------------------------------
+# The store and the event loop (issue 9), read at scrape time or sampled by one task.
+
+
+class _StoreCollector:
+    """Exposes the LMDB environment and its writer's counters (``Store.statistics()``)."""
+
+    def __init__(self) -> None:
+        self.store: Any = None
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        store = self.store
+        if store is None or getattr(store, "closed", False):
+            return
+        info, stat = store.env.info(), store.env.stat()
+        used = (info["last_pgno"] + 1) * stat["psize"]
+        yield GaugeMetricFamily("septet_store_map_size_bytes", "LMDB map size (grows when full)",
+                                value=info["map_size"])
+        yield GaugeMetricFamily("septet_store_used_bytes", "LMDB pages in use, bytes", value=used)
+        s = store.statistics()
+        for name, doc, value in (
+                ("septet_store_commits", "Write transactions committed (group commits)", s.commits),
+                ("septet_store_ops", "Write operations committed (ops / commits = batch size)",
+                 s.ops),
+                ("septet_store_failed_ops", "Write operations that raised", s.failed_ops),
+                ("septet_store_map_grown", "Times the map was grown", s.map_grown),
+                ("septet_store_commit_seconds", "Time spent committing (fsync), seconds",
+                 s.commit_seconds),
+                ("septet_store_ops_seconds", "Time spent running write operations, seconds",
+                 s.ops_seconds)):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily("septet_store_write_queue", "Write operations waiting for the "
+                                "writer", value=s.queued)
+
+
+_STORE = _StoreCollector()
+REGISTRY.register(_STORE)  # type: ignore[arg-type]
+
+
+def bind_store(store: Any) -> None:
+    """Make ``/metrics`` report this store (the last one bound wins)."""
+    _STORE.store = store
+
+
+EVENT_LOOP_LAG: Final = Histogram(
+    "septet_event_loop_lag_seconds", "Lateness of a periodic 0.25 s wake-up of the trio loop",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
+async def watch_event_loop(period: float = 0.25) -> None:
+    """Sleep ``period`` over and over and record how late each wake-up is (runs until cancelled)."""
+    import trio
+
+    while True:
+        due = trio.current_time() + period
+        await trio.sleep_until(due)
+        EVENT_LOOP_LAG.observe(max(0.0, trio.current_time() - due))
