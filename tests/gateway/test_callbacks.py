@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import pytest
 import trio
@@ -164,3 +165,68 @@ async def test_a_closed_port_is_a_retryable_failure() -> None:
             port = s.getsockname()[1]  # bound but not listening: connection refused
             result = await sender.send(f"http://127.0.0.1:{port}/", SECRET, [EVENT])
     assert not result.ok and not result.permanent and result.error == "ConnectError"
+
+
+async def _serve_raw(nursery: trio.Nursery, answers: list[bytes], *, close_after_each: bool) -> tuple[str, list[int]]:
+    """A server that answers the n-th request with ``answers[n]`` verbatim (raw HTTP)."""
+    connections: list[int] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        buffer = b""
+        async with stream:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(rest) < length:
+                    rest += await stream.receive_some(65536)
+                buffer = rest[length:]
+                await stream.send_all(answers.pop(0))
+                if close_after_each:
+                    return
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(partial(trio.serve_listeners, handle, listeners))
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/h", connections
+
+
+async def test_transport_reads_chunked_and_oversized_responses() -> None:
+    big = b"x" * (200 * 1024)
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nretry-after: 30\r\ncontent-length: %d\r\n\r\n" % len(big) + big,
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+    ]
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        url, connections = await _serve_raw(nursery, answers, close_after_each=False)
+        assert (await sender.send(url, SECRET, [EVENT])).ok
+        busy = await sender.send(url, SECRET, [EVENT])
+        assert (busy.ok, busy.status, busy.retry_after) == (False, 503, 30)
+        assert (await sender.send(url, SECRET, [EVENT])).status == 204
+        assert len(connections) == 2  # the oversized body cost its connection, nothing else did
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_kept_alive_connection_closed_by_the_receiver_is_replaced() -> None:
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        url, connections = await _serve_raw(nursery, [ok, ok, ok], close_after_each=True)
+        for _ in range(3):
+            assert (await sender.send(url, SECRET, [EVENT])).ok
+        assert len(connections) == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_receiver_that_hangs_up_without_answering_is_a_retryable_failure() -> None:
+    async with trio.open_nursery() as nursery, open_callback_sender(allow_loopback=True) as sender:
+        url, _connections = await _serve_raw(nursery, [b"", b""], close_after_each=True)
+        result = await sender.send(url, SECRET, [EVENT])
+        assert (result.ok, result.permanent, result.error) == (False, False, "ReadError")
+        nursery.cancel_scope.cancel()
