@@ -23,6 +23,7 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
                receipt_parsers: Mapping[str, ReceiptParser] | None = None,
                receipt_tokens: Mapping[str, str] | None = None,
                receipt_sink: ReceiptSink | None = None,
+               campaigns: Any = None,
                now: Callable[[], float] = time.time) -> Api:
     """The API over ``gateway`` (which has ``accept``, ``ready`` and ``store``)."""
     store = gateway.store
@@ -37,4 +38,8 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
     api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,
               receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
     api.idempotency = book
+    if campaigns is not None:  # gateway.campaigns.Campaigns (issue 8)
+        from gateway.api.campaigns import CampaignRoutes
+
+        api.campaigns = CampaignRoutes(campaigns, now=now)
     return api

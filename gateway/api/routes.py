@@ -52,6 +52,26 @@ ROUTES: Final = (
     Route("GET", "/v1/account", "account", True, "The calling account's settings"),
     Route("POST", "/v1/receipts/{connector}", "receipts", False,
           "Delivery receipts pushed by an HTTP carrier"),
+    # Campaigns and templates (gateway/api/campaigns.py, issue 8)
+    Route("POST", "/v1/templates", "campaigns.template_put", True, "Create or replace a template"),
+    Route("GET", "/v1/templates", "campaigns.template_list", True, "List templates"),
+    Route("GET", "/v1/templates/{name}", "campaigns.template_get", True, "Read a template"),
+    Route("DELETE", "/v1/templates/{name}", "campaigns.template_delete", True, "Delete a template"),
+    Route("POST", "/v1/templates/{name}/preview", "campaigns.template_preview", True,
+          "Render a template with sample fields: text, encoding, parts"),
+    Route("POST", "/v1/campaigns", "campaigns.create", True,
+          "Create a campaign (JSON, or CSV / JSON lines with the definition in the query)"),
+    Route("GET", "/v1/campaigns", "campaigns.list", True, "List campaigns"),
+    Route("GET", "/v1/campaigns/{id}", "campaigns.read", True,
+          "A campaign with live statistics"),
+    Route("POST", "/v1/campaigns/{id}/recipients", "campaigns.append", True,
+          "Append recipients (CSV, JSON lines or a JSON array)"),
+    Route("POST", "/v1/campaigns/{id}/start", "campaigns.start", True, "Start a draft campaign"),
+    Route("POST", "/v1/campaigns/{id}/pause", "campaigns.pause", True, "Pause a campaign"),
+    Route("POST", "/v1/campaigns/{id}/resume", "campaigns.resume", True, "Resume a campaign"),
+    Route("POST", "/v1/campaigns/{id}/cancel", "campaigns.cancel", True, "Cancel a campaign"),
+    Route("GET", "/v1/campaigns/{id}/messages.csv", "campaigns.export", True,
+          "Every recipient row, its message and its events (CSV)"),
     Route("GET", "/healthz", "healthz", False, "Liveness"),
     Route("GET", "/readyz", "readyz", False, "Readiness: store recovered and a carrier bound"),
     Route("GET", "/metrics", "metrics", False, "Prometheus metrics"),
@@ -87,10 +107,12 @@ class Api:
         self._receipt_sink = receipt_sink
         self._exact: dict[str, dict[str, Route]] = {}
         self._templated: list[tuple[str, str, dict[str, Route]]] = []
+        self.campaigns: Any = None  # gateway.api.campaigns.CampaignRoutes (set by create_api)
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
-                entry = next((t for t in self._templated if t[0] == prefix), None)
+                rest = rest.partition("}")[2]  # what follows the parameter, e.g. "/pause"
+                entry = next((t for t in self._templated if t[:2] == (prefix, rest)), None)
                 if entry is None:
                     entry = (prefix, rest, {})
                     self._templated.append(entry)
@@ -109,7 +131,10 @@ class Api:
             if route is None:
                 raise arg  # type: ignore[misc]
             account = self._authenticate(request) if route.auth else None
-            response = await getattr(self, "_" + route.handler)(request, account, arg)
+            if route.handler.startswith("campaigns."):
+                response = await self._campaign_route(route.handler[10:], request, account, arg)
+            else:
+                response = await getattr(self, "_" + route.handler)(request, account, arg)
         except Problem as problem:
             response = problem.response()
         metrics.observe(name, response.status, time.perf_counter() - started)
@@ -120,9 +145,11 @@ class Api:
         methods = self._exact.get(path)
         arg = None
         if methods is None:
-            for prefix, _, table in self._templated:
-                if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix):]:
-                    methods, arg = table, path[len(prefix):]
+            for prefix, suffix, table in self._templated:
+                middle = path[len(prefix):len(path) - len(suffix)]
+                if path.startswith(prefix) and path.endswith(suffix) and middle and \
+                        len(path) >= len(prefix) + len(suffix) and "/" not in middle:
+                    methods, arg = table, middle
                     break
         if methods is None:
             return None, not_found(f"no resource at {path[:100]}")
@@ -183,6 +210,14 @@ class Api:
         except LookupError:
             raise unavailable(f"connector {connector!r} is not running", 1) from None
         return Response(200, bodies.encode({"received": len(receipts)}, bodies.JSON))
+
+    async def _campaign_route(self, name: str, request: Request, account: Account,
+                              arg: Any) -> Response:
+        if self.campaigns is None:
+            raise not_found("campaigns are not enabled on this server")
+        if name in ("start", "pause", "resume", "cancel"):
+            return await self.campaigns.act(request, account, arg, name)  # type: ignore[no-any-return]
+        return await getattr(self.campaigns, name)(request, account, arg)  # type: ignore[no-any-return]
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
         return Response(200, b'{"status":"ok"}')
