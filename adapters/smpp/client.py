@@ -128,7 +128,7 @@ def _result(error: str, code: str, *, transient: bool, in_doubt: bool = False) -
 NOT_BOUND = _result("not bound", "not_bound", transient=True)
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: a connector is a resource, usable as a dict key
 class SmppCarrier:
     """An SMPP 3.4 connector (one bind). See the module docstring and docs/carriers.md.
 
@@ -143,6 +143,8 @@ class SmppCarrier:
         submit_timeout: the deadline of every part, from ``submit_many`` to its result.
         response_timeout: how long one PDU may wait for its response.
         extra_transient: vendor command_status values to treat as transient.
+        sink_timeout: the receipt sink's deadline; past it the receipts are refused (0x64)
+            so that the SMSC sends them again.
         clock: wall clock for ``CarrierReceipt.received_at``.
     """
 
@@ -167,6 +169,7 @@ class SmppCarrier:
     throttle_min: float = 0.02
     throttle_max: float = 1.0
     extra_transient: frozenset[int] = frozenset()
+    sink_timeout: float = 30.0
     clock: Callable[[], float] = time.time
     stats: CarrierStats = field(default_factory=CarrierStats)
     latency_samples: list[float] | None = None  # when a list: submit->response seconds (bench)
@@ -424,7 +427,8 @@ class SmppCarrier:
         status = st.ESME_ROK
         if receipts:
             try:
-                await sink(receipts)
+                with trio.fail_after(self.sink_timeout):
+                    await sink(receipts)
                 self.stats.receipts += len(receipts)
             except Exception:  # not stored: refuse them so that the SMSC resends (§4.6.2)
                 logger.exception("smpp %s: receipt sink failed", self.name,

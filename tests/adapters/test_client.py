@@ -73,6 +73,7 @@ async def wait_ready(carrier: SmppCarrier) -> None:
 def test_smpp_carrier_satisfies_the_port() -> None:
     carrier: Carrier = SmppCarrier("x", "127.0.0.1", 1, "a", "b")
     assert carrier.name == "x" and not carrier.ready
+    assert {carrier: 1}[carrier] == 1  # hashable by identity
 
 
 async def test_submit_many_returns_ids_in_order_and_receipts_flow_back() -> None:
