@@ -97,13 +97,9 @@ async def run(
         task_status.started()
         async for item in inbox:
             parts = messages.decode_batch_of(SubmitPart, item)
-            allowed = await store.mark_submitting(parts, now())
-            go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
-            await _release_idle(released, parts, go, now())
-            if go:
-                token = object()
-                await limiter.acquire_on_behalf_of(token)
-                nursery.start_soon(_first_round, ctx, go, limiter, token)
+            token = object()
+            await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
+            nursery.start_soon(_batch, ctx, store, released, parts, limiter, token)
     for ch in (feedback, released):
         if ch is not None:
             await ch.aclose()
@@ -121,10 +117,16 @@ async def _release_idle(
             pass  # the pump has stopped (shutdown)
 
 
-async def _first_round(ctx: _Ctx, parts: list[SubmitPart], limiter: trio.CapacityLimiter,
-                       token: object) -> None:
+async def _batch(ctx: _Ctx, store: PipelineStore, released: trio.abc.SendChannel[bytes] | None,
+                 parts: list[SubmitPart], limiter: trio.CapacityLimiter, token: object) -> None:
+    """Mark a batch SUBMITTING (durably), then submit what may go. Several run at once, so
+    their marks share group commits and the connectors' windows stay full."""
     try:
-        await _round(ctx, parts, 1, {})
+        allowed = await store.mark_submitting(parts, ctx.now())
+        go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
+        await _release_idle(released, parts, go, ctx.now())
+        if go:
+            await _round(ctx, go, 1, {})
     finally:
         limiter.release_on_behalf_of(token)
 

@@ -114,7 +114,8 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
     print(f"final in          {elapsed:.2f} s  ({n / elapsed:,.0f} msgs/s)")
     print(f"accept→final p50  {p50:.1f} ms   p99 {p99:.1f} ms")
     print(f"commits           {stats.commits}  ops {stats.ops}  ({stats.ops / max(1, stats.commits):.1f}"
-          " ops/commit)")
+          f" ops/commit); writer ran ops {stats.ops_seconds:.2f} s, committed "
+          f"{stats.commit_seconds:.2f} s")
     print(f"RSS               {rss:.0f} MiB")
     return {"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ class WriterStats:
     failed_ops: int = 0
     map_grown: int = 0
     queued: int = 0
+    ops_seconds: float = 0.0  # time spent running ops (worker thread)
+    commit_seconds: float = 0.0  # time spent in commit (the fsync)
 
 
 class Store:
@@ -166,7 +169,8 @@ class Store:
     def statistics(self) -> WriterStats:
         """A snapshot of the writer counters."""
         s = self.stats
-        return WriterStats(s.commits, s.ops, s.failed_ops, s.map_grown, s.queued)
+        return WriterStats(s.commits, s.ops, s.failed_ops, s.map_grown, s.queued, s.ops_seconds,
+                           s.commit_seconds)
 
     # ------------------------------------------------------- message view API (for HTTP)
 
@@ -199,8 +203,10 @@ class Store:
 # -------------------------------------------------------------------------------- writer
 
 
-def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]]) -> None:
+def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]],
+               stats: WriterStats | None = None) -> None:
     """Run every op of ``batch`` in one transaction and commit it (worker thread)."""
+    t0 = time.perf_counter()
     txn = env.begin(write=True)
     try:
         for req in batch:
@@ -215,7 +221,11 @@ def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]]) -> None:
                 req.error = exc
             else:
                 child.commit()
+        t1 = time.perf_counter()
         txn.commit()
+        if stats is not None:
+            stats.ops_seconds += t1 - t0
+            stats.commit_seconds += time.perf_counter() - t1
     except BaseException:
         txn.abort()
         raise
@@ -255,9 +265,9 @@ async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: Writ
             req.result, req.error = None, None
         try:
             if threaded:
-                await trio.to_thread.run_sync(_run_batch, env, batch)
+                await trio.to_thread.run_sync(_run_batch, env, batch, stats)
             else:  # tests under MockClock: a thread would let autojump move virtual time
-                _run_batch(env, batch)
+                _run_batch(env, batch, stats)
                 await trio.lowlevel.checkpoint()
         except lmdb.MapFullError:
             size = env.info()["map_size"]

@@ -55,7 +55,8 @@ class ScriptedCarrier:
         duplicate: bool = False,
         now: Callable[[], float] = trio.current_time,
         log_path: str | None = None,
-        receipt_batch: int = 512,
+        receipt_batch: int = 1024,
+        receipt_concurrency: int = 4,
         first_id: int = 0x0400_0000_086E_CD50,
     ) -> None:
         self._name = name
@@ -74,6 +75,7 @@ class ScriptedCarrier:
         self._sink: ReceiptSink | None = None
         self._log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
         self._receipt_batch = receipt_batch
+        self._receipt_concurrency = receipt_concurrency
 
     @property
     def name(self) -> str:
@@ -85,18 +87,32 @@ class ScriptedCarrier:
 
     async def run(self, receipts: ReceiptSink, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver queued receipts, up to ``receipt_concurrency`` sink calls at once (an SMPP
+        connector has several binds, each acknowledging its own deliver_sm)."""
         self._sink = receipts
         task_status.started()
+        limiter = trio.CapacityLimiter(self._receipt_concurrency)
         try:
-            while True:
-                if not self._pending:
-                    self._kick = trio.Event()
-                    await self._kick.wait()
-                batch = self._pending[: self._receipt_batch]
-                self._pending = self._pending[self._receipt_batch:]
-                await receipts(batch)
+            async with trio.open_nursery() as nursery:
+                while True:
+                    if not self._pending:
+                        self._kick = trio.Event()
+                        await self._kick.wait()
+                    batch = self._pending[: self._receipt_batch]
+                    self._pending = self._pending[self._receipt_batch:]
+                    token = object()
+                    await limiter.acquire_on_behalf_of(token)
+                    nursery.start_soon(self._deliver, receipts, batch, limiter, token)
         finally:
             self._sink = None
+
+    @staticmethod
+    async def _deliver(sink: ReceiptSink, batch: list[CarrierReceipt],
+                       limiter: trio.CapacityLimiter, token: object) -> None:
+        try:
+            await sink(batch)
+        finally:
+            limiter.release_on_behalf_of(token)
 
     async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
         self.calls += 1
