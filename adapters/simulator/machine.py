@@ -11,7 +11,7 @@ asks it to write what is queued and then close (after unbind).
     state     input                        answer / next state                    spec
     OPEN      bind_* (credentials ok)      bind_*_resp ok -> BOUND                §4.1
     OPEN      bind_* (bad credentials)     bind_*_resp ESME_RINVPASWD             §4.1.2
-    OPEN      anything else                generic_nack ESME_RINVBNDSTS           §2.3
+    OPEN      submit_sm                    submit_sm_resp ESME_RINVBNDSTS         §2.3
     BOUND     bind_*                       bind_*_resp ESME_RALYBND               §5.1.3
     BOUND     submit_sm (tx/trx)           submit_sm_resp (id, throttled, error)  §4.4
     BOUND     submit_sm (receiver bind)    submit_sm_resp ESME_RINVBNDSTS         §2.3
@@ -21,10 +21,10 @@ asks it to write what is queued and then close (after unbind).
     any       malformed request            generic_nack (status from the decoder) §4.3
     any       broken framing               drop                                   §3.1
 
-Receipts (§5.2.12 esm_class 0x04, appendix B text format) go back only on transceiver and
-receiver binds, at most ``config.window`` unacknowledged; one not acknowledged within
-``redeliver_after`` is sent again (so an ESME that acknowledges before storing loses nothing
-only by luck, and one that stores first loses nothing at all).
+Receipts (§5.2.12 esm_class 0x04, appendix B text format) go back on the bind that
+submitted, when it is a transceiver, at most ``config.window`` unacknowledged. One not
+acknowledged within ``redeliver_after``, or refused with a non-zero deliver_sm_resp, is sent
+again: the SMSC never drops a receipt, so only an ESME that acknowledges before storing can.
 """
 
 from __future__ import annotations
