@@ -256,3 +256,63 @@ class SessionMachine(RuleBasedStateMachine):
 
 SessionMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25)
 test_session_machine = SessionMachine.TestCase
+
+
+def test_smsc_holds_receipts_beyond_its_window_until_acknowledged() -> None:
+    pair = Pair(SimulatorConfig(window=1), window=4)
+    pair.bind()
+    pair.submit(2)
+    first = [e for e in pair.pump() if isinstance(e, DeliverReceived)]
+    assert len(first) == 1  # the second receipt waits for a free slot
+    pair.esme.acknowledge(first[0].pdu.sequence)
+    pair.now = 0.01
+    second = [e for e in pair.pump() if isinstance(e, DeliverReceived)]
+    assert len(second) == 1 and pair.shared.stats.receipts_acked == 1
+
+
+def test_smsc_answers_msgqful_when_its_answer_window_is_full() -> None:
+    pair = Pair(SimulatorConfig(latency=1.0, window=2), window=4)
+    pair.bind()
+    pair.submit(3)
+    pair.pump()
+    pair.now = 1.0
+    statuses = [e.status for e in pair.pump() if isinstance(e, SubmitAnswered)]
+    assert sorted(statuses) == [st.ESME_ROK, st.ESME_ROK, st.ESME_RMSGQFUL]
+
+
+def test_smsc_refuses_a_second_bind_and_submits_on_a_receiver_bind() -> None:
+    pair = Pair()
+    pair.esme.bind("receiver", "sys", "pw", now=0.0)
+    pair.pump()
+    pair.smsc.receive_data(p.encode(p.BindRequest("transmitter", 50, "sys", "pw")), 0.0)
+    assert p.decode(pair.smsc.poll(0.0)).status == st.ESME_RALYBND  # type: ignore[union-attr]
+    pair.smsc.receive_data(p.encode(p.SubmitSm(51, "S", "1", b"x")), 0.0)
+    assert p.decode(pair.smsc.poll(0.0)) == p.SubmitSmResp(51, st.ESME_RINVBNDSTS, "")
+
+
+def test_smsc_nacks_malformed_and_unexpected_requests_and_drops_on_garbage() -> None:
+    pair = Pair()
+    pair.bind()
+    bad = struct.pack(">IIII", 20, p.SUBMIT_SM, 0, 60) + b"\x01\x02\x03\x04"
+    pair.smsc.receive_data(bad + p.encode(p.Outbind(61, "x", "y")), 0.0)
+    out = p.Framer().feed(pair.smsc.poll(0.0))
+    assert out == [p.GenericNack(60, st.ESME_RINVMSGLEN), p.GenericNack(61, st.ESME_RINVCMDID)]
+    assert pair.shared.stats.generic_nacks_sent == 2
+    pair.smsc.receive_data(b"\xff\xff\xff\xff" + b"\0" * 12, 0.0)
+    assert pair.smsc.drop
+
+
+def test_smsc_outcome_mix_and_error_rate_follow_the_seeded_rng() -> None:
+    config = SimulatorConfig(outcomes=(("DELIVRD", 1.0), ("UNDELIV", 1.0)), submit_error_rate=0.5,
+                             seed=11)
+    pair = Pair(config, window=64)
+    pair.bind()
+    pair.submit(60)
+    events = pair.pump()
+    answered = [e for e in events if isinstance(e, SubmitAnswered)]
+    receipts = [e.pdu for e in events if isinstance(e, DeliverReceived)]
+    refused = [e for e in answered if e.status == st.ESME_RINVDSTADR]
+    assert 10 < len(refused) < 50 and len(receipts) == 60 - len(refused)
+    states = {r.message_state for r in receipts}
+    assert states == {2, 5}  # DELIVRD and UNDELIV both drawn
+    assert all(r.network_error_code for r in receipts if r.message_state == 5)
