@@ -210,7 +210,8 @@ class _Delivery:
             target = self._endpoint_for(entry.event)
             if target is None:
                 settlements.append(Settlement(entry, "dropped"))
-            elif entry.attempt and self._policy.expired(first_attempt_at=entry.first_attempt_at, now=t):
+            elif self._policy.expired(first_attempt_at=entry.first_attempt_at, now=t):
+                # Also for never-tried entries: a breaker open for a day postpones without trying.
                 settlements.append(Settlement(entry, "dead", error="retry window over"))
             else:
                 groups.setdefault(target, []).append(entry)
@@ -253,13 +254,18 @@ class _Delivery:
         if scope.cancelled_caught:
             result = CallbackResult(ok=False, error="timeout")
         t = self._now()
+        breaker = self._endpoints.get(endpoint).breaker
+        was_open = breaker.state is BreakerState.OPEN
         self._endpoints.release(endpoint, ok=result.ok or result.permanent, now=t)
         self._requests -= 1
         self.stats.in_flight -= 1
         _count_request(result.ok, chunk, t)
         self._wake.set()  # a slot is free; its entries stay in _in_flight until settled
         if not result.ok:
-            logger.warning("callback to %s failed: %s", endpoint, result.error or result.status)
+            logger.debug("callback to %s failed: %s", endpoint, result.error or result.status)
+            if breaker.state is BreakerState.OPEN and not was_open:
+                logger.warning("callbacks to %s paused for %.0f s after repeated failures (%s)",
+                               endpoint, breaker.current_cooldown, result.error or result.status)
         decided = [
             decide(e, result, policy=self._policy, now=t, rand=self._rand()) for e in chunk
         ]

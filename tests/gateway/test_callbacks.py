@@ -187,7 +187,10 @@ async def _serve_raw(nursery: trio.Nursery, answers: list[bytes], *, close_after
                 while len(rest) < length:
                     rest += await stream.receive_some(65536)
                 buffer = rest[length:]
-                await stream.send_all(answers.pop(0))
+                try:
+                    await stream.send_all(answers.pop(0))
+                except trio.BrokenResourceError:
+                    return  # the client dropped an oversized answer: expected
                 if close_after_each:
                     return
 
