@@ -190,7 +190,7 @@ InDoubtPolicy = Literal["resend", "mark_unknown"]
 class Applied:
     """What one correlation batch did: events persisted (in order) and ids leaving the outbox."""
 
-    events: list[StatusEvent] = field(default_factory=list)
+    event_rows: list[list[Any]] = field(default_factory=list)  # StatusEvent wire rows
     released: list[MsgId] = field(default_factory=list)
     matched: int = 0
     duplicates: int = 0
@@ -199,6 +199,13 @@ class Applied:
     orphans_matched: int = 0
     illegal: int = 0
     ignored: int = 0
+
+    @property
+    def events(self) -> list[StatusEvent]:
+        """The events as values (the rows are kept as wire lists: the hot path only encodes)."""
+        from actors.messages import from_wire
+
+        return [from_wire(r) for r in self.event_rows]  # type: ignore[misc]
 
 
 @dataclass(slots=True)

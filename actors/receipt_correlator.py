@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import msgpack
 import trio
 
 from actors import _metrics, messages
@@ -61,7 +62,7 @@ class CorrelatorStats:
         self.orphans_parked += a.orphans_parked
         self.orphans_matched += a.orphans_matched
         self.illegal += a.illegal
-        self.events += len(a.events)
+        self.events += len(a.event_rows)
 
 
 def receipt_sink(
@@ -97,8 +98,9 @@ class _Correlator:
             t = self.now()
             applied = await self.store.apply(items, (), t)
             self._count(applied, len(items))
-            if applied.events and self.events is not None:
-                await self.events.send(messages.encode_batch(applied.events))
+            if applied.event_rows and self.events is not None:
+                # the rows are StatusEvent wire rows: this is encode_batch's output
+                await self.events.send(msgpack.packb(applied.event_rows, use_bin_type=True))
             if applied.released and self.released is not None:
                 try:
                     await self.released.send(
@@ -118,8 +120,8 @@ class _Correlator:
         if a.illegal:
             _metrics.ILLEGAL_TRANSITIONS.inc(a.illegal)
         per_event: dict[str, int] = {}
-        for e in a.events:
-            per_event[e.event] = per_event.get(e.event, 0) + 1
+        for row in a.event_rows:
+            per_event[row[4]] = per_event.get(row[4], 0) + 1  # [tag, version, msg_id, account, event, ...]
         for event, n in per_event.items():
             _metrics.STATUS_EVENTS.labels(event).inc(n)
 

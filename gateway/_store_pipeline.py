@@ -260,25 +260,54 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     prefix = item.connector.encode() + b"\x00"
     key = prefix + corr.index_key(item.carrier_id)
     ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db(b"carriers"))
-    parked = ctx.txn.get(key, db=ctx.db(b"orphans"))
-    if parked is not None:  # receipts that arrived before this submit response
-        for _at, wire, keys in msgpack.unpackb(parked, raw=False):
-            for k in keys:
-                ctx.txn.delete(prefix + k, db=ctx.db(b"orphans"))
-            ctx.out.orphans_matched += 1
-            receipt = m.from_wire(wire)
-            assert isinstance(receipt, m.CarrierReceipt)
-            _apply_receipt(ctx, receipt, item.msg_id, item.part)
+    db_orph = ctx.db(b"orphans")
+    parked = ctx.txn.get(key, db=db_orph)
+    if parked is None:
+        return
+    # Receipts that arrived before this submit response. A receipt is parked under each of
+    # its candidate keys, so one key's list may hold receipts of several ids (decimal 130
+    # is also read as hex 0x82 = "#130"... and "82"): take only the rows whose most likely
+    # key is this one, and remove just those rows from the other keys' lists, never whole
+    # lists. A row parked here under a later reading stays until its own key lands (or the
+    # orphan TTL moves it to the unknown receipts).
+    mine_key = corr.index_key(item.carrier_id)
+    keep, taken = [], []
+    for row in msgpack.unpackb(parked, raw=False):
+        (taken if row[2][0] == mine_key else keep).append(row)
+    _put_rows(ctx, db_orph, key, keep)
+    for row in taken:
+        for k in row[2]:
+            if k != mine_key:
+                old = ctx.txn.get(prefix + k, db=db_orph)
+                if old is not None:
+                    rest = [r for r in msgpack.unpackb(old, raw=False) if r != row]
+                    _put_rows(ctx, db_orph, prefix + k, rest)
+        ctx.out.orphans_matched += 1
+        receipt = m.from_wire(row[1])
+        assert isinstance(receipt, m.CarrierReceipt)
+        _apply_receipt(ctx, receipt, item.msg_id, item.part)
+
+
+def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
+    if rows:
+        ctx.txn.put(key, _pack(rows), db=db)
+    else:
+        ctx.txn.delete(key, db=db)
 
 
 def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
     keys = corr.lookup_keys(receipt.carrier_id)
     db_car = ctx.db(b"carriers")
-    for k in keys:
+    for i, k in enumerate(keys):
         hit = ctx.txn.get(prefix + k, db=db_car)
         if hit is not None:
             msg_id, part = msgpack.unpackb(hit, raw=False)
+            if i and _part_done(ctx, msg_id, part):
+                # A later reading of the id names a part already settled: that is an older
+                # message sharing digits with this id, not this receipt's (whose submit
+                # response has not landed yet). Keep looking, else park.
+                continue
             _apply_receipt(ctx, receipt, msg_id, part)
             return
     # Not (yet) known: park it under every candidate key until the submit response lands.
@@ -293,6 +322,13 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
         rows.append(entry)
         ctx.txn.put(prefix + k, _pack(rows), db=db_orph)
     ctx.out.orphans_parked += 1
+
+
+def _part_done(ctx: _Ctx, msg_id: str, part: int) -> bool:
+    hit = ctx.load(msg_id.encode())
+    if hit is None or not 0 < part <= len(hit[0].parts):
+        return True
+    return corr.part_is_final(hit[0].parts[part - 1].status)
 
 
 def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt, msg_id: str,
@@ -406,9 +442,11 @@ def _event(
         if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
             ck = (msg.campaign, f"SMS_NOT_SENT:{code}")
             ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
-    ctx.out.events.append(m.StatusEvent(
-        msg.msg_id, msg.account, event, rec.seq, ctx.now, carrier_id, msg.campaign,
-        len(rec.parts), code, reason, msg.client_ref, msg.callback_url))
+    # The StatusEvent's wire row, built directly (a frozen dataclass per event costs µs).
+    ctx.out.event_rows.append([
+        m.StatusEvent.TAG, m.StatusEvent.VERSION, msg.msg_id, msg.account, event, rec.seq,
+        ctx.now, carrier_id, msg.campaign, len(rec.parts), code, reason, msg.client_ref,
+        msg.callback_url])
 
 
 def _maybe_release(ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg) -> None:
