@@ -202,8 +202,8 @@ async def _serve_raw(nursery: trio.Nursery, answers: list[bytes], *, close_after
 async def test_transport_reads_chunked_and_oversized_responses() -> None:
     big = b"x" * (200 * 1024)
     answers = [
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n0\r\n\r\n",
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"),
         b"HTTP/1.1 503 Busy\r\nretry-after: 30\r\ncontent-length: %d\r\n\r\n" % len(big) + big,
         b"HTTP/1.1 204 No Content\r\n\r\n",
     ]
