@@ -353,3 +353,18 @@ async def resolve_callback_url(
     else:
         answers = await resolver(parsed.host, parsed.port)
     return Resolved(parsed, _check_all(parsed, answers, allow_loopback, allow_private))
+
+
+async def check_callback_url_async(
+    url: str,
+    *,
+    allow_loopback: bool = False,
+    allow_private: bool = False,
+    resolver: AsyncResolver = trio_resolver,
+) -> str:
+    """:func:`check_callback_url` for async callers: resolves in a worker thread instead of
+    blocking the event loop (use it in request handlers when URLs carry host names)."""
+    resolved = await resolve_callback_url(
+        url, allow_loopback=allow_loopback, allow_private=allow_private, resolver=resolver
+    )
+    return resolved.parsed.url

@@ -13,6 +13,7 @@ from gateway.ssrf import (
     CallbackUrlRefused,
     address_refusal,
     check_callback_url,
+    check_callback_url_async,
     parse_ipv4_loose,
     resolve_callback_url,
 )
@@ -175,3 +176,14 @@ def test_every_numeric_spelling_is_judged_like_its_dotted_form(n: int, form: str
         assert exc.reason == expected
     else:
         assert expected is None
+
+
+async def test_async_submit_check_matches_the_sync_one() -> None:
+    async def resolver(host: str, port: int) -> Sequence[str]:
+        return DNS(host, port)
+
+    assert await check_callback_url_async("HTTP://hooks.example.com:80", resolver=resolver) == (
+        "http://hooks.example.com/"
+    )
+    with pytest.raises(CallbackUrlRefused, match="private"):
+        await check_callback_url_async("http://internal.example.com/", resolver=resolver)
