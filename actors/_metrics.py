@@ -59,3 +59,8 @@ CALLBACK_EVENTS: Final = Counter(
 CALLBACK_LAG: Final = Histogram(
     "septet_callback_lag_seconds", "From a status event to its callback's 2xx answer",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+OUTBOX: Final = Gauge(
+    "septet_core_outbox_messages", "Messages in the durable outbox (not yet SENT or final)")
+OUTBOX_AGE: Final = Gauge(
+    "septet_core_outbox_oldest_age_seconds",
+    "How long the oldest due message of the outbox has been due (0 when none is due)")

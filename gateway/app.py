@@ -256,7 +256,19 @@ def _bind_metrics(gateway: Gateway, ch: _Channels) -> None:
     for name, carrier in gateway.carriers.items():
         _metrics.CARRIER_READY.labels(name).set_function(partial(lambda c: int(c.ready), carrier))
     _metrics.CORE_READY.set_function(lambda: int(gateway.ready))
+    _metrics.OUTBOX.set_function(gateway.pipeline.outbox_size)
+    _metrics.OUTBOX_AGE.set_function(partial(_oldest_due_age, gateway))
     metrics.bind_store(gateway.store)
+
+
+def _oldest_due_age(gateway: Gateway) -> float:
+    """Seconds the first outbox entry (key: due ms, u64 big-endian, then msg_id) is overdue."""
+    with gateway.store.read() as txn:
+        cursor = txn.cursor(gateway.store.db(b"outbox"))
+        if not cursor.first():
+            return 0.0
+        due = int.from_bytes(cursor.key()[:8], "big") / 1000
+    return max(0.0, gateway._now() - due)
 
 
 async def _drain(inbox: trio.abc.ReceiveChannel[bytes]) -> None:
