@@ -70,6 +70,7 @@ class SmscSession:
         self._counter = 0
         self._sequence = 0
         self._pending_resps = 0
+        self._unsent_resps = 0  # answers queued in _out, lost if the connection drops now
         # deliver_sm sequence -> (receipt, deadline) awaiting deliver_sm_resp
         self._unacked: dict[int, tuple[tuple[str, str, str, bytes, float, str], float]] = {}
         self._thresholds = self._outcome_thresholds()
@@ -116,6 +117,7 @@ class SmscSession:
             return b""
         data = b"".join(self._out)
         self._out.clear()
+        self._unsent_resps = 0
         return data
 
     def _redeliver(self, now: float) -> None:
@@ -201,7 +203,7 @@ class SmscSession:
         stats.received[key] += 1
         if cfg.disconnect_rate and rng.random() < cfg.disconnect_rate:
             stats.disconnects_injected += 1
-            stats.submits_unanswered += 1 + self._pending_resps
+            stats.submits_unanswered += 1 + self._pending_resps + self._unsent_resps
             self.drop = True
             return
         if self.mode is None or self.mode == "receiver":
@@ -235,6 +237,7 @@ class SmscSession:
         if self.config.latency_jitter:
             delay += self.shared.rng.random() * self.config.latency_jitter
         if delay <= 0:
+            self._unsent_resps += 1
             self._out.append(data)
         else:
             self._pending_resps += 1

@@ -141,6 +141,7 @@ async def test_disconnects_mid_window_lose_nothing_and_count_in_doubt(binds: int
             todo = [q for q, r in zip(todo, results, strict=True) if not r.ok]
     assert todo == []
     assert stats.disconnects_injected > 0 and in_doubt > 0
+    assert in_doubt >= stats.submits_unanswered > 0  # every part the SMSC left unanswered is counted
     assert len(stats.accepted) == 400  # every part reached the SMSC ...
     assert stats.duplicates() <= in_doubt  # ... and only in-doubt ones may have been duplicated
     assert stats.connections >= stats.disconnects_injected + 1
