@@ -7,6 +7,7 @@
     septet accounts list | show NAME | key NAME | revoke KEY | set NAME [options]
     septet config [--config septet.toml]      print the resolved configuration (or every error)
     septet bench NAME|all                     python -m bench.NAME (bench/*.py)
+    septet import FILE [--config septet.toml] import one mailing file (docs/campaigns.md)
 
 ``serve`` on a fresh clone: LMDB under ./var/septet, the built-in SMSC simulator in-process as
 the carrier, and a ``dev`` account created on first start. Its key is kept (mode 0600) in
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(json.dumps(asdict(config), indent=2))
         return 0
+    if args.command == "import":
+        return trio.run(_import_file, config, args.file)
     if args.command == "serve":
         logging.basicConfig(level=config.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -98,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     c = sub.add_parser("config", help="print the resolved configuration")
     c.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    imp = sub.add_parser("import", help="import one mailing file into a campaign")
+    imp.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    imp.add_argument("file")
     b = sub.add_parser("bench", help="run a benchmark (bench/NAME.py) or all of them")
     b.add_argument("name")
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -171,6 +177,26 @@ def _bench(name: str, rest: list[str]) -> int:
     return status
 
 
+async def _import_file(config: cfg.Config, file: str) -> int:
+    """``septet import FILE``: stage one mailing file (processed/ or discarded/ beside it);
+    the running gateway's campaign runner expands it."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.campaigns import Campaigns
+    from gateway.importer import Importer
+    from gateway.store import open_store
+
+    imp = config.importer
+    Path(config.store.path).mkdir(parents=True, exist_ok=True)
+    async with open_store(config.store.path, sync=config.store.sync,
+                          map_size=config.store.map_size) as store:
+        importer = Importer(Campaigns(store), Path(file).resolve().parent, imp.account,
+                            imp.sender, imp.template, imp.default_prefix, ZoneInfo(imp.timezone))
+        where = await importer.process(Path(file))
+    print(f"septet: {Path(file).name} {where}")
+    return 0 if where == "processed" else 1
+
+
 # ---------------------------------------------------------------------------------------------
 # serve
 
@@ -179,6 +205,7 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
                 task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the whole gateway until SIGINT/SIGTERM (or cancellation); reports the HTTP port."""
     import gateway.callback_outbox  # noqa: F401  (registers its databases before open_store)
+    import gateway.importer  # noqa: F401  (campaign and import databases, issue 8)
     from gateway.store import open_store
 
     Path(config.store.path).mkdir(parents=True, exist_ok=True)
@@ -204,8 +231,12 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
     from gateway.callbacks import endpoint_resolver, open_callback_sender
     from gateway.http import HttpServer, ServerLimits
 
+    from actors.shaping import ShapingRules
+    from gateway.campaigns import Campaigns
+
     h, a = config.http, config.api
     book = AccountBook(store)
+    campaigns = Campaigns(store)  # its rules are a live view the rate limiter reads
 
     def account_settings(name: str) -> tuple[str, str] | None:
         acct = book.get(name)
@@ -215,7 +246,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                                     allow_private=a.callbacks_allow_private) as sender:
         run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
                                policy=RetryPolicy(), endpoint_for=endpoint_resolver(account_settings))
-        async with open_gateway(store, carriers, CoreSettings(), notifier=run_notifier) as gw:
+        settings = CoreSettings(shaping=ShapingRules(campaigns=campaigns.rules))
+        async with open_gateway(store, carriers, settings, notifier=run_notifier) as gw:
+            campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}
 
             async def receipt_sink(connector: str, receipts: list[Any]) -> None:
@@ -228,7 +261,7 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                              allow_private_callbacks=a.callbacks_allow_private,
                              receipt_parsers={n: t.parse for n, t in taps.items()},
                              receipt_tokens={n: t.token for n, t in taps.items()},
-                             receipt_sink=receipt_sink)
+                             receipt_sink=receipt_sink, campaigns=campaigns)
             server = HttpServer(api, ServerLimits(
                 max_body_bytes=h.max_body_bytes, max_header_count=h.max_header_count,
                 max_header_bytes=h.max_header_bytes, request_timeout=h.request_timeout,
@@ -240,6 +273,8 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 port = await nursery.start(partial(server.serve, h.host, h.port, backlog=h.backlog,
                                                    reuse_port=h.reuse_port))
                 nursery.start_soon(_purge_idempotency, api.idempotency)
+                await nursery.start(campaigns.run)
+                await _start_importer(config, campaigns, nursery)
                 # Everything loaded so far lives as long as the process: keep the cyclic GC
                 # from rescanning it on every collection under load.
                 gc.collect()
@@ -252,6 +287,21 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 with trio.move_on_after(h.request_timeout + 1.0):
                     await server.stopped.wait()
                 nursery.cancel_scope.cancel()
+
+
+async def _start_importer(config: cfg.Config, campaigns: Any, nursery: trio.Nursery) -> None:
+    """The drop-folder watcher, when ``importer.drop_folder`` is set."""
+    imp = config.importer
+    if not imp.drop_folder:
+        return
+    from zoneinfo import ZoneInfo
+
+    from gateway.importer import Importer, watch
+
+    importer = Importer(campaigns, Path(imp.drop_folder), imp.account, imp.sender, imp.template,
+                        imp.default_prefix, ZoneInfo(imp.timezone))
+    await nursery.start(partial(watch, importer, poll=imp.poll_seconds))
+    logger.info("importing mailing files dropped in %s", imp.drop_folder)
 
 
 async def _until_signal() -> None:

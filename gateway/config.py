@@ -191,6 +191,31 @@ class DevConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ImporterConfig:
+    """Bulk file import (gateway/importer.py, docs/campaigns.md)."""
+
+    drop_folder: str = ""  # "" = no drop-folder watcher in serve
+    account: str = "dev"  # whose campaigns imported files become
+    sender: str = "Septet"
+    template: str = ""  # a saved template of the account, for files without a message column
+    default_prefix: str = ""  # calling code for numbers written without one
+    timezone: str = "UTC"  # of "today" and of the _i / _LE times in file names
+    poll_seconds: float = 5.0
+
+    def check(self) -> list[str]:
+        errs = []
+        if self.poll_seconds <= 0:
+            errs.append("importer.poll_seconds: must be > 0")
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(self.timezone)
+        except (ValueError, LookupError):
+            errs.append("importer.timezone: not an IANA time zone")
+        return errs
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration tree."""
 
@@ -201,10 +226,12 @@ class Config:
     smpp: tuple[SmppConnectorConfig, ...] = ()
     http_providers: tuple[HttpProviderConnectorConfig, ...] = ()
     dev: DevConfig = field(default_factory=DevConfig)
+    importer: ImporterConfig = field(default_factory=ImporterConfig)
     log_level: str = "INFO"
 
     def check(self) -> list[str]:
-        errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check()]
+        errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check(),
+                *self.importer.check()]
         for c in self.smpp:
             errs += c.check()
         for h in self.http_providers:
