@@ -1,0 +1,750 @@
+"""Campaigns: a template (or text) sent to a list of recipients, shaped, paused, counted.
+
+Theory of operation
+-------------------
+A campaign lives in four LMDB databases (registered in ``gateway.store.STORE_DATABASES`` when
+this module is imported, so import it before ``open_store``):
+
+    campaign_defs   name                      -> msgpack record (:class:`Campaign`)
+    campaign_rows   name 0x00 u64 row          -> msgpack recipient (dict of str)  staged rows
+    campaign_msgs   name 0x00 u64 row          -> msg_id, or "!code: detail" for a refused row
+    templates       account 0x00 template name -> msgpack template document
+
+Recipients are *staged* first (``stage``: rows appended in chunks, one durable write per
+chunk, nothing held beyond the chunk), then *expanded* by the runner (:meth:`Campaigns.run`)
+into ``Message`` s that go through ``Gateway.accept`` in chunks of ``chunk`` rows. Each
+expansion commit holds the messages, their ``campaign_msgs`` entries, the counters of
+refused rows and the advanced cursor in ONE transaction, and the commit first checks that the
+cursor is still where the runner read it: a row is expanded exactly once, whatever crashes.
+
+States::
+
+    draft ──start──▶ scheduled ──(send_at - lead)──▶ running ──(all final)──▶ done
+                         │  ▲                           │  ▲
+                         pause resume                   pause resume
+                         ▼  │                           ▼  │
+                        paused ◀────────────────────────┘
+    any state but done ──cancel──▶ cancelled
+
+Shaping. "PP % every MMM minutes" is done here, durably: slice *k* holds rows
+``[k·S, (k+1)·S)`` with ``S = ceil(rows·PP/100)`` and is expanded ``lead`` seconds before it
+opens, with ``send_at`` = its opening, so the durable scheduler releases it on time (after a
+restart too) and a paused campaign expands nothing more; resuming shifts the remaining slices
+by the pause. ``per_minute`` and the re-contact window are handed to the rate limiter through
+:attr:`Campaigns.rules` (a live ``Mapping[str, CampaignRules]`` for
+``ShapingRules.campaigns``). Cancel stops expansion and ends queued messages NOT_SENT
+``cancelled``.
+
+Statistics are read from the incremental counters in the ``campaigns`` database (the
+correlator counts ``SMS_*`` events, ``SMS_NOT_SENT:<code>``, ``accepted`` and ``parts``; this
+module counts refused rows as ``invalid:<code>`` and cancelled rows), never by scanning.
+
+Messages keep ``Message.campaign = name``; counters are keyed by that name, so campaign names
+are unique across the gateway (a name owned by another account is refused).
+
+Must not import: gateway.api, gateway.http.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+import msgpack
+import trio
+
+import codec
+from actors.messages import FINAL_STATES, Message, MessageFinished, MsgId, State
+from actors.shaping import CampaignRules
+from gateway import store as store_mod
+from gateway.errors import Saturated
+from gateway.api._ids import FastMsgIds
+from gateway.templates import MissingField, Template, TemplateError
+from gateway.validation import Invalid, NumberNormaliser, check_sender, pick_phone
+
+__all__ = ["Campaign", "CampaignError", "Campaigns", "RowRefused", "TemplateBook", "STATES",
+           "check", "counters", "expand_row", "limiter_rules", "statistics"]
+
+logger = logging.getLogger(__name__)
+
+DEFS, ROWS, MSGS, TEMPLATES, COUNTERS = (b"campaign_defs", b"campaign_rows", b"campaign_msgs",
+                                         b"templates", b"campaigns")
+for _name in (DEFS, ROWS, MSGS, TEMPLATES):
+    if _name not in store_mod.STORE_DATABASES:
+        store_mod.STORE_DATABASES.append(_name)
+
+STATES: Final = ("draft", "scheduled", "running", "paused", "cancelled", "done")
+ACTIVE: Final = frozenset({"scheduled", "running"})
+MAX_NAME: Final = 64
+_POLICIES: dict[tuple[str, int], codec.Policy] = {}
+
+
+class CampaignError(Exception):
+    """A request the campaign cannot honour: ``status`` (HTTP-like) and ``errors`` as
+    ``[(field, reason)]``."""
+
+    def __init__(self, status: int, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {r}" for f, r in errors))
+        self.status = status
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class RowRefused:
+    """Why one recipient row became no message: ``code`` (counted) and ``detail``."""
+
+    code: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Campaign:
+    """One campaign's durable record."""
+
+    name: str
+    account: str
+    sender: str
+    text: str  # the template text (a saved template's text is copied at creation)
+    state: str = "draft"
+    template: str = ""
+    on_missing: str = "fail"
+    defaults: dict[str, str] = field(default_factory=dict)
+    encoding: str = "transliterate"
+    max_parts: int = 5
+    default_prefix: str = ""
+    send_at: float = 0.0
+    not_after: float = 0.0
+    slice_percent: float = 0.0
+    slice_every: float = 0.0  # seconds
+    per_minute: float = 0.0
+    recontact_hours: float = 0.0
+    description: str = ""
+    created_at: float = 0.0
+    rows: int = 0  # staged
+    cursor: int = 0  # expanded
+    sealed: bool = False  # no more rows will be staged
+    anchor: float = 0.0  # when slice 0 opens (moves on resume)
+    paused_at: float = 0.0
+    finished_at: float = 0.0
+    source: str = "api"
+
+    def pack(self) -> bytes:
+        return msgpack.packb(asdict(self), use_bin_type=True)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Campaign:
+        doc = msgpack.unpackb(data, raw=False)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def template_obj(self) -> Template:
+        return Template.build(self.template or "campaign", self.text, self.on_missing,
+                              self.defaults, self.encoding)
+
+    def slice_size(self) -> int:
+        if not self.slice_percent:
+            return 0
+        return max(1, math.ceil(self.rows * self.slice_percent / 100))
+
+    def allowed(self, now: float, lead: float) -> tuple[int, float]:
+        """Rows that may be expanded by ``now`` and the send_at of the last slice allowed."""
+        start = self.anchor or self.send_at
+        size = self.slice_size()
+        if not size or not self.slice_every:
+            return (self.rows if now + lead >= start else 0), start
+        opened = math.floor((now + lead - start) / self.slice_every)
+        if opened < 0:
+            return 0, start
+        return min(self.rows, (opened + 1) * size), start + opened * self.slice_every
+
+    def slice_send_at(self, row: int) -> float:
+        size = self.slice_size()
+        start = self.anchor or self.send_at
+        if not size or not self.slice_every:
+            return start
+        return start + (row // size) * self.slice_every
+
+    def doc(self) -> dict[str, Any]:
+        return {"id": self.name, "name": self.name, "state": self.state, "from": self.sender,
+                "text": self.text, "template": self.template or None,
+                "on_missing": self.on_missing, "encoding": self.encoding,
+                "send_at": _iso(self.send_at), "not_after": _iso(self.not_after),
+                "shaping": {"slice_percent": self.slice_percent or None,
+                            "slice_every_minutes": (self.slice_every / 60) or None,
+                            "per_minute": self.per_minute or None},
+                "recontact_hours": self.recontact_hours or None,
+                "description": self.description or None, "created_at": _iso(self.created_at),
+                "recipients": self.rows, "expanded": self.cursor, "sealed": self.sealed,
+                "source": self.source}
+
+
+def _iso(t: float) -> str | None:
+    if not t:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _policy(mode: str, max_parts: int) -> codec.Policy:
+    p = _POLICIES.get((mode, max_parts))
+    if p is None:
+        p = _POLICIES[(mode, max_parts)] = codec.Policy(mode=mode, max_parts=max_parts)  # type: ignore[arg-type]
+    return p
+
+
+def expand_row(c: Campaign, tpl: Template, row: Mapping[str, Any], numbers: NumberNormaliser,
+               msg_id: MsgId, now: float, send_at: float) -> Message | RowRefused:
+    """One recipient row to its Message, or why not (pure apart from the number cache).
+
+    Phone fields ``mobile_phone``, ``mobilephone``, ``phone`` are tried in that order; the
+    row's ``mobile_prefix`` (else the campaign's default prefix) applies only to a number
+    written without its country code.
+    """
+    bad = row.get("__error__")
+    if bad:
+        return RowRefused("bad_row", str(bad))
+    picked = pick_phone(row)
+    if picked is None:
+        return RowRefused("no_number", "no mobile_phone, mobilephone or phone")
+    prefix = row.get("mobile_prefix") or c.default_prefix
+    try:
+        number = numbers.normalise(picked[1], str(prefix))
+    except Invalid as exc:
+        return RowRefused("invalid_number", f"{picked[0]} {exc.reason}")
+    try:
+        text = tpl.render(row)
+    except MissingField as exc:
+        return RowRefused("missing_field", f"missing field {exc.field}")
+    if not text.strip():
+        return RowRefused("empty_text", "the text is empty")
+    try:
+        count = codec.count(text, _policy(c.encoding, c.max_parts))
+    except codec.SegmentLimitExceeded as exc:
+        return RowRefused("too_many_parts", f"needs {exc.parts_needed} parts")
+    except codec.CodecError:
+        return RowRefused("unencodable", f"cannot be sent with encoding {c.encoding}")
+    ref = row.get("client_ref")
+    return Message(msg_id, c.account, number, c.sender, text, c.encoding, now, c.name,
+                   ref if isinstance(ref, str) else "", "", send_at, c.not_after, c.max_parts,
+                   count.parts, count.encoding)
+
+
+# ---------------------------------------------------------------------------------- keys
+
+
+def _key(name: str, row: int) -> bytes:
+    return name.encode() + b"\x00" + row.to_bytes(8, "big")
+
+
+def _add(txn: Any, db: Any, name: str, counter: str, n: int) -> None:
+    key = name.encode() + b"\x00" + counter.encode()
+    raw = txn.get(key, db=db)
+    txn.put(key, msgpack.packb((msgpack.unpackb(raw) if raw else 0) + n), db=db)
+
+
+def counters(txn: Any, db: Any, name: str) -> dict[str, int]:
+    """Every counter of campaign ``name`` (a range read of its few keys, not a scan of
+    messages)."""
+    prefix = name.encode() + b"\x00"
+    out: dict[str, int] = {}
+    with txn.cursor(db=db) as cur:
+        if cur.set_range(prefix):
+            for key, value in cur:
+                if not key.startswith(prefix):
+                    break
+                out[key[len(prefix):].decode()] = int(msgpack.unpackb(value))
+    return out
+
+
+def statistics(c: Campaign, n: Mapping[str, int]) -> dict[str, Any]:
+    """The statistics document of a campaign from its counters."""
+    by_reason: dict[str, int] = {}
+    for k, v in n.items():
+        for prefix in ("SMS_NOT_SENT:", "invalid:"):
+            if k.startswith(prefix) and v:
+                code = k[len(prefix):] or "unknown"
+                by_reason[code] = by_reason.get(code, 0) + v
+    cancelled_rows = n.get("cancelled_rows", 0)
+    if cancelled_rows:
+        by_reason["cancelled"] = by_reason.get("cancelled", 0) + cancelled_rows
+    sent, delivered = n.get("SMS_SENT", 0), n.get("SMS_DELIVERED", 0)
+    not_sent = n.get("SMS_NOT_SENT", 0) + n.get("invalid", 0) + cancelled_rows
+    accepted = n.get("accepted", 0)
+    return {
+        "recipients": c.rows, "expanded": c.cursor, "accepted": accepted,
+        "invalid": n.get("invalid", 0), "parts": n.get("parts", 0), "sent": sent,
+        "delivered": delivered, "not_delivered": n.get("SMS_NOT_DELIVERED", 0),
+        "not_sent": not_sent, "not_sent_by_reason": dict(sorted(by_reason.items())),
+        "pending": max(0, accepted - sent - n.get("SMS_NOT_SENT", 0)),
+        "delivery_rate": round(delivered / sent, 4) if sent else None,
+    }
+
+
+# ---------------------------------------------------------------------------- templates
+
+
+class TemplateBook:
+    """Templates per account in the ``templates`` database."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def put(self, account: str, tpl: Template) -> None:
+        key = account.encode() + b"\x00" + tpl.name.encode()
+        data = msgpack.packb(tpl.to_doc(), use_bin_type=True)
+        await self._store.write(lambda txn: txn.put(key, data, db=self._store.db(TEMPLATES)))
+
+    def get(self, account: str, name: str) -> Template | None:
+        with self._store.read() as txn:
+            raw = txn.get(account.encode() + b"\x00" + name.encode(), db=self._store.db(TEMPLATES))
+        return None if raw is None else Template.from_doc(msgpack.unpackb(raw, raw=False))
+
+    def list(self, account: str) -> list[Template]:
+        prefix = account.encode() + b"\x00"
+        out = []
+        with self._store.read() as txn, txn.cursor(db=self._store.db(TEMPLATES)) as cur:
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    out.append(Template.from_doc(msgpack.unpackb(value, raw=False)))
+        return out
+
+    async def delete(self, account: str, name: str) -> bool:
+        key = account.encode() + b"\x00" + name.encode()
+        return bool(await self._store.write(
+            lambda txn: txn.delete(key, db=self._store.db(TEMPLATES))))
+
+
+# ---------------------------------------------------------------------------- campaigns
+
+
+class _Rules(Mapping[str, CampaignRules]):
+    """Live view for ``ShapingRules.campaigns``: per-minute pace and re-contact window."""
+
+    def __init__(self, table: dict[str, CampaignRules]) -> None:
+        self._t = table
+
+    def __getitem__(self, key: str) -> CampaignRules:
+        return self._t[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._t)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+
+def limiter_rules(c: Campaign) -> CampaignRules | None:
+    """What the rate limiter applies to campaign ``c`` (slices are done by expansion)."""
+    if not c.per_minute and not c.recontact_hours:
+        return None
+    return CampaignRules(per_minute=c.per_minute, no_recontact_hours=c.recontact_hours)
+
+
+class Campaigns:
+    """The campaign service over a store and a gateway (``accept``, optionally ``pipeline``).
+
+    Args:
+        store: the open ``gateway.store.Store`` (this module's databases registered).
+        gateway: ``Gateway`` or anything with ``accept(messages, also=...)``; may be bound
+            later with :meth:`bind`.
+        numbers: the number normaliser (shared with the API).
+        chunk: rows per expansion commit.
+        lead: seconds before a slice (or a scheduled start) that its rows are expanded.
+        poll: seconds between runner passes when nothing wakes it.
+    """
+
+    def __init__(self, store: Any, gateway: Any = None, *, numbers: NumberNormaliser | None = None,
+                 now: Callable[[], float] = time.time, chunk: int = 2000, lead: float = 60.0,
+                 poll: float = 1.0) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.numbers = numbers or NumberNormaliser()
+        self.templates = TemplateBook(store)
+        self._now = now
+        self._ids = FastMsgIds(now)
+        self.chunk = chunk
+        self.lead = lead
+        self.poll = poll
+        self._table: dict[str, CampaignRules] = {}
+        self.rules: Mapping[str, CampaignRules] = _Rules(self._table)
+        self._wake = trio.Event()
+        self._locks: dict[str, trio.Lock] = {}
+        with store.read() as txn, txn.cursor(db=store.db(DEFS)) as cur:
+            for _, raw in cur:
+                self._remember(Campaign.unpack(raw))
+
+    def bind(self, gateway: Any) -> None:
+        self.gateway = gateway
+
+    def _remember(self, c: Campaign) -> None:
+        rules = limiter_rules(c)
+        if rules is None:
+            self._table.pop(c.name, None)
+        else:
+            self._table[c.name] = rules
+
+    def _lock(self, name: str) -> trio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = trio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------- reading
+
+    def get(self, account: str, name: str) -> Campaign | None:
+        """The campaign ``name`` of ``account`` (None for another account's)."""
+        with self.store.read() as txn:
+            raw = txn.get(name.encode(), db=self.store.db(DEFS))
+        if raw is None:
+            return None
+        c = Campaign.unpack(raw)
+        return c if c.account == account else None
+
+    def list(self, account: str) -> list[Campaign]:
+        out = []
+        with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
+            for _, raw in cur:
+                c = Campaign.unpack(raw)
+                if c.account == account:
+                    out.append(c)
+        return out
+
+    def statistics(self, c: Campaign) -> dict[str, Any]:
+        with self.store.read() as txn:
+            n = counters(txn, self.store.db(COUNTERS), c.name)
+        return statistics(c, n)
+
+    def rows(self, name: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any], str]]:
+        """(row number, staged recipient, msg_id or "!code: detail" or "") from ``start``,
+        read in short snapshots (no transaction is held while the caller works)."""
+        prefix = name.encode() + b"\x00"
+        at = start
+        while True:
+            batch = []
+            with self.store.read() as txn, txn.cursor(db=self.store.db(ROWS)) as cur:
+                msgs = self.store.db(MSGS)
+                if not cur.set_range(_key(name, at)):
+                    return
+                for key, value in cur:
+                    if not key.startswith(prefix) or len(batch) >= 1000:
+                        break
+                    row = int.from_bytes(key[len(prefix):], "big")
+                    ref = txn.get(key, db=msgs)
+                    batch.append((row, msgpack.unpackb(value, raw=False),
+                                  ref.decode() if ref else ""))
+            if not batch:
+                return
+            yield from batch
+            at = batch[-1][0] + 1
+
+    # ------------------------------------------------------------------- writing
+
+    async def create(self, c: Campaign) -> Campaign:
+        """Store a new campaign (checked: sender, template, shaping).
+
+        Raises:
+            CampaignError: 422 with the field problems, 409 if the name is taken.
+        """
+        errors = check(c)
+        if errors:
+            raise CampaignError(422, errors)
+        c.created_at = c.created_at or self._now()
+        data_name = c.name.encode()
+
+        def op(txn: Any) -> bool:
+            db = self.store.db(DEFS)
+            return bool(txn.put(data_name, c.pack(), db=db, overwrite=False))
+
+        if not await self.store.write(op):
+            raise CampaignError(409, [("name", "a campaign with this name already exists")])
+        self._remember(c)
+        return c
+
+    def op_create(self, txn: Any, c: Campaign) -> bool:
+        """Create ``c`` inside a caller's transaction (the importer's); False if it exists."""
+        c.created_at = c.created_at or self._now()
+        return bool(txn.put(c.name.encode(), c.pack(), db=self.store.db(DEFS), overwrite=False))
+
+    async def stage(self, account: str, name: str, rows: Iterable[Mapping[str, Any]], *,
+                    also: Callable[[Any, int], None] | None = None, chunk: int = 5000) -> int:
+        """Append recipient rows in durable chunks; returns how many were staged.
+
+        ``also(txn, rows_in_chunk)`` runs in each chunk's transaction (the importer commits
+        its file cursor there).
+
+        Raises:
+            CampaignError: 404 unknown campaign, 409 when it no longer takes rows.
+        """
+        total = 0
+        batch: list[bytes] = []
+        for row in rows:
+            batch.append(msgpack.packb(dict(row), use_bin_type=True))
+            if len(batch) >= chunk:
+                total += await self._stage_chunk(account, name, batch, also)
+                batch = []
+        if batch or total == 0:
+            total += await self._stage_chunk(account, name, batch, also)
+        return total
+
+    async def _stage_chunk(self, account: str, name: str, packed: list[bytes],
+                           also: Callable[[Any, int], None] | None) -> int:
+        def op(txn: Any) -> int:
+            c = self._load(txn, account, name)
+            if c.sealed or c.state in ("cancelled", "done"):
+                raise CampaignError(409, [("recipients", f"campaign is {c.state} and sealed; "
+                                                          "it takes no more recipients")])
+            db = self.store.db(ROWS)
+            for i, data in enumerate(packed):
+                txn.put(_key(name, c.rows + i), data, db=db)
+            c.rows += len(packed)
+            self._save(txn, c)
+            if also is not None:
+                also(txn, len(packed))
+            return len(packed)
+
+        n = await self.store.write(op)
+        return int(n)
+
+    def _load(self, txn: Any, account: str, name: str) -> Campaign:
+        raw = txn.get(name.encode(), db=self.store.db(DEFS))
+        c = Campaign.unpack(raw) if raw is not None else None
+        if c is None or c.account != account:
+            raise CampaignError(404, [("id", f"no campaign named {name[:64]!r}")])
+        return c
+
+    def _save(self, txn: Any, c: Campaign) -> None:
+        txn.put(c.name.encode(), c.pack(), db=self.store.db(DEFS))
+
+    async def transition(self, account: str, name: str, action: str) -> Campaign:
+        """``start`` (seal and schedule), ``pause``, ``resume`` or ``cancel``.
+
+        Raises:
+            CampaignError: 404, or 409 when the action does not apply in the current state.
+        """
+        now = self._now()
+
+        def op(txn: Any) -> Campaign:
+            c = self._load(txn, account, name)
+            target = _next_state(c, action, now)
+            if target is None:
+                raise CampaignError(409, [("state", f"cannot {action} a {c.state} campaign")])
+            if action == "start":
+                c.sealed = True
+                c.anchor = max(c.send_at, now)
+            elif action == "pause":
+                c.paused_at = now
+            elif action == "resume":
+                # not started yet: keep the schedule; started: shift what is left by the pause
+                c.anchor = max(c.send_at, now) if c.cursor == 0 else c.anchor + now - c.paused_at
+                c.paused_at = 0.0
+            elif action == "cancel":
+                remaining = c.rows - c.cursor
+                if remaining:
+                    _add(txn, self.store.db(COUNTERS), c.name, "cancelled_rows", remaining)
+                c.finished_at = now
+            c.state = target
+            self._save(txn, c)
+            return c
+
+        async with self._lock(name):
+            c = await self.store.write(op)
+        if action == "cancel":
+            await self._cancel_queued(c)
+        self._remember(c)
+        self._wake.set()
+        return c
+
+    async def _cancel_queued(self, c: Campaign) -> int:
+        """End the campaign's accepted-but-unsent messages NOT_SENT ``cancelled``."""
+        pipeline = getattr(self.gateway, "pipeline", None)
+        if pipeline is None:
+            return 0
+        done = 0
+        batch: list[MessageFinished] = []
+        db_state = self.store.db(b"state")
+        for _, _, ref in self.rows(c.name):
+            if not ref or ref.startswith("!"):
+                continue
+            with self.store.read() as txn:
+                raw = txn.get(ref.encode(), db=db_state)
+            if raw is None:
+                continue
+            state = msgpack.unpackb(raw, raw=False)[0]
+            if state in FINAL_STATES or state == State.SENT:
+                continue
+            batch.append(MessageFinished(MsgId(ref), State.NOT_SENT, "cancelled",
+                                         "the campaign was cancelled", self._now()))
+            if len(batch) >= 1000:
+                await pipeline.apply(batch, [], self._now())
+                done += len(batch)
+                batch = []
+        if batch:
+            await pipeline.apply(batch, [], self._now())
+            done += len(batch)
+        return done
+
+    # ------------------------------------------------------------------- runner
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Expand active campaigns as their schedule and slices allow, until cancelled."""
+        task_status.started()
+        while True:
+            wake_at = await self.step()
+            self._wake = trio.Event()
+            delay = self.poll if wake_at is None else max(0.0, min(self.poll, wake_at - self._now()))
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def step(self) -> float | None:
+        """One pass over the active campaigns; returns the earliest time work is due."""
+        due: float | None = None
+        with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
+            active = [c for c in (Campaign.unpack(v) for _, v in cur) if c.state in ACTIVE]
+        for c in active:
+            self._remember(c)  # campaigns another process (septet import) created
+            try:
+                t = await self._advance(c.account, c.name)
+            except Saturated as exc:  # the pipeline is full: try again a little later
+                t = self._now() + float(getattr(exc, "retry_after", 1.0))
+            if t is not None:
+                due = t if due is None else min(due, t)
+        return due
+
+    async def _advance(self, account: str, name: str) -> float | None:
+        async with self._lock(name):
+            while True:
+                with self.store.read() as txn:
+                    c = self._load(txn, account, name)
+                now = self._now()
+                if c.state not in ACTIVE:
+                    return None
+                if c.state == "scheduled" and now + self.lead >= (c.anchor or c.send_at):
+                    c = await self._set_state(c, "running")
+                allowed, _ = c.allowed(now, self.lead)
+                if c.cursor >= allowed:
+                    if (c.state == "running" and c.sealed and c.cursor >= c.rows
+                            and self._all_final(c)):
+                        await self._set_state(c, "done")
+                        return None
+                    return self._after(c)
+                await self._expand(c, min(allowed, c.cursor + self.chunk), now)
+
+    def _after(self, c: Campaign) -> float | None:
+        """When this campaign next needs the runner (its next slice or start), or None."""
+        if c.cursor >= c.rows:
+            return None if c.sealed else self._now() + self.poll
+        start = c.anchor or c.send_at
+        size = c.slice_size()
+        if size and c.slice_every:
+            return start + (c.cursor // size) * c.slice_every - self.lead
+        return start - self.lead
+
+    def _all_final(self, c: Campaign) -> bool:
+        with self.store.read() as txn:
+            n = counters(txn, self.store.db(COUNTERS), c.name)
+        final = n.get("SMS_DELIVERED", 0) + n.get("SMS_NOT_DELIVERED", 0) + n.get("SMS_NOT_SENT", 0)
+        return final >= n.get("accepted", 0)
+
+    async def _set_state(self, c: Campaign, state: str) -> Campaign:
+        def op(txn: Any) -> Campaign:
+            cur = self._load(txn, c.account, c.name)
+            if cur.state in ACTIVE:
+                cur.state = state
+                if state == "done":
+                    cur.finished_at = self._now()
+                self._save(txn, cur)
+            return cur
+
+        return await self.store.write(op)  # type: ignore[no-any-return]
+
+    async def _expand(self, c: Campaign, stop: int, now: float) -> None:
+        tpl = c.template_obj()
+        start = c.cursor
+        messages: list[Message] = []
+        refs: list[tuple[int, bytes]] = []
+        refused: dict[str, int] = {}
+        for row, data, _ in self.rows(c.name, start):
+            if row >= stop:
+                break
+            out = expand_row(c, tpl, data, self.numbers, self._ids(), now,
+                             c.slice_send_at(row))
+            if isinstance(out, RowRefused):
+                refs.append((row, f"!{out.code}: {out.detail}".encode()))
+                refused[out.code] = refused.get(out.code, 0) + 1
+            else:
+                messages.append(out)
+                refs.append((row, out.msg_id.encode()))
+        name, store = c.name, self.store
+
+        def also(txn: Any) -> None:
+            cur = self._load(txn, c.account, name)
+            if cur.cursor != start or cur.state not in ACTIVE:
+                raise _Moved()
+            db = store.db(MSGS)
+            for row, ref in refs:
+                txn.put(_key(name, row), ref, db=db)
+            counters_db = store.db(COUNTERS)
+            for code, n in refused.items():
+                _add(txn, counters_db, name, "invalid", n)
+                _add(txn, counters_db, name, f"invalid:{code}", n)
+            cur.cursor = stop
+            self._save(txn, cur)
+
+        try:
+            if messages:
+                await self.gateway.accept(messages, also=also)
+            else:
+                await store.write(also)
+        except _Moved:
+            return
+
+
+class _Moved(Exception):
+    """The campaign changed under an expansion (paused, cancelled, or expanded elsewhere)."""
+
+
+_TRANSITIONS: Final = {
+    ("draft", "start"): "scheduled",
+    ("scheduled", "pause"): "paused",
+    ("running", "pause"): "paused",
+    ("paused", "resume"): "scheduled",
+    ("draft", "cancel"): "cancelled",
+    ("scheduled", "cancel"): "cancelled",
+    ("running", "cancel"): "cancelled",
+    ("paused", "cancel"): "cancelled",
+}
+
+
+def _next_state(c: Campaign, action: str, now: float) -> str | None:
+    return _TRANSITIONS.get((c.state, action))
+
+
+def check(c: Campaign) -> list[tuple[str, str]]:
+    """Every problem with a campaign definition."""
+    errors: list[tuple[str, str]] = []
+    if not c.name or len(c.name) > MAX_NAME or not c.name.isprintable() or "\x00" in c.name:
+        errors.append(("name", f"1-{MAX_NAME} printable characters"))
+    try:
+        check_sender(c.sender)
+    except Invalid as exc:
+        errors.append(("from", exc.reason))
+    try:
+        c.template_obj()
+    except TemplateError as exc:
+        errors.append(("text", exc.reason))
+    if c.slice_percent and not (0 < c.slice_percent <= 100 and c.slice_every > 0):
+        errors.append(("shaping", "slice_percent must be in (0, 100] with slice_every_minutes > 0"))
+    if c.per_minute < 0 or c.recontact_hours < 0:
+        errors.append(("shaping", "per_minute and recontact_hours must be >= 0"))
+    if c.not_after and c.not_after <= max(c.send_at, c.created_at or 0):
+        errors.append(("not_after", "must be later than send_at and now"))
+    return errors
+
