@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -180,31 +181,33 @@ class HttpServer:
             await stream.send_all(response_bytes(resp, date=self._dates.get(), keep_alive=False))
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        """Read, answer, repeat. One cancel scope per connection carries whichever deadline
+        applies now (idle, request, write; none while the application works), so a request
+        costs no scope of its own; when it fires, ``phase`` says which one it was."""
         lim = self._limits
         reader = RequestReader(self._reader_limits)
         started = 0.0
-        while True:
-            now = trio.current_time()
-            if reader.in_progress:
-                deadline, why = started + lim.request_timeout, "request"
-            else:
-                deadline, why = now + lim.idle_timeout, "idle"
-            with trio.CancelScope(deadline=deadline) as scope:
-                if self.draining and not reader.in_progress:
-                    return
-                if not reader.in_progress:
+        phase = "idle"
+        with trio.CancelScope() as scope:
+            while True:
+                now = trio.current_time()
+                if reader.in_progress:
+                    phase, scope.deadline = "request", started + lim.request_timeout
+                else:
+                    if self.draining:
+                        return
+                    phase, scope.deadline = "idle", now + lim.idle_timeout
                     self._idle.add(scope)  # drain() may close it at once
-                try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                finally:
-                    self._idle.discard(scope)
+                data = await stream.receive_some(RECEIVE_SIZE)
+                self._idle.discard(scope)
                 if not data:
                     return
                 was_in_progress = reader.in_progress
                 try:
                     requests = reader.feed(data)
                 except HttpError as err:
-                    await self._send(stream, problem_response(
+                    phase = "write"
+                    await self._send(stream, scope, problem_response(
                         err.status, _TITLES.get(err.status, "Bad Request"), err.detail, close=True),
                         keep_alive=False)
                     return
@@ -213,42 +216,46 @@ class HttpServer:
                 if reader.expect_continue:
                     reader.expect_continue = False
                     if reader.in_progress:
-                        await stream.send_all(CONTINUE)
+                        phase = "write"
+                        await self._write(stream, scope, CONTINUE)
                 if requests:
-                    if not await self._answer(stream, requests, reader.must_close):
+                    phase = "answer"
+                    if not await self._answer(stream, scope, requests, reader.must_close):
                         return
                     # a request begun behind these must not be charged for their handling
                     started = max(started, trio.current_time())
-                continue
-            if self.draining and not reader.in_progress:
-                return
-            # The deadline passed with nothing (or too little) received.
-            if why == "request":
-                self.timeouts += 1
-                await self._send(stream, problem_response(
+        self._idle.discard(scope)
+        if phase in ("write", "answer"):  # while answering only the write deadline is set
+            self.timeouts += 1  # a client that does not read its answers
+        elif phase == "request" and not self.draining:
+            self.timeouts += 1
+            with trio.move_on_after(lim.write_timeout):
+                resp = problem_response(
                     408, "Request Timeout",
-                    f"the request was not complete within {lim.request_timeout} s", close=True),
-                    keep_alive=False)
-            return
+                    f"the request was not complete within {lim.request_timeout} s", close=True)
+                await stream.send_all(response_bytes(resp, date=self._dates.get(),
+                                                     keep_alive=False))
 
-    async def _answer(self, stream: trio.SocketStream, requests: list[Request],
-                      must_close: bool) -> bool:
+    async def _answer(self, stream: trio.SocketStream, scope: trio.CancelScope,
+                      requests: list[Request], must_close: bool) -> bool:
         """Answer ``requests`` in order; False when the connection must close."""
+        scope.deadline = math.inf  # the application's work has no read deadline
         out: list[bytes] = []
         for i, request in enumerate(requests):
             if out and request.method not in _SAFE:
                 # Handled one after another (RFC 9112 §9.3.2: unsafe pipelined requests are
                 # not run in parallel); answer what is done before waiting on the next commit.
-                await self._write(stream, b"".join(out))
+                await self._write(stream, scope, b"".join(out))
                 out.clear()
             response = await self._call(request)
             keep = request.keep_alive and not response.close and not self.draining and not (
                 must_close and i == len(requests) - 1)
             if response.stream is not None:
                 if out:
-                    await self._write(stream, b"".join(out))
+                    await self._write(stream, scope, b"".join(out))
                     out.clear()
-                await self._send(stream, response, keep_alive=keep, head_only=request.method == "HEAD")
+                await self._send(stream, scope, response, keep_alive=keep,
+                                 head_only=request.method == "HEAD")
             else:
                 out.append(response_bytes(response, date=self._dates.get(), keep_alive=keep,
                                           head_only=request.method == "HEAD"))
@@ -257,7 +264,7 @@ class HttpServer:
         else:
             keep = True
         if out:
-            await self._write(stream, b"".join(out))
+            await self._write(stream, scope, b"".join(out))
         return keep
 
     async def _call(self, request: Request) -> Response:
@@ -275,29 +282,30 @@ class HttpServer:
         finally:
             self.in_flight -= 1
 
-    async def _send(self, stream: trio.SocketStream, response: Response, *, keep_alive: bool,
-                    head_only: bool = False) -> None:
+    async def _send(self, stream: trio.SocketStream, scope: trio.CancelScope, response: Response,
+                    *, keep_alive: bool, head_only: bool = False) -> None:
         date = self._dates.get()
         if response.stream is None:
-            await self._write(stream, response_bytes(response, date=date, keep_alive=keep_alive,
-                                                     head_only=head_only))
+            await self._write(stream, scope, response_bytes(
+                response, date=date, keep_alive=keep_alive, head_only=head_only))
             return
-        await self._write(stream, head_bytes(response, date=date, keep_alive=keep_alive, chunked=True))
+        await self._write(stream, scope, head_bytes(response, date=date, keep_alive=keep_alive,
+                                                    chunked=True))
         if head_only:
             return
         try:
             async for piece in response.stream:
                 if piece:
-                    await self._write(stream, chunk(piece))
+                    await self._write(stream, scope, chunk(piece))
         except Exception as exc:
             # Headers are gone already: the only honest signal left is an unterminated body.
             logger.exception("streamed response failed: %s", type(exc).__name__)
             raise trio.BrokenResourceError("stream failed") from exc
-        await self._write(stream, LAST_CHUNK)
+        await self._write(stream, scope, LAST_CHUNK)
 
-    async def _write(self, stream: trio.SocketStream, data: bytes) -> None:
-        with trio.move_on_after(self._limits.write_timeout) as scope:
-            await stream.send_all(data)
-        if scope.cancelled_caught:
-            self.timeouts += 1
-            raise trio.BrokenResourceError("client stopped reading")
+    async def _write(self, stream: trio.SocketStream, scope: trio.CancelScope, data: bytes) -> None:
+        """Send under the write deadline (the connection's scope; cleared afterwards so that
+        the application's own work is never cut short by it)."""
+        scope.deadline = trio.current_time() + self._limits.write_timeout
+        await stream.send_all(data)
+        scope.deadline = math.inf

@@ -294,3 +294,29 @@ async def test_drain_finishes_requests_in_progress_and_closes_idle_ones() -> Non
             await server.stopped.wait()
         with pytest.raises(OSError):
             await trio.open_tcp_stream("127.0.0.1", port)  # no longer listening
+
+
+async def test_a_slow_handler_is_not_cut_by_the_idle_deadline(nursery: trio.Nursery) -> None:
+    port, app, _ = await _serve(nursery, ServerLimits(idle_timeout=0.2, request_timeout=0.2))
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /slow HTTP/1.1\r\n\r\n")
+    await trio.sleep(0.5)  # longer than both deadlines: the application is still working
+    app.release.set()
+    assert (await _read_responses(stream, 1)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_client_that_stops_reading_is_dropped(nursery: trio.Nursery) -> None:
+    async def endless(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 65536
+        return Response(200, content_type="text/csv", stream=chunks())
+
+    server = HttpServer(endless, ServerLimits(write_timeout=0.3))
+    port = await nursery.start(server.serve, "127.0.0.1", 0)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET / HTTP/1.1\r\n\r\n")  # ... and never read
+    with trio.fail_after(10):
+        while server.statistics()["connections"]:
+            await trio.sleep(0.05)
+    assert server.statistics()["timeouts"] == 1
