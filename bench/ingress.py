@@ -22,6 +22,7 @@ number cache does not flatter it. The last line is one JSON object of the figure
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -135,11 +136,23 @@ async def _connection(host: str, port: int, reqs: list[bytes], batch: int, phase
             if interval is not None:
                 due += interval
                 await trio.sleep_until(due)
-            else:
+                sent.append(due)
+                out = reqs[idx % len(reqs)]
+                idx += 1
+            else:  # peak: fill the whole free window in one write
                 due = trio.current_time()
-            sent.append(due)
-            await stream.send_all(reqs[idx % len(reqs)])
-            idx += 1
+                batch = [reqs[idx % len(reqs)]]
+                idx += 1
+                while True:
+                    try:
+                        window.acquire_nowait()
+                    except trio.WouldBlock:
+                        break
+                    batch.append(reqs[idx % len(reqs)])
+                    idx += 1
+                sent.extend([due] * len(batch))
+                out = b"".join(batch)
+            await stream.send_all(out)
 
     async def receiver() -> None:
         while True:
@@ -283,6 +296,8 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
         server = HttpServer(create_api(gateway, ApiConfig()), ServerLimits(max_in_flight=100_000))
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve, "127.0.0.1", port)
+            gc.collect()
+            gc.freeze()  # as `septet serve` does after start-up
             (Path(workdir) / "key").write_text(key + "\n")
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
