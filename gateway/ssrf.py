@@ -89,10 +89,7 @@ class Resolved:
     @property
     def connect_url(self) -> str:
         """The URL with the host replaced by the checked address (what the client dials)."""
-        split = urlsplit(self.parsed.url)
-        literal = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        netloc = f"{literal}:{self.parsed.port}"
-        return urlunsplit((split.scheme, netloc, split.path or "/", split.query, ""))
+        return _connect_url(self.parsed.url, self.address, self.parsed.port)
 
     @property
     def host_header(self) -> str:
@@ -100,6 +97,13 @@ class Resolved:
         if self.parsed.port == DEFAULT_PORTS[self.parsed.scheme]:
             return host
         return f"{host}:{self.parsed.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _connect_url(url: str, address: IPAddress, port: int) -> str:
+    split = urlsplit(url)
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    return urlunsplit((split.scheme, f"{literal}:{port}", split.path or "/", split.query, ""))
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,11 +352,18 @@ async def resolve_callback_url(
         CallbackUrlRefused: as :func:`check_callback_url`.
     """
     parsed = _parse_cached(url)
-    if parsed.address is not None:
-        answers: Sequence[str] = [str(parsed.address)]
-    else:
-        answers = await resolver(parsed.host, parsed.port)
+    if parsed.address is not None:  # an IP literal: no resolution, judge it as it is
+        reason = _refusal_cached(parsed.address, allow_loopback, allow_private)
+        if reason is not None:
+            raise CallbackUrlRefused(reason, str(parsed.address))
+        return Resolved(parsed, parsed.address)
+    answers = await resolver(parsed.host, parsed.port)
     return Resolved(parsed, _check_all(parsed, answers, allow_loopback, allow_private))
+
+
+@functools.lru_cache(maxsize=4096)
+def _refusal_cached(address: IPAddress, allow_loopback: bool, allow_private: bool) -> str | None:
+    return address_refusal(address, allow_loopback=allow_loopback, allow_private=allow_private)
 
 
 async def check_callback_url_async(
