@@ -30,6 +30,7 @@ again: the SMSC never drops a receipt, so only an ESME that acknowledges before 
 from __future__ import annotations
 
 import heapq
+import struct
 import time
 from typing import Final
 
@@ -208,6 +209,12 @@ class SmscSession:
             return
         if self.mode is None or self.mode == "receiver":
             return self._answer(pdu.sequence, st.ESME_RINVBNDSTS, "", now)
+        if len(pdu.destination_addr) > 20 or not pdu.destination_addr:  # §5.2.9: 21 with NUL
+            stats.submits_rejected += 1
+            return self._answer(pdu.sequence, st.ESME_RINVDSTADR, "", now)
+        if len(pdu.source_addr) > 20:
+            stats.submits_rejected += 1
+            return self._answer(pdu.sequence, st.ESME_RINVSRCADR, "", now)
         if self._pending_resps >= cfg.window:
             stats.submits_throttled += 1
             return self._answer(pdu.sequence, st.ESME_RMSGQFUL, "", now)
@@ -258,13 +265,9 @@ class SmscSession:
         self._sequence = self._sequence % 0x7FFFFFFF + 1
         err = _ERRORS.get(stat, 0)
         text = receipt_text(receipt_id, stat, err, submitted, self.shared.wall(), head)
-        pdu = p.DeliverSm(self._sequence, dest, source, text, esm_class=p.ESM_DELIVERY_RECEIPT)
-        if self.config.receipt_tlvs:
-            pdu.receipted_message_id = receipt_id
-            pdu.message_state = MESSAGE_STATES.get(stat, 7)
-            if err:
-                pdu.network_error_code = bytes((3, err >> 8, err & 0xFF))  # 3 = GSM
-        self._out.append(p.encode(pdu))
+        state = MESSAGE_STATES.get(stat, 7) if self.config.receipt_tlvs else None
+        # The handset is the receipt's source, our ESME's sender its destination.
+        self._out.append(encode_receipt(self._sequence, dest, source, text, receipt_id, state, err))
         self._unacked[self._sequence] = (receipt, now + self.config.redeliver_after)
         self.shared.stats.receipts_sent += 1
 
@@ -303,3 +306,26 @@ def receipt_text(receipt_id: str, stat: str, err: int, submitted: float, done: f
         f"id:{receipt_id} sub:001 dlvrd:{dlvrd} submit date:{_smpp_date(submitted)} "
         f"done date:{_smpp_date(done)} stat:{stat} err:{err:03d} text:"
     ).encode("ascii") + safe
+
+
+_DELIVER_HEAD: Final = struct.Struct(">IIII")
+
+
+def encode_receipt(sequence: int, source: str, destination: str, text: bytes, receipt_id: str,
+                   state: int | None, err: int) -> bytes:
+    """A receipt deliver_sm; equal to ``pdu.encode(DeliverSm(...))`` (a test checks), built
+    directly because the simulator sends one per accepted submit. ``state`` None: no TLVs.
+
+    Addresses were checked on submit (at most 20 octets), ids are ours: nothing can overflow.
+    """
+    parts = [
+        b"\0\0\0", source.encode("latin-1"), b"\0\0\0", destination.encode("latin-1"),
+        b"\0\x04\0\0\0\0\0\0\0\0", bytes((len(text),)), text,
+    ]
+    if state is not None:
+        rid = receipt_id.encode("latin-1") + b"\0"
+        parts += (b"\x00\x1e", len(rid).to_bytes(2, "big"), rid, b"\x04\x27\x00\x01", bytes((state,)))
+        if err:
+            parts += (b"\x04\x23\x00\x03\x03", err.to_bytes(2, "big"))  # 3 = GSM
+    body = b"".join(parts)
+    return _DELIVER_HEAD.pack(16 + len(body), p.DELIVER_SM, 0, sequence) + body

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as s
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -316,3 +316,30 @@ def test_smsc_outcome_mix_and_error_rate_follow_the_seeded_rng() -> None:
     states = {r.message_state for r in receipts}
     assert states == {2, 5}  # DELIVRD and UNDELIV both drawn
     assert all(r.network_error_code for r in receipts if r.message_state == 5)
+
+
+@given(source=s.text(s.characters(min_codepoint=1, max_codepoint=255), max_size=20),
+       dest=s.text(s.characters(min_codepoint=1, max_codepoint=255), max_size=20),
+       text=s.binary(max_size=160), receipt_id=s.text(s.characters(min_codepoint=33, max_codepoint=126), max_size=64),
+       state=s.none() | s.integers(1, 8), err=s.integers(0, 0xFFFF), seq=s.integers(1, 0x7FFFFFFF))
+def test_fast_receipt_encoder_matches_encode(source: str, dest: str, text: bytes, receipt_id: str,
+                                             state: int | None, err: int, seq: int) -> None:
+    from adapters.simulator.machine import encode_receipt
+
+    pdu = p.DeliverSm(seq, source, dest, text, esm_class=p.ESM_DELIVERY_RECEIPT)
+    if state is not None:
+        pdu.receipted_message_id, pdu.message_state = receipt_id, state
+        if err:
+            pdu.network_error_code = bytes((3, err >> 8, err & 0xFF))
+    assert encode_receipt(seq, source, dest, text, receipt_id, state, err) == p.encode(pdu)
+
+
+def test_smsc_refuses_addresses_longer_than_the_spec() -> None:
+    pair = Pair()
+    pair.bind()
+    pair.smsc.receive_data(p.encode(p.SubmitSm(70, "S", "1" * 20, b"x")), 0.0)
+    long_dest = p.encode(p.SubmitSm(71, "S", "1", b"x")).replace(b"\x001\x00", b"\x00" + b"1" * 25 + b"\x00")
+    long_dest = struct.pack(">I", len(long_dest)) + long_dest[4:]
+    pair.smsc.receive_data(long_dest, 0.0)
+    answers = p.Framer().feed(pair.smsc.poll(0.0))
+    assert [a.status for a in answers if isinstance(a, p.SubmitSmResp)] == [0, st.ESME_RINVDSTADR]
