@@ -204,8 +204,12 @@ def op_mark_submitting(txn: Any, store: Store, parts: Sequence[m.SubmitPart], no
             allowed.append(False)
             continue
         rec, _ = hit
+        # The segmenter's split is the truth about the number of parts (ingress counted too).
         while len(rec.parts) < part.parts:
             rec.parts.append(PartRecord())
+        if len(rec.parts) > part.parts and all(
+                p.status == corr.PART_PENDING for p in rec.parts[part.parts:]):
+            del rec.parts[part.parts:]
         p = rec.parts[part.part - 1] if 0 < part.part <= len(rec.parts) else None
         if p is None or State(rec.state) in FINAL_STATES or p.status != corr.PART_PENDING:
             allowed.append(False)

@@ -288,3 +288,16 @@ async def test_scan_account_pages_in_time_order(tmp_path: Path) -> None:
         assert store.scan_account("acc", since=1_700_000_001.0).items == ()
         assert len(store.scan_account("acc", until=1_700_000_001.0, limit=100).items) == 20
         assert store.get_message("nope") is None
+
+
+async def test_the_segmenters_part_count_wins_over_the_ingress_estimate(tmp_path: Path) -> None:
+    async with rig(tmp_path / "db", now=lambda: 5.0) as r:
+        (msg,) = _msgs(1, 1.0, parts=3)  # ingress thought 3 parts, the split made 2
+        await r.pstore.accept([msg])
+        assert await r.pstore.mark_submitting(_parts(msg, 2), 2.0) == [True, True]
+        for part in (1, 2):
+            await r.outcome(m.PartSubmitted(msg.msg_id, part, 2, "smsc", m.CarrierId(f"{part}"), 3))
+            await r.sink([m.CarrierReceipt("smsc", f"{part}", "DELIVRD", "000", 4.0)])
+        await r.finish()
+        assert _state(r.pstore, msg.msg_id) == "DELIVERED"
+        assert r.pstore.store.entries(b"outbox") == 0
