@@ -210,7 +210,7 @@ def api_cpu(batch: int, n: int = 20_000) -> float:
     class _Null:
         ready = True
 
-        class store:  # noqa: N801
+        class store:
             @staticmethod
             def db(name: bytes) -> bytes:
                 return name

@@ -49,8 +49,8 @@ class Account:
     created_at: float = 0.0
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb([VERSION, self.default_prefix, self.policy, self.max_parts,
-                              self.callback_url, self.callback_secret, self.created_at])
+        return bytes(msgpack.packb([VERSION, self.default_prefix, self.policy, self.max_parts,
+                                    self.callback_url, self.callback_secret, self.created_at]))
 
     @classmethod
     def from_bytes(cls, name: str, data: bytes) -> Account:

@@ -70,16 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(partial(serve, config, key_file=args.print_key_file))
         except* OSError as group:  # e.g. the port is taken: say so without a traceback
             failed = True
-            for exc in _leaves(group):
-                print(f"septet: cannot serve on {config.http.host}:{config.http.port}: {exc}",
+            for leaf in _leaves(group):
+                print(f"septet: cannot serve on {config.http.host}:{config.http.port}: {leaf}",
                       file=sys.stderr)
         return 1 if failed else 0
     status = 1
     try:
         status = trio.run(_accounts, config, args)
     except* AccountError as group:  # raised inside the store's nursery
-        for exc in _leaves(group):
-            print(f"septet: {exc}", file=sys.stderr)
+        for leaf in _leaves(group):
+            print(f"septet: {leaf}", file=sys.stderr)
     return status
 
 
@@ -204,7 +204,7 @@ async def _import_file(config: cfg.Config, file: str) -> int:
 async def serve(config: cfg.Config, *, key_file: str | None = None,
                 task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the whole gateway until SIGINT/SIGTERM (or cancellation); reports the HTTP port."""
-    import gateway.callback_outbox  # noqa: F401  (registers its databases before open_store)
+    import gateway.callback_outbox  # registers its databases before open_store
     import gateway.importer  # noqa: F401  (campaign and import databases, issue 8)
     from gateway.store import open_store
 
@@ -224,15 +224,14 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                        task_status: trio.TaskStatus[int]) -> None:
     from actors import notifier
     from actors.callbacks_policy import RetryPolicy
+    from actors.shaping import ShapingRules
     from gateway import metrics
     from gateway.api import create_api
     from gateway.app import CoreSettings, open_gateway
     from gateway.callback_outbox import CallbackOutbox
     from gateway.callbacks import endpoint_resolver, open_callback_sender
-    from gateway.http import HttpServer, ServerLimits
-
-    from actors.shaping import ShapingRules
     from gateway.campaigns import Campaigns
+    from gateway.http import HttpServer, ServerLimits
 
     h, a = config.http, config.api
     book = AccountBook(store)
@@ -334,7 +333,8 @@ async def _carriers(config: cfg.Config, nursery: trio.Nursery) -> list[Any]:
         logger.info("built-in SMSC simulator on %s:%d", sim.host, port)
     for c in config.smpp:
         carriers.append(SmppCarrier(c.name, c.host, c.port, c.system_id, c.password,
-                                    window=c.window, packed_gsm7=c.packed_gsm7, concat=c.concat))
+                                    window=c.window, packed_gsm7=c.packed_gsm7,
+                                    concat="sar" if c.concat == "sar" else "udh"))
     for h in config.http_providers:
         carriers.append(ReceiptTap(_http_carrier(h), h.receipt_token))
     if not carriers:

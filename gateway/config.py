@@ -265,7 +265,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{path}: {exc}"]) from exc
     _merge_env(raw, os.environ if env is None else env, problems)
-    config = _build(Config, raw, "", problems)
+    config: Config = _build(Config, raw, "", problems)
     if not problems:
         problems += config.check()
     if problems:
@@ -318,7 +318,7 @@ _BAD: Final = object()
 
 
 def _value(hint: Any, value: Any, where: str, problems: list[str]) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where + ".", problems)
     origin = typing.get_origin(hint)
     if origin is tuple:

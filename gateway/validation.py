@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Final
 
 import phonenumbers
@@ -132,7 +132,7 @@ def valid_international(digits: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern_for(code: int) -> re.Pattern[str] | None:
     """One regex: every number-type pattern of every region using calling code ``code``."""
     alternatives: list[str] = []
@@ -144,8 +144,7 @@ def _pattern_for(code: int) -> re.Pattern[str] | None:
         if meta is None:
             continue
         general = _desc_pattern(meta.general_desc)
-        types = [_desc_pattern(getattr(meta, t)) for t in _TYPES]
-        types = [t for t in types if t]
+        types = [p for p in (_desc_pattern(getattr(meta, t)) for t in _TYPES) if p]
         if general and types:
             # is_valid_number: general description AND one specific type.
             alternatives.append(f"(?=(?:{general})$)(?:{'|'.join(types)})")
@@ -158,12 +157,12 @@ def _pattern_for(code: int) -> re.Pattern[str] | None:
 def _desc_pattern(desc: object) -> str | None:
     if desc is None:
         return None
-    pattern = getattr(desc, "national_number_pattern", None)
+    pattern: str | None = getattr(desc, "national_number_pattern", None)
     lengths = getattr(desc, "possible_length", None)
     if pattern is None or lengths == (-1,):
         return None
     if lengths:
-        sizes = "|".join(r"\d{%d}" % n for n in lengths)
+        sizes = "|".join(rf"\d{{{n}}}" for n in lengths)
         return f"(?=(?:{sizes})$)(?:{pattern})"
     return pattern
 
@@ -194,7 +193,7 @@ def check_sender(sender: str) -> str:
     """
     if not sender:
         raise Invalid("must not be empty")
-    digits = sender[1:] if sender.startswith("+") else sender
+    digits = sender.removeprefix("+")
     if digits.isascii() and digits.isdigit():
         if len(digits) > MAX_NUMERIC_SENDER:
             raise Invalid(f"a numeric sender has at most {MAX_NUMERIC_SENDER} digits")

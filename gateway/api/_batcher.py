@@ -25,7 +25,7 @@ import trio
 
 
 class _Waiter:
-    __slots__ = ("messages", "also", "done", "error", "lead")
+    __slots__ = ("also", "done", "error", "lead", "messages")
 
     def __init__(self, messages: Sequence[Any], also: Callable[[Any], None] | None) -> None:
         self.messages = messages
@@ -79,7 +79,8 @@ class AcceptBatcher:
             raise waiter.error
 
     async def _lead(self) -> None:
-        group, total = [], 0
+        group: list[_Waiter] = []
+        total = 0
         while self._pending and (not group or total + len(self._pending[0].messages) <= self._max):
             w = self._pending.pop(0)
             group.append(w)
@@ -87,7 +88,7 @@ class AcceptBatcher:
         alsos = [w.also for w in group if w.also is not None]
         try:
             await self._call([m for w in group for m in w.messages], alsos)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every member's outcome, re-raised by each
             for w in group:
                 w.error = exc
         finally:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from gateway.api._ids import FastMsgIds
 from gateway.accounts import AccountBook
+from gateway.api._ids import FastMsgIds
 from gateway.api.messages import MessageRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
 from gateway.config import ApiConfig

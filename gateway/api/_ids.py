@@ -32,7 +32,7 @@ def _b32(value: int, width: int) -> str:
 class FastMsgIds:
     """Sortable ids: 10 chars of acceptance ms, 8 chars of node (8 bits) and counter (32 bits)."""
 
-    __slots__ = ("_now", "_node", "_counter", "_last_ms", "_prefix")
+    __slots__ = ("_counter", "_last_ms", "_node", "_now", "_prefix")
 
     def __init__(self, now: Callable[[], float] = time.time, node: int | None = None) -> None:
         self._now = now

@@ -174,5 +174,5 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def encode(value: Any, fmt: str) -> bytes:
     """Answer body in the request's format."""
     if fmt == MSGPACK:
-        return msgpack.packb(value, use_bin_type=True)
+        return bytes(msgpack.packb(value, use_bin_type=True))
     return _ENCODER.encode(value).encode()

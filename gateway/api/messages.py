@@ -17,6 +17,7 @@ from typing import Any, Final
 import trio
 
 from actors.errors import StoreError
+from actors.messages import MsgId
 from gateway import idempotency as idem
 from gateway import metrics
 from gateway.accounts import Account
@@ -39,7 +40,7 @@ class MessageRoutes:
     """Handlers of /v1/messages and /v1/preview for an authenticated account."""
 
     def __init__(self, gateway: Any, book: idem.IdempotencyBook, numbers: NumberNormaliser, *,
-                 new_id: Callable[[], str], check_callback: CallbackCheck, max_batch: int,
+                 new_id: Callable[[], MsgId], check_callback: CallbackCheck, max_batch: int,
                  page_size: int, max_page_size: int, max_scan: int,
                  now: Callable[[], float] = time.time) -> None:
         self._gateway = gateway

@@ -60,7 +60,7 @@ class Context:
     account: Account
     numbers: NumberNormaliser
     now: float
-    new_id: Callable[[], str]
+    new_id: Callable[[], MsgId]
     callbacks: Mapping[str, str | Invalid]  # callback_url → normalised URL or why refused
 
 
@@ -272,6 +272,7 @@ def _fields(value: Any, where: str, errors: list[FieldError]) -> dict[str, Any]:
 def _recipient(item: dict[str, Any], fields: dict[str, Any], at: str, ctx: Context,
                prefix: str, errors: list[FieldError]) -> str | None:
     where = f"{at}to"
+    raw: str | None
     if item.get("to") is None:
         picked = pick_phone(fields)
         if picked is None:

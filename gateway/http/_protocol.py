@@ -73,8 +73,20 @@ class Response:
 class RequestReader:
     """Incremental request parser with limits (one per connection)."""
 
-    __slots__ = ("_limits", "_parser", "_done", "_url", "_headers", "_head_bytes", "_body",
-                 "_body_len", "in_progress", "_error", "_upgrade", "expect_continue")
+    __slots__ = (
+        "_body",
+        "_body_len",
+        "_done",
+        "_error",
+        "_head_bytes",
+        "_headers",
+        "_limits",
+        "_parser",
+        "_upgrade",
+        "_url",
+        "expect_continue",
+        "in_progress",
+    )
 
     def __init__(self, limits: ReaderLimits) -> None:
         self._limits = limits

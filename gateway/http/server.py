@@ -33,8 +33,17 @@ from typing import Final
 import trio
 
 from gateway.http._protocol import (
-    CONTINUE, LAST_CHUNK, HttpError, ReaderLimits, Request, RequestReader, Response, chunk,
-    head_bytes, http_date, response_bytes,
+    CONTINUE,
+    LAST_CHUNK,
+    HttpError,
+    ReaderLimits,
+    Request,
+    RequestReader,
+    Response,
+    chunk,
+    head_bytes,
+    http_date,
+    response_bytes,
 )
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from gateway.validation import (
-    Invalid, NumberNormaliser, check_sender, pick_phone, render, valid_international,
+    Invalid,
+    NumberNormaliser,
+    check_sender,
+    pick_phone,
+    render,
+    valid_international,
 )
 
 CODES = sorted(COUNTRY_CODE_TO_REGION_CODE)

@@ -8,8 +8,8 @@ the production path writes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,14 +17,13 @@ import pytest
 import trio
 
 from adapters.http_provider import HttpProviderConfig, parse_receipts
-from gateway.app import Gateway
 from gateway.accounts import Account, AccountBook
 from gateway.api import create_api
+from gateway.app import Gateway
 from gateway.config import ApiConfig
 from gateway.errors import Saturated
 from gateway.http import HttpServer, ServerLimits
 from gateway.store import open_store
-
 
 RECEIPT_TOKEN = "receipt-token-0123456789"
 

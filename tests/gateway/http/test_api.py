@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-
 from typing import Any
 
 import httpx
@@ -208,7 +207,7 @@ async def test_csv_cells_cannot_inject_formulas(served: Served) -> None:
     async with served.client() as c:
         await c.post("/v1/messages", json={**OK, "text": "=HYPERLINK(\"x\")"})
         r = await c.get("/v1/messages", headers={"accept": "text/csv"})
-    assert list(csv.DictReader(io.StringIO(r.text)))[0]["text"].startswith("'=")
+    assert next(iter(csv.DictReader(io.StringIO(r.text))))["text"].startswith("'=")
 
 
 async def test_preview_reports_without_storing(served: Served) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.http._protocol import (
-    HttpError, ReaderLimits, RequestReader, Response, chunk, head_bytes, response_bytes,
+    HttpError,
+    ReaderLimits,
+    RequestReader,
+    Response,
+    chunk,
+    head_bytes,
+    response_bytes,
 )
 
 GET = b"GET /healthz?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-
 import httpx
 import pytest
 import trio
@@ -64,7 +63,7 @@ async def _read_responses(stream: trio.SocketStream, n: int) -> bytes:
 
 
 async def test_keep_alive_and_pipelining(nursery: trio.Nursery) -> None:
-    port, app, server = await _serve(nursery, ServerLimits())
+    port, _app, server = await _serve(nursery, ServerLimits())
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /a HTTP/1.1\r\n\r\n")
     first = await _read_responses(stream, 1)
@@ -79,7 +78,7 @@ async def test_keep_alive_and_pipelining(nursery: trio.Nursery) -> None:
 
 
 async def test_httpx_reuses_one_connection(nursery: trio.Nursery) -> None:
-    port, app, server = await _serve(nursery, ServerLimits())
+    port, _app, server = await _serve(nursery, ServerLimits())
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
         for i in range(5):
             r = await c.post("/x", content=b"a" * i)
@@ -129,7 +128,7 @@ async def test_slow_headers_are_cut_off_too(nursery: trio.Nursery) -> None:
 
 
 async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> None:
-    port, _, server = await _serve(nursery, ServerLimits(idle_timeout=0.3))
+    port, _, _server = await _serve(nursery, ServerLimits(idle_timeout=0.3))
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(b"GET /a HTTP/1.1\r\n\r\n")
     started = trio.current_time()
