@@ -210,10 +210,20 @@ class HttpCallbackSender:
         if split.username:
             user = f"{unquote(split.username)}:{unquote(split.password or '')}"
             headers["authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
-        extensions = {"sni_hostname": target.parsed.host} if target.parsed.address is None else {}
-        request = httpx.Request("POST", _url(target.connect_url), headers=headers, content=body,
-                                extensions=extensions)
+        connect = _url(target.connect_url)
         try:
+            if isinstance(self._transport, KeepAliveTransport):  # fast path, same bytes
+                origin = (target.parsed.scheme, str(target.address), target.parsed.port,
+                          target.parsed.host)
+                raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+                status, answer, _body = await self._transport.round_trip(
+                    origin, _request_head(b"POST", connect.raw_path, raw) + body)
+                retry_after = next((v.decode("latin-1") for k, v in answer
+                                    if k.lower() == b"retry-after"), None)
+                return _result(status, retry_after)
+            extensions = {"sni_hostname": target.parsed.host} if target.parsed.address is None else {}
+            request = httpx.Request("POST", connect, headers=headers, content=body,
+                                    extensions=extensions)
             response = await self._transport.handle_async_request(request)
             await response.aclose()
         except httpx.HTTPError as exc:
@@ -240,6 +250,19 @@ def _result(status: int, retry_after: str | None) -> CallbackResult:
 
 
 # --------------------------------------------------------------------------- transport
+
+
+Origin = tuple[str, str, int, str]
+"""(scheme, host or address to dial, port, TLS server name)."""
+
+
+def _request_head(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """Request line and header section. The target and values were checked (no whitespace or
+    control characters) by gateway.ssrf or built here, so they are written as they are."""
+    lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
+    lines += [b"%s: %s\r\n" % (k, v) for k, v in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 class _Stale(Exception):
@@ -363,29 +386,48 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 256) -> None:
         self._ssl = ssl_context or ssl.create_default_context()
-        self._idle: dict[tuple[str, str, int, str], list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._max_idle = max_idle
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         sni = str(request.extensions.get("sni_hostname") or url.host)
         origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme], sni)
+        head = _request_head(request.method.encode(), url.raw_path, request.headers.raw)
+        try:
+            status, headers, body = await self.round_trip(origin, head + request.content)
+        except httpx.ReadError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    async def round_trip(
+        self, origin: Origin, data: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Write one raw request on a kept-alive (or new) connection to ``origin``; read the answer.
+
+        The sender's fast path (it skips building httpx Request/Response objects).
+
+        Raises:
+            httpx.ConnectError: could not connect (or TLS failed).
+            httpx.ReadError: the connection broke before a complete answer.
+        """
         idle = self._idle.setdefault(origin, [])
         if idle:
             try:
-                return await self._attempt(idle.pop(), origin, request)
+                return await self._attempt(idle.pop(), origin, data)
             except _Stale:
                 pass  # the receiver had closed this kept-alive connection: one fresh try
         try:
-            return await self._attempt(await self._connect(origin), origin, request)
+            return await self._attempt(await self._connect(origin), origin, data)
         except _Stale as exc:
-            raise httpx.ReadError(str(exc.__cause__) or "connection lost", request=request) from exc
+            raise httpx.ReadError(str(exc.__cause__) or "connection lost") from exc
 
     async def _attempt(
-        self, conn: _Connection, origin: tuple[str, str, int, str], request: httpx.Request
-    ) -> httpx.Response:
+        self, conn: _Connection, origin: Origin, data: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         try:
-            status, headers, body = await self._exchange(conn, request)
+            await conn.stream.send_all(data)
+            result = await conn.read_response()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, _ProtocolError) as exc:
             await conn.aclose()
             raise _Stale from exc
@@ -393,9 +435,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             await conn.aclose()  # cancelled mid-request: the connection's state is unknown
             raise
         self._park(origin, conn)
-        return httpx.Response(status, headers=headers, content=body, request=request)
+        return result
 
-    async def _connect(self, origin: tuple[str, str, int, str]) -> _Connection:
+    async def _connect(self, origin: Origin) -> _Connection:
         scheme, host, port, sni = origin
         try:
             stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
@@ -407,18 +449,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return _Connection(stream)
 
-    async def _exchange(
-        self, conn: _Connection, request: httpx.Request
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        # The URL and header values were checked (no whitespace or control characters) by
-        # gateway.ssrf and built here, so they are written as they are.
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), request.url.raw_path)]
-        head += [b"%s: %s\r\n" % (k, v) for k, v in request.headers.raw]
-        head.append(b"\r\n")
-        await conn.stream.send_all(b"".join(head) + request.content)
-        return await conn.read_response()
-
-    def _park(self, origin: tuple[str, str, int, str], conn: _Connection) -> None:
+    def _park(self, origin: Origin, conn: _Connection) -> None:
         idle = self._idle[origin]
         if conn.reusable and len(idle) < self._max_idle:
             idle.append(conn)

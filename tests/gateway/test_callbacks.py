@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
+import httpx
 import pytest
 import trio
 
@@ -14,6 +15,7 @@ from actors.messages import MsgId, StatusEvent
 from bench.callbacks import Receiver, serve_receiver
 from gateway.callbacks import (
     HttpCallbackSender,
+    KeepAliveTransport,
     build_body,
     endpoint_resolver,
     open_callback_sender,
@@ -232,4 +234,19 @@ async def test_a_receiver_that_hangs_up_without_answering_is_a_retryable_failure
         url, _connections = await _serve_raw(nursery, [b"", b""], close_after_each=True)
         result = await sender.send(url, SECRET, [EVENT])
         assert (result.ok, result.permanent, result.error) == (False, False, "ReadError")
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("transport", ["keepalive", "httpx"])
+async def test_any_httpx_transport_can_carry_callbacks(transport: str) -> None:
+    chosen = KeepAliveTransport() if transport == "keepalive" else httpx.AsyncHTTPTransport()
+    async with trio.open_nursery() as nursery:
+        receiver, url = await _serve(nursery, lambda n: 200 if n else 429)
+        sender = HttpCallbackSender(transport=chosen, allow_loopback=True)
+        limited = await sender.send(url, SECRET, [EVENT])
+        assert (limited.ok, limited.status) == (False, 429)
+        assert (await sender.send(url.replace("/hooks", "/h%C3%A9/ü"), SECRET, [EVENT])).ok
+        assert receiver.requests[1].path == "/h%C3%A9/%C3%BC/sms?tenant=1"
+        assert verify(SECRET, receiver.requests[1].headers, receiver.requests[1].body, now=time.time())
+        await sender.aclose()
         nursery.cancel_scope.cancel()
