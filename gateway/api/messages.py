@@ -44,7 +44,7 @@ class MessageRoutes:
                  page_size: int, max_page_size: int, max_scan: int,
                  now: Callable[[], float] = time.time) -> None:
         self._gateway = gateway
-        self._batcher = AcceptBatcher(gateway)
+        self._batcher = AcceptBatcher(gateway, max_messages=max_batch)  # a group ≈ one big request
         self._book = book
         self._numbers = numbers
         self._new_id = new_id
