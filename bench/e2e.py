@@ -436,7 +436,9 @@ def _metric_lines(text: bytes) -> dict[str, float]:
     """A few counters from /metrics worth keeping with the result (summed over labels)."""
     keep = ("septet_dispatcher_submits_total", "septet_correlator_receipts_total",
             "septet_api_messages_accepted_total", "septet_segmenter_parts_total",
-            "septet_api_saturated_total")
+            "septet_api_saturated_total", "septet_store_commits_total", "septet_store_ops_total",
+            "septet_store_commit_seconds_total", "septet_callback_requests_total",
+            "septet_callback_events_total")
     out: dict[str, float] = {}
     for line in text.decode(errors="replace").splitlines():
         name = line.split("{")[0].split(" ")[0]
