@@ -368,7 +368,7 @@ def _on_part_outcome(
     p = rec.parts[part - 1]
     if corr.part_is_final(p.status) or (p.status == corr.PART_ACCEPTED and status ==
                                         corr.PART_ACCEPTED):
-        ctx.out.duplicates += 1
+        ctx.out.ignored += 1  # a repeated submit outcome (receipt duplicates are counted apart)
         return
     p.status, p.code, p.at = status, code or p.code, ctx.now
     if connector:
@@ -571,7 +571,7 @@ class PipelineStore:
 
     async def accept(self, batch: Sequence[m.Message],
                      also: Callable[[lmdb.Transaction], None] | None = None) -> None:
-        await self.store.write(lambda txn: op_accept(txn, self.store, batch, also))
+        await self.store.write(lambda txn: op_accept(txn, self.store, batch, also), fail_fast=True)
 
     def read_due(self, cursor: bytes, now: float, limit: int,
                  skip: set[str]) -> tuple[list[m.Message], bytes, float | None]:
