@@ -209,9 +209,9 @@ def expand_row(c: Campaign, tpl: Template, row: Mapping[str, Any], numbers: Numb
     picked = pick_phone(row)
     if picked is None:
         return RowRefused("no_number", "no mobile_phone, mobilephone or phone")
-    prefix = row.get("mobile_prefix") or c.default_prefix
+    prefix = str(row.get("mobile_prefix") or c.default_prefix)
     try:
-        number = numbers.normalise(picked[1], str(prefix))
+        number = _number(numbers, picked[1], prefix)
     except Invalid as exc:
         return RowRefused("invalid_number", f"{picked[0]} {exc.reason}")
     try:
@@ -230,6 +230,19 @@ def expand_row(c: Campaign, tpl: Template, row: Mapping[str, Any], numbers: Numb
     return Message(msg_id, c.account, number, c.sender, text, c.encoding, now, c.name,
                    ref if isinstance(ref, str) else "", "", send_at, c.not_after, c.max_parts,
                    count.parts, count.encoding)
+
+
+def _number(numbers: NumberNormaliser, raw: str, prefix: str) -> str:
+    """E.164 of ``raw``. A national number not starting with a trunk digit (0) is first tried
+    as ``+prefix number`` on the fast international path (~2 µs, against ~100 µs through
+    ``phonenumbers``); only when that is not a valid number does the full national parse
+    (which knows trunk prefixes) judge it."""
+    if prefix and raw.isdigit() and raw[:1] not in ("0", ""):
+        try:
+            return numbers.normalise("+" + prefix.lstrip("+") + raw)
+        except Invalid:
+            pass
+    return numbers.normalise(raw, prefix)
 
 
 # ---------------------------------------------------------------------------------- keys
@@ -359,7 +372,7 @@ class Campaigns:
     """
 
     def __init__(self, store: Any, gateway: Any = None, *, numbers: NumberNormaliser | None = None,
-                 now: Callable[[], float] = time.time, chunk: int = 2000, lead: float = 60.0,
+                 now: Callable[[], float] = time.time, chunk: int = 5000, lead: float = 60.0,
                  poll: float = 1.0) -> None:
         self.store = store
         self.gateway = gateway
@@ -419,7 +432,8 @@ class Campaigns:
             n = counters(txn, self.store.db(COUNTERS), c.name)
         return statistics(c, n)
 
-    def rows(self, name: str, start: int = 0) -> Iterator[tuple[int, dict[str, Any], str]]:
+    def rows(self, name: str, start: int = 0, *, refs: bool = True
+             ) -> Iterator[tuple[int, dict[str, Any], str]]:
         """(row number, staged recipient, msg_id or "!code: detail" or "") from ``start``,
         read in short snapshots (no transaction is held while the caller works)."""
         prefix = name.encode() + b"\x00"
@@ -431,10 +445,10 @@ class Campaigns:
                 if not cur.set_range(_key(name, at)):
                     return
                 for key, value in cur:
-                    if not key.startswith(prefix) or len(batch) >= 1000:
+                    if not key.startswith(prefix) or len(batch) >= 2000:
                         break
                     row = int.from_bytes(key[len(prefix):], "big")
-                    ref = txn.get(key, db=msgs)
+                    ref = txn.get(key, db=msgs) if refs else None
                     batch.append((row, msgpack.unpackb(value, raw=False),
                                   ref.decode() if ref else ""))
             if not batch:
@@ -635,7 +649,7 @@ class Campaigns:
                         await self._set_state(c, "done")
                         return None
                     return self._after(c)
-                await self._expand(c, min(allowed, c.cursor + self.chunk), now)
+                await self._expand_all(c, allowed, now)
 
     def _after(self, c: Campaign) -> float | None:
         """When this campaign next needs the runner (its next slice or start), or None."""
@@ -665,15 +679,33 @@ class Campaigns:
 
         return await self.store.write(op)  # type: ignore[no-any-return]
 
-    async def _expand(self, c: Campaign, stop: int, now: float) -> None:
+    async def _expand_all(self, c: Campaign, allowed: int, now: float) -> None:
+        """Expand rows ``[c.cursor, allowed)`` in chunks, building the next chunk while the
+        previous one commits (at most ``depth`` commits in flight). Each commit checks that
+        the cursor is where its chunk starts, so chunks land in order or not at all."""
         tpl = c.template_obj()
-        start = c.cursor
+        rows = self.rows(c.name, c.cursor, refs=False)
+        saturated: list[BaseException] = []
+        room = trio.Semaphore(3)
+        async with trio.open_nursery() as nursery:
+            start = c.cursor
+            while start < allowed and not saturated:
+                stop = min(allowed, start + self.chunk)
+                work = self._build(c, tpl, rows, start, stop, now)
+                await room.acquire()
+                nursery.start_soon(self._commit, c, start, stop, work, room, saturated)
+                start = stop
+                await trio.lowlevel.checkpoint()
+        if saturated:
+            raise saturated[0]
+
+    def _build(self, c: Campaign, tpl: Template, rows: Iterator[tuple[int, dict[str, Any], str]],
+               start: int, stop: int, now: float
+               ) -> tuple[list[Message], list[tuple[int, bytes]], dict[str, int]]:
         messages: list[Message] = []
         refs: list[tuple[int, bytes]] = []
         refused: dict[str, int] = {}
-        for row, data, _ in self.rows(c.name, start):
-            if row >= stop:
-                break
+        for row, data, _ in rows:
             out = expand_row(c, tpl, data, self.numbers, self._ids(), now,
                              c.slice_send_at(row))
             if isinstance(out, RowRefused):
@@ -682,6 +714,14 @@ class Campaigns:
             else:
                 messages.append(out)
                 refs.append((row, out.msg_id.encode()))
+            if row + 1 >= stop:
+                break
+        return messages, refs, refused
+
+    async def _commit(self, c: Campaign, start: int, stop: int,
+                      work: tuple[list[Message], list[tuple[int, bytes]], dict[str, int]],
+                      room: trio.Semaphore, saturated: list[BaseException]) -> None:
+        messages, refs, refused = work
         name, store = c.name, self.store
 
         def also(txn: Any) -> None:
@@ -704,7 +744,11 @@ class Campaigns:
             else:
                 await store.write(also)
         except _Moved:
-            return
+            pass
+        except Saturated as exc:
+            saturated.append(exc)
+        finally:
+            room.release()
 
 
 class _Moved(Exception):
