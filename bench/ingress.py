@@ -354,6 +354,7 @@ async def _measured(pid: int | None, phase_coro: Any) -> tuple[Phase, float]:
 
 async def bench(host: str, port: int, key: str, seconds: float, connections: int,
                 depth: int, pid: int | None = None) -> dict[str, float]:
+    load_start = os.getloadavg()[0]
     singles = make_requests(host, key, 1, 20_000, 1)
     batches = make_requests(host, key, 100, 400, 2)
     await run_phase("warm-up", host, port, singles, 1, seconds=1.0, connections=connections,
@@ -382,7 +383,8 @@ async def bench(host: str, port: int, key: str, seconds: float, connections: int
         "batch_server_cpu_us_per_msg": round(cpu3, 1),
         "errors": sum(sum(p.errors.values()) for p in (p1, p2, p3, p4)),
         "seconds_per_phase": seconds, "connections": connections, "pipeline_depth": depth,
-        "sync": True,
+        "sync": True, "loadavg_1m_start": round(load_start, 2),
+        "loadavg_1m_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count() or 0,
     }
 
 
