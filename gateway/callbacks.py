@@ -17,6 +17,10 @@ Every request re-checks the URL against SSRF rules with a fresh resolution
 and TLS SNI keep the name), so a DNS answer changed after submit cannot redirect it. Redirects
 are not followed, proxies from the environment are not used, and the response body is read to
 64 KiB at most. Deadlines are the caller's (``trio.move_on_after`` around :meth:`send`).
+
+Requests go through an httpx transport; the default, :class:`KeepAliveTransport`, keeps
+HTTP/1.1 connections per origin and frames requests and responses itself (httpx's pooled client
+and h11 cost most of the CPU per callback; see bench/RESULTS_callbacks.md).
 """
 
 from __future__ import annotations
