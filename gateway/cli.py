@@ -278,7 +278,8 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 # from rescanning it on every collection under load.
                 gc.collect()
                 gc.freeze()
-                _announce(h.host, port, config.dev.account, key)
+                _announce(h.host, port, config.dev.account if config.dev.create_account else "",
+                          key)
                 task_status.started(port)
                 await _until_signal()
                 logger.info("shutting down: finishing requests in progress, then the pipeline")
@@ -415,6 +416,9 @@ def _announce(host: str, port: int, account: str, key: str | None) -> None:
         print(f"  curl -H \"Authorization: Bearer {key}\" "
               f"-d '{{\"to\":\"+351912345678\",\"from\":\"Septet\",\"text\":\"Olá\"}}' "
               f"{host}:{port}/v1/messages", flush=True)
+    elif account:
+        print("septet: no dev key to show (keys are stored hashed); make one with "
+              f"`septet accounts key {account}` or `septet accounts create NAME`", flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
