@@ -22,6 +22,7 @@ Must not import: gateway, adapters, lmdb.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -111,10 +112,9 @@ async def _release_idle(
 ) -> None:
     idle = {p.msg_id for p in parts} - {p.msg_id for p in go}
     if idle and released is not None:
-        try:
+        # Closed: the pump has stopped (shutdown).
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await released.send(messages.encode_batch([Released(i, now) for i in idle]))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the pump has stopped (shutdown)
 
 
 async def _batch(ctx: _Ctx, store: PipelineStore, released: trio.abc.SendChannel[bytes] | None,

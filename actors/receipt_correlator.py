@@ -23,6 +23,7 @@ Must not import: gateway, adapters, lmdb.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,11 +76,11 @@ def receipt_sink(
             return
         keys = await store.park_receipts(receipts)
         batch = [StoredReceipt(k, r.connector, r.carrier_id, r.state, r.error_code,
-                               r.received_at, r.done_at) for k, r in zip(keys, receipts, strict=True)]
-        try:
+                               r.received_at, r.done_at)
+                 for k, r in zip(keys, receipts, strict=True)]
+        # Closed: shutting down; the receipts are in the inbox and replayed at start.
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             await correlator.send(messages.encode_batch(batch))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # shutting down: the receipts are in the inbox and replayed at start
 
     return sink
 
@@ -121,7 +122,8 @@ class _Correlator:
             _metrics.ILLEGAL_TRANSITIONS.inc(a.illegal)
         per_event: dict[str, int] = {}
         for row in a.event_rows:
-            per_event[row[4]] = per_event.get(row[4], 0) + 1  # [tag, version, msg_id, account, event, ...]
+            # row: [tag, version, msg_id, account, event, ...]
+            per_event[row[4]] = per_event.get(row[4], 0) + 1
         for event, n in per_event.items():
             _metrics.STATUS_EVENTS.labels(event).inc(n)
 

@@ -113,7 +113,8 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
     print(f"accepted in       {t_accept:.2f} s  ({n / t_accept:,.0f} msgs/s)")
     print(f"final in          {elapsed:.2f} s  ({n / elapsed:,.0f} msgs/s)")
     print(f"accept→final p50  {p50:.1f} ms   p99 {p99:.1f} ms")
-    print(f"commits           {stats.commits}  ops {stats.ops}  ({stats.ops / max(1, stats.commits):.1f}"
+    per_commit = stats.ops / max(1, stats.commits)
+    print(f"commits           {stats.commits}  ops {stats.ops}  ({per_commit:.1f}"
           f" ops/commit); writer ran ops {stats.ops_seconds:.2f} s, committed "
           f"{stats.commit_seconds:.2f} s")
     print(f"RSS               {rss:.0f} MiB")

@@ -47,8 +47,9 @@ async def _prepare(pstore: PipelineStore, n: int) -> list[m.Message]:
         await pstore.mark_submitting(
             [m.SubmitPart(x.msg_id, 1, 1, x.to, x.sender, 0, b"", b"hi", 0, x.account)
              for x in chunk], now)
-        await pstore.apply([m.PartSubmitted(x.msg_id, 1, 1, "smsc", m.CarrierId(f"0x{BASE + i + j:X}"),
-                                            now) for j, x in enumerate(chunk)], (), now)
+        await pstore.apply([m.PartSubmitted(x.msg_id, 1, 1, "smsc",
+                                            m.CarrierId(f"0x{BASE + i + j:X}"), now)
+                            for j, x in enumerate(chunk)], (), now)
     return msgs
 
 

@@ -193,7 +193,9 @@ def cursor_after_end() -> bytes:
 # ------------------------------------------------------------------------------ dispatcher
 
 
-def op_mark_submitting(txn: Any, store: Store, parts: Sequence[m.SubmitPart], now: float) -> list[bool]:
+def op_mark_submitting(
+    txn: Any, store: Store, parts: Sequence[m.SubmitPart], now: float
+) -> list[bool]:
     """Mark parts SUBMITTING (in doubt if we crash now). Returns which parts may be sent."""
     ctx = _Ctx(txn, store, now, None)
     allowed: list[bool] = []

@@ -65,7 +65,9 @@ class HistoryPage:
     cursor: str | None
 
 
-def _view(message: messages.Message, record: StateRecord, events: tuple[EventView, ...]) -> MessageView:
+def _view(
+    message: messages.Message, record: StateRecord, events: tuple[EventView, ...]
+) -> MessageView:
     parts = tuple(
         PartView(i + 1, p.status, p.connector, p.carrier_id, p.code, p.at)
         for i, p in enumerate(record.parts)

@@ -44,6 +44,7 @@ import lmdb
 import trio
 
 from actors.errors import StoreError
+import trio.lowlevel
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ STORE_DATABASES: list[bytes] = list(CORE_DATABASES)
 """Every name opened at start-up; other modules may append theirs before ``open_store``."""
 
 DEFAULT_MAP_SIZE: Final = 1 << 30
+FAILED_COMMIT_PAUSE: Final = 1.0  # seconds: longest retry pause, and fail-fast period
 MAX_MAP_SIZE: Final = 1 << 40
 
 
@@ -82,6 +84,7 @@ class _Request(Generic[T]):
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
+    fail_fast: bool = False
 
 
 @dataclass(slots=True)
@@ -95,6 +98,8 @@ class WriterStats:
     queued: int = 0
     ops_seconds: float = 0.0  # time spent running ops (worker thread)
     commit_seconds: float = 0.0  # time spent in commit (the fsync)
+    failed_commits: int = 0  # commits that failed (disk full, I/O error)
+    failing_until: float = 0.0  # trio time: fail_fast writes are refused until then
 
 
 class Store:
@@ -124,20 +129,28 @@ class Store:
         except KeyError:
             raise StoreError(f"database {name!r} was not registered") from None
 
-    async def write(self, op: Callable[[lmdb.Transaction], T]) -> T:
+    async def write(self, op: Callable[[lmdb.Transaction], T], *, fail_fast: bool = False) -> T:
         """Run ``op(txn)`` in the next group-committed write transaction.
+
+        When a commit fails (disk full, I/O error) nothing of its batch is committed. A
+        ``fail_fast`` request (one a client waits on: the HTTP accept path) then gets
+        StoreError at once, and so does every new one for ``FAILED_COMMIT_PAUSE`` seconds
+        (after that one is let through to probe). Other requests (the pipeline's own writes)
+        are tried again with back-off until a commit succeeds, so no actor dies of a full
+        disk and the work resumes when space returns.
 
         Returns:
             ``op``'s result, once the transaction holding it is durably committed.
 
         Raises:
-            StoreError: the commit failed (nothing of the batch was acknowledged) or the
-                store is closed.
+            StoreError: the store is closed, or (``fail_fast`` only) it cannot commit.
             Exception: whatever ``op`` raised (only that op was rolled back).
         """
         if self.closed:
             raise StoreError("store is closed")
-        request: _Request[T] = _Request(op)
+        if fail_fast and trio.current_time() < self.stats.failing_until:
+            raise StoreError("the store cannot commit now (disk full or I/O error)")
+        request: _Request[T] = _Request(op, fail_fast=fail_fast)
         self.stats.queued += 1
         try:
             await self._send.send(request)
@@ -170,7 +183,7 @@ class Store:
         """A snapshot of the writer counters."""
         s = self.stats
         return WriterStats(s.commits, s.ops, s.failed_ops, s.map_grown, s.queued, s.ops_seconds,
-                           s.commit_seconds)
+                           s.commit_seconds, s.failed_commits, s.failing_until)
 
     # ------------------------------------------------------- message view API (for HTTP)
 
@@ -192,7 +205,7 @@ class Store:
         cursor: str | None = None,
         limit: int = 100,
     ) -> Any:
-        """Messages of ``account`` in acceptance order. See :func:`gateway._store_views.scan_account`."""
+        """Messages of ``account`` in acceptance order (``gateway._store_views.scan_account``)."""
         from gateway import _store_views
 
         return _store_views.scan_account(
@@ -250,7 +263,7 @@ async def _writer(
                 except trio.WouldBlock:
                     if max_wait <= 0 or trio.current_time() >= deadline:
                         break
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                     if recv.statistics().current_buffer_used == 0:
                         break
                 except trio.EndOfChannel:
@@ -260,6 +273,7 @@ async def _writer(
 
 async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: WriterStats,
                   threaded: bool) -> None:
+    pause = 0.05
     while True:
         for req in batch:
             req.result, req.error = None, None
@@ -279,9 +293,21 @@ async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: Writ
             logger.info("store map grown to %d MiB", size * 2 >> 20)
             continue
         except lmdb.Error as exc:
-            _fail(batch, StoreError(f"commit failed: {exc}"), stats)
-            return
+            stats.failed_commits += 1
+            stats.failing_until = trio.current_time() + FAILED_COMMIT_PAUSE
+            fast = [req for req in batch if req.fail_fast]
+            if fast:
+                _fail(fast, StoreError(f"commit failed: {exc}"), stats)
+                batch = [req for req in batch if not req.fail_fast]
+            if not batch:
+                return
+            logger.error("store commit failed (%s); %d ops wait and are tried again in %.2f s",
+                         exc, len(batch), pause)
+            await trio.sleep(pause)
+            pause = min(pause * 2, FAILED_COMMIT_PAUSE)
+            continue
         break
+    stats.failing_until = 0.0
     stats.commits += 1
     stats.ops += len(batch)
     for req in batch:

@@ -97,7 +97,8 @@ async def test_permanent_refusal_and_missing_route_fail_at_once(
     assert {o.code for o in outcomes if isinstance(o, m.PartFailed)} == {"0x0000000B"}
     assert elapsed == 0
     outcomes, _, _ = await _run(tmp_path / "2", [_script("deliver")], {"+44": ["one"]})
-    assert [(type(o), getattr(o, "code", "")) for o in outcomes] == [(m.PartFailed, "routing_failed")]
+    assert [(type(o), getattr(o, "code", "")) for o in outcomes] == [
+        (m.PartFailed, "routing_failed")]
 
 
 async def test_parts_the_store_refuses_are_never_sent(

@@ -56,7 +56,8 @@ class Harness:
 
 async def test_future_messages_wait_in_the_store_until_due(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, \
+            trio.open_nursery() as n:
         pstore = PipelineStore(store)
         t0 = trio.current_time()
         later = _msgs(3, t0, send_at=t0 + 50)
@@ -74,7 +75,8 @@ async def test_future_messages_wait_in_the_store_until_due(
 
 async def test_window_bounds_what_is_handed_on_and_releases_refill_it(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, \
+            trio.open_nursery() as n:
         h = Harness(PipelineStore(store), 10)
         await h.start(n)
         msgs = _msgs(25, trio.current_time())
@@ -92,7 +94,8 @@ async def test_window_bounds_what_is_handed_on_and_releases_refill_it(
 
 async def test_a_restarted_pump_reads_what_waits_in_the_store(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, trio.open_nursery() as n:
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, \
+            trio.open_nursery() as n:
         pstore = PipelineStore(store)
         msgs = _msgs(9, trio.current_time())
         await pstore.accept(msgs)  # stored before any pump ran (as after a restart)
