@@ -182,7 +182,6 @@ class HttpServer:
                 scope.shield = True
                 await stream.aclose()
 
-
     async def _refuse(self, stream: trio.SocketStream, detail: str) -> None:
         resp = problem_response(503, "Service Unavailable", detail,
                                 retry_after=self._limits.retry_after, close=True)
@@ -207,8 +206,10 @@ class HttpServer:
                         return
                     phase, scope.deadline = "idle", now + lim.idle_timeout
                     self._idle.add(scope)  # drain() may close it at once
-                data = await stream.receive_some(RECEIVE_SIZE)
-                self._idle.discard(scope)
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                finally:
+                    self._idle.discard(scope)
                 if not data:
                     return
                 was_in_progress = reader.in_progress
@@ -233,7 +234,6 @@ class HttpServer:
                         return
                     # a request begun behind these must not be charged for their handling
                     started = max(started, trio.current_time())
-        self._idle.discard(scope)
         if phase in ("write", "answer"):  # while answering only the write deadline is set
             self.timeouts += 1  # a client that does not read its answers
         elif phase == "request" and not self.draining:
