@@ -376,7 +376,8 @@ class Campaigns:
                  poll: float = 1.0) -> None:
         self.store = store
         self.gateway = gateway
-        self.numbers = numbers or NumberNormaliser()
+        # campaign numbers rarely repeat: a small cache keeps memory flat over big lists
+        self.numbers = numbers or NumberNormaliser(cache_size=10_000)
         self.templates = TemplateBook(store)
         self._now = now
         self._ids = FastMsgIds(now)

@@ -1,6 +1,8 @@
 """A real HTTP server on 127.0.0.1 with the v1 API and the campaign service, over a real LMDB
-store in tmp_path, for the campaign tests. The Gateway is real but its actors are not started
-(unless a test runs them), so accepted messages stay where the tests read them."""
+store in tmp_path, for the campaign tests. Without ``carriers`` the Gateway is real but its
+actors are not started, so accepted messages stay where the tests read them; with
+``carriers`` the whole pipeline runs, the campaign rules wired into the rate limiter as
+``septet serve`` wires them."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import httpx
 import trio
 
 import gateway.campaigns  # noqa: F401  (registers the campaign databases before open_store)
+from actors.shaping import ShapingRules
 from gateway.accounts import Account, AccountBook
 from gateway.api import create_api
-from gateway.app import Gateway
+from gateway.app import CoreSettings, Gateway, open_gateway
 from gateway.campaigns import Campaigns
 from gateway.config import ApiConfig
 from gateway.http import HttpServer, ServerLimits
@@ -37,13 +40,19 @@ class Served:
 
 
 @asynccontextmanager
-async def serve_campaigns(path: Path, *, gateway: Any = None, now: Any = None, sync: bool = False,
-                          limits: ServerLimits | None = None, chunk: int = 2000
-                          ) -> AsyncIterator[Served]:
+async def serve_campaigns(path: Path, *, carriers: list[Any] | None = None, now: Any = None,
+                          sync: bool = False, limits: ServerLimits | None = None,
+                          chunk: int = 2000) -> AsyncIterator[Served]:
     async with open_store(path, sync=sync) as store, trio.open_nursery() as nursery:
-        gw = gateway(store) if gateway is not None else Gateway(store, [])
         kw = {"now": now} if now is not None else {}
-        svc = Campaigns(store, gw, chunk=chunk, **kw)
+        svc = Campaigns(store, None, chunk=chunk, **kw)
+        if carriers is None:
+            gw: Any = Gateway(store, [])
+        else:
+            settings = CoreSettings(shaping=ShapingRules(campaigns=svc.rules),
+                                    receipt_timeout=None)
+            gw = await nursery.start(_run_gateway, store, carriers, settings)
+        svc.bind(gw)
         api = create_api(gw, ApiConfig(), campaigns=svc, check_callback=lambda u: u, **kw)
         book = AccountBook(store)
         keys = {"alpha": await book.create(Account("alpha", default_prefix="351")),
@@ -52,3 +61,10 @@ async def serve_campaigns(path: Path, *, gateway: Any = None, now: Any = None, s
         port = await nursery.start(server.serve, "127.0.0.1", 0)
         yield Served(f"http://127.0.0.1:{port}", store, gw, svc, keys)
         nursery.cancel_scope.cancel()
+
+
+async def _run_gateway(store: Any, carriers: list[Any], settings: Any, *,
+                       task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async with open_gateway(store, carriers, settings) as gw:
+        task_status.started(gw)
+        await trio.sleep_forever()
