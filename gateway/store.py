@@ -253,7 +253,32 @@ async def _writer(
     max_wait: float,
     threaded: bool,
 ) -> None:
-    async with recv:
+    try:
+        await _writer_loop(env, recv, stats, max_batch=max_batch, max_wait=max_wait,
+                           threaded=threaded)
+    finally:
+        # Cancelled or closed: whatever still waits is refused, so no caller (e.g. a shielded
+        # clean-up) waits forever for a commit that will not happen.
+        while True:
+            try:
+                req = recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            req.error = StoreError("store is closing")
+            req.done.set()
+        recv.close()
+
+
+async def _writer_loop(
+    env: lmdb.Environment,
+    recv: trio.MemoryReceiveChannel[_Request[Any]],
+    stats: WriterStats,
+    *,
+    max_batch: int,
+    max_wait: float,
+    threaded: bool,
+) -> None:
+    if True:  # (recv is closed by _writer, after refusing what still waits)
         async for first in recv:
             batch = [first]
             deadline = trio.current_time() + max_wait
@@ -268,11 +293,12 @@ async def _writer(
                         break
                 except trio.EndOfChannel:
                     break
-            await _commit(env, batch, stats, threaded)
+            await _commit(env, batch, stats, threaded, recv)
 
 
 async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: WriterStats,
-                  threaded: bool) -> None:
+                  threaded: bool,
+                  recv: trio.MemoryReceiveChannel[_Request[Any]] | None = None) -> None:
     pause = 0.05
     while True:
         for req in batch:
@@ -295,6 +321,11 @@ async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: Writ
         except lmdb.Error as exc:
             stats.failed_commits += 1
             stats.failing_until = trio.current_time() + FAILED_COMMIT_PAUSE
+            while recv is not None:  # requests that queued meanwhile join the next try,
+                try:  # and the fail-fast ones among them are answered now
+                    batch.append(recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
             fast = [req for req in batch if req.fail_fast]
             if fast:
                 _fail(fast, StoreError(f"commit failed: {exc}"), stats)
