@@ -278,22 +278,22 @@ async def _writer_loop(
     max_wait: float,
     threaded: bool,
 ) -> None:
-    if True:  # (recv is closed by _writer, after refusing what still waits)
-        async for first in recv:
-            batch = [first]
-            deadline = trio.current_time() + max_wait
-            while len(batch) < max_batch:
-                try:
-                    batch.append(recv.receive_nowait())
-                except trio.WouldBlock:
-                    if max_wait <= 0 or trio.current_time() >= deadline:
-                        break
-                    await trio.lowlevel.checkpoint()
-                    if recv.statistics().current_buffer_used == 0:
-                        break
-                except trio.EndOfChannel:
+    # recv is closed by _writer, after it refused whatever still waits
+    async for first in recv:
+        batch = [first]
+        deadline = trio.current_time() + max_wait
+        while len(batch) < max_batch:
+            try:
+                batch.append(recv.receive_nowait())
+            except trio.WouldBlock:
+                if max_wait <= 0 or trio.current_time() >= deadline:
                     break
-            await _commit(env, batch, stats, threaded, recv)
+                await trio.lowlevel.checkpoint()
+                if recv.statistics().current_buffer_used == 0:
+                    break
+            except trio.EndOfChannel:
+                break
+        await _commit(env, batch, stats, threaded, recv)
 
 
 async def _commit(env: lmdb.Environment, batch: list[_Request[Any]], stats: WriterStats,
