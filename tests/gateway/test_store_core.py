@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from actors.errors import StoreError
 from gateway.store import STORE_DATABASES, open_store
@@ -78,3 +79,30 @@ def test_all_core_databases_are_registered() -> None:
     for name in (b"messages", b"idempotency", b"outbox", b"carriers", b"events", b"campaigns",
                  b"callbacks", b"accounts", b"contacts", b"orphans", b"unknown"):
         assert name in STORE_DATABASES
+
+
+async def test_writes_waiting_when_the_writer_stops_get_an_answer(tmp_path: Path) -> None:
+    outcomes: list[str] = []
+
+    async def run_store(task_status: trio.TaskStatus[object]) -> None:
+        with trio.CancelScope() as scope:
+            async with open_store(tmp_path / "db", max_queue=100) as store:
+                task_status.started((store, scope))
+                await trio.sleep_forever()
+
+    async def waiter(store: object) -> None:
+        try:
+            await store.write(lambda txn: None)  # type: ignore[attr-defined]
+            outcomes.append("committed")
+        except StoreError:
+            outcomes.append("refused")
+
+    with trio.fail_after(10):  # nobody may hang on a commit that will never happen
+        async with trio.open_nursery() as nursery:
+            store, scope = await nursery.start(run_store)
+            for _ in range(200):
+                nursery.start_soon(waiter, store)
+            await trio.testing.wait_all_tasks_blocked()
+            scope.cancel()  # the store (and its writer) stops while writes wait
+    assert len(outcomes) == 200
+    assert set(outcomes) <= {"committed", "refused"}
