@@ -134,6 +134,9 @@ class SimulatorState:
     next_id: int = 0
     bucket: TokenBucket | None = None
     rng: random.Random = field(default_factory=random.Random)
+    # receipts not acknowledged when their connection ended, per system_id: sent on the
+    # next receiving bind, as an SMSC stores receipts for an ESME that is away
+    held: dict[str, list[tuple[str, str, str, bytes, float, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.next_id = self.config.id_start

@@ -186,6 +186,9 @@ class SmscSession:
             self.mode = pdu.mode
             self.system_id = pdu.system_id
             self.shared.stats.binds += 1
+            if pdu.mode != "transmitter":
+                for receipt in self.shared.held.pop(pdu.system_id, []):
+                    self._schedule(0.0, _RECEIPT, receipt)
         if status:
             self.shared.stats.bind_failures += 1
         resp = p.BindResponse(pdu.mode, pdu.sequence, status, "SEPTETSIM" if not status else "",
@@ -270,6 +273,18 @@ class SmscSession:
         self._out.append(encode_receipt(self._sequence, dest, source, text, receipt_id, state, err))
         self._unacked[self._sequence] = (receipt, now + self.config.redeliver_after)
         self.shared.stats.receipts_sent += 1
+
+    def connection_lost(self) -> None:
+        """The connection is gone: keep its receipts not yet acknowledged (sent or not) for
+        the next receiving bind of the same system_id."""
+        if self.mode in (None, "transmitter"):
+            return
+        pending = [entry[3] for entry in self._heap if entry[2] == _RECEIPT]
+        pending += [receipt for receipt, _ in self._unacked.values()]
+        if pending:
+            self.shared.held.setdefault(self.system_id, []).extend(pending)  # type: ignore[arg-type]
+        self._heap = [entry for entry in self._heap if entry[2] != _RECEIPT]
+        self._unacked.clear()
 
     def _delivered(self, pdu: p.DeliverSmResp) -> None:
         entry = self._unacked.pop(pdu.sequence, None)

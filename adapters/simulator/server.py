@@ -59,6 +59,8 @@ async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the ESME went away; its unanswered PDUs are its problem (in doubt)
+    finally:
+        session.connection_lost()  # its receipts wait for the next bind
 
 
 async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
