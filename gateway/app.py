@@ -2,12 +2,12 @@
 
 ::
 
-    accept ─commit─▶ IngressGate ─wake─▶ scheduler pump ─▶ rate_limiter ─▶ segmenter ─▶ dispatcher ─▶ carriers
-                         (LMDB outbox) ◀──── Released ─────┐    │finished     │finished     │outcomes      │receipts
-                                                           └── receipt_correlator ◀──────────┴──────────────┘
-                                                                   │ StatusEvent
-                                                                   ▼
-                                                                notifier
+    accept ─commit─▶ gate ─wake─▶ pump ─▶ rate_limiter ─▶ segmenter ─▶ dispatcher ─▶ carriers
+                   (LMDB outbox)   ▲        │ finished      │ finished    │ outcomes    │ receipts
+                                   └─ Released ─ receipt_correlator ◀─────┴─────────────┘
+                                                     │ StatusEvent
+                                                     ▼
+                                                  notifier
 
 Start-up (:meth:`Gateway.run`): recovery first (the store is the truth): parts that were in
 flight when the process died are settled by the in-doubt policy (``resend``, the default,
@@ -103,6 +103,7 @@ class Gateway:
         self._recovered = False
         self._stop = trio.Event()
         self._stopped = trio.Event()
+        self._nurseries: list[trio.Nursery] = []  # where the actors run (for liveness())
 
     # -------------------------------------------------------------------------- public
 
@@ -133,6 +134,18 @@ class Gateway:
             await self._gate.committed(msgs)
         return [m.msg_id for m in msgs]
 
+    def liveness(self) -> dict[str, Any]:
+        """Per actor, whether its task is running; per carrier, whether it is bound.
+
+        ``healthy`` is False only when the pipeline has started and an actor task is gone
+        (while recovering or shutting down the missing tasks are expected).
+        """
+        running = {t.name for n in self._nurseries for t in n.child_tasks}
+        actors = {a: f"actors.{a}.run" in running for a in _ACTORS
+                  if a != "notifier" or self._notifier is not None}
+        return {"healthy": not self._recovered or all(actors.values()), "actors": actors,
+                "carriers": {name: bool(c.ready) for name, c in self.carriers.items()}}
+
     def stop(self) -> None:
         """Ask for a graceful shutdown (returns at once; ``run`` returns when done)."""
         self._stop.set()
@@ -162,6 +175,7 @@ class Gateway:
         _bind_metrics(self, ch)
         routes = RouteTable.from_mapping(s.routes or {"": list(self.carriers)})
         async with trio.open_nursery() as outer:
+            self._nurseries = [outer]
             await self._start_tail(outer, ch, recovered.events)
             sink_send = ch.corr_send.clone()
             async with trio.open_nursery() as carriers_n:
@@ -170,6 +184,7 @@ class Gateway:
                     await carriers_n.start(partial(c.run, sink))
                 carriers_n.start_soon(metrics.watch_event_loop)  # cancelled with the carriers
                 async with trio.open_nursery() as head:
+                    self._nurseries.append(head)
                     await self._start_head(head, ch, routes)
                     await ch.corr_send.aclose()  # every producer holds its own clone now
                     self._recovered = True
@@ -218,6 +233,10 @@ class Gateway:
         self._gate = IngressGate(ch.wake_send)
 
 
+_ACTORS = ("scheduler", "rate_limiter", "segmenter", "dispatcher", "receipt_correlator",
+           "notifier")
+
+
 @dataclass(slots=True)
 class _Channels:
     wake_send: trio.MemorySendChannel[bytes]
@@ -256,9 +275,17 @@ def _bind_metrics(gateway: Gateway, ch: _Channels) -> None:
     for name, carrier in gateway.carriers.items():
         _metrics.CARRIER_READY.labels(name).set_function(partial(lambda c: int(c.ready), carrier))
     _metrics.CORE_READY.set_function(lambda: int(gateway.ready))
-    _metrics.OUTBOX.set_function(gateway.pipeline.outbox_size)
-    _metrics.OUTBOX_AGE.set_function(partial(_oldest_due_age, gateway))
+    _metrics.OUTBOX.set_function(partial(_or_zero, gateway.pipeline.outbox_size))
+    _metrics.OUTBOX_AGE.set_function(partial(_or_zero, partial(_oldest_due_age, gateway)))
     metrics.bind_store(gateway.store)
+
+
+def _or_zero(read: Callable[[], float]) -> float:
+    """``read()``, or 0 once the store is closed (a scrape must never fail)."""
+    try:
+        return read()
+    except Exception:  # lmdb.Error after close, StoreError
+        return 0.0
 
 
 def _oldest_due_age(gateway: Gateway) -> float:

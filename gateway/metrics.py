@@ -95,7 +95,10 @@ class _StoreCollector:
         store = self.store
         if store is None or getattr(store, "closed", False):
             return
-        info, stat = store.env.info(), store.env.stat()
+        try:
+            info, stat = store.env.info(), store.env.stat()
+        except Exception:  # closed under us (lmdb.Error): report nothing rather than fail /metrics
+            return
         used = (info["last_pgno"] + 1) * stat["psize"]
         yield GaugeMetricFamily("septet_store_map_size_bytes", "LMDB map size (grows when full)",
                                 value=info["map_size"])

@@ -106,8 +106,13 @@ async def test_a_real_run_moves_the_catalogue_consistently(tmp_path: Path) -> No
                         break
                     await trio.sleep(0.05)
             text = (await c.get("/metrics")).text
+            health = await c.get("/healthz")
         nursery.cancel_scope.cancel()
     after = scrape_values(text)
+    assert health.status_code == 200 and health.json() == {
+        "status": "ok", "carriers": {"simulator": True},
+        "actors": dict.fromkeys(("scheduler", "rate_limiter", "segmenter", "dispatcher",
+                                 "receipt_correlator", "notifier"), True)}
 
     def delta(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)

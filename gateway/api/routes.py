@@ -61,7 +61,7 @@ ROUTES: Final = (
           "Render a template with sample fields: text, encoding, parts"),
     Route("POST", "/v1/campaigns", "campaigns.create", True,
           "Create a campaign (JSON, or CSV / JSON lines with the definition in the query)"),
-    Route("GET", "/v1/campaigns", "campaigns.list", True, "List campaigns"),
+    Route("GET", "/v1/campaigns", "campaigns.list_all", True, "List campaigns"),
     Route("GET", "/v1/campaigns/{id}", "campaigns.read", True,
           "A campaign with live statistics"),
     Route("POST", "/v1/campaigns/{id}/recipients", "campaigns.append", True,
@@ -211,7 +211,7 @@ class Api:
             raise unavailable(f"connector {connector!r} is not running", 1) from None
         return Response(200, bodies.encode({"received": len(receipts)}, bodies.JSON))
 
-    async def _campaign_route(self, name: str, request: Request, account: Account,
+    async def _campaign_route(self, name: str, request: Request, account: Account | None,
                               arg: Any) -> Response:
         if self.campaigns is None:
             raise not_found("campaigns are not enabled on this server")
@@ -220,7 +220,13 @@ class Api:
         return await getattr(self.campaigns, name)(request, account, arg)  # type: ignore[no-any-return]
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
-        return Response(200, b'{"status":"ok"}')
+        liveness = getattr(self._gateway, "liveness", None)
+        if liveness is None:
+            return Response(200, b'{"status":"ok"}')
+        doc = liveness()  # per-actor task alive, per-carrier bound (gateway.app.Gateway)
+        healthy = doc.pop("healthy")
+        body = bodies.encode({"status": "ok" if healthy else "actor down", **doc}, bodies.JSON)
+        return Response(200 if healthy else 503, body)
 
     async def _readyz(self, request: Request, _: None, __: None) -> Response:
         if getattr(self._gateway, "ready", False):
