@@ -36,7 +36,6 @@ from gateway.config import ApiConfig
 from gateway.http import HttpServer, ServerLimits
 from gateway.store import open_store
 
-
 SYNC = True
 
 

@@ -61,13 +61,24 @@ import codec
 from actors.messages import FINAL_STATES, Message, MessageFinished, MsgId, State
 from actors.shaping import CampaignRules
 from gateway import store as store_mod
-from gateway.errors import Saturated
 from gateway.api._ids import FastMsgIds
+from gateway.errors import Saturated
 from gateway.templates import MissingField, Template, TemplateError
 from gateway.validation import Invalid, NumberNormaliser, check_sender, pick_phone
 
-__all__ = ["Campaign", "CampaignError", "Campaigns", "RowRefused", "TemplateBook", "STATES",
-           "check", "counters", "expand_row", "limiter_rules", "statistics"]
+__all__ = [
+    "STATES",
+    "Campaign",
+    "CampaignError",
+    "Campaigns",
+    "RowRefused",
+    "TemplateBook",
+    "check",
+    "counters",
+    "expand_row",
+    "limiter_rules",
+    "statistics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +144,7 @@ class Campaign:
     source: str = "api"
 
     def pack(self) -> bytes:
-        return msgpack.packb(asdict(self), use_bin_type=True)
+        return bytes(msgpack.packb(asdict(self), use_bin_type=True))
 
     @classmethod
     def unpack(cls, data: bytes) -> Campaign:
@@ -191,7 +202,7 @@ def _iso(t: float) -> str | None:
 def _policy(mode: str, max_parts: int) -> codec.Policy:
     p = _POLICIES.get((mode, max_parts))
     if p is None:
-        p = _POLICIES[(mode, max_parts)] = codec.Policy(mode=mode, max_parts=max_parts)  # type: ignore[arg-type]
+        p = _POLICIES[(mode, max_parts)] = codec.Policy(mode=mode, max_parts=max_parts)
     return p
 
 
@@ -315,7 +326,7 @@ class TemplateBook:
             raw = txn.get(account.encode() + b"\x00" + name.encode(), db=self._store.db(TEMPLATES))
         return None if raw is None else Template.from_doc(msgpack.unpackb(raw, raw=False))
 
-    def list(self, account: str) -> list[Template]:
+    def of_account(self, account: str) -> list[Template]:
         prefix = account.encode() + b"\x00"
         out = []
         with self._store.read() as txn, txn.cursor(db=self._store.db(TEMPLATES)) as cur:
@@ -419,7 +430,7 @@ class Campaigns:
         c = Campaign.unpack(raw)
         return c if c.account == account else None
 
-    def list(self, account: str) -> list[Campaign]:
+    def of_account(self, account: str) -> list[Campaign]:
         out = []
         with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
             for _, raw in cur:
@@ -440,7 +451,7 @@ class Campaigns:
         prefix = name.encode() + b"\x00"
         at = start
         while True:
-            batch = []
+            batch: list[tuple[int, dict[str, Any], str]] = []
             with self.store.read() as txn, txn.cursor(db=self.store.db(ROWS)) as cur:
                 msgs = self.store.db(MSGS)
                 if not cur.set_range(_key(name, at)):
@@ -511,8 +522,8 @@ class Campaigns:
         def op(txn: Any) -> int:
             c = self._load(txn, account, name)
             if c.sealed or c.state in ("cancelled", "done"):
-                raise CampaignError(409, [("recipients", f"campaign is {c.state} and sealed; "
-                                                          "it takes no more recipients")])
+                reason = f"campaign is {c.state} and sealed; it takes no more recipients"
+                raise CampaignError(409, [("recipients", reason)])
             db = self.store.db(ROWS)
             for i, data in enumerate(packed):
                 txn.put(_key(name, c.rows + i), data, db=db)
@@ -567,7 +578,7 @@ class Campaigns:
             return c
 
         async with self._lock(name):
-            c = await self.store.write(op)
+            c: Campaign = await self.store.write(op)
         if action == "cancel":
             await self._cancel_queued(c)
         self._remember(c)

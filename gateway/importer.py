@@ -75,7 +75,7 @@ _PARAMS: Final = (  # (prefix, value pattern, what)
 MESSAGE_COLUMNS: Final = ("message", "text", "sms")
 
 
-class ImportError_(ValueError):  # noqa: N801 - ImportError is a builtin
+class ImportError_(ValueError):
     """A file that is refused; ``reason`` goes into its error report."""
 
     def __init__(self, reason: str) -> None:
@@ -107,8 +107,10 @@ def _stamp(digits: str, tz: ZoneInfo, what: str) -> float:
         raise ImportError_(f"{what}: {digits} is not a valid date and time") from None
 
 
-def parse_name(filename: str, today: date, now: float, tz: ZoneInfo = ZoneInfo("UTC")
-               ) -> MailingName:
+_UTC: Final = ZoneInfo("UTC")
+
+
+def parse_name(filename: str, today: date, now: float, tz: ZoneInfo = _UTC) -> MailingName:
     """Check a mailing file name against today's date.
 
     Raises:

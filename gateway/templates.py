@@ -25,8 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-__all__ = ["MAX_TEMPLATE_CHARS", "MissingField", "Template", "TemplateError", "parse",
-           "render", "NAME_RE"]
+__all__ = [
+    "MAX_TEMPLATE_CHARS",
+    "NAME_RE",
+    "MissingField",
+    "Template",
+    "TemplateError",
+    "parse",
+    "render",
+]
 
 OnMissing = Literal["fail", "default"]
 MAX_TEMPLATE_CHARS: Final = 255 * 153

@@ -36,7 +36,7 @@ from gateway.accounts import Account
 from gateway.api import bodies
 from gateway.api.problems import FieldError, Problem, bad_body, invalid, not_found
 from gateway.api.views import rfc3339
-from gateway.campaigns import Campaign, CampaignError, Campaigns, MSGS
+from gateway.campaigns import MSGS, Campaign, CampaignError, Campaigns
 from gateway.config import POLICIES
 from gateway.http import Request, Response
 from gateway.templates import MissingField, Template, TemplateError
@@ -86,7 +86,7 @@ class CampaignRoutes:
         return _json(tpl.to_doc(), 200 if existed else 201)
 
     async def template_list(self, request: Request, account: Account, _: Any) -> Response:
-        return _json({"templates": [t.to_doc() for t in self.service.templates.list(account.name)]})
+        return _json({"templates": [t.to_doc() for t in self.service.templates.of_account(account.name)]})
 
     async def template_get(self, request: Request, account: Account, name: str) -> Response:
         return _json(self._template_of(account, name).to_doc())
@@ -109,7 +109,7 @@ class CampaignRoutes:
                                                              "on_missing policy is fail)")]) from None
         mode = tpl.encoding or account.policy
         try:
-            count = codec.count(text, codec.Policy(mode=mode, max_parts=account.max_parts))  # type: ignore[arg-type]
+            count = codec.count(text, codec.Policy(mode=mode, max_parts=account.max_parts))
         except codec.CodecError as exc:
             raise invalid([FieldError("text", str(exc)[:120])]) from None
         return _json({"text": count.text, "encoding": count.encoding, "units": count.units,
@@ -159,8 +159,8 @@ class CampaignRoutes:
         assert c is not None
         return _json({"staged": n, "recipients": c.rows}, 202)
 
-    async def list(self, request: Request, account: Account, _: Any) -> Response:
-        return _json({"campaigns": [c.doc() for c in self.service.list(account.name)]})
+    async def list_all(self, request: Request, account: Account, _: Any) -> Response:
+        return _json({"campaigns": [c.doc() for c in self.service.of_account(account.name)]})
 
     async def read(self, request: Request, account: Account, name: str) -> Response:
         return _json(self._doc(self._campaign_of(account, name)))
@@ -434,4 +434,4 @@ def csv_rows(text: io.TextIOBase | Iterator[str]) -> Iterator[dict[str, Any]]:
         yield {k: v.strip()[:MAX_VALUE] for k, v in zip(names, values, strict=False) if k}
 
 
-__all__ = ["CampaignRoutes", "MSGS", "csv_rows"]
+__all__ = ["MSGS", "CampaignRoutes", "csv_rows"]

@@ -75,7 +75,7 @@ async def test_malformed_names_are_discarded_with_a_reason(importer: Importer, n
     assert (importer.folder / "discarded" / name).exists()
     report = (importer.folder / "discarded" / f"{name}.error.txt").read_text()
     assert reason in report
-    assert importer.campaigns.list("acme") == []
+    assert importer.campaigns.of_account("acme") == []
 
 
 BAD_CONTENT = [
@@ -94,7 +94,7 @@ async def test_bad_content_is_discarded_with_a_reason(importer: Importer, conten
     name = f"mailing_{TODAY}_3.csv"
     assert await importer.process(drop(importer, name, content)) == "discarded"
     assert reason in (importer.folder / "discarded" / f"{name}.error.txt").read_text()
-    assert importer.campaigns.list("acme") == []
+    assert importer.campaigns.of_account("acme") == []
 
 
 async def test_a_good_file_becomes_a_campaign_with_its_name_parameters(importer: Importer
@@ -105,7 +105,7 @@ async def test_a_good_file_becomes_a_campaign_with_its_name_parameters(importer:
     assert (importer.folder / "processed" / name).exists()
     report = (importer.folder / "processed" / f"{name}.report.txt").read_text()
     assert "line 4" in report
-    (c,) = importer.campaigns.list("acme")
+    (c,) = importer.campaigns.of_account("acme")
     start = datetime(2026, 11, 18, 15, 0, tzinfo=UTC).timestamp()
     assert (c.name, c.description, c.send_at, c.slice_percent, c.slice_every) == (
         "SPRING", "Promo-1", start, 15, 20 * 60)
@@ -133,7 +133,7 @@ async def test_zip_and_headerless_txt(importer: Importer) -> None:
     svc = importer.campaigns
     await svc.step()
     texts = sorted(svc.store.get_message(ref).message.text
-                   for c in svc.list("acme") for _, _, ref in svc.rows(c.name))
+                   for c in svc.of_account("acme") for _, _, ref in svc.rows(c.name))
     assert texts == ["Hello", "Hello Ana", "Hi Bo", "Hola"]
 
 
@@ -148,4 +148,4 @@ async def test_the_drop_folder_is_watched(importer: Importer) -> None:
                     not (importer.folder / "processed" / f"mailing_{TODAY}_9.csv").exists():
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
-    assert [c.name for c in importer.campaigns.list("acme")] == [f"mailing_{TODAY}_9"]
+    assert [c.name for c in importer.campaigns.of_account("acme")] == [f"mailing_{TODAY}_9"]

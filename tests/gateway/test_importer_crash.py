@@ -44,14 +44,8 @@ def worker(store: Path, file: Path) -> subprocess.Popen[bytes]:
                              str(file)], cwd=ROOT, stdout=subprocess.PIPE)
 
 
-async def test_sigkill_mid_file_then_restart_imports_every_row_once(tmp_path: Path) -> None:
-    drop, store_path = tmp_path / "drop", tmp_path / "db"
-    drop.mkdir()
-    today = datetime.now(UTC).strftime("%d%m%y")
-    file = drop / f"mailing_{today}_1.csv"
-    file.write_text("mobile_phone,message\n" + "".join(
-        f"9{12000000 + i:08d},Hello {i}\n" for i in range(N)))
-
+def kill_mid_file(store_path: Path, file: Path) -> int | None:
+    """Start a worker, SIGKILL it once its journal shows staged rows; the cursor then seen."""
     proc = worker(store_path, file)
     deadline = time.monotonic() + 60
     killed_at = None
@@ -61,9 +55,22 @@ async def test_sigkill_mid_file_then_restart_imports_every_row_once(tmp_path: Pa
             os.kill(proc.pid, signal.SIGKILL)
             killed_at = cursor
             break
-        time.sleep(0.005)
+        time.sleep(0.005)  # polling another process, not time logic
     proc.wait()
-    assert killed_at is not None and proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL
+    return killed_at
+
+
+async def test_sigkill_mid_file_then_restart_imports_every_row_once(tmp_path: Path) -> None:
+    drop, store_path = tmp_path / "drop", tmp_path / "db"
+    drop.mkdir()
+    today = datetime.now(UTC).strftime("%d%m%y")
+    file = drop / f"mailing_{today}_1.csv"
+    file.write_text("mobile_phone,message\n" + "".join(
+        f"9{12000000 + i:08d},Hello {i}\n" for i in range(N)))
+
+    killed_at = kill_mid_file(store_path, file)
+    assert killed_at is not None
     assert file.exists()  # not moved: the import did not finish
     assert 0 < (journal_cursor(store_path) or 0) < N
 
@@ -73,7 +80,7 @@ async def test_sigkill_mid_file_then_restart_imports_every_row_once(tmp_path: Pa
 
     async with open_store(store_path, sync=False) as store:
         svc = Campaigns(store, Gateway(store, []))
-        (c,) = svc.list("acme")
+        (c,) = svc.of_account("acme")
         assert (c.rows, c.sealed) == (N, True)
         rows = list(svc.rows(c.name, refs=False))
         assert [r for r, _, _ in rows] == list(range(N))
