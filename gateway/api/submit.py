@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import codec
@@ -117,7 +117,8 @@ def _fast(item: dict[str, Any], ctx: Context) -> Built | None:
     if not text.strip():
         return None
     return Built(Message(ctx.new_id(), acct.name, number, sender, text, acct.policy, ctx.now,
-                         campaign, client_ref, "", 0.0, 0.0, acct.max_parts, count.parts,
+                         campaign or default_campaign(ctx.now), client_ref, "", 0.0, 0.0,
+                         acct.max_parts, count.parts,
                          count.encoding), count)
 
 
@@ -167,10 +168,26 @@ def _thorough(item: Any, path: str, ctx: Context) -> Built:
         raise ItemInvalid(errors)
     assert to is not None and sender is not None and count is not None and text is not None
     message = Message(
-        ctx.new_id(), acct.name, to, sender, text, mode, ctx.now, campaign, client_ref,
+        ctx.new_id(), acct.name, to, sender, text, mode, ctx.now,
+        campaign or default_campaign(ctx.now), client_ref,
         callback, send_at or 0.0, not_after or 0.0, max_parts, count.parts, count.encoding,
     )
     return Built(message, count)
+
+
+_MONTHS: dict[int, str] = {}
+
+
+def default_campaign(now: float) -> str:
+    """The campaign of a message submitted without one: ``API_SMS_YYYY_MM`` (UTC month of
+    acceptance), so that CRMs find API traffic grouped per account (history is per account)
+    and month (issue 8)."""
+    month = int(now // 86400)  # cache per day: one strftime a day
+    name = _MONTHS.get(month)
+    if name is None:
+        _MONTHS.clear()
+        name = _MONTHS[month] = datetime.fromtimestamp(now, UTC).strftime("API_SMS_%Y_%m")
+    return name
 
 
 _NO_FIELDS: Final[dict[str, Any]] = {}
