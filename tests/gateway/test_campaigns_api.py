@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,13 @@ def test_slice_arithmetic() -> None:
     assert c.slice_send_at(999) == 100 + 6 * 1200
     assert math.ceil(1000 * 0.15) == 150
     assert MSGS == b"campaign_msgs"
+
+
+async def test_messages_without_a_campaign_are_grouped_per_month(tmp_path: Path) -> None:
+    async with serve_campaigns(tmp_path / "db") as s, s.client() as c:
+        r = await c.post("/v1/messages", json={"to": "+351912345678", "from": "Septet",
+                                               "text": "hi"})
+        assert r.status_code == 202, r.text
+        msg_id = r.json()["id"]
+        expected = time.strftime("API_SMS_%Y_%m", time.gmtime())
+        assert s.store.get_message(msg_id).message.campaign == expected
