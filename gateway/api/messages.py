@@ -49,6 +49,7 @@ class MessageRoutes:
         self._numbers = numbers
         self._new_id = new_id
         self._check_callback = check_callback
+        self.check_callback = check_callback  # PATCH /v1/account checks the account's URL too
         self._callback_cache: dict[str, tuple[float, str | Invalid]] = {}
         self._max_batch = max_batch
         self._page_size = page_size

@@ -134,6 +134,16 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "requestBody": {"required": True, "content": _json("Message")},
         "responses": {"200": {"description": "what the text costs", "content": _json("Preview")},
                       **_problems(400, 401, 415, 422)}},
+    ("PATCH", "/v1/account"): {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "default_country_prefix": {"type": "string", "pattern": "^\\+?[0-9]{0,3}$"},
+                "encoding": {"type": "string", "enum": list(POLICIES)},
+                "max_parts": {"type": "integer", "minimum": 1, "maximum": 255},
+                "callback_url": {"type": "string", "format": "uri"},
+                "callback_secret": {"type": "string"}}}}}},
+        "responses": {"200": {"description": "the updated settings"},
+                      **_problems(400, 401, 415, 422)}},
     ("POST", "/v1/receipts/{connector}"): {
         "parameters": [{"name": "connector", "in": "path", "required": True,
                         "schema": {"type": "string"}}],

@@ -19,15 +19,28 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import trio
+
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
 from gateway.api.messages import MessageRoutes
 from gateway.api.problems import (
-    Problem, bad_body, not_found, unauthorized, unavailable,
+    FieldError,
+    Problem,
+    bad_body,
+    invalid,
+    not_found,
+    unauthorized,
+    unavailable,
 )
+from gateway.errors import AccountError
 from gateway.http import Request, Response
 
+_ACCOUNT_FIELDS: Final = {"default_country_prefix": "default_prefix", "encoding": "policy",
+                          "max_parts": "max_parts", "callback_url": "callback_url",
+                          "callback_secret": "callback_secret"}
+_API_NAME: Final = {v: k for k, v in _ACCOUNT_FIELDS.items()}
 ReceiptParser = Callable[[bytes, str], list[Any]]
 ReceiptSink = Callable[[str, list[Any]], Awaitable[None]]  # (connector, receipts)
 
@@ -50,6 +63,8 @@ ROUTES: Final = (
     Route("GET", "/v1/messages/{id}", "read", True, "Read one message with parts and events"),
     Route("POST", "/v1/preview", "preview", True, "Encoding, parts and replacements of a text"),
     Route("GET", "/v1/account", "account", True, "The calling account's settings"),
+    Route("PATCH", "/v1/account", "account_update", True,
+          "Change the calling account's settings (default prefix, encoding, callbacks)"),
     Route("POST", "/v1/receipts/{connector}", "receipts", False,
           "Delivery receipts pushed by an HTTP carrier"),
     # Campaigns and templates (gateway/api/campaigns.py, issue 8)
@@ -192,6 +207,39 @@ class Api:
                "callback_url": account.callback_url or None,
                "callback_secret_set": bool(account.callback_secret)}
         return Response(200, bodies.encode(doc, bodies.JSON))
+
+    async def _account_update(self, request: Request, account: Account, _: None) -> Response:
+        value, _fmt = bodies.decode(request.body, request.header("content-type"))
+        if not isinstance(value, dict):
+            raise invalid([FieldError("body", "must be an object")])
+        changes: dict[str, Any] = {}
+        errors = []
+        for name, v in value.items():
+            target = _ACCOUNT_FIELDS.get(name)
+            if target is None:
+                errors.append(FieldError(name, "unknown field"))
+            elif not isinstance(v, int if target == "max_parts" else str) or isinstance(v, bool):
+                errors.append(FieldError(name, "has the wrong type"))
+            else:
+                changes[target] = v
+        url = changes.get("callback_url")
+        if isinstance(url, str) and url:
+            try:
+                changes["callback_url"] = await trio.to_thread.run_sync(
+                    self._messages.check_callback, url)
+            except ValueError as exc:
+                errors.append(FieldError("callback_url",
+                                         f"refused: {getattr(exc, 'reason', '') or exc}"))
+        if not errors:
+            try:
+                account = await self._accounts.update(account.name, **changes)
+            except AccountError as exc:  # check_settings: "field: reason; field: reason"
+                for part in str(exc).split("; "):
+                    field, _, reason = part.partition(": ")
+                    errors.append(FieldError(_API_NAME.get(field, field), reason or part))
+        if errors:
+            raise invalid(errors)
+        return await self._account(request, account, None)
 
     async def _receipts(self, request: Request, _: None, connector: str) -> Response:
         parser = self._receipt_parsers.get(connector)

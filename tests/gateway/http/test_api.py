@@ -327,3 +327,26 @@ async def test_idempotency_records_expire_after_the_ttl(tmp_path: Any) -> None:
         clock[0] += 2
         assert await book.purge() == 1
         assert book.begin("a", "k", request_hash("POST", "/v1/messages", b"[]")) is None
+
+
+async def test_account_settings_can_be_changed_over_the_api(served: Served) -> None:
+    async with served.client("beta") as c:
+        r = await c.patch("/v1/account", json={"default_country_prefix": "44", "max_parts": 3,
+                                                "callback_url": "https://crm.example/cb",
+                                                "callback_secret": "s3cret"})
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert (doc["default_country_prefix"], doc["max_parts"]) == ("44", 3)
+        assert doc["callback_url"] == "https://crm.example/cb" and doc["callback_secret_set"]
+        sent = await c.post("/v1/messages", json={**OK, "to": "07911 123456"})
+        assert sent.json()["to"] == "+447911123456"  # the new default prefix applies
+        bad = await c.patch("/v1/account", json={"encoding": "utf8", "colour": "red",
+                                                  "max_parts": "3"})
+        refused = await c.patch("/v1/account", json={"callback_url": "http://forbidden/"})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"colour", "max_parts"}
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "callback_url"
+    async with served.client("beta") as c:
+        r = await c.patch("/v1/account", json={"encoding": "utf8", "default_country_prefix": "x"})
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {"encoding", "default_country_prefix"}
