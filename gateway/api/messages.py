@@ -24,15 +24,12 @@ from gateway.accounts import Account
 from gateway.api import bodies
 from gateway.api._batcher import AcceptBatcher
 from gateway.api.problems import FieldError, Problem, invalid, not_found, unavailable
+from gateway.api.query import SearchQuery, parse_search
 from gateway.api.submit import Context, ItemInvalid, build, collect_callback_urls, preview
 from gateway.api.views import csv_header, csv_rows, message_json
 from gateway.http import Request, Response
 from gateway.validation import Invalid, NumberNormaliser
 
-STATES: Final = ("ACCEPTED", "QUEUED", "SUBMITTING", "SENT", "DELIVERED", "NOT_DELIVERED",
-                 "NOT_SENT")
-QUERY_PARAMS: Final = frozenset({"to", "campaign", "status", "since", "until", "q", "cursor",
-                                 "limit"})
 CallbackCheck = Callable[[str], str]  # url → normalised url; raises ValueError with .reason
 
 
@@ -210,8 +207,6 @@ class MessageRoutes:
     # ---------------------------------------------------------------- GET /v1/messages
 
     async def search(self, request: Request, account: Account) -> Response:
-        from gateway.api.query import parse_search
-
         q = parse_search(request.query, account, self._numbers, self._page_size, self._max_page_size)
         if "text/csv" in request.header("accept"):
             return Response(200, b"", "text/csv; charset=utf-8",
@@ -221,7 +216,7 @@ class MessageRoutes:
         doc = {"messages": [message_json(v, events=False) for v in views], "next_cursor": cursor}
         return Response(200, bodies.encode(doc, bodies.JSON))
 
-    def _page(self, account: Account, q: Any, cursor: str | None, limit: int
+    def _page(self, account: Account, q: SearchQuery, cursor: str | None, limit: int
               ) -> tuple[list[Any], str | None]:
         """Up to ``limit`` matching messages after ``cursor`` and the next cursor (or None)."""
         store = self._gateway.store
@@ -242,7 +237,7 @@ class MessageRoutes:
             if scanned >= self._max_scan:
                 return out, cursor  # a sparse filter: the client continues from here
 
-    async def _csv(self, account: Account, q: Any) -> AsyncIterator[bytes]:
+    async def _csv(self, account: Account, q: SearchQuery) -> AsyncIterator[bytes]:
         yield csv_header()
         cursor = q.cursor
         while True:
