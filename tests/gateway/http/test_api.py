@@ -350,3 +350,41 @@ async def test_account_settings_can_be_changed_over_the_api(served: Served) -> N
         r = await c.patch("/v1/account", json={"encoding": "utf8", "default_country_prefix": "x"})
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"encoding", "default_country_prefix"}
+
+
+async def test_store_failure_answers_503_and_the_key_stays_usable(served: Served) -> None:
+    from actors.errors import StoreError
+
+    real = served.gateway.accept
+
+    async def failing(messages: Any, *, also: Any = None) -> None:
+        raise StoreError("disk full")
+
+    served.gateway.accept = failing  # type: ignore[method-assign]
+    async with served.client() as c:
+        r = await c.post("/v1/messages", json=OK, headers={"idempotency-key": "k-store"})
+        assert r.status_code == 503 and "retry-after" in r.headers
+        assert "disk full" not in r.text  # internal reasons stay internal
+        served.gateway.accept = real  # type: ignore[method-assign]
+        again = await c.post("/v1/messages", json=OK, headers={"idempotency-key": "k-store"})
+    assert again.status_code == 202 and served.message_count() == 1
+
+
+async def test_concurrent_duplicates_of_one_key_commit_once(served: Served) -> None:
+    served.gateway.hold = trio.Event()
+    statuses: list[int] = []
+
+    async def post() -> None:
+        async with served.client() as c:
+            r = await c.post("/v1/messages", json=OK, headers={"idempotency-key": "race"})
+            statuses.append(r.status_code)
+
+    async with trio.open_nursery() as n:
+        for _ in range(5):
+            n.start_soon(post)
+        with trio.fail_after(5):
+            while len(statuses) < 4:
+                await trio.sleep(0.01)
+        served.gateway.hold.set()
+    assert sorted(statuses) == [202, 409, 409, 409, 409]
+    assert served.message_count() == 1
