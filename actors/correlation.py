@@ -17,7 +17,9 @@ or without leading zeros). The store indexes a submitted id under ONE key
   non-numeric ids are not corrupted.
 
 Numbers become ``#<decimal>`` and other ids ``=<verbatim>``: the two forms cannot collide.
-The first candidate that exists in the index wins; see docs/core.md for the (rare) clash.
+The first candidate that exists in the index wins. Guessing is ambiguous for digit-only ids
+(``10`` may be ten or sixteen), so a connector can be configured with its id type
+(``ID_TYPES``, Kannel's ``msg-id-type``): then each id has exactly one reading and one key.
 
 Part folding
 ------------
@@ -40,6 +42,7 @@ import msgpack
 from actors.messages import ReceiptState, State
 
 __all__ = [
+    "ID_TYPES",
     "PART_ACCEPTED",
     "PART_DELIVERED",
     "PART_FAILED",
@@ -57,6 +60,7 @@ __all__ = [
 _HEX_PREFIXED: Final = re.compile(r"0[xX][0-9a-fA-F]+\Z")
 _HEX: Final = re.compile(r"[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\Z")
 _DEC: Final = re.compile(r"[0-9]+\Z")
+_HEX_DIGITS: Final = re.compile(r"[0-9a-fA-F]+\Z")
 MAX_ID: Final = 400  # LMDB keys are at most 511 bytes; connector and prefix need the rest
 
 
@@ -68,9 +72,35 @@ def _verbatim(carrier_id: str) -> bytes:
     return b"=" + carrier_id.encode("utf-8", "surrogatepass")[:MAX_ID]
 
 
-def index_key(carrier_id: str) -> bytes:
-    """The one key a submitted carrier id is indexed under."""
+IdBase = int | None
+"""How a connector writes its ids: 16 (hex), 10 (decimal) or None (guess per id)."""
+
+ID_TYPES: Final[dict[str, tuple[IdBase, IdBase]]] = {
+    # name: (base of submit_sm_resp ids, base of receipt ids); Kannel calls it msg-id-type
+    "auto": (None, None),
+    "decimal": (10, 10),
+    "hex": (16, 16),
+    "hex-submit": (16, 10),  # hex in the submit response, decimal in receipts (common)
+    "hex-receipt": (10, 16),
+}
+
+
+def _in_base(s: str, base: int) -> bytes | None:
+    digits = s[2:] if base == 16 and s[:2] in ("0x", "0X") else s
+    if (_DEC if base == 10 else _HEX_DIGITS).match(digits):
+        return _num(int(digits, base))
+    return None
+
+
+def index_key(carrier_id: str, base: IdBase = None) -> bytes:
+    """The one key a submitted carrier id is indexed under.
+
+    Args:
+        base: the connector's submit id base when configured (``ID_TYPES``); None guesses.
+    """
     s = carrier_id.strip()
+    if base is not None:
+        return _in_base(s, base) or _verbatim(s)
     if _HEX_PREFIXED.match(s):
         return _num(int(s[2:], 16))
     if _DEC.match(s):
@@ -80,9 +110,15 @@ def index_key(carrier_id: str) -> bytes:
     return _verbatim(s)
 
 
-def lookup_keys(carrier_id: str) -> list[bytes]:
-    """Candidate index keys for a receipt's carrier id, most likely first (no duplicates)."""
+def lookup_keys(carrier_id: str, base: IdBase = None) -> list[bytes]:
+    """Candidate index keys for a receipt's carrier id, most likely first (no duplicates).
+
+    Args:
+        base: the connector's receipt id base when configured; then there is one candidate.
+    """
     s = carrier_id.strip()
+    if base is not None:
+        return [_in_base(s, base) or _verbatim(s)]
     if _HEX_PREFIXED.match(s):
         return [_num(int(s[2:], 16))]
     if _HEX.match(s):

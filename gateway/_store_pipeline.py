@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -54,6 +54,7 @@ class _Ctx:
     store: Store
     now: float
     timeout_s: float | None
+    id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] = field(default_factory=dict)
     out: Applied = field(default_factory=Applied)
     cache: dict[bytes, tuple[StateRecord, _Msg]] = field(default_factory=dict)
     dirty: set[bytes] = field(default_factory=set)
@@ -232,9 +233,14 @@ def op_mark_submitting(
 def op_apply(
     txn: Any, store: Store, items: Sequence[m.Kind], receipt_keys: Sequence[bytes],
     now: float, timeout_s: float | None,
+    id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] | None = None,
 ) -> Applied:
-    """Apply submit outcomes, receipts and finished messages in order; persist the events."""
-    ctx = _Ctx(txn, store, now, timeout_s)
+    """Apply submit outcomes, receipts and finished messages in order; persist the events.
+
+    ``id_bases`` maps a connector to how it writes ids (``actors.correlation.ID_TYPES``);
+    connectors not in it are guessed per id.
+    """
+    ctx = _Ctx(txn, store, now, timeout_s, id_bases or {})
     db_inbox = store.db(b"receipts")
     for key in receipt_keys:
         txn.delete(key, db=db_inbox)
@@ -264,7 +270,8 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     if not item.carrier_id:
         return
     prefix = item.connector.encode() + b"\x00"
-    key = prefix + corr.index_key(item.carrier_id)
+    submit_base = ctx.id_bases.get(item.connector, (None, None))[0]
+    key = prefix + corr.index_key(item.carrier_id, submit_base)
     ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db(b"carriers"))
     db_orph = ctx.db(b"orphans")
     parked = ctx.txn.get(key, db=db_orph)
@@ -276,7 +283,7 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     # key is this one, and remove just those rows from the other keys' lists, never whole
     # lists. A row parked here under a later reading stays until its own key lands (or the
     # orphan TTL moves it to the unknown receipts).
-    mine_key = corr.index_key(item.carrier_id)
+    mine_key = key[len(prefix):]
     keep, taken = [], []
     for row in msgpack.unpackb(parked, raw=False):
         (taken if row[2][0] == mine_key else keep).append(row)
@@ -303,7 +310,8 @@ def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
 
 def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
-    keys = corr.lookup_keys(receipt.carrier_id)
+    keys = corr.lookup_keys(receipt.carrier_id,
+                            ctx.id_bases.get(receipt.connector, (None, None))[1])
     db_car = ctx.db(b"carriers")
     for i, k in enumerate(keys):
         hit = ctx.txn.get(prefix + k, db=db_car)
@@ -567,9 +575,19 @@ def op_recover(txn: Any, store: Store, policy: InDoubtPolicy, now: float) -> Rec
 class PipelineStore:
     """``actors.ports.PipelineStore`` on top of :class:`gateway.store.Store`."""
 
-    def __init__(self, store: Store, *, receipt_timeout: float | None = 48 * 3600) -> None:
+    def __init__(self, store: Store, *, receipt_timeout: float | None = 48 * 3600,
+                 id_types: Mapping[str, str] | None = None) -> None:
+        """``id_types``: connector → ``actors.correlation.ID_TYPES`` name (default auto).
+
+        Raises:
+            ValueError: an unknown id type.
+        """
         self.store = store
         self.receipt_timeout = receipt_timeout
+        bad = {c: t for c, t in (id_types or {}).items() if t not in corr.ID_TYPES}
+        if bad:
+            raise ValueError(f"unknown carrier id types {bad}; one of {', '.join(corr.ID_TYPES)}")
+        self.id_bases = {c: corr.ID_TYPES[t] for c, t in (id_types or {}).items()}
 
     async def accept(self, batch: Sequence[m.Message],
                      also: Callable[[lmdb.Transaction], None] | None = None) -> None:
@@ -588,7 +606,8 @@ class PipelineStore:
     async def apply(self, items: Sequence[m.Kind], receipt_keys: Sequence[bytes],
                     now: float) -> Applied:
         return await self.store.write(
-            lambda txn: op_apply(txn, self.store, items, receipt_keys, now, self.receipt_timeout))
+            lambda txn: op_apply(txn, self.store, items, receipt_keys, now, self.receipt_timeout,
+                                 self.id_bases))
 
     async def park_receipts(self, receipts: Sequence[m.CarrierReceipt]) -> list[bytes]:
         return await self.store.write(lambda txn: op_park_receipts(txn, self.store, receipts))

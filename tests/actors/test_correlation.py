@@ -82,3 +82,16 @@ def test_state_record_round_trip() -> None:
     rec = c.StateRecord("SENT", 2, [c.PartRecord("A", "smpp", "0x1", "", 1.5)], "", "", 2.0, 7,
                         1, 9)
     assert c.StateRecord.unpack(rec.pack()) == rec
+
+
+def test_configured_id_types_remove_the_digit_only_ambiguity() -> None:
+    submit, receipt = c.ID_TYPES["hex-submit"]
+    # "10" in a hex submit response is sixteen; the decimal receipt says 16, never ten
+    assert c.index_key("10", submit) == c.lookup_keys("16", receipt)[0]
+    assert c.lookup_keys("16", receipt) == [c.index_key("10", submit)]
+    assert c.index_key("0x04000000086ECD50", submit) == c.lookup_keys("288230376293190992",
+                                                                      receipt)[0]
+    dec, _ = c.ID_TYPES["decimal"]
+    assert c.index_key("0010", dec) == b"#10"
+    assert c.index_key("msg-1", dec) == b"=msg-1"  # not a number in that base: verbatim
+    assert c.lookup_keys("zz", 16) == [b"=zz"]
