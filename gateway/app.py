@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import lmdb
 import trio
 
 from actors import _metrics, dispatcher, receipt_correlator, scheduler, segmenter
 from actors import rate_limiter
 from actors.dispatcher import RetryPolicy
+from actors.errors import StoreError
 from actors.ingress import IngressGate, MsgIdFactory
 from actors.messages import Message, MsgId
 from actors.ports import Carrier, InDoubtPolicy
@@ -74,6 +76,9 @@ class CoreSettings:
     dispatcher_concurrency: int = 8
     receipt_timeout: float | None = 48 * 3600.0  # None: a SENT message stays SENT
     orphan_ttl: float = 3600.0
+    # connector -> how it writes message ids: auto | decimal | hex | hex-submit | hex-receipt
+    # (actors.correlation.ID_TYPES; Kannel's msg-id-type). auto guesses per id.
+    carrier_id_types: Mapping[str, str] = field(default_factory=dict)
     max_outbox: int = 5_000_000  # accept refuses (Saturated) above this many waiting
     grace: float = 10.0  # graceful shutdown deadline, seconds
 
@@ -91,7 +96,8 @@ class Gateway:
         now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.pipeline = PipelineStore(store, receipt_timeout=settings.receipt_timeout)
+        self.pipeline = PipelineStore(store, receipt_timeout=settings.receipt_timeout,
+                                      id_types=settings.carrier_id_types)
         self.carriers = {c.name: c for c in carriers}
         self.settings = settings
         self.new_msg_id = MsgIdFactory(now)
@@ -284,7 +290,7 @@ def _or_zero(read: Callable[[], float]) -> float:
     """``read()``, or 0 once the store is closed (a scrape must never fail)."""
     try:
         return read()
-    except Exception:  # lmdb.Error after close, StoreError
+    except (lmdb.Error, StoreError):  # the store closed under a late scrape
         return 0.0
 
 

@@ -90,6 +90,7 @@ class _StoreCollector:
         return []
 
     def collect(self) -> Any:
+        import lmdb
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         store = self.store
@@ -97,7 +98,7 @@ class _StoreCollector:
             return
         try:
             info, stat = store.env.info(), store.env.stat()
-        except Exception:  # closed under us (lmdb.Error): report nothing rather than fail /metrics
+        except lmdb.Error:  # closed under us: report nothing rather than fail /metrics
             return
         used = (info["last_pgno"] + 1) * stat["psize"]
         yield GaugeMetricFamily("septet_store_map_size_bytes", "LMDB map size (grows when full)",
