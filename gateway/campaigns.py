@@ -64,7 +64,14 @@ from gateway import store as store_mod
 from gateway.api._ids import FastMsgIds
 from gateway.errors import Saturated
 from gateway.templates import MissingField, Template, TemplateError
-from gateway.validation import Invalid, NumberNormaliser, check_sender, pick_phone
+from gateway.validation import (
+    MAX_E164_DIGITS,
+    Invalid,
+    NumberNormaliser,
+    check_sender,
+    pick_phone,
+    valid_international,
+)
 
 __all__ = [
     "STATES",
@@ -248,11 +255,10 @@ def _number(numbers: NumberNormaliser, raw: str, prefix: str) -> str:
     as ``+prefix number`` on the fast international path (~2 µs, against ~100 µs through
     ``phonenumbers``); only when that is not a valid number does the full national parse
     (which knows trunk prefixes) judge it."""
-    if prefix and raw.isdigit() and raw[:1] not in ("0", ""):
-        try:
-            return numbers.normalise("+" + prefix.lstrip("+") + raw)
-        except Invalid:
-            pass
+    if prefix and raw.isdigit() and raw.isascii() and raw[:1] not in ("0", ""):
+        digits = prefix.lstrip("+") + raw  # unique numbers: skip the cache, check directly
+        if len(digits) <= MAX_E164_DIGITS and digits.isdigit() and valid_international(digits):
+            return "+" + digits
     return numbers.normalise(raw, prefix)
 
 
@@ -717,9 +723,12 @@ class Campaigns:
         messages: list[Message] = []
         refs: list[tuple[int, bytes]] = []
         refused: dict[str, int] = {}
+        size, first = c.slice_size(), c.anchor or c.send_at
+        sliced = bool(size and c.slice_every)
+        numbers, ids = self.numbers, self._ids
         for row, data, _ in rows:
-            out = expand_row(c, tpl, data, self.numbers, self._ids(), now,
-                             c.slice_send_at(row))
+            send_at = first + (row // size) * c.slice_every if sliced else first
+            out = expand_row(c, tpl, data, numbers, ids(), now, send_at)
             if isinstance(out, RowRefused):
                 refs.append((row, f"!{out.code}: {out.detail}".encode()))
                 refused[out.code] = refused.get(out.code, 0) + 1
