@@ -169,8 +169,10 @@ async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
 async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: int,
                         avoid: dict[tuple[str, int], str]) -> None:
     carrier = ctx.carriers[name]
+    started = trio.current_time()
     with trio.move_on_after(ctx.retry.submit_timeout) as scope:
         results = await carrier.submit_many(group)
+    _metrics.SUBMIT_LATENCY.labels(name).observe(trio.current_time() - started)  # timeouts too
     if scope.cancelled_caught or len(results) != len(group):
         results = [SubmitResult(error="submit timed out", code="timeout", transient=True,
                                 in_doubt=True)] * len(group)

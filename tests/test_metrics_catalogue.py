@@ -139,6 +139,7 @@ async def test_a_real_run_moves_the_catalogue_consistently(tmp_path: Path) -> No
     assert total(after, "septet_core_outbox_messages") == 0  # all SENT: none waits
     assert total(after, "septet_core_outbox_oldest_age_seconds") == 0
     assert delta("septet_store_commits_total") > 0
+    assert delta("septet_dispatcher_submit_seconds_count", carrier="simulator") > 0
     assert delta("septet_store_ops_total") >= delta("septet_store_commits_total")
     assert 0 < total(after, "septet_store_used_bytes") <= total(after, "septet_store_map_size_bytes")
     assert total(after, "septet_event_loop_lag_seconds_count") > 0
