@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import one mailing file into a campaign")
     imp.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
     imp.add_argument("file")
-    b = sub.add_parser("bench", help="run a benchmark (bench/NAME.py) or all of them")
+    b = sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHES) + " or all")
     b.add_argument("name")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     a = sub.add_parser("accounts", help="manage accounts and API keys")
@@ -166,10 +166,17 @@ def _describe(account: Account) -> str:
     return json.dumps(doc)
 
 
+BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "callbacks", "receipts", "e2e")
+"""What ``septet bench all`` runs, in order (bench/loadgen.py and bench/chart.py are tools)."""
+
+
 def _bench(name: str, rest: list[str]) -> int:
     root = Path(__file__).resolve().parent.parent / "bench"
-    names = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("_")) \
-        if name == "all" else [name]
+    if name != "all" and name not in BENCHES:
+        print(f"septet: no benchmark {name!r}; one of: all, {', '.join(BENCHES)}",
+              file=sys.stderr)
+        return 2
+    names = [n for n in BENCHES if (root / f"{n}.py").exists()] if name == "all" else [name]
     status = 0
     for n in names:
         print(f"== bench.{n}", flush=True)
