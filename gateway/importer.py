@@ -52,7 +52,7 @@ import trio
 
 from gateway import store as store_mod
 from gateway.campaigns import Campaign, CampaignError, Campaigns
-from gateway.validation import PHONE_FIELDS, Invalid
+from gateway.validation import PHONE_FIELDS, Invalid, NumberNormaliser
 
 __all__ = ["ImportError_", "Importer", "MailingName", "parse_name", "watch"]
 
@@ -274,7 +274,8 @@ class Importer:
         if entry is not None and entry["file"] != path.name:
             raise ImportError_(f"sequence {name.seq} was already used today by {entry['file']}")
         if entry is None:
-            dropped = self._check_content(path, name)
+            # one full read of the file: in a thread, so a big file does not stall the server
+            dropped = await trio.to_thread.run_sync(self._check_content, path, name)
             entry = await self._begin(key, path.name, name, dropped)
         if entry["state"] == "staging":
             await self._stage(key, path, name, entry)
@@ -285,7 +286,7 @@ class Importer:
         problems: list[str] = []
         rows = 0
         has_message = None
-        numbers = self.campaigns.numbers
+        numbers = NumberNormaliser(cache_size=1000)  # its own: this runs in a worker thread
         for i, row in enumerate(read_rows(path, name.ext), start=2):
             rows += 1
             if has_message is None:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gateway.importer  # noqa: F401  (registers its databases before open_store)
 from gateway.app import Gateway
 from gateway.campaigns import Campaigns
-from gateway.importer import Importer, watch
+from gateway.importer import Importer, parse_name, watch
 from gateway.store import open_store
 
 T0 = 1_795_000_000.0  # 2026-11-18 09:06:40 UTC
@@ -149,3 +151,35 @@ async def test_the_drop_folder_is_watched(importer: Importer) -> None:
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
     assert [c.name for c in importer.campaigns.of_account("acme")] == [f"mailing_{TODAY}_9"]
+
+
+def test_septet_import_command(tmp_path: Path) -> None:
+    from gateway import cli
+
+    config = tmp_path / "septet.toml"
+    config.write_text(f'[store]\npath = "{tmp_path / "db"}"\nsync = false\n'
+                      '[importer]\naccount = "acme"\ndefault_prefix = "351"\n')
+    today = datetime.now(UTC).strftime("%d%m%y")
+    good = tmp_path / f"mailing_{today}_1_cCLI.csv"
+    good.write_text(GOOD)
+    assert cli.main(["import", str(good), "--config", str(config)]) == 0
+    assert (tmp_path / "processed" / good.name).exists()
+    bad = tmp_path / f"mailing_{today}_1.csv"  # the same sequence again
+    bad.write_text(GOOD)
+    assert cli.main(["import", str(bad), "--config", str(config)]) == 1
+    assert (tmp_path / "discarded" / f"{bad.name}.error.txt").exists()
+
+
+@settings(max_examples=100, deadline=None)
+@given(seq=st.integers(0, 999_999), code=st.from_regex(r"[A-Za-z0-9-]{1,20}", fullmatch=True),
+       pct=st.integers(1, 99), every=st.integers(1, 999), hours=st.integers(1, 9999),
+       cleanup=st.booleans(), ext=st.sampled_from(["csv", "txt", "zip", "CSV"]))
+def test_every_well_formed_name_parses_back(seq: int, code: str, pct: int, every: int,
+                                            hours: int, cleanup: bool, ext: str) -> None:
+    name = (f"mailing_{TODAY}_{seq}_c{code}_q{pct:02d}{every:03d}_x{hours}"
+            f"_i1811261000_LE1911261000{'_h' if cleanup else ''}.{ext}")
+    got = parse_name(name, datetime.fromtimestamp(T0, UTC).date(), T0)
+    assert (got.seq, got.campaign, got.slice_percent, got.slice_every) == (
+        seq, code, pct, every * 60)
+    assert (got.recontact_hours, got.cleanup, got.ext) == (hours, cleanup, ext.lower())
+    assert got.start == datetime(2026, 11, 18, 10, 0, tzinfo=UTC).timestamp()
