@@ -62,6 +62,8 @@ _HEX: Final = re.compile(r"[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\Z")
 _DEC: Final = re.compile(r"[0-9]+\Z")
 _HEX_DIGITS: Final = re.compile(r"[0-9a-fA-F]+\Z")
 MAX_ID: Final = 400  # LMDB keys are at most 511 bytes; connector and prefix need the rest
+MAX_NUMERIC: Final = 64  # longer ids stay verbatim, never read as numbers: int() of a huge
+# digit string is slow and refused past 4,300 digits, and its key could pass LMDB's limit
 
 
 def _num(value: int) -> bytes:
@@ -99,6 +101,8 @@ def index_key(carrier_id: str, base: IdBase = None) -> bytes:
         base: the connector's submit id base when configured (``ID_TYPES``); None guesses.
     """
     s = carrier_id.strip()
+    if len(s) > MAX_NUMERIC:
+        return _verbatim(s)
     if base is not None:
         return _in_base(s, base) or _verbatim(s)
     if _HEX_PREFIXED.match(s):
@@ -117,6 +121,8 @@ def lookup_keys(carrier_id: str, base: IdBase = None) -> list[bytes]:
         base: the connector's receipt id base when configured; then there is one candidate.
     """
     s = carrier_id.strip()
+    if len(s) > MAX_NUMERIC:
+        return [_verbatim(s)]
     if base is not None:
         return [_in_base(s, base) or _verbatim(s)]
     if _HEX_PREFIXED.match(s):
