@@ -356,9 +356,13 @@ class Campaigns:
         """Expand active campaigns as their schedule and slices allow, until cancelled."""
         task_status.started()
         while True:
-            wake_at = await self.step()
+            try:
+                wake_at = await self.step()
+            except Exception:  # one bad campaign or a store hiccup must not stop the gateway
+                logger.exception("campaign runner pass failed; retrying in 5 s")
+                wake_at = self._now() + 5.0
             self._wake = trio.Event()
-            delay = self.poll if wake_at is None else max(0.0, min(self.poll, wake_at - self._now()))
+            delay = self.poll if wake_at is None else max(0.0, min(5.0, wake_at - self._now()))
             with trio.move_on_after(delay):
                 await self._wake.wait()
 
