@@ -36,6 +36,7 @@ from gateway.config import ApiConfig
 from gateway.http import HttpServer, ServerLimits
 from gateway.store import open_store
 
+
 def csv_chunk(start: int, n: int) -> bytes:
     lines = ["mobile_phone,first_name,invoice"]
     for i in range(start, start + n):
