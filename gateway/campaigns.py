@@ -42,7 +42,7 @@ module counts refused rows as ``invalid:<code>`` and cancelled rows), never by s
 Messages keep ``Message.campaign = name``; counters are keyed by that name, so campaign names
 are unique across the gateway (a name owned by another account is refused).
 
-Must not import: gateway.api, gateway.http.
+Must not import: gateway.http; from gateway.api only the message id factory (gateway.api._ids).
 """
 
 from __future__ import annotations
