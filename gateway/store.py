@@ -166,7 +166,7 @@ class Store:
     @property
     def write_queue_full(self) -> bool:
         """True when the writer's queue is at its bound (callers should back off)."""
-        return self.stats.queued >= self._max_queue
+        return self._send.statistics().current_buffer_used >= self._max_queue
 
     @contextmanager
     def read(self) -> Iterator[lmdb.Transaction]:

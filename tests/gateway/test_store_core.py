@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,18 @@ async def test_writes_waiting_when_the_writer_stops_get_an_answer(tmp_path: Path
             scope.cancel()  # the store (and its writer) stops while writes wait
     assert len(outcomes) == 200
     assert set(outcomes) <= {"committed", "refused"}
+
+
+async def test_write_queue_full_reports_a_full_queue(tmp_path: Path) -> None:
+    release = threading.Event()
+    async with open_store(tmp_path / "db", max_queue=4) as store:
+        assert not store.write_queue_full
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.write, lambda txn: release.wait(5))  # the writer is busy
+            await trio.testing.wait_all_tasks_blocked()
+            for _ in range(6):
+                nursery.start_soon(store.write, lambda txn: None)
+            await trio.testing.wait_all_tasks_blocked()
+            assert store.write_queue_full
+            release.set()
+        assert not store.write_queue_full
