@@ -166,7 +166,8 @@ def _describe(account: Account) -> str:
     return json.dumps(doc)
 
 
-BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "callbacks", "receipts", "e2e")
+BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "callbacks", "receipts", "e2e",
+           "campaign")
 """What ``septet bench all`` runs, in order (bench/loadgen.py and bench/chart.py are tools)."""
 
 
