@@ -28,6 +28,7 @@ from gateway.store import open_store
 
 FINAL = frozenset({"DELIVERED", "NOT_DELIVERED", "NOT_SENT"})
 OK = {"to": "+351912345678", "from": "Septet", "text": "hello"}
+RECEIPT_TOKEN = "receipt-token-0123456789"
 
 
 @dataclass
@@ -105,12 +106,15 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
                       sim_config: SimulatorConfig = SimulatorConfig(), *,
                       window: int = 64, http: cfg.HttpConfig | None = None,
                       sim_stats: SimulatorStats | None = None,
-                      map_size: int = cfg.StoreConfig().map_size) -> Stack:
+                      map_size: int = cfg.StoreConfig().map_size,
+                      smsc_port: int | None = None, http_provider: bool = False,
+                      allow_loopback: bool = True) -> Stack:
     """Start simulator, receivers and ``gateway.cli.serve``; return once /readyz says 200."""
     from gateway.cli import serve
 
     stats = sim_stats if sim_stats is not None else SimulatorStats()
-    sim_port = await nursery.start(partial(serve_simulator, sim_config, stats=stats))
+    sim_port = smsc_port or await nursery.start(partial(serve_simulator, sim_config,
+                                                        stats=stats))
     receivers = {name: Receiver() for name in ("alpha", "beta")}
     for rx in receivers.values():
         await nursery.start(_serve_receiver, rx)
@@ -123,12 +127,15 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
                                                    callback_url=receivers[name].url))
     config = cfg.Config(
         http=http or replace(cfg.HttpConfig(), port=0),
-        api=replace(cfg.ApiConfig(), callbacks_allow_loopback=True),
+        api=replace(cfg.ApiConfig(), callbacks_allow_loopback=allow_loopback),
         store=cfg.StoreConfig(path=str(path), sync=False, map_size=map_size),
         simulator=cfg.SimulatorConfig(enabled=False),
         smpp=(cfg.SmppConnectorConfig(name="smsc", port=sim_port, system_id="septet",
                                       password="pw", window=window),),
         dev=cfg.DevConfig(create_account=False),
+        http_providers=(cfg.HttpProviderConnectorConfig(
+            name="acme", url="http://127.0.0.1:9/send", receipt_token=RECEIPT_TOKEN),)
+        if http_provider else (),
     )
     port = await nursery.start(partial(serve, config))
     stack = Stack(f"http://127.0.0.1:{port}", keys, stats, receivers, path)

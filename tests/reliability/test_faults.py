@@ -110,3 +110,14 @@ async def test_slow_and_failing_receipts_end_in_the_right_states(tmp_path: Path)
     assert by_state["NOT_DELIVERED"] > 30
     reasons = Counter(got[i]["reason"] for i in ids if got[i]["state"] == "NOT_DELIVERED")
     assert set(reasons) == {"UNDELIV", "EXPIRED", "REJECTD"}, reasons
+
+
+def test_carrier_ids_of_any_length_have_a_key() -> None:
+    # Found by the hostile table: a 10,000-digit receipt id (POST /v1/receipts) raised
+    # ValueError (int() refuses > 4,300 digits) inside the correlator and took the gateway down.
+    from actors.correlation import index_key, lookup_keys
+
+    for carrier_id in ("9" * 10_000, "f" * 5_000, "0x" + "1" * 600, "12" * 40):
+        keys = [index_key(carrier_id), *lookup_keys(carrier_id)]
+        assert all(len(k) <= 401 for k in keys)
+        assert index_key(carrier_id) in lookup_keys(carrier_id)
