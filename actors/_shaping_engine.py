@@ -12,7 +12,7 @@ are served in turn and long messages are not starved. A held message with a dead
 deadline heap and ends NOT_SENT/expired when that passes. The no-re-contact check runs at the
 moment of release, against the store (``RecentContacts``) and the numbers released here.
 
-Messages are handled in their wire form (``messages.to_wire`` rows), not as dataclasses:
+Messages are handled in their wire form (``messages.to_wire`` rows), not as message objects:
 decoding a batch into rows costs a fifth of building ``Message`` objects, and the limiter's
 budget is a few microseconds a message (bench/shaping.py).
 
@@ -21,7 +21,6 @@ Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 from itertools import count
@@ -48,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 Row = list[Any]  # a Message in wire form: [tag, version, *fields]
 
-_FIELD: Final = {f.name: i + 2 for i, f in enumerate(dataclasses.fields(Message))}
+_FIELD: Final = {name: i + 2 for i, name in enumerate(Message._fields)}
 MSG_ID: Final = _FIELD["msg_id"]
 ACCOUNT: Final = _FIELD["account"]
 TO: Final = _FIELD["to"]

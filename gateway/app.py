@@ -311,9 +311,7 @@ async def _drain(inbox: trio.abc.ReceiveChannel[bytes]) -> None:
 
 
 def _with_id(msg: Message, msg_id: MsgId) -> Message:
-    import dataclasses
-
-    return dataclasses.replace(msg, msg_id=msg_id)
+    return msg._replace(msg_id=msg_id)
 
 
 @asynccontextmanager

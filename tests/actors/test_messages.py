@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 import msgpack
 import pytest
 from hypothesis import given
@@ -19,7 +17,7 @@ _FIELD_STRATEGIES = {
 
 
 def _strategy_for(kind: type) -> st.SearchStrategy:
-    hints = {f.name: f.type for f in dataclasses.fields(kind)}
+    hints = {name: getattr(h, "__forward_arg__", h) for name, h in kind.__annotations__.items()}
     args = {}
     for name, hint in hints.items():
         base = {"MsgId": str, "CarrierId": str, "str": str, "int": int, "float": float,
