@@ -111,7 +111,7 @@ def png(timelines: dict[str, dict[str, Any]], title: str, path: str) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
