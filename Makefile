@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test bench torture clean
+.PHONY: serve test bench torture overload clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/septet bench all
+
+torture: $(STAMP)
+	$(PY) -m bench.torture
+
+overload: $(STAMP)
+	$(PY) -m bench.overload
 
 clean:
 	rm -rf $(VENV) var *.egg-info
