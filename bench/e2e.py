@@ -309,9 +309,10 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
         await wait_port(sim_port)
         toml = workdir / "septet.toml"
         toml.write_text(gateway_toml(workdir, http_port, sim_port, args.window))
-        made = await trio.run_process(
-            [PY, "-m", "gateway.cli", "--config", str(toml), "accounts", "create", "bench",
-             "--callback-url", f"http://127.0.0.1:{cb_port}/cb"], capture_stdout=True)
+        with trio.fail_after(60):
+            made = await trio.run_process(
+                [PY, "-m", "gateway.cli", "--config", str(toml), "accounts", "create", "bench",
+                 "--callback-url", f"http://127.0.0.1:{cb_port}/cb"], capture_stdout=True)
         key = made.stdout.decode().strip().splitlines()[-1]
         gw = await Child.start(nursery, "gateway", [
             PY, "-m", "bench._e2e_gateway", "--callback-batch", str(args.callback_batch),
@@ -335,13 +336,17 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 PY, "-m", "bench.loadgen", "--port", str(http_port), "--key", key, "--mode", mode,
                 "--start", str(start), "--count", str(n), "--duration", str(duration),
                 "--connections", str(conns), "--rate", str(rate), "--out", str(out)])
+            give_up = time.monotonic() + duration + 60  # loadgen bounds itself; this is a guard
             while lg.proc.returncode is None:
+                if time.monotonic() > give_up:
+                    lg.proc.kill()
                 line = next((x for x in reversed(lg.lines) if x.startswith("progress")), "")
                 if line:
                     _, s, a, _e = line.split()
                     progress.show(sent_before + int(s), sent_before + int(a), len(sink.final_at))
                 await trio.sleep(0.2)
-            await lg.proc.wait()
+            if await lg.proc.wait() != 0 or not out.exists():
+                raise RuntimeError(f"load generator failed (exit {lg.proc.returncode})")
             return Phase(name, json.loads(out.read_text()), start, n)
 
         peak = await load("peak", 1, count, args.duration, 0.0, 0)

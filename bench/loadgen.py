@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 
+REQUEST_TIMEOUT = 30.0  # seconds for one request and its answer, then counted as an error
 FILLER = ("Septet end-to-end benchmark long text, split into two concatenated parts by the "
           "gateway and sent to the simulated SMSC; each part must arrive exactly once. ")
 
@@ -99,8 +100,13 @@ class Connection:
                 self.stream = await trio.open_tcp_stream(self.host, self.port)
                 self.buf = b""
             try:
-                await self.stream.send_all(req)
-                return await self._answer()
+                with trio.fail_after(REQUEST_TIMEOUT):
+                    await self.stream.send_all(req)
+                    return await self._answer()
+            except trio.TooSlowError:
+                await self.stream.aclose()
+                self.stream = None
+                raise
             except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, OSError):
                 self.stream = None
                 if attempt == 2:
@@ -167,7 +173,7 @@ async def drive(args: argparse.Namespace) -> Records:
             while True:
                 try:
                     status, _ = await conn.exchange(req)
-                except (OSError, EOFError, trio.BrokenResourceError) as exc:
+                except (OSError, EOFError, trio.BrokenResourceError, trio.TooSlowError) as exc:
                     key = type(exc).__name__
                     rec.errors[key] = rec.errors.get(key, 0) + 1
                     break
