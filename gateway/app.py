@@ -147,8 +147,10 @@ class Gateway:
         (while recovering or shutting down the missing tasks are expected).
         """
         running = {t.name for n in self._nurseries for t in n.child_tasks}
-        actors = {a: f"actors.{a}.run" in running for a in _ACTORS
-                  if a != "notifier" or self._notifier is not None}
+        expected = {a: f"actors.{a}.run" for a in _ACTORS[:-1]}
+        if self._notifier is not None:
+            expected["notifier"] = _task_name(self._notifier)
+        actors = {a: name in running for a, name in expected.items()}
         return {"healthy": not self._recovered or all(actors.values()), "actors": actors,
                 "carriers": {name: bool(c.ready) for name, c in self.carriers.items()}}
 
@@ -241,6 +243,13 @@ class Gateway:
 
 _ACTORS = ("scheduler", "rate_limiter", "segmenter", "dispatcher", "receipt_correlator",
            "notifier")
+
+
+def _task_name(fn: Any) -> str:
+    """The name trio gives a task running ``fn`` (a partial is named after its function)."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 @dataclass(slots=True)

@@ -147,3 +147,31 @@ async def test_a_real_run_moves_the_catalogue_consistently(tmp_path: Path) -> No
     for (_, labels) in after:
         for _, value in labels:
             assert len(value) <= 40 and not re.search(r"\d{5,}", value), value
+
+
+async def test_liveness_names_an_actor_whose_task_is_gone(tmp_path: Path) -> None:
+    import time
+
+    from gateway.app import open_gateway
+    from tests.fakes import ScriptedCarrier
+
+    async def notifier_that_dies(inbox: object, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()  # then returns: the task is gone
+
+    async def notifier_that_lives(inbox: trio.MemoryReceiveChannel[bytes], *,
+                                  task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        async with inbox:
+            async for _ in inbox:
+                pass
+
+    async with open_store(str(tmp_path / "db"), sync=False) as store:
+        for notifier, alive in ((notifier_that_lives, True), (notifier_that_dies, False)):
+            carrier = ScriptedCarrier(now=time.time)
+            async with open_gateway(store, [carrier], notifier=notifier) as gw:
+                await trio.sleep(0)
+                doc = gw.liveness()
+                assert doc["actors"]["notifier"] is alive
+                assert doc["healthy"] is alive
+                assert all(v for k, v in doc["actors"].items() if k != "notifier")
+                assert set(doc["carriers"]) == {carrier.name}
