@@ -169,7 +169,7 @@ async def test_liveness_names_an_actor_whose_task_is_gone(tmp_path: Path) -> Non
         for notifier, alive in ((notifier_that_lives, True), (notifier_that_dies, False)):
             carrier = ScriptedCarrier(now=time.time)
             async with open_gateway(store, [carrier], notifier=notifier) as gw:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
                 doc = gw.liveness()
                 assert doc["actors"]["notifier"] is alive
                 assert doc["healthy"] is alive
