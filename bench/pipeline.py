@@ -90,6 +90,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
             settings = CoreSettings(receipt_timeout=None)
             async with open_gateway(store, [carrier], settings, notifier=notifier) as gw:
                 t0 = time.perf_counter()
+                cpu0 = time.process_time()
 
                 async def producer(k: int) -> None:
                     for start in range(k * args.batch, n, args.batch * args.producers):
@@ -104,6 +105,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
                 with trio.fail_after(600):
                     await done.wait()
                 elapsed = time.perf_counter() - t0
+                cpu = time.process_time() - cpu0
                 stats = store.statistics()
         rss = rss_mb()
     latencies.sort()
@@ -113,6 +115,8 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
     print(f"accepted in       {t_accept:.2f} s  ({n / t_accept:,.0f} msgs/s)")
     print(f"final in          {elapsed:.2f} s  ({n / elapsed:,.0f} msgs/s)")
     print(f"accept→final p50  {p50:.1f} ms   p99 {p99:.1f} ms")
+    print(f"CPU               {cpu:.2f} s  ({cpu / n * 1e6:.1f} µs per message, all threads,"
+          f" {cpu / elapsed:.0%} of one core)")
     per_commit = stats.ops / max(1, stats.commits)
     print(f"commits           {stats.commits}  ops {stats.ops}  ({per_commit:.1f}"
           f" ops/commit); writer ran ops {stats.ops_seconds:.2f} s, committed "
@@ -120,7 +124,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
     print(f"RSS               {rss:.0f} MiB")
     return {"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),
-            "messages": n}
+            "cpu_us_per_msg": round(cpu / n * 1e6, 1), "messages": n}
 
 
 async def park(args: argparse.Namespace) -> dict[str, float]:

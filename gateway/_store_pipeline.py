@@ -19,7 +19,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import lmdb
 import msgpack
@@ -27,8 +27,7 @@ import msgpack
 from actors import correlation as corr
 from actors import messages as m
 from actors import states
-from actors.correlation import PartRecord, StateRecord
-from actors.ingress import due_key, due_ms
+from actors.ingress import due_ms
 from actors.messages import FINAL_STATES, State
 from actors.ports import Applied, InDoubtPolicy, Recovered
 from gateway.store import Store, u64
@@ -46,6 +45,56 @@ def _pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
+
+
+# The hot path works on the stored rows themselves (plain lists), not on StateRecord /
+# PartRecord objects: unpacking into objects and back cost ~5 µs per message per batch.
+# State row: [state, seq, parts, code, reason, at, due, attempts, timeout] (StateRecord order)
+_ST, _NSEQ, _PARTS, _CODE, _REASON, _AT, _DUE, _ATTEMPTS, _TIMEOUT = range(9)
+# Part row: [status, connector, carrier_id, code, at] (PartRecord order)
+_P_STATUS, _P_CONN, _P_CID, _P_CODE, _P_AT = range(5)
+_OPEN: Final = (corr.PART_PENDING, corr.PART_SUBMITTING)
+
+
+def _new_part() -> list[Any]:
+    return [corr.PART_PENDING, "", "", "", 0.0]
+
+
+class _Fields(NamedTuple):
+    """The fields of a stored Message the correlator needs (Messages are immutable)."""
+
+    msg_id: str
+    account: str
+    to: str
+    campaign: str
+    client_ref: str
+    callback_url: str
+
+
+_FIELDS_MAX: Final = 1 << 16
+
+
+def _fields_cache(store: Store) -> dict[bytes, _Fields]:
+    """Per-store cache msg_id -> _Fields (writer thread only). Messages never change once
+    stored, so a cached copy cannot go stale; the cache is bounded (oldest dropped first)."""
+    memo = getattr(store, "memo", None)
+    if memo is None:  # a bare stand-in store (tests): no cache across ops
+        return {}
+    cache = memo.get("fields")
+    if cache is None:
+        cache = memo["fields"] = {}
+    return cache  # type: ignore[no-any-return]
+
+
+def _remember(cache: dict[bytes, _Fields], key: bytes, fields: _Fields) -> None:
+    cache[key] = fields
+    if len(cache) > _FIELDS_MAX:
+        for old in list(itertools.islice(cache, len(cache) - _FIELDS_MAX // 2)):
+            del cache[old]
+
+
 @dataclass(slots=True)
 class _Ctx:
     """Handles and per-batch scratch of one correlation op."""
@@ -56,61 +105,49 @@ class _Ctx:
     timeout_s: float | None
     id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] = field(default_factory=dict)
     out: Applied = field(default_factory=Applied)
-    cache: dict[bytes, tuple[StateRecord, _Msg]] = field(default_factory=dict)
+    cache: dict[bytes, list[Any]] = field(default_factory=dict)
     dirty: set[bytes] = field(default_factory=set)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    db_state: Any = None
+    fields_cache: dict[bytes, _Fields] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.db_state = self.store._dbs[b"state"]
+        self.fields_cache = _fields_cache(self.store)
 
     def db(self, name: bytes) -> Any:
         return self.store._dbs[name]  # hot path: skip Store.db's error handling
 
-    def load(self, msg_id: bytes) -> tuple[StateRecord, _Msg] | None:
-        """The state record and (lazily decoded) message fields of ``msg_id``, cached."""
-        hit = self.cache.get(msg_id)
-        if hit is None:
-            raw = self.txn.get(msg_id, db=self.db(b"state"))
+    def load(self, key: bytes) -> list[Any] | None:
+        """The state row of ``key`` (a msg_id), cached for the batch."""
+        row = self.cache.get(key)
+        if row is None:
+            raw = self.txn.get(key, db=self.db_state)
             if raw is None:
                 return None
-            hit = (StateRecord.unpack(raw), _Msg(self.txn, self.db(b"messages"), msg_id))
-            self.cache[msg_id] = hit
+            row = self.cache[key] = _unpack(raw)
+        return row
+
+    def fields(self, key: bytes) -> _Fields:
+        """The Message fields of ``key`` (cached across batches; read once otherwise)."""
+        hit = self.fields_cache.get(key)
+        if hit is None:
+            body = self.txn.get(key, db=self.db(b"messages"))
+            if body is None:
+                return _Fields(key.decode(), "", "", "", "", "")
+            row = _unpack(body)
+            if row[0] != m.Message.TAG or row[1] != m.Message.VERSION:
+                row = m.to_wire(m.from_wire(row))
+            hit = _Fields(*row[2:5], *row[9:12])
+            _remember(self.fields_cache, key, hit)
         return hit
 
     def flush(self) -> None:
-        db = self.db(b"state")
+        db, put, cache = self.db_state, self.txn.put, self.cache
         for key in self.dirty:
-            self.txn.put(key, self.cache[key][0].pack(), db=db)
+            put(key, _pack(cache[key]), db=db)
         for (campaign, name), n in self.counts.items():
             _count(self.txn, self.store, campaign, name, n)
-
-
-class _Msg:
-    """The fields of a stored Message the correlator needs, read off its wire row when first
-    asked for (no dataclass built: this runs for every outcome and receipt)."""
-
-    __slots__ = ("_txn", "_db", "_key", "_row")
-
-    def __init__(self, txn: Any, db: Any, key: bytes) -> None:
-        self._txn, self._db, self._key = txn, db, key
-        self._row: list[Any] | None = None
-
-    def _get(self, i: int) -> Any:
-        row = self._row
-        if row is None:
-            body = self._txn.get(self._key, db=self._db)
-            row = msgpack.unpackb(body, raw=False) if body is not None else [0, 0, "", "", ""]
-            # [tag, version, msg_id, account, to, sender, text, policy, accepted_at, campaign,
-            #  client_ref, callback_url, ...] (actors.messages.Message field order)
-            if body is not None and (row[0] != m.Message.TAG or row[1] != m.Message.VERSION):
-                row = m.to_wire(m.from_wire(row))
-            row += [""] * (12 - len(row))
-            self._row = row
-        return row[i]
-
-    msg_id = property(lambda self: self._get(2))
-    account = property(lambda self: self._get(3))
-    to = property(lambda self: self._get(4))
-    campaign = property(lambda self: self._get(9))
-    client_ref = property(lambda self: self._get(10))
-    callback_url = property(lambda self: self._get(11))
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -124,23 +161,32 @@ def op_accept(
                                          (b"messages", b"state", b"outbox", b"history"))
     campaigns: dict[str, int] = {}
     parts: dict[str, int] = {}
+    put = txn.put
+    accepted = State.ACCEPTED.value
+    stored: list[tuple[bytes, m.Message]] = []
     for msg in batch:
         key = msg.msg_id.encode()
-        if not txn.put(key, m.encode(msg), db=db_msg, overwrite=False):
+        if not put(key, m.encode(msg), db=db_msg, overwrite=False):
             continue  # replay of an id already stored: idempotent
-        record = StateRecord(State.ACCEPTED, parts=[PartRecord() for _ in range(max(1, msg.parts))],
-                             at=msg.accepted_at, due=due_ms(msg))
-        txn.put(key, record.pack(), db=db_state)
-        txn.put(due_key(msg), b"", db=db_out)
-        txn.put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
+        n = msg.parts if msg.parts > 1 else 1
+        due = due_ms(msg)
+        put(key, _pack([accepted, 0, [_new_part() for _ in range(n)], "", "", msg.accepted_at,
+                        due, 0, 0]), db=db_state)
+        put(due.to_bytes(8, "big") + key, b"", db=db_out)
+        put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
+        stored.append((key, msg))
         if msg.campaign:
             campaigns[msg.campaign] = campaigns.get(msg.campaign, 0) + 1
-            parts[msg.campaign] = parts.get(msg.campaign, 0) + max(1, msg.parts)
-    for campaign, n in campaigns.items():
-        _count(txn, store, campaign, "accepted", n)
+            parts[msg.campaign] = parts.get(msg.campaign, 0) + n
+    for campaign, k in campaigns.items():
+        _count(txn, store, campaign, "accepted", k)
         _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
     if also is not None:
         also(txn)
+    cache = _fields_cache(store)  # the correlator will need these fields: no re-read then
+    for key, msg in stored:
+        _remember(cache, key, _Fields(msg.msg_id, msg.account, msg.to, msg.campaign,
+                                      msg.client_ref, msg.callback_url))
 
 
 def _count(txn: Any, store: Store, campaign: str, name: str, n: int = 1) -> None:
@@ -200,28 +246,32 @@ def op_mark_submitting(
     """Mark parts SUBMITTING (in doubt if we crash now). Returns which parts may be sent."""
     ctx = _Ctx(txn, store, now, None)
     allowed: list[bool] = []
+    db_inf = store.db(b"inflight")
+    submitting = State.SUBMITTING.value
+    pending = corr.PART_PENDING
     for part in parts:
         key = part.msg_id.encode()
-        hit = ctx.load(key)
-        if hit is None:
+        rec = ctx.load(key)
+        if rec is None:
             allowed.append(False)
             continue
-        rec, _ = hit
+        rparts = rec[_PARTS]
+        n = part.parts
         # The segmenter's split is the truth about the number of parts (ingress counted too).
-        while len(rec.parts) < part.parts:
-            rec.parts.append(PartRecord())
-        if len(rec.parts) > part.parts and all(
-                p.status == corr.PART_PENDING for p in rec.parts[part.parts:]):
-            del rec.parts[part.parts:]
-        p = rec.parts[part.part - 1] if 0 < part.part <= len(rec.parts) else None
-        if p is None or State(rec.state) in FINAL_STATES or p.status != corr.PART_PENDING:
+        while len(rparts) < n:
+            rparts.append(_new_part())
+        if len(rparts) > n and all(p[_P_STATUS] == pending for p in rparts[n:]):
+            del rparts[n:]
+        p = rparts[part.part - 1] if 0 < part.part <= len(rparts) else None
+        if p is None or rec[_ST] in FINAL_STATES or p[_P_STATUS] != pending:
             allowed.append(False)
             continue
-        p.status, p.at = corr.PART_SUBMITTING, now
-        rec.attempts += 1
-        rec.state = states.move(State(rec.state), State.SUBMITTING)[0]  # SENT stays SENT
+        p[_P_STATUS], p[_P_AT] = corr.PART_SUBMITTING, now
+        rec[_ATTEMPTS] += 1
+        if rec[_ST] != submitting:
+            rec[_ST] = states.move(State(rec[_ST]), State.SUBMITTING)[0].value  # SENT stays
         ctx.dirty.add(key)
-        txn.put(key, b"", db=store.db(b"inflight"))
+        txn.put(key, b"", db=db_inf)
         allowed.append(True)
     ctx.flush()
     return allowed
@@ -245,21 +295,21 @@ def op_apply(
     for key in receipt_keys:
         txn.delete(key, db=db_inbox)
     for item in items:
-        match item:
-            case m.PartSubmitted():
-                _on_submitted(ctx, item)
-            case m.PartFailed():
-                _on_part_outcome(ctx, item.msg_id, item.part, corr.PART_REJECTED, item.code,
-                                 item.reason, item.connector, "")
-            case m.CarrierReceipt():
-                _on_receipt(ctx, item)
-            case m.StoredReceipt():
-                txn.delete(item.inbox_key, db=db_inbox)
-                _on_receipt(ctx, item)
-            case m.MessageFinished():
-                _on_finished(ctx, item)
-            case _:
-                ctx.out.ignored += 1
+        kind = type(item)
+        if kind is m.PartSubmitted:
+            _on_submitted(ctx, item)  # type: ignore[arg-type]
+        elif kind is m.StoredReceipt:
+            txn.delete(item.inbox_key, db=db_inbox)  # type: ignore[union-attr]
+            _on_receipt(ctx, item)  # type: ignore[arg-type]
+        elif kind is m.PartFailed:
+            _on_part_outcome(ctx, item.msg_id, item.part, corr.PART_REJECTED,  # type: ignore
+                             item.code, item.reason, item.connector, "")  # type: ignore
+        elif kind is m.CarrierReceipt:
+            _on_receipt(ctx, item)  # type: ignore[arg-type]
+        elif kind is m.MessageFinished:
+            _on_finished(ctx, item)  # type: ignore[arg-type]
+        else:
+            ctx.out.ignored += 1
     ctx.flush()
     return ctx.out
 
@@ -285,7 +335,7 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     # orphan TTL moves it to the unknown receipts).
     mine_key = key[len(prefix):]
     keep, taken = [], []
-    for row in msgpack.unpackb(parked, raw=False):
+    for row in _unpack(parked):
         (taken if row[2][0] == mine_key else keep).append(row)
     _put_rows(ctx, db_orph, key, keep)
     for row in taken:
@@ -293,7 +343,7 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
             if k != mine_key:
                 old = ctx.txn.get(prefix + k, db=db_orph)
                 if old is not None:
-                    rest = [r for r in msgpack.unpackb(old, raw=False) if r != row]
+                    rest = [r for r in _unpack(old) if r != row]
                     _put_rows(ctx, db_orph, prefix + k, rest)
         ctx.out.orphans_matched += 1
         receipt = m.from_wire(row[1])
@@ -316,7 +366,7 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     for i, k in enumerate(keys):
         hit = ctx.txn.get(prefix + k, db=db_car)
         if hit is not None:
-            msg_id, part = msgpack.unpackb(hit, raw=False)
+            msg_id, part = _unpack(hit)
             if i and _part_done(ctx, msg_id, part):
                 # A later reading of the id names a part already settled: that is an older
                 # message sharing digits with this id, not this receipt's (whose submit
@@ -332,35 +382,35 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     entry = [ctx.now, m.to_wire(receipt), keys]
     for k in keys:
         old = ctx.txn.get(prefix + k, db=db_orph)
-        rows = msgpack.unpackb(old, raw=False) if old else []
+        rows = _unpack(old) if old else []
         rows.append(entry)
         ctx.txn.put(prefix + k, _pack(rows), db=db_orph)
     ctx.out.orphans_parked += 1
 
 
 def _part_done(ctx: _Ctx, msg_id: str, part: int) -> bool:
-    hit = ctx.load(msg_id.encode())
-    if hit is None or not 0 < part <= len(hit[0].parts):
+    rec = ctx.load(msg_id.encode())
+    if rec is None or not 0 < part <= len(rec[_PARTS]):
         return True
-    return corr.part_is_final(hit[0].parts[part - 1].status)
+    return corr.part_is_final(rec[_PARTS][part - 1][_P_STATUS])
 
 
 def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt, msg_id: str,
                    part: int) -> None:
-    hit = ctx.load(msg_id.encode())
-    if hit is None or not 0 < part <= len(hit[0].parts):
+    rec = ctx.load(msg_id.encode())
+    if rec is None or not 0 < part <= len(rec[_PARTS]):
         ctx.out.unknown += 1
         return
-    p = hit[0].parts[part - 1]
-    status = corr.receipt_part_status(receipt.state)
-    if corr.part_is_final(p.status):
+    p = rec[_PARTS][part - 1]
+    if corr.part_is_final(p[_P_STATUS]):
         ctx.out.duplicates += 1
         return
     ctx.out.matched += 1
+    status = corr.receipt_part_status(receipt.state)
     if status == corr.PART_ACCEPTED:
         return  # ENROUTE/ACCEPTD: intermediate, nothing to fold
-    _on_part_outcome(ctx, m.MsgId(msg_id), part, status, receipt.error_code,
-                     receipt.state, p.connector, p.carrier_id)
+    _on_part_outcome(ctx, msg_id, part, status, receipt.error_code, receipt.state,
+                     p[_P_CONN], p[_P_CID])
 
 
 def _on_part_outcome(
@@ -368,109 +418,119 @@ def _on_part_outcome(
     connector: str, carrier_id: str,
 ) -> None:
     key = msg_id.encode()
-    hit = ctx.load(key)
-    if hit is None:
+    rec = ctx.load(key)
+    if rec is None:
         ctx.out.unknown += 1
         return
-    rec, msg = hit
-    while len(rec.parts) < part:
-        rec.parts.append(PartRecord())
-    p = rec.parts[part - 1]
-    if corr.part_is_final(p.status) or (p.status == corr.PART_ACCEPTED and status ==
-                                        corr.PART_ACCEPTED):
+    rparts = rec[_PARTS]
+    while len(rparts) < part:
+        rparts.append(_new_part())
+    p = rparts[part - 1]
+    old = p[_P_STATUS]
+    if corr.part_is_final(old) or (old == corr.PART_ACCEPTED and status == corr.PART_ACCEPTED):
         ctx.out.ignored += 1  # a repeated submit outcome (receipt duplicates are counted apart)
         return
-    p.status, p.code, p.at = status, code or p.code, ctx.now
+    p[_P_STATUS], p[_P_AT] = status, ctx.now
+    if code:
+        p[_P_CODE] = code
     if connector:
-        p.connector = connector
+        p[_P_CONN] = connector
     if carrier_id:
-        p.carrier_id = carrier_id
+        p[_P_CID] = carrier_id
     ctx.dirty.add(key)
-    target = corr.fold(rec.statuses())
+    target = corr.fold([q[_P_STATUS] for q in rparts])
     if target is not None:
-        _move(ctx, key, rec, msg, target, code, reason if status != corr.PART_ACCEPTED else "",
-              carrier_id or p.carrier_id)
-    _maybe_release(ctx, key, rec, msg)
+        _move(ctx, key, rec, target, code, reason if status != corr.PART_ACCEPTED else "",
+              carrier_id or p[_P_CID])
+    _maybe_release(ctx, key, rec)
 
 
 def _on_finished(ctx: _Ctx, item: m.MessageFinished) -> None:
     key = item.msg_id.encode()
-    hit = ctx.load(key)
-    if hit is None:
+    rec = ctx.load(key)
+    if rec is None:
         ctx.out.unknown += 1
         return
-    rec, msg = hit
     target = State(item.state)
     if target == State.NOT_DELIVERED:  # receipt timeout: open parts fail
-        for p in rec.parts:
-            if not corr.part_is_final(p.status):
-                p.status, p.code = corr.PART_FAILED, item.code
+        for p in rec[_PARTS]:
+            if not corr.part_is_final(p[_P_STATUS]):
+                p[_P_STATUS], p[_P_CODE] = corr.PART_FAILED, item.code
     ctx.dirty.add(key)
-    _move(ctx, key, rec, msg, target, item.code, item.reason, "")
-    _maybe_release(ctx, key, rec, msg)
+    _move(ctx, key, rec, target, item.code, item.reason, "")
+    _maybe_release(ctx, key, rec)
 
 
 def _move(
-    ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg, target: State,
+    ctx: _Ctx, key: bytes, rec: list[Any], target: State,
     code: str, reason: str, carrier_id: str,
 ) -> None:
-    current = State(rec.state)
+    current = rec[_ST]
     if target == current:
         return
-    if target in (State.DELIVERED, State.NOT_DELIVERED) and current != State.SENT:
-        _move(ctx, key, rec, msg, State.SENT, "", "", carrier_id)  # SENT always comes first
-        current = State(rec.state)
-    new, refused = states.move(current, target)
+    if target in _AFTER_SENT and current != State.SENT:
+        _move(ctx, key, rec, State.SENT, "", "", carrier_id)  # SENT always comes first
+        current = rec[_ST]
+    new, refused = states.move(State(current), target)
     if refused:
         ctx.out.illegal += 1
         return
-    rec.state, rec.at = new, ctx.now
+    rec[_ST], rec[_AT] = new.value, ctx.now
     ctx.dirty.add(key)
-    if new in (State.SENT, State.DELIVERED):
+    if new in _SUCCESS:
         code = reason = ""  # a success carries no error code (the part records keep theirs)
     if new in FINAL_STATES:
-        rec.code, rec.reason = code, reason
-    if new in EVENT_OF:
-        _event(ctx, key, rec, msg, EVENT_OF[new], code, reason, carrier_id)
+        rec[_CODE], rec[_REASON] = code, reason
+    event = EVENT_OF.get(new)
+    if event is not None:
+        _event(ctx, key, rec, event, code, reason, carrier_id)
     if new == State.SENT:
+        msg = ctx.fields(key)
         ctx.txn.put(msg.account.encode() + b"\x00" + msg.to.encode(), _pack(ctx.now),
                     db=ctx.db(b"contacts"))
         if ctx.timeout_s is not None:
-            rec.timeout = int((ctx.now + ctx.timeout_s) * 1000)
-            ctx.txn.put(u64(rec.timeout) + key, b"", db=ctx.db(b"timeouts"))
-    elif new in FINAL_STATES and rec.timeout:
-        ctx.txn.delete(u64(rec.timeout) + key, db=ctx.db(b"timeouts"))
-        rec.timeout = 0
+            rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
+            ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db(b"timeouts"))
+    elif new in FINAL_STATES and rec[_TIMEOUT]:
+        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
+        rec[_TIMEOUT] = 0
+
+
+_AFTER_SENT: Final = frozenset({State.DELIVERED, State.NOT_DELIVERED})
+_SUCCESS: Final = frozenset({State.SENT, State.DELIVERED})
 
 
 def _event(
-    ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg, event: str, code: str,
-    reason: str, carrier_id: str,
+    ctx: _Ctx, key: bytes, rec: list[Any], event: str, code: str, reason: str,
+    carrier_id: str,
 ) -> None:
-    rec.seq += 1
-    ctx.txn.put(key + rec.seq.to_bytes(2, "big"),
+    seq = rec[_NSEQ] = rec[_NSEQ] + 1
+    ctx.txn.put(key + seq.to_bytes(2, "big"),
                 _pack([event, ctx.now, code, reason, carrier_id]), db=ctx.db(b"events"))
+    msg = ctx.fields(key)
     if msg.campaign:
         ck = (msg.campaign, event)
         ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
         if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
             ck = (msg.campaign, f"SMS_NOT_SENT:{code}")
             ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
-    # The StatusEvent's wire row, built directly (a frozen dataclass per event costs µs).
+    # The StatusEvent's wire row, built directly (a StatusEvent per event costs µs).
     ctx.out.event_rows.append([
-        m.StatusEvent.TAG, m.StatusEvent.VERSION, msg.msg_id, msg.account, event, rec.seq,
-        ctx.now, carrier_id, msg.campaign, len(rec.parts), code, reason, msg.client_ref,
+        m.StatusEvent.TAG, m.StatusEvent.VERSION, msg.msg_id, msg.account, event, seq,
+        ctx.now, carrier_id, msg.campaign, len(rec[_PARTS]), code, reason, msg.client_ref,
         msg.callback_url])
 
 
-def _maybe_release(ctx: _Ctx, key: bytes, rec: StateRecord, msg: _Msg) -> None:
+def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
     """Leave the outbox once no part waits for submission (or the message is final)."""
-    open_parts = any(p.status in (corr.PART_PENDING, corr.PART_SUBMITTING) for p in rec.parts)
-    if rec.due and (not open_parts or rec.state in FINAL_STATES):
-        ctx.txn.delete(u64(rec.due) + key, db=ctx.db(b"outbox"))
+    due = rec[_DUE]
+    if not due:
+        return
+    if rec[_ST] in FINAL_STATES or not any(p[_P_STATUS] in _OPEN for p in rec[_PARTS]):
+        ctx.txn.delete(u64(due) + key, db=ctx.db(b"outbox"))
         ctx.txn.delete(key, db=ctx.db(b"inflight"))
-        rec.due = 0
-        ctx.out.released.append(msg.msg_id)
+        rec[_DUE] = 0
+        ctx.out.released.append(m.MsgId(key.decode()))
 
 
 # ------------------------------------------------------------------------------ receipts
@@ -549,24 +609,23 @@ def op_recover(txn: Any, store: Store, policy: InDoubtPolicy, now: float) -> Rec
     ids = [k for k in txn.cursor(db=db_inf).iternext(keys=True, values=False)]
     for key in ids:
         txn.delete(key, db=db_inf)
-        hit = ctx.load(key)
-        if hit is None:
+        rec = ctx.load(key)
+        if rec is None:
             continue
-        rec, msg = hit
-        doubtful = [p for p in rec.parts if p.status == corr.PART_SUBMITTING]
+        doubtful = [p for p in rec[_PARTS] if p[_P_STATUS] == corr.PART_SUBMITTING]
         result.in_doubt += len(doubtful)
         if policy == "resend":
             for p in doubtful:
-                p.status = corr.PART_PENDING
-            if rec.state == State.SUBMITTING:
-                rec.state = states.move(State.SUBMITTING, State.QUEUED)[0]
+                p[_P_STATUS] = corr.PART_PENDING
+            if rec[_ST] == State.SUBMITTING:
+                rec[_ST] = states.move(State.SUBMITTING, State.QUEUED)[0].value
             ctx.dirty.add(key)
         else:
-            for i, p in enumerate(rec.parts):
-                if p.status == corr.PART_SUBMITTING:
-                    _on_part_outcome(ctx, msg.msg_id, i + 1, corr.PART_REJECTED, "in_doubt",
+            for i, p in enumerate(rec[_PARTS]):
+                if p[_P_STATUS] == corr.PART_SUBMITTING:
+                    _on_part_outcome(ctx, key.decode(), i + 1, corr.PART_REJECTED, "in_doubt",
                                      "submission outcome unknown after restart; not resent",
-                                     p.connector, "")
+                                     p[_P_CONN], "")
     ctx.flush()
     result.events = ctx.out.events
     return result

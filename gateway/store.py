@@ -119,6 +119,9 @@ class Store:
         self._max_queue = max_queue
         self.stats = WriterStats()
         self.closed = False
+        self.memo: dict[str, Any] = {}
+        """Scratch of the op modules, used only inside ops (the writer thread): caches of
+        immutable records (``gateway._store_pipeline`` keeps Message fields here)."""
 
     # ---------------------------------------------------------------------------- basic API
 
