@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
         if batch > 1:
             from actors import callbacks_policy
 
-            callbacks_policy.RetryPolicy = partial(  # type: ignore[misc]
+            callbacks_policy.RetryPolicy = partial(  # type: ignore[misc,assignment]
                 callbacks_policy.RetryPolicy, batch_size=batch)
     from gateway.cli import main as septet
 

@@ -20,7 +20,7 @@ W, H, PAD_L, PAD_R, PAD_T, PAD_B = 900, 260, 70, 170, 30, 35
 def _nice_max(v: float) -> float:
     if v <= 0 or not math.isfinite(v):
         return 1.0
-    exp = 10 ** math.floor(math.log10(v))
+    exp = float(10 ** math.floor(math.log10(v)))
     for m in (1, 2, 2.5, 5, 10):
         if v <= m * exp:
             return m * exp

@@ -115,7 +115,8 @@ class Child:
     """A child process with its stdout collected line by line."""
 
     def __init__(self, name: str, proc: trio.Process) -> None:
-        self.name, self.proc, self.lines = name, proc, []
+        self.name, self.proc = name, proc
+        self.lines: list[str] = []
 
     @classmethod
     async def start(cls, nursery: trio.Nursery, name: str, argv: list[str],
@@ -168,7 +169,7 @@ class Phase:
 
     def accepted_refs(self) -> list[tuple[int, float]]:
         """(ref, accept time) of every accepted message."""
-        out = []
+        out: list[tuple[int, float]] = []
         for first, n, t in zip(self.doc["first"], self.doc["n"], self.doc["t_resp"], strict=True):
             out.extend((r, t) for r in range(first, first + n))
         return out
@@ -376,7 +377,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
             with trio.move_on_after(20):
                 await spy.proc.wait()
         await sim.stop()
-        sim_stats = next((json.loads(x) for x in reversed(sim.lines) if x.startswith("{")), {})
+        sim_stats: dict[str, Any] = next((json.loads(x) for x in reversed(sim.lines) if x.startswith("{")), {})
         nursery.cancel_scope.cancel()
     phases = [p for p in (peak, paced) if p is not None]
     for p in phases:
