@@ -20,6 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(VENV)/bin/septet bench all
 
 torture: $(STAMP)
