@@ -16,6 +16,7 @@ Key formats (docs/core.md has the full table):
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,8 +42,17 @@ EVENT_OF: Final[dict[str, str]] = {
 _SEQ = itertools.count(time.time_ns())
 
 
+_tls = threading.local()
+
+
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    """``msgpack.packb(value, use_bin_type=True)`` with a reused Packer (one per thread):
+    packb builds a Packer per call, 1.3 µs against 0.5 µs, and ops pack ~10 rows a message."""
+    try:
+        return _tls.packer.pack(value)  # type: ignore[no-any-return]
+    except AttributeError:
+        _tls.packer = msgpack.Packer(use_bin_type=True)
+        return _tls.packer.pack(value)  # type: ignore[no-any-return]
 
 
 def _unpack(data: bytes) -> Any:
@@ -163,10 +173,11 @@ def op_accept(
     parts: dict[str, int] = {}
     put = txn.put
     accepted = State.ACCEPTED.value
+    tag, version = m.Message.TAG, m.Message.VERSION
     stored: list[tuple[bytes, m.Message]] = []
     for msg in batch:
         key = msg.msg_id.encode()
-        if not put(key, m.encode(msg), db=db_msg, overwrite=False):
+        if not put(key, _pack([tag, version, *msg]), db=db_msg, overwrite=False):  # encode()
             continue  # replay of an id already stored: idempotent
         n = msg.parts if msg.parts > 1 else 1
         due = due_ms(msg)
@@ -542,7 +553,7 @@ def op_park_receipts(txn: Any, store: Store, receipts: Sequence[m.CarrierReceipt
     keys = []
     for r in receipts:
         key = u64(next(_SEQ))
-        txn.put(key, m.encode(r), db=db)
+        txn.put(key, _pack([r.TAG, r.VERSION, *r]), db=db)  # messages.encode(r)
         keys.append(key)
     return keys
 
