@@ -67,6 +67,23 @@ _ST, _NSEQ, _PARTS, _CODE, _REASON, _AT, _DUE, _ATTEMPTS, _TIMEOUT = range(9)
 _P_STATUS, _P_CONN, _P_CID, _P_CODE, _P_AT = range(5)
 _OPEN: Final = (corr.PART_PENDING, corr.PART_SUBMITTING)
 
+# Plain-string views of actors.states / actors.correlation, derived from them at import (the
+# rows hold plain strings; State(...) and Enum.value cost ~0.5 µs each on the hot path).
+_MOVES: Final[dict[tuple[str, str], tuple[str, bool]]] = {
+    (a.value, b.value): (states.move(a, b)[0].value, states.move(a, b)[1])
+    for a in State for b in State}
+_FINAL: Final = frozenset(s.value for s in FINAL_STATES)
+_EVENT: Final[dict[str, str]] = {k.value: v for k, v in EVENT_OF.items()}
+_SENT, _DELIVERED, _NOT_DELIVERED = State.SENT.value, State.DELIVERED.value, \
+    State.NOT_DELIVERED.value
+_AFTER_SENT: Final = frozenset({_DELIVERED, _NOT_DELIVERED})
+_SUCCESS: Final = frozenset({_SENT, _DELIVERED})
+_STATUSES: Final = (corr.PART_PENDING, corr.PART_SUBMITTING, corr.PART_ACCEPTED,
+                    corr.PART_DELIVERED, corr.PART_FAILED, corr.PART_REJECTED)
+_FOLD_ONE: Final[dict[str, str | None]] = {
+    s: (None if (t := corr.fold([s])) is None else t.value) for s in _STATUSES}
+"""fold() of a one-part message (the common case), by part status."""
+
 
 def _new_part() -> list[Any]:
     return [corr.PART_PENDING, "", "", "", 0.0]
@@ -274,13 +291,13 @@ def op_mark_submitting(
         if len(rparts) > n and all(p[_P_STATUS] == pending for p in rparts[n:]):
             del rparts[n:]
         p = rparts[part.part - 1] if 0 < part.part <= len(rparts) else None
-        if p is None or rec[_ST] in FINAL_STATES or p[_P_STATUS] != pending:
+        if p is None or rec[_ST] in _FINAL or p[_P_STATUS] != pending:
             allowed.append(False)
             continue
         p[_P_STATUS], p[_P_AT] = corr.PART_SUBMITTING, now
         rec[_ATTEMPTS] += 1
         if rec[_ST] != submitting:
-            rec[_ST] = states.move(State(rec[_ST]), State.SUBMITTING)[0].value  # SENT stays
+            rec[_ST] = _MOVES[rec[_ST], submitting][0]  # SENT stays SENT
         ctx.dirty.add(key)
         txn.put(key, b"", db=db_inf)
         allowed.append(True)
@@ -449,7 +466,8 @@ def _on_part_outcome(
     if carrier_id:
         p[_P_CID] = carrier_id
     ctx.dirty.add(key)
-    target = corr.fold([q[_P_STATUS] for q in rparts])
+    target = (_FOLD_ONE[status] if len(rparts) == 1 else
+              _value(corr.fold([q[_P_STATUS] for q in rparts])))
     if target is not None:
         _move(ctx, key, rec, target, code, reason if status != corr.PART_ACCEPTED else "",
               carrier_id or p[_P_CID])
@@ -462,8 +480,8 @@ def _on_finished(ctx: _Ctx, item: m.MessageFinished) -> None:
     if rec is None:
         ctx.out.unknown += 1
         return
-    target = State(item.state)
-    if target == State.NOT_DELIVERED:  # receipt timeout: open parts fail
+    target = State(item.state).value
+    if target == _NOT_DELIVERED:  # receipt timeout: open parts fail
         for p in rec[_PARTS]:
             if not corr.part_is_final(p[_P_STATUS]):
                 p[_P_STATUS], p[_P_CODE] = corr.PART_FAILED, item.code
@@ -472,43 +490,45 @@ def _on_finished(ctx: _Ctx, item: m.MessageFinished) -> None:
     _maybe_release(ctx, key, rec)
 
 
+def _value(state: State | None) -> str | None:
+    return None if state is None else state.value
+
+
 def _move(
-    ctx: _Ctx, key: bytes, rec: list[Any], target: State,
+    ctx: _Ctx, key: bytes, rec: list[Any], target: str,
     code: str, reason: str, carrier_id: str,
 ) -> None:
     current = rec[_ST]
     if target == current:
         return
-    if target in _AFTER_SENT and current != State.SENT:
-        _move(ctx, key, rec, State.SENT, "", "", carrier_id)  # SENT always comes first
+    if target in _AFTER_SENT and current != _SENT:
+        _move(ctx, key, rec, _SENT, "", "", carrier_id)  # SENT always comes first
         current = rec[_ST]
-    new, refused = states.move(State(current), target)
+    new, refused = _MOVES[current, target]
     if refused:
         ctx.out.illegal += 1
         return
-    rec[_ST], rec[_AT] = new.value, ctx.now
+    rec[_ST], rec[_AT] = new, ctx.now
     ctx.dirty.add(key)
     if new in _SUCCESS:
         code = reason = ""  # a success carries no error code (the part records keep theirs)
-    if new in FINAL_STATES:
+    if new in _FINAL:
         rec[_CODE], rec[_REASON] = code, reason
-    event = EVENT_OF.get(new)
+    event = _EVENT.get(new)
     if event is not None:
         _event(ctx, key, rec, event, code, reason, carrier_id)
-    if new == State.SENT:
+    if new == _SENT:
         msg = ctx.fields(key)
         ctx.txn.put(msg.account.encode() + b"\x00" + msg.to.encode(), _pack(ctx.now),
                     db=ctx.db(b"contacts"))
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
             ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db(b"timeouts"))
-    elif new in FINAL_STATES and rec[_TIMEOUT]:
+    elif new in _FINAL and rec[_TIMEOUT]:
         ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
         rec[_TIMEOUT] = 0
 
 
-_AFTER_SENT: Final = frozenset({State.DELIVERED, State.NOT_DELIVERED})
-_SUCCESS: Final = frozenset({State.SENT, State.DELIVERED})
 
 
 def _event(
@@ -537,7 +557,9 @@ def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
     due = rec[_DUE]
     if not due:
         return
-    if rec[_ST] in FINAL_STATES or not any(p[_P_STATUS] in _OPEN for p in rec[_PARTS]):
+    rparts = rec[_PARTS]
+    if (rec[_ST] in _FINAL or (rparts[0][_P_STATUS] not in _OPEN if len(rparts) == 1 else
+                               not any(p[_P_STATUS] in _OPEN for p in rparts))):
         ctx.txn.delete(u64(due) + key, db=ctx.db(b"outbox"))
         ctx.txn.delete(key, db=ctx.db(b"inflight"))
         rec[_DUE] = 0
