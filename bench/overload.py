@@ -6,7 +6,7 @@
 On loopback: the SMSC simulator (``python -m adapters.simulator``) and ``septet serve``
 (``store.sync = true``, one ``[[smpp]]`` connector, ``http.max_in_flight = --in-flight``),
 then this process as the client, over raw keep-alive sockets with pre-encoded requests
-(batches of ``--batch`` messages, every message distinct):
+(batches of ``--batch`` messages, every text distinct, recipients cycling over ``--numbers``):
 
 1. calibration: a closed loop (``--connections`` requests at a time) measures the capacity,
    the accepted messages per second the gateway sustains;
@@ -80,15 +80,16 @@ class Tally:
 class Requests:
     """Pre-encoded ``POST /v1/messages`` batches, each message distinct."""
 
-    def __init__(self, key: str, batch: int) -> None:
+    def __init__(self, key: str, batch: int, numbers: int) -> None:
         self.key = key
         self.batch = batch
+        self.numbers = numbers
         self.next = 0
 
     def take(self) -> bytes:
         first = self.next * self.batch
         self.next += 1
-        items = [{"to": f"+35196{(first + i) % 10**7:07d}", "from": "Septet",
+        items = [{"to": f"+35196{(first + i) % self.numbers:07d}", "from": "Septet",
                   "text": f"overload {first + i}"} for i in range(self.batch)]
         body = json.dumps({"messages": items}, separators=(",", ":")).encode()
         return (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
@@ -257,7 +258,7 @@ password = "overload"
                     raise RuntimeError(f"gateway did not start: {work / 'gateway.log'}")
                 await trio.sleep(0.05)
         key = (work / "store" / "dev-key").read_text().strip()
-        reqs = Requests(key, args.batch)
+        reqs = Requests(key, args.batch, args.numbers)
         print(f"calibrating: closed loop, {args.connections} connections, "
               f"{args.calibrate:.0f} s", file=sys.stderr, flush=True)
         cal = await closed_loop(http_port, reqs, args.connections, args.calibrate)
@@ -304,6 +305,7 @@ password = "overload"
         "anon_start_mb": round(rss[1][1], 1),
         "anon_end_mb": round(rss[-1][1], 1),
         "anon_max_mb": round(max(r[1] for r in rss), 1),
+        "anon_every_5s_mb": [round(r[1]) for r in rss[::10]],
         "gateway_alive": gw_alive,
         "seconds": round(elapsed, 1),
         "batch": args.batch,
@@ -321,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=32, help="calibration connections")
     ap.add_argument("--sockets", type=int, default=512, help="most connections when overloaded")
     ap.add_argument("--in-flight", type=int, default=128, help="http.max_in_flight")
+    ap.add_argument("--numbers", type=int, default=50_000,
+                    help="distinct recipients, cycled (the API caches up to "
+                         "api.phone_cache_size = 200,000 parsed numbers)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="overload-"))
     try:
