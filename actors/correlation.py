@@ -54,6 +54,7 @@ __all__ = [
     "fold",
     "index_key",
     "lookup_keys",
+    "primary_key",
     "receipt_part_status",
 ]
 
@@ -137,6 +138,15 @@ def lookup_keys(carrier_id: str, base: IdBase = None) -> list[bytes]:
     if _DEC.match(as_hex):
         keys.append(_num(int(as_hex, 10)))
     return list(dict.fromkeys(keys))
+
+
+def primary_key(carrier_id: str, base: IdBase = None) -> bytes:
+    """``lookup_keys(carrier_id, base)[0]`` without working out the other readings (a receipt
+    almost always matches its first candidate; the list costs ~3 µs for a decimal id)."""
+    s = carrier_id.strip()
+    if base is None and len(s) <= MAX_NUMERIC and s.isascii() and s.isdigit():
+        return _num(int(s, 10))  # what lookup_keys puts first for a decimal id
+    return lookup_keys(carrier_id, base)[0]
 
 
 # ------------------------------------------------------------------------------ part folding

@@ -38,6 +38,8 @@ from actors.ports import Applied, PipelineStore
 __all__ = ["CorrelatorStats", "receipt_sink", "run"]
 
 MAX_BATCH = 4096
+_STORED_TAG, _STORED_VERSION = StoredReceipt.TAG, StoredReceipt.VERSION
+_RELEASED_TAG, _RELEASED_VERSION = Released.TAG, Released.VERSION
 
 
 @dataclass(slots=True)
@@ -75,12 +77,14 @@ def receipt_sink(
         if not receipts:
             return
         keys = await store.park_receipts(receipts)
-        batch = [StoredReceipt(k, r.connector, r.carrier_id, r.state, r.error_code,
-                               r.received_at, r.done_at)
-                 for k, r in zip(keys, receipts, strict=True)]
+        # StoredReceipt wire rows built directly (encode_batch's output, without a
+        # StoredReceipt per receipt): [tag, version, inbox_key, *CarrierReceipt fields]
+        rows = [[_STORED_TAG, _STORED_VERSION, k, r.connector, r.carrier_id, r.state,
+                 r.error_code, r.received_at, r.done_at]
+                for k, r in zip(keys, receipts, strict=True)]
         # Closed: shutting down; the receipts are in the inbox and replayed at start.
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await correlator.send(messages.encode_batch(batch))
+            await correlator.send(msgpack.packb(rows, use_bin_type=True))
 
     return sink
 
@@ -104,8 +108,9 @@ class _Correlator:
                 await self.events.send(msgpack.packb(applied.event_rows, use_bin_type=True))
             if applied.released and self.released is not None:
                 try:
-                    await self.released.send(
-                        messages.encode_batch([Released(i, t) for i in applied.released]))
+                    await self.released.send(msgpack.packb(  # encode_batch of Released
+                        [[_RELEASED_TAG, _RELEASED_VERSION, i, t] for i in applied.released],
+                        use_bin_type=True))
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     self.released = None  # the pump has stopped (shutdown)
 

@@ -388,14 +388,19 @@ def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
 
 def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
-    keys = corr.lookup_keys(receipt.carrier_id,
-                            ctx.id_bases.get(receipt.connector, (None, None))[1])
+    base = ctx.id_bases.get(receipt.connector, (None, None))[1]
     db_car = ctx.db(b"carriers")
-    for i, k in enumerate(keys):
+    hit = ctx.txn.get(prefix + corr.primary_key(receipt.carrier_id, base), db=db_car)
+    if hit is not None:  # the common case: the first candidate (see below) is indexed
+        msg_id, part = _unpack(hit)
+        _apply_receipt(ctx, receipt, msg_id, part)
+        return
+    keys = corr.lookup_keys(receipt.carrier_id, base)
+    for k in keys[1:]:  # keys[0] was looked up above
         hit = ctx.txn.get(prefix + k, db=db_car)
         if hit is not None:
             msg_id, part = _unpack(hit)
-            if i and _part_done(ctx, msg_id, part):
+            if _part_done(ctx, msg_id, part):
                 # A later reading of the id names a part already settled: that is an older
                 # message sharing digits with this id, not this receipt's (whose submit
                 # response has not landed yet). Keep looking, else park.

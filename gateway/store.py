@@ -100,6 +100,7 @@ class WriterStats:
     commit_seconds: float = 0.0  # time spent in commit (the fsync)
     failed_commits: int = 0  # commits that failed (disk full, I/O error)
     failing_until: float = 0.0  # trio time: fail_fast writes are refused until then
+    ops_cpu_seconds: float = 0.0  # CPU time of the worker thread running ops and commits
 
 
 class Store:
@@ -186,7 +187,8 @@ class Store:
         """A snapshot of the writer counters."""
         s = self.stats
         return WriterStats(s.commits, s.ops, s.failed_ops, s.map_grown, s.queued, s.ops_seconds,
-                           s.commit_seconds, s.failed_commits, s.failing_until)
+                           s.commit_seconds, s.failed_commits, s.failing_until,
+                           s.ops_cpu_seconds)
 
     # ------------------------------------------------------- message view API (for HTTP)
 
@@ -223,6 +225,7 @@ def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]],
                stats: WriterStats | None = None) -> None:
     """Run every op of ``batch`` in one transaction and commit it (worker thread)."""
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     txn = env.begin(write=True)
     try:
         for req in batch:
@@ -242,6 +245,7 @@ def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]],
         if stats is not None:
             stats.ops_seconds += t1 - t0
             stats.commit_seconds += time.perf_counter() - t1
+            stats.ops_cpu_seconds += time.thread_time() - c0
     except BaseException:
         txn.abort()
         raise
