@@ -31,6 +31,7 @@ Must not import: gateway, adapters, lmdb, httpx, trio.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -203,8 +204,11 @@ class Endpoints:
             ep.breaker.on_failure(now)
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoint_of(url: str) -> str:
-    """The endpoint a URL belongs to for breaker and concurrency purposes: scheme://host:port."""
+    """The endpoint a URL belongs to for breaker and concurrency purposes: scheme://host:port.
+
+    Cached: the notifier asks once per request, and callback URLs are few."""
     split = urlsplit(url)
     scheme = split.scheme.lower()
     try:

@@ -32,6 +32,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -123,7 +124,15 @@ async def run(
 
 
 class _Delivery:
-    """The scheduling loop, the request tasks and the acker of one notifier."""
+    """The scheduling loop, the request tasks and the acker of one notifier.
+
+    Entries read from the outbox wait in ``_ready`` (per target, in due order) until their
+    endpoint has a free slot; every key read stays in ``_held`` until its settlement is
+    written, so a refill never reads it twice. A scheduling pass therefore costs what it starts,
+    and the outbox is read again only when something may have changed there (``_dirty``: an
+    enqueue, a settlement, a due time reached, the poll interval) and fewer than half of
+    ``scan_limit`` entries are waiting.
+    """
 
     def __init__(
         self,
@@ -138,7 +147,12 @@ class _Delivery:
         self._outbox, self._sender, self._policy = outbox, sender, policy
         self._endpoint_for, self._now, self._rand, self.stats = endpoint_for, now, rand, stats
         self._endpoints = Endpoints(policy)
-        self._in_flight: set[bytes] = set()  # outbox keys sent or being settled
+        self._held: set[bytes] = set()  # outbox keys read and not yet settled
+        self._ready: dict[tuple[str, bytes], deque[CallbackEntry]] = {}
+        self._waiting = 0  # entries in _ready
+        self._dirty = True  # the outbox may hold due entries not read yet
+        self._next_due = math.inf  # due time of the first entry not due at the last read
+        self._full_read_at = -math.inf
         self._requests = 0
         self._wake = trio.Event()
         self._settled = trio.Event()
@@ -152,12 +166,13 @@ class _Delivery:
         self.stats.dropped += len(events) - len(wanted)
         if wanted:
             self.stats.enqueued += await self._outbox.enqueue(wanted, now=self._now())
+            self._dirty = True
         self._wake.set()
 
     async def drain(self) -> None:
         """Deliver what is due for up to ``drain_timeout``; pending retries stay in the outbox."""
         with trio.move_on_after(self._policy.drain_timeout):
-            while self._in_flight or self._outbox.due(self._now(), limit=1, skip=self._in_flight):
+            while self._held or self._outbox.due(self._now(), limit=1, skip=self._held):
                 with trio.move_on_after(0.05):
                     await self._settled.wait()
 
@@ -172,41 +187,39 @@ class _Delivery:
                     await self._wake.wait()
 
     async def _schedule(self, nursery: trio.Nursery) -> float:
-        """One pass over what is due: start requests, settle what needs no request.
+        """One pass: read the outbox if needed, start requests, settle what needs no request.
 
         Returns how long to sleep unless woken (by an enqueue or a finished request).
         """
         t = self._now()
-        free = self._policy.max_in_flight - self._requests
-        if free <= 0:
-            return math.inf
-        # Read no more than the free request slots can take: a pass per finished request must
-        # stay cheap (entries of a capped endpoint count too, hence the scan_limit floor).
-        limit = min(self._policy.scan_limit, max(free * self._policy.batch_size, 64))
-        entries = self._outbox.due(t, limit=limit, skip=self._in_flight)
-        groups, settlements = self._group(entries, t)
-        blocked = False
-        for (url, secret), group in groups.items():
-            blocked |= self._start(nursery, url, secret, group, settlements, t)
+        settlements: list[Settlement] = []
+        if t - self._full_read_at >= self._policy.poll_interval or t >= self._next_due:
+            self._dirty = True  # poll: entries written by someone else (a replay) show up
+        if self._dirty and self._waiting < max(1, self._policy.scan_limit // 2):
+            self._read(t, settlements)
+        blocked = self._start_ready(nursery, settlements, t)
         if settlements:
             await self._record(settlements, t)
+            self._held.difference_update(s.entry.key for s in settlements)
+            self._dirty = True
         if blocked:
-            return math.inf
-        if len(entries) >= limit:
+            return math.inf  # a finished request wakes us
+        if self._dirty:
             return 0.0
-        upcoming = self._outbox.next_due_after(t)
-        # A postponement may land within the outbox's rounding of "now": wake for it anyway.
-        postponed = [s.at for s in settlements if s.outcome == "postpone"]
-        wake_at = min([*postponed, math.inf if upcoming is None else upcoming])
-        # 1 ms floor: never spin on an entry that is not really due yet.
-        return math.inf if wake_at == math.inf else max(0.001, wake_at - self._now())
+        return max(0.001, min(self._next_due, self._full_read_at + self._policy.poll_interval)
+                   - self._now())  # 1 ms floor: never spin on an entry that is not due yet
 
-    def _group(
-        self, entries: list[CallbackEntry], t: float
-    ) -> tuple[dict[tuple[str, bytes], list[CallbackEntry]], list[Settlement]]:
-        groups: dict[tuple[str, bytes], list[CallbackEntry]] = {}
-        settlements: list[Settlement] = []
+    def _read(self, t: float, settlements: list[Settlement]) -> None:
+        """Move due entries from the outbox into ``_ready`` (up to ``scan_limit`` waiting)."""
+        limit = self._policy.scan_limit - self._waiting
+        entries = self._outbox.due(t, limit=limit, skip=self._held)
+        self._dirty = len(entries) >= limit  # more may be due behind these
+        if not self._dirty:
+            upcoming = self._outbox.next_due_after(t)
+            self._next_due = math.inf if upcoming is None else upcoming
+            self._full_read_at = t
         for entry in entries:
+            self._held.add(entry.key)
             target = self._endpoint_for(entry.event)
             if target is None:
                 settlements.append(Settlement(entry, "dropped"))
@@ -214,37 +227,42 @@ class _Delivery:
                 # Also for never-tried entries: a breaker open for a day postpones without trying.
                 settlements.append(Settlement(entry, "dead", error="retry window over"))
             else:
-                groups.setdefault(target, []).append(entry)
-        return groups, settlements
+                queue = self._ready.get(target)
+                if queue is None:
+                    queue = self._ready[target] = deque()
+                queue.append(entry)
+                self._waiting += 1
 
-    def _start(
-        self,
-        nursery: trio.Nursery,
-        url: str,
-        secret: bytes,
-        group: list[CallbackEntry],
-        settlements: list[Settlement],
-        t: float,
-    ) -> bool:
-        """Start requests for ``group``; returns True when a cap left some of it waiting."""
-        endpoint, size = endpoint_of(url), self._policy.batch_size
-        for i in range(0, len(group), size):
-            chunk = group[i : i + size]
-            if self._requests >= self._policy.max_in_flight:
-                return True
-            if not self._endpoints.acquire(endpoint, t):
-                breaker = self._endpoints.get(endpoint).breaker
-                if breaker.state is not BreakerState.OPEN:
-                    return True  # cap reached or half-open probe running: a result will wake us
-                # All at the cooldown's end: the first becomes the half-open probe, the rest
-                # wait for its outcome (blocked, no spin) instead of trickling in one by one.
-                at = breaker.retry_at(t)
-                settlements += [Settlement(e, "postpone", at=at) for e in group[i:]]
-                return False
-            self._requests += 1
-            self._in_flight.update(e.key for e in chunk)
-            nursery.start_soon(self._send, url, secret, endpoint, chunk)
-        return False
+    def _start_ready(self, nursery: trio.Nursery, settlements: list[Settlement], t: float) -> bool:
+        """Start requests for waiting entries; True when a cap left some of them waiting."""
+        blocked = False
+        size = self._policy.batch_size
+        for target in list(self._ready):
+            queue = self._ready[target]
+            url, secret = target
+            endpoint = endpoint_of(url)
+            while queue:
+                if self._requests >= self._policy.max_in_flight:
+                    return True
+                if not self._endpoints.acquire(endpoint, t):
+                    breaker = self._endpoints.get(endpoint).breaker
+                    if breaker.state is not BreakerState.OPEN:
+                        blocked = True  # cap reached or half-open probe running: a result wakes us
+                        break
+                    # All at the cooldown's end: the first becomes the half-open probe, the rest
+                    # wait for its outcome (blocked, no spin) instead of trickling in one by one.
+                    at = breaker.retry_at(t)
+                    settlements += [Settlement(e, "postpone", at=at) for e in queue]
+                    self._waiting -= len(queue)
+                    queue.clear()
+                    break
+                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+                self._waiting -= len(chunk)
+                self._requests += 1
+                nursery.start_soon(self._send, url, secret, endpoint, chunk)
+            if not queue:
+                del self._ready[target]
+        return blocked
 
     async def _send(self, url: str, secret: bytes, endpoint: str, chunk: list[CallbackEntry]) -> None:
         self.stats.requests += 1
@@ -260,7 +278,7 @@ class _Delivery:
         self._requests -= 1
         self.stats.in_flight -= 1
         _count_request(result.ok, chunk, t)
-        self._wake.set()  # a slot is free; its entries stay in _in_flight until settled
+        self._wake.set()  # a slot is free; its entries stay in _held until settled
         if not result.ok:
             logger.debug("callback to %s failed: %s", endpoint, result.error or result.status)
             if breaker.state is BreakerState.OPEN and not was_open:
@@ -283,7 +301,8 @@ class _Delivery:
                     keys.extend(more_keys)
                     settlements.extend(more)
                 await self._record(settlements, self._now())
-                self._in_flight.difference_update(keys)
+                self._held.difference_update(keys)
+                self._dirty = True  # retries rescheduled, next seqs released
                 self._settled.set()
                 self._settled = trio.Event()
                 self._wake.set()
@@ -305,11 +324,15 @@ class _Delivery:
                     self.stats.dropped += 1
 
 
+_REQUESTS = {r: _metrics.CALLBACK_REQUESTS.labels(r) for r in ("ok", "failed")}
+_EVENTS = {r: _metrics.CALLBACK_EVENTS.labels(r) for r in ("ok", "failed")}
+
+
 def _count_request(ok: bool, chunk: Sequence[CallbackEntry], t: float) -> None:
     """Prometheus: one callback request, its events, and (when answered 2xx) their lag."""
     result = "ok" if ok else "failed"
-    _metrics.CALLBACK_REQUESTS.labels(result).inc()
-    _metrics.CALLBACK_EVENTS.labels(result).inc(len(chunk))
+    _REQUESTS[result].inc()
+    _EVENTS[result].inc(len(chunk))
     if ok:
         for e in chunk:
             _metrics.CALLBACK_LAG.observe(max(0.0, t - e.event.at))

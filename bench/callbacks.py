@@ -1,14 +1,16 @@
 """Benchmark: status callbacks delivered per second to a local receiver in another process.
 
     python -m bench.callbacks [--events 20000] [--batch 1,100] [--per-endpoint 32]
+                              [--max-in-flight N]
 
 For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
 StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
 them to a receiver running in a separate process (``python -m bench.callbacks --serve``), and
 the clock stops when the receiver has acknowledged every event. Batch size 1 is one request per
 callback (a JSON object); larger sizes send JSON arrays (the batched mode). The last line is
-one JSON object with ``callbacks_per_s`` (the best mode), per-mode figures, and the receiver's
-duplicate count (must be 0).
+one JSON object with ``callbacks_per_s`` (the best mode), per-mode rates and CPU µs per
+callback of the notifier's process (all threads, so the LMDB writer too; the receiver's process
+is not counted), and the receiver's duplicate count (must be 0).
 
 The module also holds :class:`Receiver` / :func:`serve_receiver`, a small trio HTTP/1.1 server
 (keep-alive, Content-Length bodies) that tests use as a scriptable callback receiver: it can
@@ -169,7 +171,10 @@ def _events(n: int, url: str) -> list[object]:
     ]
 
 
-async def _run_mode(n: int, batch: int, per_endpoint: int, port: int, ask: Callable[[], dict[str, int]]) -> float:
+async def _run_mode(
+    n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int
+) -> tuple[float, float]:
+    """One mode: ``(callbacks per second, CPU µs of this process per callback)``."""
     from actors import messages, notifier
     from actors.callbacks_policy import RetryPolicy
     from gateway.callback_outbox import CallbackOutbox
@@ -177,14 +182,15 @@ async def _run_mode(n: int, batch: int, per_endpoint: int, port: int, ask: Calla
     from gateway.store import open_store
 
     url = f"http://127.0.0.1:{port}/hook"
-    policy = RetryPolicy(batch_size=batch, per_endpoint=per_endpoint, max_in_flight=per_endpoint)
+    policy = RetryPolicy(batch_size=batch, per_endpoint=per_endpoint,
+                         max_in_flight=max_in_flight or per_endpoint)
     stats = notifier.NotifierStats()
     events = _events(n, url)
     with tempfile.TemporaryDirectory() as tmp:
         async with open_store(tmp, sync=True) as store, open_callback_sender(allow_loopback=True) as sender:
             outbox = CallbackOutbox(store)
             send, recv = trio.open_memory_channel[bytes](8)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             async with trio.open_nursery() as nursery:
                 await nursery.start(partial(
                     notifier.run, recv, outbox=outbox, sender=sender, policy=policy,
@@ -195,7 +201,8 @@ async def _run_mode(n: int, batch: int, per_endpoint: int, port: int, ask: Calla
                     while stats.delivered < n:
                         await trio.sleep(0.01)
                 elapsed = time.perf_counter() - start
-    return n / elapsed
+                cpu = time.process_time() - cpu
+    return n / elapsed, cpu / n * 1e6
 
 
 def main() -> None:
@@ -204,6 +211,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", default="1,100", help="comma-separated batch sizes")
     parser.add_argument("--per-endpoint", type=int, default=32)
+    parser.add_argument("--max-in-flight", type=int, default=0,
+                        help="requests in flight overall (default: --per-endpoint); the gateway's "
+                             "defaults are --per-endpoint 8 --max-in-flight 256")
     args = parser.parse_args()
     if args.serve:
         trio.run(_serve_forever_reporting, args.serve)
@@ -224,14 +234,18 @@ def main() -> None:
                 return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
 
             figures: dict[str, float] = {}
+            cpu_us: dict[str, float] = {}
             for batch in (int(b) for b in args.batch.split(",")):
                 before = ask()["events"]
-                rate = trio.run(_run_mode, args.events, batch, args.per_endpoint, port, ask)
+                rate, us = trio.run(_run_mode, args.events, batch, args.per_endpoint,
+                                   args.max_in_flight, port)
                 got = ask()
                 assert got["events"] - before >= args.events, (got, before)
                 figures[f"batch_{batch}"] = round(rate)
+                cpu_us[f"batch_{batch}"] = round(us, 1)
                 print(f"batch size {batch:>4}: {args.events} callbacks in "
-                      f"{args.events / rate:.2f} s = {rate:,.0f} callbacks/s", flush=True)
+                      f"{args.events / rate:.2f} s = {rate:,.0f} callbacks/s, "
+                      f"{us:.1f} CPU µs per callback (notifier process)", flush=True)
             final = ask()
         finally:
             if proc.stdin:
@@ -240,6 +254,7 @@ def main() -> None:
     print(json.dumps({
         "callbacks_per_s": max(figures.values()),
         **{f"callbacks_per_s_{k}": v for k, v in figures.items()},
+        **{f"cpu_us_per_callback_{k}": v for k, v in cpu_us.items()},
         "events": args.events,
         "receiver_duplicates": final["duplicates"],
     }))

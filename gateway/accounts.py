@@ -81,8 +81,23 @@ def new_key() -> str:
     return KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
+_settings_version = 0
+
+
+def _changed() -> None:
+    global _settings_version
+    _settings_version += 1
+
+
 class AccountBook:
     """Accounts on top of a store (``db``, ``read``, ``write`` as in gateway.store)."""
+
+    @property
+    def version(self) -> int:
+        """Bumped whenever any AccountBook of this process creates an account or changes its
+        settings (the API and the notifier each hold their own book), so that caches of
+        account settings (the notifier's endpoint cache) know to drop what they hold."""
+        return _settings_version
 
     def __init__(self, store: Any, *, now: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -115,6 +130,7 @@ class AccountBook:
 
         if not await self._store.write(op):
             raise AccountError(f"account {account.name!r} already exists")
+        _changed()
         return key
 
     async def add_key(self, name: str, label: str = "") -> str:
@@ -148,6 +164,7 @@ class AccountBook:
         db = self._store.db(DB)
         await self._store.write(lambda txn: txn.put(b"a:" + name.encode(), updated.to_bytes(), db=db))
         self._cache.clear()
+        _changed()
         return updated
 
     def get(self, name: str) -> Account | None:

@@ -130,17 +130,43 @@ def secret_bytes(secret: str) -> bytes:
 
 def endpoint_resolver(
     account_settings: Callable[[str], tuple[str, str] | None],
+    *,
+    version: Callable[[], int] = lambda: 0,
+    ttl: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[StatusEvent], tuple[str, bytes] | None]:
     """Build the notifier's ``endpoint_for`` from ``account -> (default_url, secret) | None``.
 
     The event's own ``callback_url`` wins over the account default; no URL means no callback.
+
+    The notifier asks once per event at enqueue and once more when it reads the event back to
+    send it, so each account's ``(default_url, secret as bytes)`` is cached: all of it is
+    dropped as soon as ``version()`` changes (``AccountBook.version``, bumped by every update in
+    this process) and each account's entry is read again after ``ttl`` seconds (an update made
+    by another process, e.g. ``septet accounts update``, shows within that time).
     """
+    cache: dict[str, tuple[float, str, bytes]] = {}  # account -> (expires, url, secret)
+    seen = [version()]
+
+    def settings_of(account: str) -> tuple[float, str, bytes]:
+        now, current = clock(), version()
+        if current != seen[0]:
+            cache.clear()
+            seen[0] = current
+        hit = cache.get(account)
+        if hit is not None and hit[0] > now:
+            return hit
+        found = account_settings(account)  # an unknown account is cached as "no default URL"
+        if len(cache) >= 10_000:
+            cache.clear()
+        url, secret = found if found is not None else ("", "")
+        entry = cache[account] = (now + ttl, url, secret_bytes(secret))
+        return entry
 
     def endpoint_for(event: StatusEvent) -> tuple[str, bytes] | None:
-        settings = account_settings(event.account)
-        default_url, secret = settings if settings is not None else ("", "")
+        _expires, default_url, secret = settings_of(event.account)
         url = event.callback_url or default_url
-        return (url, secret_bytes(secret)) if url else None
+        return (url, secret) if url else None
 
     return endpoint_for
 
