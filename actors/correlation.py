@@ -106,10 +106,10 @@ def index_key(carrier_id: str, base: IdBase = None) -> bytes:
         return _verbatim(s)
     if base is not None:
         return _in_base(s, base) or _verbatim(s)
+    if s.isascii() and s.isdigit():  # == _DEC.match(s), the common case, without regexes
+        return _num(int(s, 10))
     if _HEX_PREFIXED.match(s):
         return _num(int(s[2:], 16))
-    if _DEC.match(s):
-        return _num(int(s, 10))
     if _HEX.match(s):
         return _num(int(s, 16))
     return _verbatim(s)
@@ -126,11 +126,11 @@ def lookup_keys(carrier_id: str, base: IdBase = None) -> list[bytes]:
         return [_verbatim(s)]
     if base is not None:
         return [_in_base(s, base) or _verbatim(s)]
-    if _HEX_PREFIXED.match(s):
-        return [_num(int(s[2:], 16))]
-    if _HEX.match(s):
-        return [_num(int(s, 16))]
-    if not _DEC.match(s):
+    if not (s.isascii() and s.isdigit()):  # digits only never match the two hex patterns
+        if _HEX_PREFIXED.match(s):
+            return [_num(int(s[2:], 16))]
+        if _HEX.match(s):
+            return [_num(int(s, 16))]
         return [_verbatim(s)]
     value = int(s, 10)
     keys = [_num(value), _num(int(s, 16))]
