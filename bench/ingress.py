@@ -27,20 +27,19 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
-
-_STATUS = re.compile(rb"HTTP/1\.1 (\d{3})")
-
 
 @dataclass
 class Phase:
@@ -98,98 +97,172 @@ def make_requests(host: str, key: str, batch: int, count: int, seed: int) -> lis
 
 
 class _Responses:
-    """Frames HTTP/1.1 responses (Content-Length only) out of a byte stream."""
+    """Frames HTTP/1.1 responses (Content-Length only) out of a byte stream; returns statuses."""
+
+    __slots__ = ("buf",)
 
     def __init__(self) -> None:
-        self.buf = bytearray()
+        self.buf = b""
 
     def feed(self, data: bytes) -> list[int]:
-        self.buf += data
+        buf = self.buf + data if self.buf else data
         statuses = []
+        pos, n = 0, len(buf)
         while True:
-            end = self.buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", pos)
             if end < 0:
-                return statuses
-            head = bytes(self.buf[:end]).lower()
-            i = head.find(b"content-length:")
-            length = int(head[i + 15:head.find(b"\r\n", i) if head.find(b"\r\n", i) > 0 else None]) if i >= 0 else 0
-            if len(self.buf) < end + 4 + length:
-                return statuses
-            m = _STATUS.match(self.buf)
-            statuses.append(int(m.group(1)) if m else 0)
-            del self.buf[:end + 4 + length]
+                break
+            i = buf.find(b"content-length: ", pos, end)
+            if i < 0:
+                i = buf.lower().find(b"content-length:", pos, end)
+                length = int(buf[i + 15:buf.find(b"\r\n", i)]) if i >= 0 else 0
+            else:
+                length = int(buf[i + 16:buf.find(b"\r\n", i)])
+            if n < end + 4 + length:
+                break
+            statuses.append(int(buf[pos + 9:pos + 12]) if buf.startswith(b"HTTP/1.", pos) else 0)
+            pos = end + 4 + length
+        self.buf = buf[pos:]
+        return statuses
 
 
-async def _connection(host: str, port: int, reqs: list[bytes], batch: int, phase: Phase,
-                      deadline: float, depth: int, interval: float | None) -> None:
-    stream = await trio.open_tcp_stream(host, port)
-    sent: list[float] = []  # due time of each outstanding request, FIFO
-    frames = _Responses()
-    window = trio.Semaphore(depth)
-    idx = random.randrange(len(reqs))
+class _Conn:
+    __slots__ = ("due", "frames", "idx", "next_due", "out", "sent", "sock")
 
-    async def sender() -> None:
-        nonlocal idx
-        due = trio.current_time()
-        while trio.current_time() < deadline:
-            await window.acquire()
-            if interval is not None:
-                due += interval
-                await trio.sleep_until(due)
-                sent.append(due)
-                out = reqs[idx % len(reqs)]
-                idx += 1
-            else:  # peak: fill the whole free window in one write
-                due = trio.current_time()
-                batch = [reqs[idx % len(reqs)]]
-                idx += 1
-                while True:
-                    try:
-                        window.acquire_nowait()
-                    except trio.WouldBlock:
-                        break
-                    batch.append(reqs[idx % len(reqs)])
-                    idx += 1
-                sent.extend([due] * len(batch))
-                out = b"".join(batch)
-            await stream.send_all(out)
+    def __init__(self, sock: socket.socket, idx: int, next_due: float) -> None:
+        self.sock = sock
+        self.sent: deque[float] = deque()  # due time of each outstanding request, FIFO
+        self.frames = _Responses()
+        self.idx = idx
+        self.out = b""  # bytes not yet accepted by the kernel
+        self.next_due = next_due
 
-    async def receiver() -> None:
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
+
+def run_phase_sync(name: str, host: str, port: int, reqs: list[bytes], batch: int, *,
+                   seconds: float, connections: int, depth: int, rate: float | None) -> Phase:
+    """One phase over raw non-blocking sockets and one epoll loop (no event-loop library:
+    the generator shares the machine's cores with the server, so it must cost little).
+
+    Peak (``rate`` None): every connection keeps ``depth`` requests outstanding, refilling its
+    window in one send. Paced: request k of a connection is due at start + k·interval (offset
+    per connection); its latency is counted from when it was due, even when the window was
+    full (no coordinated omission).
+    """
+    phase = Phase(name)
+    interval = connections / rate if rate else None
+    ep = select.epoll()
+    conns: dict[int, _Conn] = {}
+    start = time.perf_counter()
+    for k in range(connections):
+        s = socket.create_connection((host, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        first = start + (interval * k / connections if interval else 0.0)
+        conns[s.fileno()] = _Conn(s, random.randrange(len(reqs)), first)
+        ep.register(s.fileno(), select.EPOLLIN)
+    start = time.perf_counter()
+    deadline = start + seconds
+    n_reqs = len(reqs)
+    latencies = phase.latencies
+    errors = phase.errors
+    done = 0
+    accepted = 0
+
+    def fill(c: _Conn, now: float) -> None:
+        if now >= deadline:
+            return
+        if interval is None:
+            free = depth - len(c.sent)
+            if free <= 0:
                 return
-            now = trio.current_time()
-            for status in frames.feed(data):
-                due = sent.pop(0)
-                window.release()
-                if now < deadline + 5:
-                    phase.requests += 1
-                    phase.latencies.append(now - due)
+            i = c.idx
+            c.idx = i + free
+            data = b"".join([reqs[(i + j) % n_reqs] for j in range(free)])
+            c.sent.extend([now] * free)
+        else:
+            parts = []
+            while c.next_due <= now and len(c.sent) < depth and c.next_due < deadline:
+                parts.append(reqs[c.idx % n_reqs])
+                c.idx += 1
+                c.sent.append(c.next_due)
+                c.next_due += interval
+            if not parts:
+                return
+            data = b"".join(parts)
+        send(c, c.out + data if c.out else data)
+
+    def send(c: _Conn, data: bytes) -> None:
+        try:
+            n = c.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        c.out = data[n:]
+        ep.modify(c.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if c.out else 0))
+
+    now = last = time.perf_counter()
+    for c in conns.values():
+        fill(c, now)
+    open_conns = len(conns)
+    while open_conns:
+        now = time.perf_counter()
+        if now >= deadline + 5:
+            break
+        timeout = 0.05
+        if interval is not None and now < deadline:
+            nxt = min(c.next_due for c in conns.values())
+            timeout = max(0.0, min(timeout, nxt - now))
+        events = ep.poll(timeout)
+        now = time.perf_counter()
+        for fd, ev in events:
+            c = conns[fd]
+            if ev & select.EPOLLOUT and c.out:
+                send(c, c.out)
+            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                try:
+                    data = c.sock.recv(262144)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    ep.unregister(fd)
+                    open_conns -= 1
+                    continue
+                sent = c.sent
+                for status in c.frames.feed(data):
+                    due = sent.popleft()
+                    done += 1
+                    latencies.append(now - due)
                     if status == 202:
-                        phase.accepted_msgs += batch
+                        accepted += batch
                     else:
-                        phase.errors[status] = phase.errors.get(status, 0) + 1
-            if trio.current_time() >= deadline and not sent:
-                return
-
-    async with stream, trio.open_nursery() as nursery:
-        nursery.start_soon(sender)
-        await receiver()
-        nursery.cancel_scope.cancel()
+                        errors[status] = errors.get(status, 0) + 1
+                if now >= deadline and not sent:
+                    ep.unregister(fd)
+                    open_conns -= 1
+                    continue
+                if interval is None:
+                    fill(c, now)
+        if interval is not None:
+            for c in conns.values():
+                if c.next_due <= now:
+                    fill(c, now)
+        if now >= deadline:
+            if not any(c.sent for c in conns.values()):
+                break
+            last = now
+    phase.seconds = max(seconds, last - start)
+    phase.requests = done
+    phase.accepted_msgs = accepted
+    ep.close()
+    for c in conns.values():
+        c.sock.close()
+    return phase
 
 
 async def run_phase(name: str, host: str, port: int, reqs: list[bytes], batch: int, *,
                     seconds: float, connections: int, depth: int, rate: float | None) -> Phase:
-    phase = Phase(name)
-    interval = connections / rate if rate else None
-    start = trio.current_time()
-    deadline = start + seconds
-    async with trio.open_nursery() as nursery:
-        for _ in range(connections):
-            nursery.start_soon(_connection, host, port, reqs, batch, phase, deadline, depth, interval)
-    phase.seconds = trio.current_time() - start
-    return phase
+    """:func:`run_phase_sync` from trio (in this thread: nothing else runs meanwhile)."""
+    return run_phase_sync(name, host, port, reqs, batch, seconds=seconds,
+                          connections=connections, depth=depth, rate=rate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,10 +361,12 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
     from gateway.app import Gateway
     from gateway.config import ApiConfig
     from gateway.http import HttpServer, ServerLimits
+    from gateway import metrics
     from gateway.store import open_store
 
     async with open_store(Path(workdir) / "db", sync=True) as store:
         gateway = Gateway(store, [])
+        metrics.bind_store(store)  # /metrics reports commits and ops (msgs per commit)
         key = await AccountBook(store).create(Account("bench"))
         server = HttpServer(create_api(gateway, ApiConfig()), ServerLimits(max_in_flight=100_000))
         async with trio.open_nursery() as nursery:
@@ -344,12 +419,47 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _measured(pid: int | None, phase_coro: Any) -> tuple[Phase, float]:
-    """Run a phase; also return the server's CPU µs per accepted message during it."""
-    before = _cpu_seconds(pid)
+def _store_counters(host: str, port: int) -> tuple[float, float]:
+    """(commits, ops) of the server's store writer from /metrics; NaN when not exported."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    except OSError:
+        return float("nan"), float("nan")
+    found = dict(re.findall(rb"^(septet_store_(?:commits|ops))(?:_total)? ([0-9.e+]+)$", data,
+                            re.M))
+    return (float(found.get(b"septet_store_commits", "nan")),
+            float(found.get(b"septet_store_ops", "nan")))
+
+
+@dataclass
+class Cost:
+    """What a phase cost: server CPU µs per message, client CPU µs per request, and how many
+    messages each store commit carried (group commit at work)."""
+
+    server_us_per_msg: float
+    client_us_per_req: float
+    msgs_per_commit: float
+
+    def text(self) -> str:
+        return (f" server CPU {self.server_us_per_msg:.0f} µs/msg  client CPU "
+                f"{self.client_us_per_req:.0f} µs/req  {self.msgs_per_commit:.0f} msgs/commit")
+
+
+async def _measured(pid: int | None, phase_coro: Any, host: str = "127.0.0.1", port: int = 0
+                    ) -> tuple[Phase, Cost]:
+    """Run a phase; also return what it cost (see :class:`Cost`)."""
+    commits0, _ = _store_counters(host, port) if port else (float("nan"), 0.0)
+    before, client0 = _cpu_seconds(pid), time.process_time()
     phase = await phase_coro
-    used = _cpu_seconds(pid) - before
-    return phase, used / max(1, phase.accepted_msgs) * 1e6
+    used, client = _cpu_seconds(pid) - before, time.process_time() - client0
+    commits1, _ = _store_counters(host, port) if port else (float("nan"), 0.0)
+    return phase, Cost(used / max(1, phase.accepted_msgs) * 1e6,
+                       client / max(1, phase.requests) * 1e6,
+                       phase.accepted_msgs / max(1.0, commits1 - commits0))
 
 
 async def bench(host: str, port: int, key: str, seconds: float, connections: int,
@@ -359,18 +469,18 @@ async def bench(host: str, port: int, key: str, seconds: float, connections: int
     batches = make_requests(host, key, 100, 400, 2)
     await run_phase("warm-up", host, port, singles, 1, seconds=1.0, connections=connections,
                     depth=depth, rate=None)
-    p1, cpu1 = await _measured(pid, run_phase("single peak", host, port, singles, 1,
-                                              seconds=seconds, connections=connections,
-                                              depth=depth, rate=None))
-    print(p1.line(), f" server CPU {cpu1:.0f} µs/msg", flush=True)
+    p1, c1 = await _measured(pid, run_phase("single peak", host, port, singles, 1,
+                                            seconds=seconds, connections=connections,
+                                            depth=depth, rate=None), host, port)
+    print(p1.line(), c1.text(), flush=True)
     p2 = await run_phase("single @50%", host, port, singles, 1, seconds=seconds,
                          connections=connections, depth=depth, rate=max(1.0, p1.req_per_s / 2))
     print(p2.line(), flush=True)
     bconn = max(4, connections // 8)
-    p3, cpu3 = await _measured(pid, run_phase("batch100 peak", host, port, batches, 100,
-                                              seconds=seconds, connections=bconn, depth=2,
-                                              rate=None))
-    print(p3.line(), f" server CPU {cpu3:.0f} µs/msg", flush=True)
+    p3, c3 = await _measured(pid, run_phase("batch100 peak", host, port, batches, 100,
+                                            seconds=seconds, connections=bconn, depth=2,
+                                            rate=None), host, port)
+    print(p3.line(), c3.text(), flush=True)
     p4 = await run_phase("batch100 @50%", host, port, batches, 100, seconds=seconds,
                          connections=bconn, depth=2, rate=max(1.0, p3.req_per_s / 2))
     print(p4.line(), flush=True)
@@ -379,8 +489,12 @@ async def bench(host: str, port: int, key: str, seconds: float, connections: int
         "single_p99_ms": round(p2.pct(99), 2), "single_peak_p99_ms": round(p1.pct(99), 2),
         "batch_msgs_per_s": round(p3.msgs_per_s), "batch_p50_ms": round(p4.pct(50), 2),
         "batch_p99_ms": round(p4.pct(99), 2), "batch_peak_p99_ms": round(p3.pct(99), 2),
-        "single_server_cpu_us_per_msg": round(cpu1, 1),
-        "batch_server_cpu_us_per_msg": round(cpu3, 1),
+        "single_server_cpu_us_per_msg": round(c1.server_us_per_msg, 1),
+        "batch_server_cpu_us_per_msg": round(c3.server_us_per_msg, 1),
+        "single_client_cpu_us_per_req": round(c1.client_us_per_req, 1),
+        "batch_client_cpu_us_per_req": round(c3.client_us_per_req, 1),
+        "single_msgs_per_commit": round(c1.msgs_per_commit, 1),
+        "batch_msgs_per_commit": round(c3.msgs_per_commit, 1),
         "errors": sum(sum(p.errors.values()) for p in (p1, p2, p3, p4)),
         "seconds_per_phase": seconds, "connections": connections, "pipeline_depth": depth,
         "sync": True, "loadavg_1m_start": round(load_start, 2),

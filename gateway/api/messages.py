@@ -49,6 +49,7 @@ class MessageRoutes:
         self.check_callback = check_callback  # PATCH /v1/account checks the account's URL too
         self._callback_cache: dict[str, tuple[float, str | Invalid]] = {}
         self._max_batch = max_batch
+        self.max_batch = max_batch
         self._page_size = page_size
         self._max_page_size = max_page_size
         self._max_scan = max_scan
@@ -95,11 +96,40 @@ class MessageRoutes:
 
     async def _submit(self, request: Request, account: Account,
                       idem_key: tuple[str, bytes] | None) -> Response:
+        resp, built = await self.prepare(request, account)
+        also = None
+        if idem_key is not None:
+            also = self._book.record_op(account.name, idem_key[0], idem_key[1],
+                                        idem.Stored(202, resp.content_type, resp.body))
+        await self.accept(built, also)
+        return resp
+
+    async def prepare(self, request: Request, account: Account) -> tuple[Response, list[Any]]:
+        """Validate a submission (no Idempotency-Key handling) and build its messages: the
+        202 answer to give once ``built`` is committed, and ``built``.
+
+        Raises:
+            Problem: the submission is refused as a whole (nothing to commit).
+        """
         value, fmt = bodies.decode(request.body, request.header("content-type"))
         items, defaults, batch = self._items(value)
         urls = collect_callback_urls(items, defaults)
         ctx = Context(account, self._numbers, self._now(), self._new_id,
                       await self._callbacks(urls) if urls else _NO_CALLBACKS)
+        if not batch and not urls:
+            try:
+                b = build(items[0], "", ctx)
+            except ItemInvalid as exc:
+                for e in exc.errors:
+                    metrics.rejected(e.field)
+                raise invalid(exc.errors) from None
+            m = b.message
+            if fmt == bodies.JSON:
+                body = bodies.accepted_json(m.msg_id, m.to, b.count, m.client_ref)
+            else:
+                body = bodies.encode(_accepted(b, None), fmt)
+            return Response(202, body, bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON,
+                            [("location", "/v1/messages/" + m.msg_id)]), [m]
         built, results, errors = [], [], []
         for i, item in enumerate(items):
             path = f"messages[{i}]" if batch else ""
@@ -124,15 +154,17 @@ class MessageRoutes:
             headers: list[tuple[str, str]] = []
         else:
             doc, headers = results[0], [("location", f"/v1/messages/{built[0].msg_id}")]
-        resp = Response(202, bodies.encode(doc, fmt),
-                        bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON, headers)
-        also = None
-        if idem_key is not None:
-            also = self._book.record_op(account.name, idem_key[0], idem_key[1],
-                                        idem.Stored(202, resp.content_type, resp.body))
+        return Response(202, bodies.encode(doc, fmt),
+                        bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON, headers), built
+
+    async def accept(self, built: list[Any], also: Any = None) -> None:
+        """Commit ``built`` (with ``also`` in the same transaction); returns after the commit.
+
+        Raises:
+            Problem: 503 when the store failed or the gateway is saturated (nothing committed).
+        """
         await self._accept(built, also)
         metrics.ACCEPTED.inc(len(built))
-        return resp
 
     def _items(self, value: Any) -> tuple[list[Any], dict[str, Any], bool]:
         if isinstance(value, dict) and "messages" in value:

@@ -155,6 +155,59 @@ class Api:
         metrics.observe(name, response.status, time.perf_counter() - started)
         return response
 
+    def independent(self, request: Request) -> bool:
+        """Whether ``request`` may be handled together with the pipelined requests around it
+        (see :meth:`call_many`): a submission without an Idempotency-Key. Such a submission
+        reads nothing another one writes, so committing a burst of them in one transaction,
+        in order, is indistinguishable from committing them one after another."""
+        return (request.method == "POST" and request.path == "/v1/messages"
+                and "idempotency-key" not in request.headers)
+
+    async def call_many(self, requests: list[Request]) -> list[Response]:
+        """Answer :meth:`independent` requests (pipelined on one connection) in order, their
+        messages committed together: each is authenticated and validated in turn, then the
+        valid ones go into ONE accept (up to ``max_batch`` messages at a time; a burst is one
+        commit and one write instead of one each). Each answer is what :meth:`__call__` gives
+        that request alone; 202 only after its messages committed."""
+        started = time.perf_counter()
+        answers: list[Response | None] = []
+        pending: list[tuple[int, Response, list[Any]]] = []
+        total = 0
+        routes = self._messages
+        for request in requests:
+            try:
+                account = self._authenticate(request)
+                resp, built = await routes.prepare(request, account)
+            except Problem as problem:
+                answers.append(problem.response())
+                continue
+            if pending and total + len(built) > routes.max_batch:
+                await self._commit_prepared(pending, answers)
+                pending, total = [], 0
+            pending.append((len(answers), resp, built))
+            answers.append(None)
+            total += len(built)
+        if pending:
+            await self._commit_prepared(pending, answers)
+        seconds = time.perf_counter() - started
+        out = [a for a in answers if a is not None]
+        for a in out:
+            metrics.observe("/v1/messages", a.status, seconds)
+        return out
+
+    async def _commit_prepared(self, pending: list[tuple[int, Response, list[Any]]],
+                               answers: list[Response | None]) -> None:
+        built = [m for _, _, ms in pending for m in ms]
+        try:
+            await self._messages.accept(built)
+        except Problem as problem:
+            refused = problem.response()
+            for i, _, _ in pending:
+                answers[i] = refused
+            return
+        for i, resp, _ in pending:
+            answers[i] = resp
+
     def _match(self, request: Request) -> tuple[Route | None, Any]:
         path = request.path
         methods = self._exact.get(path)

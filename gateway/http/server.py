@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 App = Callable[[Request], Awaitable[Response]]
 RECEIVE_SIZE: Final = 65536
+MAX_TOGETHER: Final = 256  # pipelined requests an application may handle in one call_many
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -110,6 +111,14 @@ class HttpServer:
 
     def __init__(self, app: App, limits: ServerLimits) -> None:
         self._app = app
+        # Optional: an application may handle a run of pipelined requests together
+        # (``independent(request) -> bool`` and ``async call_many(requests) -> responses``,
+        # answers in order); it promises that doing so is indistinguishable from handling
+        # them one after another. Anything else is handled one request at a time.
+        self._independent: Callable[[Request], bool] | None = getattr(app, "independent", None)
+        self._app_many = getattr(app, "call_many", None)
+        if self._app_many is None:
+            self._independent = None
         self._limits = limits
         self._reader_limits = limits.reader()
         self._dates = _DateCache()
@@ -250,15 +259,27 @@ class HttpServer:
         """Answer ``requests`` in order; False when the connection must close."""
         scope.deadline = math.inf  # the application's work has no read deadline
         out: list[bytes] = []
+        last = len(requests) - 1
+        together: list[Response] = []
         for i, request in enumerate(requests):
-            if out and request.method not in _SAFE:
-                # Handled one after another (RFC 9112 §9.3.2: unsafe pipelined requests are
-                # not run in parallel); answer what is done before waiting on the next commit.
-                await self._write(stream, scope, b"".join(out))
-                out.clear()
-            response = await self._call(request)
-            keep = request.keep_alive and not response.close and not self.draining and not (
-                must_close and i == len(requests) - 1)
+            if together:
+                response = together.pop(0)
+            else:
+                run = self._independent_run(requests, i) if self._independent else 0
+                if out and request.method not in _SAFE:
+                    # Handled one after another (RFC 9112 §9.3.2: unsafe pipelined requests
+                    # are not run in parallel); answer what is done before the next commit.
+                    await self._write(stream, scope, b"".join(out))
+                    out.clear()
+                if run > 1:
+                    together = await self._call_many(requests[i:i + run])
+                    response = together.pop(0)
+                else:
+                    response = await self._call(request)
+            # Inside a run handled together every request has been handled: all are answered
+            # (the run ends at a request that closes the connection).
+            keep = bool(together) or (request.keep_alive and not response.close
+                                      and not self.draining and not (must_close and i == last))
             if response.stream is not None:
                 if out:
                     await self._write(stream, scope, b"".join(out))
@@ -275,6 +296,37 @@ class HttpServer:
         if out:
             await self._write(stream, scope, b"".join(out))
         return keep
+
+    def _independent_run(self, requests: list[Request], i: int) -> int:
+        """How many requests from ``i`` on the application may handle together (its
+        ``independent`` predicate), stopping after one that ends the connection."""
+        n = 0
+        independent = self._independent
+        assert independent is not None
+        for request in requests[i:i + MAX_TOGETHER]:
+            if not independent(request):
+                break
+            n += 1
+            if not request.keep_alive:
+                break
+        return n
+
+    async def _call_many(self, requests: list[Request]) -> list[Response]:
+        if self.in_flight + len(requests) > self._limits.max_in_flight:
+            return [await self._call(r) for r in requests]  # each refused or served alone
+        self.in_flight += len(requests)
+        try:
+            answers = await self._app_many(requests)  # type: ignore[misc]
+            if len(answers) != len(requests):  # pragma: no cover - an application bug
+                raise RuntimeError("call_many answered a different number of requests")
+            return answers
+        except Exception:
+            logger.exception("request handler crashed: %d pipelined requests", len(requests))
+            return [problem_response(500, "Internal Server Error",
+                                     "the server failed to handle the request")
+                    for _ in requests]
+        finally:
+            self.in_flight -= len(requests)
 
     async def _call(self, request: Request) -> Response:
         if self.in_flight >= self._limits.max_in_flight:
