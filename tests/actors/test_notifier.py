@@ -322,3 +322,36 @@ async def test_closing_the_inbox_drains_what_is_due_then_returns(store: Store) -
         await inbox.aclose()
     # the nursery exited on its own: the notifier returned after draining
     assert len(sender.delivered) == 10
+
+
+class CountingOutbox(LmdbOutbox):
+    """Counts the entries the notifier reads back from the outbox."""
+
+    read = 0
+
+    def due(self, now: float, *, limit: int, skip: Any = ()) -> list[Any]:
+        found = super().due(now, limit=limit, skip=skip)
+        self.read += len(found)
+        return found
+
+
+async def test_each_entry_is_read_from_the_outbox_once_whatever_the_backlog(
+    store: Store, autojump_clock: trio.testing.MockClock
+) -> None:
+    # One endpoint capped at 2 requests, 256 request slots overall and a backlog of 400
+    # callbacks: a pass per finished request must not re-read (and re-decode) the backlog.
+    sender = ScriptedSender()
+    outbox = CountingOutbox(store)
+    events = events_for(200)
+    send, recv = trio.open_memory_channel[bytes](4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(
+            notifier.run, recv, outbox=outbox, sender=sender, endpoint_for=endpoint_for,
+            policy=RetryPolicy(per_endpoint=2, max_in_flight=256), now=trio.current_time,
+            rand=lambda: 0.5))
+        await send.send(messages.encode_batch(events))
+        await wait_until(lambda: len(sender.delivered) == 400, timeout=600)
+        await send.aclose()
+    assert sender.max_concurrent <= 2
+    assert_in_seq_order(sender.delivered)
+    assert outbox.read <= 400 + 4  # the drain's look at what is left may see one more

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -77,6 +78,44 @@ def test_endpoint_resolver_prefers_the_message_url_and_decodes_whsec_secrets() -
     assert endpoint_for(plain) == ("https://default.example/h", b"secret")
     assert endpoint_for(StatusEvent(MsgId("m"), "bare", "SMS_SENT", 1, 0.0)) is None
     assert endpoint_for(StatusEvent(MsgId("m"), "ghost", "SMS_SENT", 1, 0.0)) is None
+
+
+def test_endpoint_resolver_caches_account_settings_until_a_change_or_the_ttl() -> None:
+    accounts = {"acme": ("https://old.example/h", "s")}
+    reads: list[str] = []
+    version, clock = [0], [0.0]
+
+    def settings(name: str) -> tuple[str, str] | None:
+        reads.append(name)
+        return accounts.get(name)
+
+    endpoint_for = endpoint_resolver(settings, version=lambda: version[0], ttl=5.0,
+                                     clock=lambda: clock[0])
+    plain = StatusEvent(MsgId("m"), "acme", "SMS_SENT", 1, 0.0)
+    for _ in range(100):
+        assert endpoint_for(plain) == ("https://old.example/h", b"s")
+    assert reads == ["acme"]  # one store read for 100 events
+    accounts["acme"] = ("https://new.example/h", "t")
+    assert endpoint_for(plain) == ("https://old.example/h", b"s")  # not told yet
+    version[0] += 1  # AccountBook.update in this process
+    assert endpoint_for(plain) == ("https://new.example/h", b"t")
+    accounts["acme"] = ("https://other-process.example/h", "u")
+    clock[0] = 5.1  # an update by another process shows after the TTL
+    assert endpoint_for(plain) == ("https://other-process.example/h", b"u")
+    assert len(reads) == 3
+
+
+async def test_account_book_changes_bump_the_settings_version(tmp_path: Path) -> None:
+    from gateway.accounts import Account, AccountBook
+    from gateway.store import open_store
+
+    async with open_store(tmp_path, sync=False) as store:
+        api_book, notifier_book = AccountBook(store), AccountBook(store)
+        before = notifier_book.version
+        await api_book.create(Account("acme", callback_url="https://a.example/h"))
+        after_create = notifier_book.version
+        await api_book.update("acme", callback_url="https://b.example/h")
+        assert before < after_create < notifier_book.version  # seen by every book
 
 
 async def _serve(nursery: trio.Nursery, respond: object = None) -> tuple[Receiver, str]:
