@@ -2,26 +2,21 @@
 
     python -m bench._e2e_gateway [--callback-batch N] --config septet.toml serve
 
-The configuration file has no option for the notifier's ``RetryPolicy.batch_size`` (events per
-callback request) yet, so with ``--callback-batch N`` (N > 1) this launcher makes the policy
-that ``gateway.cli`` builds default to ``batch_size=N`` before running it unchanged. Without
-the option it is exactly ``python -m gateway.cli``.
+``--callback-batch N`` sets the ``[callbacks] batch_size`` option (events per callback request)
+through its environment variable ``SEPTET_CALLBACKS__BATCH_SIZE``, which wins over the file;
+the gateway is otherwise exactly ``python -m gateway.cli``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from functools import partial
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--callback-batch"]:
-        batch, argv = int(argv[1]), argv[2:]
-        if batch > 1:
-            from actors import callbacks_policy
-
-            callbacks_policy.RetryPolicy = partial(  # type: ignore[misc,assignment]
-                callbacks_policy.RetryPolicy, batch_size=batch)
+        os.environ["SEPTET_CALLBACKS__BATCH_SIZE"] = str(int(argv[1]))
+        argv = argv[2:]
     from gateway.cli import main as septet
 
     return septet(argv)

@@ -35,6 +35,7 @@ from typing import Any
 
 import trio
 
+from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
@@ -231,7 +232,6 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
 async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
                        task_status: trio.TaskStatus[int]) -> None:
     from actors import notifier
-    from actors.callbacks_policy import RetryPolicy
     from actors.shaping import ShapingRules
     from gateway import metrics
     from gateway.api import create_api
@@ -249,10 +249,13 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         acct = book.get(name)
         return None if acct is None else (acct.callback_url, acct.callback_secret)
 
+    policy = callback_policy(config.callbacks)
     async with open_callback_sender(allow_loopback=a.callbacks_allow_loopback,
-                                    allow_private=a.callbacks_allow_private) as sender:
+                                    allow_private=a.callbacks_allow_private,
+                                    batched=policy.batch_size > 1) as sender:
+        endpoint_for = endpoint_resolver(account_settings, version=lambda: book.version)
         run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
-                               policy=RetryPolicy(), endpoint_for=endpoint_resolver(account_settings))
+                               policy=policy, endpoint_for=endpoint_for)
         settings = CoreSettings(shaping=ShapingRules(campaigns=campaigns.rules))
         async with open_gateway(store, carriers, settings, notifier=run_notifier) as gw:
             campaigns.bind(gw)
@@ -295,6 +298,18 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 with trio.move_on_after(h.request_timeout + 1.0):
                     await server.stopped.wait()
                 nursery.cancel_scope.cancel()
+
+
+def callback_policy(c: cfg.CallbacksConfig) -> RetryPolicy:
+    """The notifier's ``RetryPolicy`` from the ``[callbacks]`` section (docs/callbacks.md)."""
+    return RetryPolicy(
+        batch_size=c.batch_size, per_endpoint=c.max_in_flight_per_endpoint,
+        max_in_flight=c.max_in_flight, max_age=c.retry_window_hours * 3600,
+        initial_delay=c.initial_retry_delay, max_delay=c.max_retry_delay,
+        request_timeout=c.request_timeout, breaker_failures=c.breaker_failures,
+        breaker_cooldown=c.breaker_cooldown, breaker_max_cooldown=max(c.breaker_cooldown, 600.0),
+        # enough read ahead to fill every request an endpoint may have in flight
+        scan_limit=max(2000, c.batch_size * c.max_in_flight_per_endpoint))
 
 
 async def _start_importer(config: cfg.Config, campaigns: Any, nursery: trio.Nursery) -> None:

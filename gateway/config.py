@@ -183,6 +183,36 @@ class HttpProviderConnectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbacksConfig:
+    """Status callbacks (actors/notifier.py; docs/callbacks.md explains each setting)."""
+
+    batch_size: int = 1  # events per request: 1 = one JSON object (Standard Webhooks), >1 = arrays
+    max_in_flight_per_endpoint: int = 8  # requests in flight to one scheme://host:port
+    max_in_flight: int = 256  # requests in flight overall
+    retry_window_hours: float = 24.0  # retry this long after the first attempt, then dead-letter
+    initial_retry_delay: float = 2.0  # seconds before the first retry; doubles per attempt
+    max_retry_delay: float = 3600.0  # cap on one wait between attempts
+    request_timeout: float = 10.0  # deadline of one callback request
+    breaker_failures: int = 5  # consecutive failures that pause an endpoint
+    breaker_cooldown: float = 30.0  # first pause; doubles per failed probe, up to 10 min
+
+    def check(self) -> list[str]:
+        errs = []
+        if not 1 <= self.batch_size <= 1000:
+            errs.append("callbacks.batch_size: must be between 1 and 1000")
+        for name in ("max_in_flight_per_endpoint", "max_in_flight", "breaker_failures"):
+            if getattr(self, name) < 1:
+                errs.append(f"callbacks.{name}: must be at least 1")
+        for name in ("retry_window_hours", "initial_retry_delay", "request_timeout",
+                     "breaker_cooldown"):
+            if not getattr(self, name) > 0:
+                errs.append(f"callbacks.{name}: must be a positive number")
+        if self.max_retry_delay < self.initial_retry_delay:
+            errs.append("callbacks.max_retry_delay: must be at least initial_retry_delay")
+        return errs
+
+
+@dataclass(frozen=True, slots=True)
 class DevConfig:
     """Conveniences for ``make serve`` on a fresh clone."""
 
@@ -225,13 +255,14 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     smpp: tuple[SmppConnectorConfig, ...] = ()
     http_providers: tuple[HttpProviderConnectorConfig, ...] = ()
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     dev: DevConfig = field(default_factory=DevConfig)
     importer: ImporterConfig = field(default_factory=ImporterConfig)
     log_level: str = "INFO"
 
     def check(self) -> list[str]:
         errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check(),
-                *self.importer.check()]
+                *self.importer.check(), *self.callbacks.check()]
         for c in self.smpp:
             errs += c.check()
         for h in self.http_providers:

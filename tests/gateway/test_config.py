@@ -56,3 +56,30 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("[http\n")
     with pytest.raises(ConfigError):
         cfg.load(bad, env={})
+
+
+def test_callbacks_section_reaches_the_notifier_policy(tmp_path: Path) -> None:
+    from gateway.cli import callback_policy
+
+    default = callback_policy(cfg.load(None, env={}).callbacks)
+    assert default.batch_size == 1 and default.per_endpoint == 8 and default.max_age == 86_400
+    f = tmp_path / "s.toml"
+    f.write_text("[callbacks]\nbatch_size = 100\nmax_in_flight_per_endpoint = 16\n"
+                 "retry_window_hours = 2\nrequest_timeout = 3\n")
+    c = cfg.load(f, env={"SEPTET_CALLBACKS__BREAKER_FAILURES": "9"}).callbacks
+    policy = callback_policy(c)
+    assert (policy.batch_size, policy.per_endpoint, policy.max_age) == (100, 16, 7200.0)
+    assert policy.request_timeout == 3.0 and policy.breaker_failures == 9
+    assert policy.scan_limit >= 100 * 16  # read ahead fills every request of an endpoint
+
+
+def test_callbacks_section_is_range_checked() -> None:
+    with pytest.raises(ConfigError) as info:
+        cfg.load(None, env={"SEPTET_CALLBACKS__BATCH_SIZE": "0",
+                            "SEPTET_CALLBACKS__MAX_IN_FLIGHT_PER_ENDPOINT": "0",
+                            "SEPTET_CALLBACKS__RETRY_WINDOW_HOURS": "-1",
+                            "SEPTET_CALLBACKS__MAX_RETRY_DELAY": "1"})
+    text = str(info.value)
+    for key in ("callbacks.batch_size", "max_in_flight_per_endpoint", "retry_window_hours",
+                "max_retry_delay"):
+        assert key in text, key
