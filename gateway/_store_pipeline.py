@@ -137,6 +137,7 @@ class _Ctx:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     db_state: Any = None
     fields_cache: dict[bytes, _Fields] = field(default_factory=dict)
+    orphans: bool | None = None  # may the orphans db hold entries? (None: not looked yet)
 
     def __post_init__(self) -> None:
         self.db_state = self.store._dbs[b"state"]
@@ -352,6 +353,10 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     key = prefix + corr.index_key(item.carrier_id, submit_base)
     ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db(b"carriers"))
     db_orph = ctx.db(b"orphans")
+    if ctx.orphans is None:  # once per batch: usually nothing is parked, skip the lookups
+        ctx.orphans = ctx.txn.stat(db_orph)["entries"] > 0
+    if not ctx.orphans:
+        return
     parked = ctx.txn.get(key, db=db_orph)
     if parked is None:
         return
@@ -413,6 +418,7 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
         receipt = m.CarrierReceipt(receipt.connector, receipt.carrier_id, receipt.state,
                                    receipt.error_code, receipt.received_at, receipt.done_at)
     entry = [ctx.now, m.to_wire(receipt), keys]
+    ctx.orphans = True
     for k in keys:
         old = ctx.txn.get(prefix + k, db=db_orph)
         rows = _unpack(old) if old else []
