@@ -64,14 +64,20 @@ class MsgIdFactory:
         self._node = secrets.randbits(8) if node is None else node & 0xFF
         self._counter = secrets.randbits(31)
         self._last_ms = 0
+        self._prefix_ms = -1
+        self._prefix = ""
 
     def __call__(self) -> MsgId:
         now_ms = max(self._last_ms, math.floor(self._now() * 1000))
         self._last_ms = now_ms
-        self._counter = (self._counter + 1) & 0xFFFFFFFF
-        if self._counter == 0:  # wrapped: move to the next ms so order still holds
+        counter = self._counter = (self._counter + 1) & 0xFFFFFFFF
+        if counter == 0:  # wrapped: move to the next ms so order still holds
             self._last_ms = now_ms = now_ms + 1
-        return MsgId(_b32(now_ms, 10) + _b32((self._node << 32) | self._counter, 8))
+        if now_ms != self._prefix_ms:  # the time part changes once per ms, not per id
+            self._prefix_ms, self._prefix = now_ms, _b32(now_ms, 10)
+        low = (self._node << 32) | counter  # == _b32(low, 8), unrolled (once per message)
+        return MsgId(self._prefix + _PAIRS[low >> 30 & 1023] + _PAIRS[low >> 20 & 1023]
+                     + _PAIRS[low >> 10 & 1023] + _PAIRS[low & 1023])
 
 
 def due_ms(message: Message) -> int:
