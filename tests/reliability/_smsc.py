@@ -66,6 +66,7 @@ class ScriptedSmsc:
 
     port: int = 0
     connections: int = 0
+    submits: int = 0
     _cases: Any = None
     _results: Any = None
 
@@ -118,6 +119,10 @@ class ScriptedSmsc:
                         for x in framer.feed(data):
                             if isinstance(x, p.EnquireLink):
                                 await stream.send_all(p.encode(p.EnquireLinkResp(x.sequence)))
+                            elif isinstance(x, p.SubmitSm):  # traffic of the API cases:
+                                self.submits += 1  # accept it, it is not an answer
+                                await stream.send_all(p.encode_submit_sm_resp(
+                                    x.sequence, 0, f"S{self.submits}"))
                             else:
                                 out.pdus.append(x)
                 await results.send(out)
