@@ -239,12 +239,14 @@ port = {sim_port}
 system_id = "septet"
 password = "overload"
 """)
-    sim = subprocess.Popen([PY, "-m", "adapters.simulator", "--port", str(sim_port),
+    # spawning is quick; every wait for a child runs in a thread
+    sim = subprocess.Popen([PY, "-m", "adapters.simulator", "--port", str(sim_port),  # noqa: ASYNC220
                             "--system-id", "septet", "--password", "overload", "--quiet"],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gw = subprocess.Popen([PY, "-m", "gateway.cli", "--config", str(work / "septet.toml"),
-                           "serve"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=open(work / "gateway.log", "wb"))  # noqa: SIM115
+    log = open(work / "gateway.log", "wb")  # noqa: SIM115, ASYNC230
+    gw = subprocess.Popen([PY, "-m", "gateway.cli", "--config", str(work / "septet.toml"),  # noqa: ASYNC220
+                           "serve"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
     try:
         async with httpx.AsyncClient() as c:
             deadline = time.monotonic() + 30

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -230,8 +229,8 @@ async def _non_final(run: Run, client: httpx.AsyncClient) -> int:
 
 async def run_policy(run: Run) -> dict[str, Any]:
     rnd = random.Random(run.seed)
-    sim_log = open(run.work / "simulator.out", "wb")  # noqa: SIM115
-    sim = subprocess.Popen(
+    sim_log = open(run.work / "simulator.out", "wb")  # noqa: SIM115, ASYNC230
+    sim = subprocess.Popen(  # noqa: ASYNC220 - spawning is quick; waits go to threads
         [PY, "-m", "adapters.simulator", "--port", str(run.sim_port), "--system-id", "septet",
          "--password", "torture", "--receipt-delay", "0,0.3", "--seed", str(run.seed),
          "--quiet"], cwd=ROOT, stdout=sim_log, stderr=subprocess.STDOUT)

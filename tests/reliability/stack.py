@@ -103,7 +103,7 @@ class Stack:
 
 
 async def start_stack(nursery: trio.Nursery, tmp_path: Path,
-                      sim_config: SimulatorConfig = SimulatorConfig(), *,
+                      sim_config: SimulatorConfig | None = None, *,
                       window: int = 64, http: cfg.HttpConfig | None = None,
                       sim_stats: SimulatorStats | None = None,
                       map_size: int = cfg.StoreConfig().map_size,
@@ -113,7 +113,8 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
     from gateway.cli import serve
 
     stats = sim_stats if sim_stats is not None else SimulatorStats()
-    sim_port = smsc_port or await nursery.start(partial(serve_simulator, sim_config,
+    sim_port = smsc_port or await nursery.start(partial(serve_simulator,
+                                                        sim_config or SimulatorConfig(),
                                                         stats=stats))
     receivers = {name: Receiver() for name in ("alpha", "beta")}
     for rx in receivers.values():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import trio
 
-from adapters.simulator import SimulatorConfig, SimulatorStats
+from adapters.simulator import SimulatorConfig
 from tests.reliability.stack import all_final, start_stack, submit
 
 N = 300

@@ -33,7 +33,13 @@ from adapters.smpp import pdu as p
 from adapters.smpp import status as st
 from gateway import config as cfg
 from tests.reliability._smsc import (
-    Outcome, ScriptedSmsc, cstr, deliver_sm, frame, receipt_text, tlv,
+    Outcome,
+    ScriptedSmsc,
+    cstr,
+    deliver_sm,
+    frame,
+    receipt_text,
+    tlv,
 )
 from tests.reliability.stack import OK, RECEIPT_TOKEN, Stack, start_stack
 
