@@ -41,6 +41,7 @@ from typing import Any
 
 import trio
 
+
 @dataclass
 class Phase:
     """Results of one phase."""
@@ -356,12 +357,12 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
     """The HTTP layer over the real store and a real (not running) Gateway: accept commits
     with sync=True exactly as in `septet serve`, but no actor consumes the outbox. Isolates
     ingress (HTTP + validation + group commit) from the delivery pipeline's CPU."""
+    from gateway import metrics
     from gateway.accounts import Account, AccountBook
     from gateway.api import create_api
     from gateway.app import Gateway
     from gateway.config import ApiConfig
     from gateway.http import HttpServer, ServerLimits
-    from gateway import metrics
     from gateway.store import open_store
 
     async with open_store(Path(workdir) / "db", sync=True) as store:
@@ -430,7 +431,7 @@ def _store_counters(host: str, port: int) -> tuple[float, float]:
     except OSError:
         return float("nan"), float("nan")
     found = dict(re.findall(rb"^(septet_store_(?:commits|ops))(?:_total)? ([0-9.e+]+)$", data,
-                            re.M))
+                            re.MULTILINE))
     return (float(found.get(b"septet_store_commits", "nan")),
             float(found.get(b"septet_store_ops", "nan")))
 

@@ -22,11 +22,9 @@ _PAIRS: Final = tuple(a + b for a in _ALPHABET for b in _ALPHABET)  # index = 10
 
 
 def _b32(value: int, width: int) -> str:
-    out = []
-    for _ in range(width):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    """``value`` in ``width`` base-32 digits (``width`` even: two digits per table lookup)."""
+    p = _PAIRS
+    return "".join([p[(value >> (10 * k)) & 1023] for k in range(width // 2 - 1, -1, -1)])
 
 
 class FastMsgIds:

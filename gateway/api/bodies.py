@@ -179,13 +179,23 @@ def encode(value: Any, fmt: str) -> bytes:
     return _ENCODER.encode(value).encode()
 
 
+_REPLACEMENTS: dict[tuple[tuple[str, str], ...], str] = {}  # replacements → their JSON
+
+
 def accepted_json(msg_id: str, to: str, count: Any, client_ref: str) -> bytes:
     """The 202 document of one accepted message, byte for byte what :func:`encode` makes of
     ``{"id", "status", "to", "encoding", "parts", "replacements"[, "client_ref"]}``, formatted
     directly (a third of the encoder's cost; this is every single-message answer)."""
     q = encode_basestring  # the encoder's own quoting (ensure_ascii=False)
     reps = count.replacements
-    r = "[" + ",".join([f"[{q(a)},{q(b)}]" for a, b in reps]) + "]" if reps else "[]"
+    if reps:
+        r = _REPLACEMENTS.get(reps)
+        if r is None:
+            r = "[" + ",".join([f"[{q(a)},{q(b)}]" for a, b in reps]) + "]"
+            if len(_REPLACEMENTS) < 4096:
+                _REPLACEMENTS[reps] = r
+    else:
+        r = "[]"
     ref = f',"client_ref":{q(client_ref)}' if client_ref else ""
     return (f'{{"id":{q(msg_id)},"status":"ACCEPTED","to":{q(to)},"encoding":{q(count.encoding)},'
             f'"parts":{int(count.parts)},"replacements":{r}{ref}}}').encode()

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import codec
 from actors.messages import Message, MsgId
@@ -45,8 +45,7 @@ class ItemInvalid(Exception):
         self.errors = errors
 
 
-@dataclass(frozen=True, slots=True)
-class Built:
+class Built(NamedTuple):
     """A valid item: the message to accept and what codec.count found."""
 
     message: Message
