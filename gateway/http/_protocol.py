@@ -70,6 +70,12 @@ class Response:
     close: bool = False
 
 
+_NAMES: Final = {n.encode(): n.lower() for name in (
+    "Host", "Authorization", "Content-Type", "Content-Length", "Accept", "User-Agent",
+    "Connection", "Idempotency-Key", "Accept-Encoding", "Expect", "Transfer-Encoding")
+    for n in (name, name.lower())}  # header names as clients usually spell them → key
+
+
 class RequestReader:
     """Incremental request parser with limits (one per connection)."""
 
@@ -138,13 +144,18 @@ class RequestReader:
         self._grow_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow_head(len(name) + len(value) + 4)
-        if len(self._headers) >= self._limits.max_header_count:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._limits.max_header_bytes:
+            self._grow_head(0)
+        headers = self._headers
+        if len(headers) >= self._limits.max_header_count:
             self._fail(431, f"more than {self._limits.max_header_count} header fields")
-        key = name.decode("latin-1").lower()
+        key = _NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        old = self._headers.get(key)
-        self._headers[key] = text if old is None else f"{old}, {text}"
+        old = headers.get(key)
+        headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
         length = self._headers.get("content-length")
