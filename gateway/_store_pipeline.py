@@ -100,7 +100,7 @@ class _Fields(NamedTuple):
     callback_url: str
 
 
-_FIELDS_MAX: Final = 1 << 16
+_FIELDS_MAX: Final = 1 << 15  # ~360 bytes each: ~12 MiB at most; more than max_inflight (20k)
 
 
 def _fields_cache(store: Store) -> dict[bytes, _Fields]:
