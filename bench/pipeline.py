@@ -9,9 +9,11 @@ clock runs from the first accept to the last final event. Latency is per message
     python -m bench.pipeline                 # 100,000 messages
     python -m bench.pipeline --messages 20000 --producers 8 --batch 100
     python -m bench.pipeline --park 1000000  # park 1M future messages, report RSS
+    python -m bench.pipeline --ops 20000     # CPU µs per message of each writer op, no pipeline
 
 Prints figures; the last line is one JSON object (final_msgs_per_s, p50_ms, p99_ms, rss_mb,
-and in --park mode parked, park_accept_msgs_per_s, rss_parked_mb).
+cpu_us_per_msg, writer_cpu_us_per_msg; in --park mode parked, park_accept_msgs_per_s,
+rss_parked_mb; in --ops mode <op>_us per message and ops_total_us).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 import msgpack
 import trio
@@ -167,15 +170,67 @@ async def park(args: argparse.Namespace) -> dict[str, float]:
             "rss_anon_mb": parts.get("RssAnon"), "rss_file_mb": parts.get("RssFile")}
 
 
+def ops(args: argparse.Namespace) -> dict[str, float]:
+    """Each store op of one message's life, single-threaded in direct transactions.
+
+    Measures the CPU (``time.process_time``) per message of op_accept, op_mark_submitting,
+    op_apply (PartSubmitted), op_park_receipts and op_apply (receipt) over ``--ops`` one-part
+    messages in batches of 512, with ``sync=False`` (the ops, not the fsync).
+    """
+    from gateway import _store_pipeline as sp
+    from gateway.store import Store, open_env
+
+    n, size = args.ops, 512
+    now = time.time()
+    msgs = _batch(0, n, now)
+    parts = [m.SubmitPart(x.msg_id, 1, 1, x.to, x.sender, 0, b"", b"x", 1, x.account)
+             for x in msgs]
+    first = 0x0400_0000_086E_CD50
+    subs = [m.PartSubmitted(x.msg_id, 1, 1, "bench", str(first + i), now)
+            for i, x in enumerate(msgs)]
+    receipts = [m.CarrierReceipt("bench", str(first + i), "DELIVRD", "000", now, now)
+                for i in range(n)]
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as path:
+        env, dbs = open_env(path, sync=False, metasync=False, map_size=1 << 31)
+        store = Store.__new__(Store)  # no writer task: the ops run in direct transactions
+        store.env, store._dbs, store.memo = env, dbs, {}
+
+        def phase(name: str, op: Any, items: list[Any]) -> list[Any]:
+            results = []
+            t = time.process_time()
+            for i in range(0, n, size):
+                with env.begin(write=True) as txn:
+                    results.append(op(txn, items[i:i + size]))
+            out[f"{name}_us"] = round((time.process_time() - t) / n * 1e6, 2)
+            return results
+
+        phase("accept", lambda txn, b: sp.op_accept(txn, store, b, None), msgs)
+        phase("mark_submitting", lambda txn, b: sp.op_mark_submitting(txn, store, b, now), parts)
+        phase("apply_submitted", lambda txn, b: sp.op_apply(txn, store, b, (), now, None), subs)
+        keys = [k for ks in phase("park_receipts",
+                                  lambda txn, b: sp.op_park_receipts(txn, store, b), receipts)
+                for k in ks]
+        stored = [m.StoredReceipt(k, *r) for k, r in zip(keys, receipts, strict=True)]
+        phase("apply_receipt", lambda txn, b: sp.op_apply(txn, store, b, (), now, None), stored)
+        env.close()
+    out["ops_total_us"] = round(sum(out.values()), 2)
+    for name, value in out.items():
+        print(f"{name:<22}{value:>8.2f} µs per message")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--producers", type=int, default=16)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--park", type=int, default=0, help="park N future messages, report RSS")
+    p.add_argument("--ops", type=int, default=0,
+                   help="time each store op over N messages (no pipeline, no fsync)")
     p.add_argument("--dir", default=None, help="where the LMDB file goes (default: tmp)")
     args = p.parse_args(argv)
-    result = trio.run(park if args.park else throughput, args)
+    result = ops(args) if args.ops else trio.run(park if args.park else throughput, args)
     sys.stdout.flush()
     print(json.dumps(result))
 
