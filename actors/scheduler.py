@@ -15,8 +15,13 @@ without re-reading them; otherwise it lowers the cursor to their keys and reads 
 store in order later. A :class:`~actors.messages.Released` for an id frees its slot.
 
 Every message passes on to the rate limiter, which does expiry (``not_after``) and shaping.
+A message the limiter would hold for long (a send window or campaign slice far away) comes
+back on ``deferred`` with its new ``send_at``: the pump has ``reschedule`` move its outbox
+entry durably, then frees its slot and registers the new key below the cursor
+(:meth:`Pump.deferred`), so held messages never fill the in-flight set for hours.
 Closing ``wake`` is the shutdown signal: the pump stops taking work and closes its outbox;
-whatever still waits stays in the store for the next start.
+whatever still waits stays in the store for the next start (deferrals the limiter sends while
+draining are still stored).
 
 Must not import: gateway, adapters, lmdb.
 """
@@ -24,7 +29,8 @@ Must not import: gateway, adapters, lmdb.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import trio
@@ -82,6 +88,13 @@ class Pump:
         for msg_id in msg_ids:
             self.inflight.discard(msg_id)
 
+    def deferred(self, batch: list[Message]) -> None:
+        """The limiter handed ``batch`` back, already stored under its new due time (its
+        ``send_at``): free their slots and read them again when due."""
+        for msg in batch:
+            self.inflight.discard(msg.msg_id)
+            self.missed(due_key(msg), max(msg.send_at, msg.accepted_at))
+
     def should_read(self, now: float) -> bool:
         return self.room > 0 and (
             not self.caught_up or (self.next_due is not None and self.next_due <= now))
@@ -112,6 +125,8 @@ async def run(
     max_inflight: int = 20_000,
     batch: int = 512,
     now: Callable[[], float] = time.time,
+    deferred: trio.abc.ReceiveChannel[bytes] | None = None,
+    reschedule: Callable[[Sequence[Message]], Awaitable[object]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Feed due messages from the outbox (and ingress' fast path) to ``outbox``.
@@ -123,7 +138,16 @@ async def run(
         store: the durable outbox.
         max_inflight: bound of messages handed on and not yet released.
         batch: most messages per outgoing item and per store read.
+        deferred: msgpack batches of Message the rate limiter hands back, ``send_at`` set to
+            when they may go; read until the limiter closes it.
+        reschedule: stores such a batch under its new due times (durable on return);
+            required with ``deferred``.
+
+    Raises:
+        ValueError: ``deferred`` without ``reschedule``.
     """
+    if deferred is not None and reschedule is None:
+        raise ValueError("deferred needs reschedule")
     pump = Pump(max_inflight)
     kick = trio.Event()
 
@@ -131,8 +155,13 @@ async def run(
         nonlocal kick
         kick.set()
 
-    async with wake, released, outbox, trio.open_nursery() as nursery:
+    deferrals_done = trio.Event()
+    async with wake, released, outbox, _maybe(deferred), trio.open_nursery() as nursery:
         nursery.start_soon(_take_releases, released, pump, poke)
+        if deferred is not None and reschedule is not None:
+            nursery.start_soon(_take_deferrals, deferred, pump, reschedule, poke, deferrals_done)
+        else:
+            deferrals_done.set()
         task_status.started()
         ingress = trio.Event()
         nursery.start_soon(_take_wakes, wake, pump, now, poke, ingress)
@@ -146,10 +175,33 @@ async def run(
             if ingress.is_set():
                 break
             kick = trio.Event()
-            wait = 3600.0 if pump.next_due is None else max(0.0, pump.next_due - now())
+            # Full: only a release (or deferral) can make room, and it pokes. Without this the
+            # loop spun (a zero wait) whenever the in-flight set was full and something was due.
+            full = pump.room <= 0
+            wait = 3600.0 if pump.next_due is None or full else max(0.0, pump.next_due - now())
             with trio.move_on_after(min(wait, 1.0) if pump.caught_up else wait):
                 await kick.wait()
+        await outbox.aclose()  # the limiter drains; what it defers meanwhile is still stored
+        await deferrals_done.wait()
         nursery.cancel_scope.cancel()
+
+
+def _maybe(channel: trio.abc.AsyncResource | None) -> AbstractAsyncContextManager[object]:
+    return channel if channel is not None else nullcontext()
+
+
+async def _take_deferrals(
+    deferred: trio.abc.ReceiveChannel[bytes], pump: Pump,
+    reschedule: Callable[[Sequence[Message]], Awaitable[object]], poke: Callable[[], None],
+    done: trio.Event,
+) -> None:
+    async for item in deferred:
+        batch = messages.decode_batch_of(Message, item)
+        await reschedule(batch)  # durable first: a slot freed earlier could re-read the old key
+        pump.deferred(batch)
+        _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
+        poke()
+    done.set()
 
 
 async def _take_wakes(

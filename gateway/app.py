@@ -50,6 +50,7 @@ from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
 from actors.shaping import ShapingRules
 from gateway import errors, metrics
+from gateway._store_defer import defer_messages
 from gateway._store_pipeline import PipelineStore
 from gateway.store import Store
 
@@ -71,6 +72,9 @@ class CoreSettings:
     shaping: ShapingRules = field(default_factory=ShapingRules)
     retry: RetryPolicy = RetryPolicy()
     max_inflight: int = 20_000  # messages the pump has handed on and not yet released
+    # a window or campaign slice further away than this (seconds): the rate limiter hands
+    # the message back and the pump stores it under that time, freeing its in-flight slot
+    defer_beyond: float = 300.0
     batch: int = 512  # most messages per channel item
     buffer: int = 4  # channel items buffered between stages
     dispatcher_concurrency: int = 8
@@ -234,10 +238,12 @@ class Gateway:
             now=self._now))
         await nursery.start(partial(
             rate_limiter.run, ch.due_recv, ch.released_msgs_send, ch.corr_send.clone(),
-            rules=s.shaping, contacts=self.pipeline, feedback=ch.feedback_recv, now=self._now))
+            rules=s.shaping, contacts=self.pipeline, feedback=ch.feedback_recv, now=self._now,
+            deferred=ch.deferred_send, defer_beyond=s.defer_beyond))
         await nursery.start(partial(
             scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
-            max_inflight=s.max_inflight, batch=s.batch, now=self._now))
+            max_inflight=s.max_inflight, batch=s.batch, now=self._now,
+            deferred=ch.deferred_recv, reschedule=partial(defer_messages, self.store)))
         self._gate = IngressGate(ch.wake_send)
 
 
@@ -270,12 +276,14 @@ class _Channels:
     corr_recv: trio.MemoryReceiveChannel[bytes]
     events_send: trio.MemorySendChannel[bytes]
     events_recv: trio.MemoryReceiveChannel[bytes]
+    deferred_send: trio.MemorySendChannel[bytes]  # rate limiter -> pump: long waits to store
+    deferred_recv: trio.MemoryReceiveChannel[bytes]
 
     @classmethod
     def open(cls, buffer: int) -> _Channels:
         pairs = []
         # wake: ingress batches (many concurrent HTTP requests); released: small id batches
-        for size in (64, 64, buffer, buffer, buffer, 64, 16, 16):
+        for size in (64, 64, buffer, buffer, buffer, 64, 16, 16, buffer):
             pairs.extend(trio.open_memory_channel[bytes](size))
         return cls(*pairs)
 
