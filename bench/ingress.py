@@ -135,15 +135,15 @@ class _Responses:
 
 
 class _Conn:
-    __slots__ = ("due", "frames", "idx", "next_due", "out", "sent", "sock")
+    __slots__ = ("backlog", "frames", "idx", "out", "sent", "sock")
 
-    def __init__(self, sock: socket.socket, idx: int, next_due: float) -> None:
+    def __init__(self, sock: socket.socket, idx: int) -> None:
         self.sock = sock
         self.sent: deque[float] = deque()  # due time of each outstanding request, FIFO
+        self.backlog: deque[float] = deque()  # paced: due, not yet sent (window full)
         self.frames = _Responses()
         self.idx = idx
         self.out = b""  # bytes not yet accepted by the kernel
-        self.next_due = next_due
 
 
 def run_phase_sync(name: str, host: str, port: int, reqs: list[bytes], batch: int, *,
@@ -152,116 +152,114 @@ def run_phase_sync(name: str, host: str, port: int, reqs: list[bytes], batch: in
     the generator shares the machine's cores with the server, so it must cost little).
 
     Peak (``rate`` None): every connection keeps ``depth`` requests outstanding, refilling its
-    window in one send. Paced: request k of a connection is due at start + k·interval (offset
-    per connection); its latency is counted from when it was due, even when the window was
-    full (no coordinated omission).
+    window in one send. Paced: request k is due at start + k/rate and goes to connection
+    k mod ``connections``; its latency is counted from when it was due, even when it had to
+    wait for a free place in that connection's window (no coordinated omission).
     """
     phase = Phase(name)
-    interval = connections / rate if rate else None
+    interval = 1.0 / rate if rate else None
     ep = select.epoll()
     conns: dict[int, _Conn] = {}
-    start = time.perf_counter()
-    for k in range(connections):
+    for _ in range(connections):
         s = socket.create_connection((host, port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
-        first = start + (interval * k / connections if interval else 0.0)
-        conns[s.fileno()] = _Conn(s, random.randrange(len(reqs)), first)
+        conns[s.fileno()] = _Conn(s, random.randrange(len(reqs)))
         ep.register(s.fileno(), select.EPOLLIN)
+    ring = list(conns.values())
     start = time.perf_counter()
     deadline = start + seconds
     n_reqs = len(reqs)
     latencies = phase.latencies
     errors = phase.errors
-    done = 0
-    accepted = 0
-
-    def fill(c: _Conn, now: float) -> None:
-        if now >= deadline:
-            return
-        if interval is None:
-            free = depth - len(c.sent)
-            if free <= 0:
-                return
-            i = c.idx
-            c.idx = i + free
-            data = b"".join([reqs[(i + j) % n_reqs] for j in range(free)])
-            c.sent.extend([now] * free)
-        else:
-            parts = []
-            while c.next_due <= now and len(c.sent) < depth and c.next_due < deadline:
-                parts.append(reqs[c.idx % n_reqs])
-                c.idx += 1
-                c.sent.append(c.next_due)
-                c.next_due += interval
-            if not parts:
-                return
-            data = b"".join(parts)
-        send(c, c.out + data if c.out else data)
+    done = accepted = due_count = 0
 
     def send(c: _Conn, data: bytes) -> None:
         try:
             n = c.sock.send(data)
         except BlockingIOError:
             n = 0
-        c.out = data[n:]
-        ep.modify(c.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if c.out else 0))
+        if n < len(data) or c.out:
+            c.out = data[n:]
+            ep.modify(c.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if c.out else 0))
+
+    def fill(c: _Conn, now: float) -> None:
+        """Send what the window allows: new requests (peak) or the backlog (paced)."""
+        free = depth - len(c.sent)
+        if free <= 0:
+            return
+        if interval is None:
+            if now >= deadline:
+                return
+            dues = [now] * free
+        else:
+            if not c.backlog:
+                return
+            dues = [c.backlog.popleft() for _ in range(min(free, len(c.backlog)))]
+        i = c.idx
+        c.idx = i + len(dues)
+        data = b"".join([reqs[(i + j) % n_reqs] for j in range(len(dues))])
+        c.sent.extend(dues)
+        send(c, c.out + data if c.out else data)
 
     now = last = time.perf_counter()
-    for c in conns.values():
-        fill(c, now)
-    open_conns = len(conns)
-    while open_conns:
+    if interval is None:
+        for c in ring:
+            fill(c, now)
+    while True:
         now = time.perf_counter()
-        if now >= deadline + 5:
-            break
         timeout = 0.05
         if interval is not None and now < deadline:
-            nxt = min(c.next_due for c in conns.values())
-            timeout = max(0.0, min(timeout, nxt - now))
-        events = ep.poll(timeout)
-        now = time.perf_counter()
-        for fd, ev in events:
+            touched = set()
+            due = start + due_count * interval
+            while due <= now and due < deadline:
+                c = ring[due_count % len(ring)]
+                c.backlog.append(due)
+                touched.add(c)
+                due_count += 1
+                due = start + due_count * interval
+            for c in touched:
+                fill(c, now)
+            timeout = max(0.0, min(timeout, due - now))
+        elif now >= deadline:
+            if not any(c.sent or c.backlog for c in ring) or now >= deadline + 5:
+                break
+            last = now
+        for fd, ev in ep.poll(timeout):
             c = conns[fd]
             if ev & select.EPOLLOUT and c.out:
                 send(c, c.out)
-            if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
-                try:
-                    data = c.sock.recv(262144)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    ep.unregister(fd)
-                    open_conns -= 1
-                    continue
-                sent = c.sent
-                for status in c.frames.feed(data):
-                    due = sent.popleft()
-                    done += 1
-                    latencies.append(now - due)
-                    if status == 202:
-                        accepted += batch
-                    else:
-                        errors[status] = errors.get(status, 0) + 1
-                if now >= deadline and not sent:
-                    ep.unregister(fd)
-                    open_conns -= 1
-                    continue
-                if interval is None:
-                    fill(c, now)
-        if interval is not None:
-            for c in conns.values():
-                if c.next_due <= now:
-                    fill(c, now)
-        if now >= deadline:
-            if not any(c.sent for c in conns.values()):
-                break
-            last = now
+            if not ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                continue
+            try:
+                data = c.sock.recv(262144)
+            except BlockingIOError:
+                continue
+            if not data:
+                ep.unregister(fd)
+                ring.remove(c)
+                del conns[fd]
+                c.sock.close()
+                if not ring:
+                    break
+                continue
+            t = time.perf_counter()
+            sent = c.sent
+            for status in c.frames.feed(data):
+                latencies.append(t - sent.popleft())
+                done += 1
+                if status == 202:
+                    accepted += batch
+                else:
+                    errors[status] = errors.get(status, 0) + 1
+            fill(c, t)
+        if not ring:
+            break
     phase.seconds = max(seconds, last - start)
     phase.requests = done
     phase.accepted_msgs = accepted
     ep.close()
-    for c in conns.values():
+    for c in ring:
         c.sock.close()
     return phase
 
