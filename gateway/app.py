@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -48,13 +48,13 @@ from actors.ingress import IngressGate, MsgIdFactory
 from actors.messages import Message, MsgId
 from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
-from actors.shaping import ShapingRules
+from actors.shaping import ShapingRules, single_connector
 from gateway import errors, metrics
 from gateway._store_defer import defer_messages
 from gateway._store_pipeline import PipelineStore
 from gateway.store import Store
 
-__all__ = ["CoreSettings", "Gateway", "Saturated", "open_gateway"]
+__all__ = ["CoreSettings", "Gateway", "Saturated", "open_gateway", "shaping_rules"]
 
 logger = logging.getLogger(__name__)
 
@@ -238,13 +238,33 @@ class Gateway:
             now=self._now))
         await nursery.start(partial(
             rate_limiter.run, ch.due_recv, ch.released_msgs_send, ch.corr_send.clone(),
-            rules=s.shaping, contacts=self.pipeline, feedback=ch.feedback_recv, now=self._now,
+            rules=shaping_rules(s.shaping, routes), contacts=self.pipeline,
+            feedback=ch.feedback_recv, now=self._now,
             deferred=ch.deferred_send, defer_beyond=s.defer_beyond))
         await nursery.start(partial(
             scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
             max_inflight=s.max_inflight, batch=s.batch, now=self._now,
             deferred=ch.deferred_recv, reschedule=partial(defer_messages, self.store)))
         self._gate = IngressGate(ch.wake_send)
+
+
+def shaping_rules(rules: ShapingRules, routes: RouteTable) -> ShapingRules:
+    """``rules`` charging each message to the connector the dispatcher prefers for it.
+
+    The limiter's per-connector buckets and throttle feedback are keyed by connector name, so
+    its ``route`` must name the same connector the dispatcher will use: the first candidate
+    of the route table (``"default"`` for a destination without a route). Fail-over moves a
+    part elsewhere later; the preferred connector is the one charged. An explicit
+    ``rules.route`` is kept.
+    """
+    if rules.route is not single_connector:
+        return rules
+
+    def route(to: str) -> str:
+        candidates = routes.candidates(to)
+        return candidates[0] if candidates else "default"
+
+    return replace(rules, route=route)
 
 
 _ACTORS = ("scheduler", "rate_limiter", "segmenter", "dispatcher", "receipt_correlator",
