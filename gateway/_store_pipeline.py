@@ -104,8 +104,10 @@ _FIELDS_MAX: Final = 1 << 15  # ~360 bytes each: ~12 MiB at most; more than max_
 
 
 def _fields_cache(store: Store) -> dict[bytes, _Fields]:
-    """Per-store cache msg_id -> _Fields (writer thread only). Messages never change once
-    stored, so a cached copy cannot go stale; the cache is bounded (oldest dropped first)."""
+    """Per-store cache msg_id -> _Fields (writer thread only), filled when the correlator
+    first reads a message (its SENT) and emptied when the message turns final (its receipt),
+    so it holds about the messages awaiting receipts, and at most ``_FIELDS_MAX``. Messages
+    never change once stored, so a cached copy cannot go stale."""
     memo = getattr(store, "memo", None)
     if memo is None:  # a bare stand-in store (tests): no cache across ops
         return {}
@@ -192,7 +194,6 @@ def op_accept(
     put = txn.put
     accepted = State.ACCEPTED.value
     tag, version = m.Message.TAG, m.Message.VERSION
-    stored: list[tuple[bytes, m.Message]] = []
     for msg in batch:
         key = msg.msg_id.encode()
         if not put(key, _pack([tag, version, *msg]), db=db_msg, overwrite=False):  # encode()
@@ -203,7 +204,6 @@ def op_accept(
                         due, 0, 0]), db=db_state)
         put(due.to_bytes(8, "big") + key, b"", db=db_out)
         put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
-        stored.append((key, msg))
         if msg.campaign:
             campaigns[msg.campaign] = campaigns.get(msg.campaign, 0) + 1
             parts[msg.campaign] = parts.get(msg.campaign, 0) + n
@@ -212,10 +212,6 @@ def op_accept(
         _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
     if also is not None:
         also(txn)
-    cache = _fields_cache(store)  # the correlator will need these fields: no re-read then
-    for key, msg in stored:
-        _remember(cache, key, _Fields(msg.msg_id, msg.account, msg.to, msg.campaign,
-                                      msg.client_ref, msg.callback_url))
 
 
 def _count(txn: Any, store: Store, campaign: str, name: str, n: int = 1) -> None:
@@ -535,9 +531,11 @@ def _move(
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
             ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db(b"timeouts"))
-    elif new in _FINAL and rec[_TIMEOUT]:
-        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
-        rec[_TIMEOUT] = 0
+    elif new in _FINAL:
+        if rec[_TIMEOUT]:
+            ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
+            rec[_TIMEOUT] = 0
+        ctx.fields_cache.pop(key, None)  # no more events: its last use
 
 
 
