@@ -131,6 +131,7 @@ class MessageRoutes:
             return Response(202, body, bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON,
                             [("location", "/v1/messages/" + m.msg_id)]), [m]
         built, results, errors = [], [], []
+        as_text = fmt == bodies.JSON  # JSON answers are formatted item by item (bodies)
         for i, item in enumerate(items):
             path = f"messages[{i}]" if batch else ""
             if defaults and isinstance(item, dict):
@@ -141,21 +142,29 @@ class MessageRoutes:
                 for e in exc.errors:
                     metrics.rejected(e.field)
                 errors += exc.errors
-                results.append({"index": i, "status": 422,
-                                "errors": [e.as_dict() for e in exc.errors]})
+                refused = {"index": i, "status": 422, "errors": [e.as_dict() for e in exc.errors]}
+                results.append(bodies.text(refused) if as_text else refused)
                 continue
             built.append(b.message)
-            results.append(_accepted(b, i if batch else None))
+            index = i if batch else None
+            m = b.message
+            results.append(bodies.accepted_text(index, m.msg_id, m.to, b.count, m.client_ref)
+                           if as_text else _accepted(b, index))
         if not built:
             raise invalid(errors)
-        if batch:
-            doc: dict[str, Any] = {"accepted": len(built), "rejected": len(items) - len(built),
-                                   "messages": results}
-            headers: list[tuple[str, str]] = []
+        headers: list[tuple[str, str]] = []
+        if not batch:
+            headers = [("location", f"/v1/messages/{built[0].msg_id}")]
+        if as_text:
+            body = (bodies.batch_json(len(built), len(items) - len(built), results) if batch
+                    else results[0].encode())
+        elif batch:
+            body = bodies.encode({"accepted": len(built), "rejected": len(items) - len(built),
+                                  "messages": results}, fmt)
         else:
-            doc, headers = results[0], [("location", f"/v1/messages/{built[0].msg_id}")]
-        return Response(202, bodies.encode(doc, fmt),
-                        bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON, headers), built
+            body = bodies.encode(results[0], fmt)
+        return Response(202, body, bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON,
+                        headers), built
 
     async def accept(self, built: list[Any], also: Any = None) -> None:
         """Commit ``built`` (with ``also`` in the same transaction); returns after the commit.
