@@ -232,7 +232,6 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
 async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
                        task_status: trio.TaskStatus[int]) -> None:
     from actors import notifier
-    from actors.shaping import ShapingRules
     from gateway import metrics
     from gateway.api import create_api
     from gateway.app import CoreSettings, open_gateway
@@ -256,7 +255,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         endpoint_for = endpoint_resolver(account_settings, version=lambda: book.version)
         run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
                                policy=policy, endpoint_for=endpoint_for)
-        settings = CoreSettings(shaping=ShapingRules(campaigns=campaigns.rules))
+        # [shaping] of the config (per account / connector) plus the live campaign rules; the
+        # gateway sets the route from its route table (gateway.app.shaping_rules).
+        settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules))
         async with open_gateway(store, carriers, settings, notifier=run_notifier) as gw:
             campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}

@@ -11,17 +11,21 @@ Actors receive only their own values as keyword arguments, never this object (ST
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from gateway.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from actors.shaping import CampaignRules, ShapingRules
 
 ENV_PREFIX: Final = "SEPTET_"
 MIB: Final = 1024 * 1024
@@ -259,6 +263,9 @@ class Config:
     dev: DevConfig = field(default_factory=DevConfig)
     importer: ImporterConfig = field(default_factory=ImporterConfig)
     log_level: str = "INFO"
+    # The [shaping] table as written (docs/shaping.md), checked by load() with
+    # actors.shaping.rules_from_mapping; shaping_rules() builds the limiter's rules from it.
+    shaping: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self) -> list[str]:
         errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check(),
@@ -296,12 +303,61 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{path}: {exc}"]) from exc
     _merge_env(raw, os.environ if env is None else env, problems)
-    config: Config = _build(Config, raw, "", problems)
+    shaping = _shaping_table(raw.pop("shaping", {}), problems)
+    config: Config = dataclasses.replace(_build(Config, raw, "", problems), shaping=shaping)
     if not problems:
         problems += config.check()
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _shaping_table(raw: Any, problems: list[str]) -> dict[str, Any]:
+    """The ``[shaping]`` table with environment values parsed as TOML values (so
+    ``SEPTET_SHAPING__CONNECTORS__SIMULATOR__LIMIT='{ rate = 50 }'`` works), checked by
+    ``rules_from_mapping``: its problems (named ``shaping.<path>: why``) join ``problems``."""
+    from actors.shaping import ShapingConfigError, rules_from_mapping
+
+    if not isinstance(raw, dict):
+        problems.append("shaping: expected a table")
+        return {}
+    table = _parse_env_values(raw)
+    try:
+        rules_from_mapping(table)
+    except ShapingConfigError as exc:
+        problems.extend(exc.problems)
+        return {}
+    return table
+
+
+def _parse_env_values(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _parse_env_values(v) for k, v in node.items()}
+    if isinstance(node, _EnvValue):
+        try:
+            return tomllib.loads(f"v = {node}")["v"]
+        except tomllib.TOMLDecodeError:
+            return str(node)  # a bare word: a string
+    return node
+
+
+def shaping_rules(config: Config, *, route: Callable[[str], str] | None = None,
+                  campaigns: Mapping[str, CampaignRules] | None = None) -> ShapingRules:
+    """The rate limiter's rules from ``config.shaping`` (already checked by :func:`load`).
+
+    Args:
+        route: destination -> connector; None leaves it to the gateway (its route table).
+        campaigns: live campaign rules (the campaign API's table); they win over campaigns
+            named in the file, which still apply to campaign ids the live table lacks.
+    """
+    from actors.shaping import rules_from_mapping
+
+    kwargs: dict[str, Any] = {} if route is None else {"route": route}
+    rules = rules_from_mapping(config.shaping, **kwargs)
+    if campaigns is not None:
+        rules = dataclasses.replace(rules, campaigns=collections.ChainMap(
+            campaigns, dict(rules.campaigns)) if rules.campaigns else campaigns)  # type: ignore[arg-type]
+    return rules
 
 
 def _merge_env(raw: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
