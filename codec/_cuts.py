@@ -21,6 +21,24 @@ def gsm_cuts(septets: bytes, cap: int) -> list[tuple[int, int]]:
     return cuts
 
 
+def gsm_parts(marked: bytes, mark: int, cap: int) -> int:
+    """``len(gsm_cuts(septets, cap))`` without the septets: ``marked`` holds ``mark`` where the
+    text has an extension character (escape + code, two septets), one septet elsewhere."""
+    escapes = set()  # septet positions of the escapes
+    at = marked.find(mark)
+    while at >= 0:
+        escapes.add(at + len(escapes))
+        at = marked.find(mark, at + 1)
+    parts, start, size = 1, 0, len(marked) + len(escapes)
+    while size - start > cap:
+        end = start + cap
+        if end - 1 in escapes:
+            end -= 1
+        parts += 1
+        start = end
+    return parts
+
+
 def ucs2_cuts(body: bytes, cap: int) -> list[tuple[int, int]]:
     """Part boundaries of at most ``cap`` octets that never separate a surrogate pair."""
     cuts = []

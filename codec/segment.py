@@ -17,11 +17,12 @@ a bounded memo of replacement lists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 
 from codec import _latin1 as _L1
-from codec import _national, _tables, gsm7, udh
+from codec import _national, _plan, _tables, gsm7, udh
 from codec._cuts import gsm_cuts as _gsm_cuts
+from codec._cuts import gsm_parts as _gsm_parts
 from codec._cuts import ucs2_cuts as _ucs2_cuts
 from codec.errors import SegmentLimitExceeded, UnencodableText
 
@@ -68,6 +69,19 @@ class Policy:
         unknown = set(self.languages) - set(_national.LANGUAGES)
         if unknown:
             raise ValueError(f"unknown national languages {sorted(unknown)}")
+        # count's precomputed tables (codec._plan); not fields: eq, hash and repr ignore them
+        tables = _plan.for_policy(self.mode, self.max_parts, self.ref_bits)
+        for name, value in zip(_PLAN_ATTRIBUTES, tables, strict=True):
+            object.__setattr__(self, name, value)
+
+    # set by __post_init__ (see codec._plan)
+    _fast: ClassVar[bytes]
+    _odd: ClassVar[dict[frozenset[int], _plan.OddInfo]]
+    _gsm_parts: ClassVar[tuple[int, ...]]
+    _ucs2_parts: ClassVar[tuple[int, ...]]
+
+
+_PLAN_ATTRIBUTES: Final = ("_fast", "_odd", "_gsm_parts", "_ucs2_parts")
 
 
 # NamedTuples rather than dataclasses: ``count`` runs at ingress for every message and building
@@ -93,8 +107,9 @@ class Part(NamedTuple):
 
 _NO_REPLACEMENTS: Final[tuple[tuple[str, str], ...]] = ()
 _new: Final = tuple.__new__  # builds Count/Part without the NamedTuple __new__ call (hot path)
-_GSM_CAP: Final = {8: 153, 16: 152}  # septets per concatenated part
+_GSM_CAP: Final = _plan.GSM_CAP  # septets per concatenated part
 _UCS2_CAP: Final = {8: 134, 16: 132}  # octets per concatenated part
+_UCS2_UNITS: Final = _plan.UCS2_CAP  # UTF-16 units per concatenated part
 _SEQ: Final = [bytes((i,)) for i in range(256)]
 # classes of codec._latin1.CLASS_*, as ints: ``int in bytes`` is a memchr, ``bytes in bytes`` is not
 _X: Final = ord("x")
@@ -110,6 +125,7 @@ _L1_TRANSLIT_SEPTETS: Final = _L1.TRANSLIT_SEPTETS
 _L1_expand_extensions: Final = _L1.expand_extensions
 _L1_WIDE_TRANSLIT: Final = _L1.WIDE_TRANSLIT
 _L1_PAIRS: Final = _L1.PAIRS
+_L1_MARK: Final = _L1.MARK
 
 
 def count(text: str, policy: Policy) -> Count:
@@ -119,54 +135,38 @@ def count(text: str, policy: Policy) -> Count:
         UnencodableText: ``gsm7-strict`` and a character GSM7 lacks.
         SegmentLimitExceeded: more parts than ``policy.max_parts``.
     """
-    # Fast path: the text (after transliterating typographic punctuation) is Latin-1, so every
-    # question is answered by bytes.translate (see codec._latin1); anything else goes general.
-    mode = policy.mode
-    sent, wide, euro = text, _NO_REPLACEMENTS, False
+    # The fast path costs a handful of C calls (each about as much as ten bytecodes): a Latin-1
+    # text goes through one bytes.translate (policy._fast) that leaves basic characters alone,
+    # transliterates the one-for-one ones and marks the rest; what the odd characters need is
+    # memoised per *set* of them; units become parts by one index into policy._gsm_parts.
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError as exc:
-        if text[exc.start] not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE:
-            return _count_ucs2(text, policy)  # Cyrillic, CJK, emoji...: all or nothing
-        widened = _widen(text, exc.start, mode)
-        if widened is None:
-            return _count_general(text, policy)
-        raw, sent, wide, euro = widened
-    odd = raw.translate(None, _L1_BASIC)
-    if not odd:
-        units = len(raw)
-        if units <= 160:
-            return _new(Count, (GSM7, units, 1, wide, sent))
-        parts = -(-units // _GSM_CAP[policy.ref_bits])
-        if parts > policy.max_parts:
-            raise SegmentLimitExceeded(parts, policy.max_parts)
-        return _new(Count, (GSM7, units, parts, wide, sent))
-    classes = odd.translate(_L1_CLASS_TRANSLIT if mode == "transliterate" else _L1_CLASS_EXACT)
-    if _X in classes:
-        return _count_ucs2(text, policy) if mode == "ucs2" else _count_general(text, policy)
-    n_ext = classes.count(_E)
-    if n_ext == len(odd):
-        replacements = wide
+        if text[exc.start] in _WIDE_GSM_OR_TRANSLIT or policy.mode not in _UCS2_WHEN_UNMAPPABLE:
+            return _count_wide(text, policy, exc.start)
+        # Cyrillic, CJK, emoji...: UCS-2, all or nothing. "utf-16" (native order, with a BOM)
+        # is the one UTF-16 codec str.encode runs without a codec registry lookup.
+        units = (len(text.encode("utf-16")) >> 1) - 1
+        if units != len(text):  # surrogate pairs: a part may end one unit early
+            return _count_ucs2(text, policy)
+        try:
+            return _new(Count, (UCS2, units, policy._ucs2_parts[units], _NO_REPLACEMENTS, text))
+        except IndexError:
+            raise _too_long(units, _UCS2_UNITS, policy) from None
+    fast = raw.translate(policy._fast)
+    if fast == raw:  # every character basic GSM
+        replacements, sent = _NO_REPLACEMENTS, text
     else:
-        raw = raw.translate(_L1_TRANSLIT)
-        sent = raw.decode("latin-1")
-        key = frozenset(odd)  # replacements depend only on the set of characters: memoised
-        replacements = _REPLACEMENTS_SEEN.get(key) or _latin1_replacements(key)
-        if wide:
-            replacements += wide
-    if euro:
-        sent = sent.replace("\f", "€")
-    units = len(raw) + n_ext
-    if units <= 160:
-        return _new(Count, (GSM7, units, 1, replacements, sent))
-    cap = _GSM_CAP[policy.ref_bits]
-    if n_ext:
-        parts = len(_gsm_cuts(_L1_expand_extensions(raw.translate(_L1_SEPTETS)), cap))
-    else:
-        parts = -(-units // cap)
-    if parts > policy.max_parts:
-        raise SegmentLimitExceeded(parts, policy.max_parts)
-    return _new(Count, (GSM7, units, parts, replacements, sent))
+        key = frozenset(raw.translate(None, _L1_BASIC))
+        replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
+        if route:  # extension characters, or characters the general path must decide
+            return _count_odd(text, raw, fast, text, policy, route, replacements, (), False)
+        sent = fast.decode("latin-1")
+    units = len(raw)
+    try:
+        return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements, sent))
+    except IndexError:
+        raise _too_long(units, _GSM_CAP, policy) from None
 
 
 def split(text: str, policy: Policy, reference: int) -> list[Part]:
@@ -220,7 +220,6 @@ _WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
 _UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
 _ESC_FORM_FEED: Final = b"\x1b\n"
 _ESC_EURO: Final = b"\x1be"
-_REPLACEMENTS_SEEN: Final[dict[frozenset[int], tuple[tuple[str, str], ...]]] = {}
 
 
 def _widen(
@@ -257,17 +256,67 @@ def _widen(
             start = exc.start
 
 
-def _latin1_replacements(key: frozenset[int]) -> tuple[tuple[str, str], ...]:
-    """The (character, replacement) pairs for the transliterable codes in ``key``, sorted.
+def _count_wide(text: str, policy: Policy, start: int) -> Count:
+    """``count`` for a text with a GSM or transliterable character above U+00FF at ``start``
+    (typographic punctuation, the euro sign...), or in a mode that does not go UCS-2 for it:
+    ``_widen`` makes it Latin-1 if it can, then as ``count``."""
+    widened = _widen(text, start, policy.mode)
+    if widened is None:
+        return _count_general(text, policy)
+    raw, sent, wide, euro = widened
+    fast = raw.translate(policy._fast)
+    if fast == raw:
+        replacements, route = _NO_REPLACEMENTS, _plan.SIMPLE
+    else:
+        key = frozenset(raw.translate(None, _L1_BASIC))
+        replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
+    if route:
+        return _count_odd(text, raw, fast, sent, policy, route, replacements, wide, euro)
+    if replacements:
+        sent = fast.decode("latin-1")
+    units = len(raw)
+    try:
+        return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements + wide, sent))
+    except IndexError:
+        raise _too_long(units, _GSM_CAP, policy) from None
 
-    Memoised in ``_REPLACEMENTS_SEEN`` (a pure function's results; bounded, so it cannot grow
-    without limit): the same few accented letters recur in message after message.
-    """
-    if len(_REPLACEMENTS_SEEN) >= 4096:
-        _REPLACEMENTS_SEEN.clear()
-    pairs = _L1_PAIRS
-    found = _REPLACEMENTS_SEEN[key] = tuple(sorted(pairs[c] for c in key if c in pairs))
-    return found
+
+def _count_odd(
+    text: str,
+    raw: bytes,
+    fast: bytes,
+    sent: str,
+    policy: Policy,
+    route: int,
+    replacements: tuple[tuple[str, str], ...],
+    wide: tuple[tuple[str, str], ...],
+    euro: bool,
+) -> Count:
+    """``count`` for Latin-1 bytes ``raw`` with extension characters (``route`` EXTENDED) or
+    characters only the general path decides (GENERAL).
+
+    ``fast`` is ``raw`` through ``policy._fast`` (extension characters marked), ``sent`` the
+    text with ``_widen``'s replacements ``wide`` made (euros as form feeds if ``euro``),
+    ``replacements`` the one-for-one transliterations of Latin-1 characters."""
+    if route == _plan.GENERAL:
+        return _count_ucs2(text, policy) if policy.mode == "ucs2" else _count_general(text, policy)
+    n_ext = fast.count(_L1_MARK)
+    if replacements:
+        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
+    if euro:
+        sent = sent.replace("\f", "€")
+    units = len(raw) + n_ext
+    if units <= 160:
+        return _new(Count, (GSM7, units, 1, replacements + wide, sent))
+    parts = _gsm_parts(fast, _L1_MARK, _GSM_CAP[policy.ref_bits])
+    if parts > policy.max_parts:
+        raise SegmentLimitExceeded(parts, policy.max_parts)
+    return _new(Count, (GSM7, units, parts, replacements + wide, sent))
+
+
+def _too_long(units: int, caps: dict[int, int], policy: Policy) -> SegmentLimitExceeded:
+    """The error for ``units`` (no escape, no surrogate pair) over ``policy.max_parts``."""
+    return SegmentLimitExceeded(-(-units // caps[policy.ref_bits]), policy.max_parts)
 
 
 def _checked(result: Count, policy: Policy) -> Count:
@@ -277,12 +326,14 @@ def _checked(result: Count, policy: Policy) -> Count:
 
 
 def _count_ucs2(text: str, policy: Policy) -> Count:
-    body = text.encode("utf-16-be")
-    units = len(body) >> 1
+    units = (len(text.encode("utf-16")) >> 1) - 1  # less the BOM
     if units <= 70:
         return _new(Count, (UCS2, units, 1, _NO_REPLACEMENTS, text))
     cap = _UCS2_CAP[policy.ref_bits]
-    parts = len(_ucs2_cuts(body, cap)) if units != len(text) else -(-units // (cap >> 1))
+    if units == len(text):
+        parts = -(-units // (cap >> 1))
+    else:  # surrogate pairs: a part may end one unit early
+        parts = len(_ucs2_cuts(text.encode("utf-16-be"), cap))
     if parts > policy.max_parts:
         raise SegmentLimitExceeded(parts, policy.max_parts)
     return _new(Count, (UCS2, units, parts, _NO_REPLACEMENTS, text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codec import gsm7, segment
+from codec import _plan, gsm7, segment
 from codec import (
     Count,
     Part,
@@ -182,11 +182,13 @@ def test_general_path_long_text_and_unmappable_after_mappable() -> None:
     assert count("“x” ¦", TRANSLIT) == Count("ucs2", 5, 1, (), "“x” ¦")
 
 
-def test_replacement_memo_stays_bounded() -> None:
-    for code in range(0x1000, 0x1000 + 5000):
-        segment._latin1_replacements(frozenset({code}))
-    assert len(segment._REPLACEMENTS_SEEN) <= 4096
+def test_odd_character_memo_stays_bounded() -> None:
+    for memo in (_plan.MEMO_TRANSLIT, _plan.MEMO_EXACT):
+        for code in range(0x1000, 0x1000 + 5000):
+            _plan.odd(frozenset({code}), memo)
+        assert len(memo) <= _plan.MEMO_LIMIT
     assert count("ação", TRANSLIT).replacements == (("ã", "a"), ("ç", "c"))
+    assert count("ação {x}", TRANSLIT).replacements == (("ã", "a"), ("ç", "c"))
 
 
 def test_euro_texts_take_the_fast_path_and_keep_the_euro() -> None:
@@ -199,3 +201,39 @@ def test_euro_texts_take_the_fast_path_and_keep_the_euro() -> None:
     long = "a" * 152 + "€" + "b" * 10  # the escape would end part 1: it moves to part 2
     assert [len(p.body) for p in split(long, UCS2, 1)] == [152, 12]
     assert count("10€\f", STRICT).units == 6  # a real form feed next to a euro
+
+
+@pytest.mark.parametrize(
+    ("text", "policy"),
+    [
+        ("“quoted” " * 100, TRANSLIT),  # typographic punctuation, then too long
+        ("{x} ação " * 100, TRANSLIT),  # extension characters and transliteration
+        ("{x} " * 200, UCS2),  # extension characters only
+        ("ação ¦ " * 60, UCS2),  # an unmappable Latin-1 character: UCS-2, accents kept
+        ("ж" * 400, TRANSLIT),
+    ],
+)
+@pytest.mark.parametrize("max_parts", [1, 2, 8])
+def test_every_fast_route_counts_parts_and_limits_as_the_general_path(
+    text: str, policy: Policy, max_parts: int
+) -> None:
+    policy = Policy(mode=policy.mode, max_parts=max_parts)
+    try:
+        expected: object = segment._count_general(text, policy)
+    except SegmentLimitExceeded as exc:
+        with pytest.raises(SegmentLimitExceeded) as info:
+            count(text, policy)
+        assert str(info.value) == str(exc)
+        expected = exc.parts_needed
+    else:
+        assert count(text, policy) == expected
+    assert len(split(text, Policy(mode=policy.mode, max_parts=255), 1)) == (
+        expected if isinstance(expected, int) else expected.parts
+    )
+
+
+def test_parts_by_units_table_matches_the_arithmetic() -> None:
+    table = _plan.parts_table(160, 153, 3)
+    assert len(table) == 3 * 153 + 1
+    assert [table[u] for u in (0, 160, 161, 306, 307, 459)] == [1, 1, 2, 2, 3, 3]
+    assert len(_plan.parts_table(160, 153, 1)) == 161
