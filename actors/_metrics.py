@@ -16,6 +16,19 @@ PUMP_INFLIGHT: Final = Gauge(
 PUMP_RELEASED: Final = Counter(
     "septet_scheduler_released_total", "Messages the pump handed to the rate limiter",
     ["path"])  # fast (from ingress) | store (read from the outbox)
+LIMITER_HELD: Final = Gauge(
+    "septet_rate_limiter_held_messages", "Messages the rate limiter holds until a rule allows")
+LIMITER_RELEASED: Final = Counter(
+    "septet_rate_limiter_released_total", "Messages the rate limiter released to the segmenter")
+LIMITER_FINISHED: Final = Counter(
+    "septet_rate_limiter_finished_total", "Messages the rate limiter ended NOT_SENT",
+    ["code"])  # expired | recently_contacted | routing_failed
+LIMITER_DEFERRED: Final = Counter(
+    "septet_rate_limiter_deferred_total",
+    "Messages handed back to the durable schedule (a window or slice far away)")
+LIMITER_THROTTLES: Final = Counter(
+    "septet_rate_limiter_throttles_total",
+    "Throttle answers that lowered a connector's rate in the rate limiter", ["carrier"])
 SEGMENTED: Final = Counter(
     "septet_segmenter_parts_total", "Parts made by the segmenter")
 SEGMENT_REFUSED: Final = Counter(

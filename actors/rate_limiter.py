@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Final
@@ -27,9 +28,9 @@ from typing import Final
 import msgpack
 import trio
 
-from actors import messages
+from actors import _metrics, messages
 from actors._shaping_engine import Row
-from actors.messages import ConnectorThrottled
+from actors.messages import ConnectorThrottled, MessageFinished
 from actors.ports import RecentContacts
 from actors.shaping import Shaper, ShapingRules, rows_from_batch
 
@@ -109,15 +110,28 @@ async def _shape(
             for row in rows_from_batch(batch):
                 shaper.admit(row, t)
         shaper.poll(t)
+        _metrics.LIMITER_HELD.set(shaper.statistics()["held"])
         if shaper.finished:
             done, shaper.finished = shaper.finished, []
+            _count_finished(done)
             await _send(finished, done)
         if shaper.deferred and deferred is not None:
             later, shaper.deferred = shaper.deferred, []
+            _metrics.LIMITER_DEFERRED.inc(len(later))
             await _send(deferred, later)
         if shaper.released:
             out, shaper.released = shaper.released, []
+            _metrics.LIMITER_RELEASED.inc(len(out))
             await _send(outbox, out)
+
+
+_CODE: Final = 2 + MessageFinished._fields.index("code")  # in a MessageFinished wire row
+
+
+def _count_finished(rows: list[Row]) -> None:
+    """One counter update per code of the batch (metrics are fed per batch, not per message)."""
+    for code, n in Counter(row[_CODE] for row in rows).items():
+        _metrics.LIMITER_FINISHED.labels(code).inc(n)
 
 
 async def _send(channel: trio.abc.SendChannel[bytes], rows: list[Row]) -> None:
@@ -140,7 +154,11 @@ async def _apply_feedback(
     feedback: trio.abc.ReceiveChannel[bytes], shaper: Shaper, now: Callable[[], float]
 ) -> None:
     async for batch in feedback:  # run() closes the channel
+        lowered: Counter[str] = Counter()
         for event in messages.decode_batch_of(ConnectorThrottled, batch):
             if shaper.throttled(event.connector, now()):
+                lowered[event.connector] += 1
                 logger.warning("connector throttled: rate lowered",
                                extra={"carrier": event.connector})
+        for connector, n in lowered.items():
+            _metrics.LIMITER_THROTTLES.labels(connector).inc(n)
