@@ -21,7 +21,6 @@ from actors import messages as m
 from tests.gateway.test_store_correlator import _msgs, _parts, _state, rig
 
 
-
 @pytest.mark.xfail(strict=True, reason="secondary id reading takes an early receipt (auto ids)")
 async def test_an_early_receipt_is_not_taken_by_a_pending_message_sharing_digits(
         tmp_path: Path) -> None:
