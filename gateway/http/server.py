@@ -103,6 +103,22 @@ class _DateCache:
         return self._text
 
 
+LINGER: Final = 1.0  # seconds a refused client's remaining bytes are read and discarded
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Close in stages (RFC 9112 §9.6): after a refusal the client may still be sending; closing
+    with its bytes unread makes the kernel answer RST, which can destroy the refusal before the
+    client reads it. So: send FIN, then read and discard until the client closes (or LINGER)."""
+    with trio.move_on_after(LINGER):
+        try:
+            await stream.send_eof()
+            while await stream.receive_some(RECEIVE_SIZE):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
 class _Timer:
     """A connection's current deadline, enforced by the server's watchdog (see
     ``HttpServer._watchdog``): moving it is a float assignment, where moving a trio cancel
@@ -250,6 +266,7 @@ class HttpServer:
                     f"the request was not complete within {lim.request_timeout} s", close=True)
                 await stream.send_all(response_bytes(resp, date=self._dates.get(),
                                                      keep_alive=False))
+            await _linger(stream)
 
     async def _serve_requests(self, stream: trio.SocketStream, reader: RequestReader,
                               timer: _Timer) -> None:
@@ -281,6 +298,7 @@ class HttpServer:
                 await self._send(stream, timer, problem_response(
                     err.status, _TITLES.get(err.status, "Bad Request"), err.detail, close=True),
                     keep_alive=False)
+                await _linger(stream)
                 return
             if reader.in_progress and (not was_in_progress or requests):
                 started = now  # a new request began in this chunk
