@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 
+import msgpack
 import trio
 
 from actors import _metrics, messages
@@ -42,6 +43,8 @@ from actors.ports import PipelineStore
 
 __all__ = ["Pump", "run"]
 
+_REL_TAG, _REL_VERSION = Released.TAG, Released.VERSION
+_REL_ARITY = 2 + len(Released._fields)
 _FAST = _metrics.PUMP_RELEASED.labels("fast")
 _STORE = _metrics.PUMP_RELEASED.labels("store")
 
@@ -215,10 +218,20 @@ async def _take_wakes(
     poke()
 
 
+def _released_ids(item: bytes) -> list[str]:
+    """The msg_ids of a batch of Released, read off the wire rows (no Released built)."""
+    rows = msgpack.unpackb(item, raw=False)
+    if isinstance(rows, list) and all(
+            type(r) is list and len(r) == _REL_ARITY and r[0] == _REL_TAG
+            and r[1] == _REL_VERSION for r in rows):
+        return [r[2] for r in rows]
+    return [r.msg_id for r in messages.decode_batch_of(Released, item)]  # checks, upgrades
+
+
 async def _take_releases(
     released: trio.abc.ReceiveChannel[bytes], pump: Pump, poke: Callable[[], None]
 ) -> None:
     async for item in released:
-        pump.released([r.msg_id for r in messages.decode_batch_of(Released, item)])
+        pump.released(_released_ids(item))
         _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
         poke()
