@@ -198,7 +198,7 @@ def op_accept(
         key = msg.msg_id.encode()
         if not put(key, _pack([tag, version, *msg]), db=db_msg, overwrite=False):  # encode()
             continue  # replay of an id already stored: idempotent
-        n = msg.parts if msg.parts > 1 else 1
+        n = max(1, msg.parts)
         due = due_ms(msg)
         put(key, _pack([accepted, 0, [_new_part() for _ in range(n)], "", "", msg.accepted_at,
                         due, 0, 0]), db=db_state)
