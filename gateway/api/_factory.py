@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.accounts import AccountBook
 from gateway.api._ids import FastMsgIds
+from gateway.api.dead_letters import DeadLetterRoutes
 from gateway.api.messages import MessageRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
 from gateway.config import ApiConfig
@@ -38,6 +39,7 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
     api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,
               receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
     api.idempotency = book
+    api.dead_letters = DeadLetterRoutes(store, page_size=config.page_size, now=now)
     if campaigns is not None:  # gateway.campaigns.Campaigns (issue 8)
         from gateway.api.campaigns import CampaignRoutes
 

@@ -144,6 +144,24 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                 "callback_secret": {"type": "string"}}}}}},
         "responses": {"200": {"description": "the updated settings"},
                       **_problems(400, 401, 415, 422)}},
+    ("GET", "/v1/callbacks/dead-letters"): {
+        "parameters": [
+            {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "the next of the previous page"},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+        "responses": {"200": {"description": "a page of dead letters (id, dead_at, attempts, "
+                                             "error, event as its callback payload) and next"},
+                      **_problems(401, 422)}},
+    ("POST", "/v1/callbacks/dead-letters/replay"): {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["ids"],
+            "properties": {"ids": {"oneOf": [
+                {"const": "all"},
+                {"type": "array", "minItems": 1, "maxItems": 10000,
+                 "items": {"type": "string", "minLength": 1, "maxLength": 64}}]}}}}}},
+        "responses": {"200": {"description": "how many were queued again"},
+                      **_problems(400, 401, 415, 422)}},
     ("POST", "/v1/receipts/{connector}"): {
         "parameters": [{"name": "connector", "in": "path", "required": True,
                         "schema": {"type": "string"}}],

@@ -87,6 +87,11 @@ ROUTES: Final = (
     Route("POST", "/v1/campaigns/{id}/cancel", "campaigns.cancel", True, "Cancel a campaign"),
     Route("GET", "/v1/campaigns/{id}/messages.csv", "campaigns.export", True,
           "Every recipient row, its message and its events (CSV)"),
+    # Status callbacks given up on (gateway/api/dead_letters.py): the calling account's only
+    Route("GET", "/v1/callbacks/dead-letters", "dead_letters", True,
+          "List the account's dead-lettered status callbacks"),
+    Route("POST", "/v1/callbacks/dead-letters/replay", "dead_letters_replay", True,
+          "Queue dead-lettered callbacks for delivery again (ids, or \"all\")"),
     Route("GET", "/healthz", "healthz", False, "Liveness"),
     Route("GET", "/readyz", "readyz", False, "Readiness: store recovered and a carrier bound"),
     Route("GET", "/metrics", "metrics", False, "Prometheus metrics"),
@@ -123,6 +128,7 @@ class Api:
         self._exact: dict[str, dict[str, Route]] = {}
         self._templated: list[tuple[str, str, dict[str, Route]]] = []
         self.campaigns: Any = None  # gateway.api.campaigns.CampaignRoutes (set by create_api)
+        self.dead_letters: Any = None  # gateway.api.dead_letters.DeadLetterRoutes (create_api)
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
@@ -319,6 +325,17 @@ class Api:
         if name in ("start", "pause", "resume", "cancel"):
             return await self.campaigns.act(request, account, arg, name)  # type: ignore[no-any-return]
         return await getattr(self.campaigns, name)(request, account, arg)  # type: ignore[no-any-return]
+
+    async def _dead_letters(self, request: Request, account: Account, _: None) -> Response:
+        if self.dead_letters is None:
+            raise not_found("callback dead letters are not enabled on this server")
+        return await self.dead_letters.list(request, account)  # type: ignore[no-any-return]
+
+    async def _dead_letters_replay(self, request: Request, account: Account, _: None
+                                   ) -> Response:
+        if self.dead_letters is None:
+            raise not_found("callback dead letters are not enabled on this server")
+        return await self.dead_letters.replay(request, account)  # type: ignore[no-any-return]
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
         liveness = getattr(self._gateway, "liveness", None)
