@@ -27,11 +27,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -284,6 +285,7 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 port = await nursery.start(partial(server.serve, h.host, h.port, backlog=h.backlog,
                                                    reuse_port=h.reuse_port))
                 nursery.start_soon(_purge_idempotency, api.idempotency)
+                nursery.start_soon(prune_callback_marks, store)
                 await nursery.start(campaigns.run)
                 await _start_importer(config, campaigns, nursery)
                 # Everything loaded so far lives as long as the process: keep the cyclic GC
@@ -332,6 +334,28 @@ async def _until_signal() -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             return
+
+
+CALLBACK_MARKS_KEPT: Final = 7 * 86_400.0
+"""Seconds the callback outbox remembers which statuses of a message it settled (``cb_done``):
+beyond the receipt timeout (48 h) and the correlator's replays, so no duplicate can follow."""
+
+
+async def prune_callback_marks(store: Any, *, every: float = 3600.0,
+                               keep: float = CALLBACK_MARKS_KEPT,
+                               now: Callable[[], float] = time.time) -> None:
+    """Every ``every`` seconds, forget the delivered-callback marks of messages accepted more
+    than ``keep`` seconds ago (``gateway.callback_outbox.prune_done``; ids are time-ordered),
+    so that table does not grow forever."""
+    from actors.ingress import id_floor
+    from gateway.callback_outbox import prune_done
+
+    while True:
+        await trio.sleep(every)
+        removed = await prune_done(store, before_msg_id=id_floor(now() - keep))
+        if removed:
+            logger.info("callbacks: %d settled-status marks older than %.0f days removed",
+                        removed, keep / 86_400)
 
 
 async def _purge_idempotency(book: Any) -> None:
