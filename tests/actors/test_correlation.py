@@ -95,3 +95,18 @@ def test_configured_id_types_remove_the_digit_only_ambiguity() -> None:
     assert c.index_key("0010", dec) == b"#10"
     assert c.index_key("msg-1", dec) == b"=msg-1"  # not a number in that base: verbatim
     assert c.lookup_keys("zz", 16) == [b"=zz"]
+
+
+_carrier_ids = st.one_of(
+    st.text(alphabet="0123456789", min_size=1, max_size=25),
+    st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=20),
+    st.builds(lambda s: "0x" + s, st.text(alphabet="0123456789abcdef", min_size=1, max_size=16)),
+    st.text(max_size=70),
+)
+
+
+@given(_carrier_ids, st.sampled_from(sorted({b for pair in c.ID_TYPES.values() for b in pair},
+                                            key=repr)))
+def test_primary_key_is_the_first_lookup_key(carrier_id: str, base: c.IdBase) -> None:
+    # primary_key is the correlator's fast path; it must be exactly what lookup_keys tries first.
+    assert c.primary_key(carrier_id, base) == c.lookup_keys(carrier_id, base)[0]
