@@ -168,6 +168,15 @@ def _describe(account: Account) -> str:
     return json.dumps(doc)
 
 
+def carrier_id_types(config: cfg.Config) -> dict[str, str]:
+    """Each SMPP connector's message-id format, for correlating receipts. The built-in simulator
+    writes decimal ids (adapters.simulator's default), so it is never guessed."""
+    types = {c.name: c.id_type for c in config.smpp}
+    if config.simulator.enabled:
+        types["simulator"] = "decimal"
+    return types
+
+
 BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "callbacks", "receipts", "e2e",
            "campaign")
 """What ``septet bench all`` runs, in order (bench/loadgen.py and bench/chart.py are tools)."""
@@ -258,7 +267,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                                policy=policy, endpoint_for=endpoint_for)
         # [shaping] of the config (per account / connector) plus the live campaign rules; the
         # gateway sets the route from its route table (gateway.app.shaping_rules).
-        settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules))
+        settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules),
+                                in_doubt=config.core.in_doubt,  # type: ignore[arg-type]
+                                carrier_id_types=carrier_id_types(config))
         async with open_gateway(store, carriers, settings, notifier=run_notifier) as gw:
             campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}

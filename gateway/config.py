@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from actors.correlation import ID_TYPES
 from gateway.errors import ConfigError
 
 if typing.TYPE_CHECKING:
@@ -132,6 +133,10 @@ class SmppConnectorConfig:
     window: int = 64
     packed_gsm7: bool = False
     concat: str = "udh"
+    # How the carrier writes message ids (actors.correlation.ID_TYPES; Kannel's msg-id-type):
+    # "auto" guesses per id, which is ambiguous for digit-only ids (is "130" decimal 130 or
+    # hex 0x130?) and can match an early receipt to the wrong message; set it per carrier.
+    id_type: str = "auto"
 
     def check(self) -> list[str]:
         errs = []
@@ -139,7 +144,23 @@ class SmppConnectorConfig:
             errs.append("smpp.name: every connector needs a name")
         if self.concat not in ("udh", "sar"):
             errs.append(f"smpp[{self.name}].concat: must be udh or sar")
+        if self.id_type not in ID_TYPES:
+            errs.append(f"smpp[{self.name}].id_type: must be one of {', '.join(ID_TYPES)}")
         return errs
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """The pipeline (docs/core.md)."""
+
+    # What recovery does with a part that was in flight when the process died:
+    # "resend" (at-least-once; the carrier may get it twice) or "mark_unknown" (NOT_SENT in_doubt).
+    in_doubt: str = "resend"
+
+    def check(self) -> list[str]:
+        if self.in_doubt in ("resend", "mark_unknown"):
+            return []
+        return ["core.in_doubt: must be resend or mark_unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +277,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     smpp: tuple[SmppConnectorConfig, ...] = ()
     http_providers: tuple[HttpProviderConnectorConfig, ...] = ()
@@ -268,7 +290,8 @@ class Config:
     shaping: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self) -> list[str]:
-        errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.simulator.check(),
+        errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.core.check(),
+                *self.simulator.check(),
                 *self.importer.check(), *self.callbacks.check()]
         for c in self.smpp:
             errs += c.check()

@@ -83,3 +83,20 @@ def test_callbacks_section_is_range_checked() -> None:
     for key in ("callbacks.batch_size", "max_in_flight_per_endpoint", "retry_window_hours",
                 "max_retry_delay"):
         assert key in text, key
+
+
+def test_in_doubt_policy_and_carrier_id_type_are_configured_and_checked(tmp_path: Path) -> None:
+    from gateway.cli import carrier_id_types
+
+    f = tmp_path / "s.toml"
+    f.write_text('[core]\nin_doubt = "mark_unknown"\n'
+                 '[[smpp]]\nname = "vodafone"\nid_type = "hex-submit"\n')
+    c = cfg.load(f, env={})
+    assert c.core.in_doubt == "mark_unknown"
+    assert carrier_id_types(c) == {"vodafone": "hex-submit", "simulator": "decimal"}
+
+    f.write_text('[core]\nin_doubt = "maybe"\n[[smpp]]\nname = "vodafone"\nid_type = "octal"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.load(f, env={})
+    problems = "\n".join(info.value.problems)
+    assert "core.in_doubt" in problems and "smpp[vodafone].id_type" in problems
