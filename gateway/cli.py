@@ -38,6 +38,7 @@ import trio
 
 from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
+from gateway import logs
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
 
@@ -65,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import":
         return trio.run(_import_file, config, args.file)
     if args.command == "serve":
-        logging.basicConfig(level=config.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(config.log_level, config.log_format)
         failed = False
         try:
             trio.run(partial(serve, config, key_file=args.print_key_file))

@@ -285,6 +285,7 @@ class Config:
     dev: DevConfig = field(default_factory=DevConfig)
     importer: ImporterConfig = field(default_factory=ImporterConfig)
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line (gateway/logs.py)
     # The [shaping] table as written (docs/shaping.md), checked by load() with
     # actors.shaping.rules_from_mapping; shaping_rules() builds the limiter's rules from it.
     shaping: Mapping[str, Any] = field(default_factory=dict)
@@ -302,6 +303,8 @@ class Config:
             errs.append("connector names must be unique (the built-in one is 'simulator')")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             errs.append("log_level: must be DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            errs.append("log_format: must be text or json")
         return errs
 
 
