@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -14,7 +14,7 @@ from gateway.api.messages import MessageRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
 from gateway.config import ApiConfig
 from gateway.idempotency import IdempotencyBook
-from gateway.ssrf import check_callback_url
+from gateway.ssrf import check_callback_url_async
 from gateway.validation import NumberNormaliser
 
 
@@ -29,12 +29,15 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
     """The API over ``gateway`` (which has ``accept``, ``ready`` and ``store``)."""
     store = gateway.store
     book = IdempotencyBook(store, ttl_seconds=config.idempotency_ttl_hours * 3600, now=now)
-    if check_callback is None:
-        check_callback = partial(check_callback_url, allow_loopback=allow_loopback_callbacks,
-                                 allow_private=allow_private_callbacks)
+    # Callback URLs are checked in the request path: names resolve through trio's resolver
+    # (check_callback_url_async), never with a blocking getaddrinfo on the event loop.
+    check: Callable[[str], Awaitable[str]] = (
+        partial(check_callback_url_async, allow_loopback=allow_loopback_callbacks,
+                allow_private=allow_private_callbacks)
+        if check_callback is None else _inline(check_callback))
     routes = MessageRoutes(
         gateway, book, NumberNormaliser(config.phone_cache_size), new_id=FastMsgIds(now),
-        check_callback=check_callback, max_batch=config.max_batch, page_size=config.page_size,
+        check_callback=check, max_batch=config.max_batch, page_size=config.page_size,
         max_page_size=config.max_page_size, max_scan=config.max_scan, now=now)
     api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,
               receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
@@ -45,3 +48,13 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
 
         api.campaigns = CampaignRoutes(campaigns, now=now)
     return api
+
+
+def _inline(check: Callable[[str], str]) -> Callable[[str], Awaitable[str]]:
+    """A synchronous check (a test's or an embedder's override, which must not block) as the
+    async callable the routes await."""
+
+    async def run(url: str) -> str:
+        return check(url)
+
+    return run

@@ -11,7 +11,7 @@ Must not import: gateway.http.server internals.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import trio
@@ -30,7 +30,9 @@ from gateway.api.views import csv_header, csv_rows, message_json
 from gateway.http import Request, Response
 from gateway.validation import Invalid, NumberNormaliser
 
-CallbackCheck = Callable[[str], str]  # url → normalised url; raises ValueError with .reason
+# url → normalised url, async (names resolve without blocking the event loop:
+# gateway.ssrf.check_callback_url_async); raises ValueError with .reason
+CallbackCheck = Callable[[str], Awaitable[str]]
 
 
 class MessageRoutes:
@@ -213,7 +215,7 @@ class MessageRoutes:
             hit = self._callback_cache.get(url)
             if hit is None or hit[0] < now:
                 try:
-                    result: str | Invalid = await trio.to_thread.run_sync(self._check_callback, url)
+                    result: str | Invalid = await self._check_callback(url)
                 except ValueError as exc:
                     result = Invalid(f"refused: {getattr(exc, 'reason', '') or exc}")
                 if len(self._callback_cache) > 10_000:

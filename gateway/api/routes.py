@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import trio
-
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
@@ -284,8 +282,7 @@ class Api:
         url = changes.get("callback_url")
         if isinstance(url, str) and url:
             try:
-                changes["callback_url"] = await trio.to_thread.run_sync(
-                    self._messages.check_callback, url)
+                changes["callback_url"] = await self._messages.check_callback(url)
             except ValueError as exc:
                 errors.append(FieldError("callback_url",
                                          f"refused: {getattr(exc, 'reason', '') or exc}"))
