@@ -347,7 +347,7 @@ def _shaping_table(raw: Any, problems: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         problems.append("shaping: expected a table")
         return {}
-    table = _parse_env_values(raw)
+    table: dict[str, Any] = _parse_env_values(raw)
     try:
         rules_from_mapping(table)
     except ShapingConfigError as exc:

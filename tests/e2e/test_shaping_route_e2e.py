@@ -51,14 +51,14 @@ async def test_a_connector_limit_paces_only_the_traffic_routed_to_it(
                             receipt_timeout=None)
     ids = MsgIdFactory(now)
     prefix = "+35191234567" if to_pt else "+4477009000"
-    async with open_store(tmp_path / "db", sync=False, threaded=False) as store:
-        async with open_gateway(store, carriers, settings, now=now) as gw:
-            t0 = trio.current_time()
-            await gw.accept([m.Message(ids(), "a", f"{prefix}{i}", "S", "hi", "ucs2", now())
-                             for i in range(4)])
-            with trio.fail_after(30):
-                while len(sent_at["pt"]) + len(sent_at["uk"]) < 4:
-                    await trio.sleep(0.01)
+    async with open_store(tmp_path / "db", sync=False, threaded=False) as store, \
+            open_gateway(store, carriers, settings, now=now) as gw:
+        t0 = trio.current_time()
+        await gw.accept([m.Message(ids(), "a", f"{prefix}{i}", "S", "hi", "ucs2", now())
+                         for i in range(4)])
+        with trio.fail_after(30):
+            while len(sent_at["pt"]) + len(sent_at["uk"]) < 4:
+                await trio.sleep(0.01)
     if to_pt:  # 1 a second on pt: at 0, 1, 2, 3
         assert sent_at["uk"] == []
         assert sent_at["pt"][-1] - t0 == pytest.approx(3.0, abs=0.1)
