@@ -38,9 +38,17 @@ class _Waiter:
 class AcceptBatcher:
     """``await batcher.accept(messages, also=op)`` with the semantics of ``Gateway.accept``."""
 
-    def __init__(self, gateway: Any, *, max_messages: int = 5000) -> None:
+    def __init__(self, gateway: Any, *, max_messages: int = 5000, gather: float = 0.002,
+                 gather_below: int = 64) -> None:
         self._gateway = gateway
         self._max = max_messages
+        # Under load (a group handed on by the commit just finished) that holds fewer than
+        # ``gather_below`` messages waits ``gather`` seconds for more: a commit costs ~0.5 ms
+        # of CPU (thread hand-off, LMDB commit, fsync), so at a few thousand single-message
+        # requests/s a 2 ms wait halves the commits. A request arriving at an idle batcher
+        # never waits.
+        self._gather = gather
+        self._gather_below = gather_below
         self._pending: list[_Waiter] = []
         self._busy = False
         self.groups = 0  # accept calls made (statistics)
@@ -56,7 +64,7 @@ class AcceptBatcher:
             except BaseException:
                 if waiter.lead:  # others wait on the group this caller was to lead
                     with trio.CancelScope(shield=True):
-                        await self._lead()
+                        await self._lead(handed_on=True)
                 elif waiter in self._pending:
                     self._pending.remove(waiter)
                 raise
@@ -74,11 +82,14 @@ class AcceptBatcher:
                     raise waiter.error
                 return
         with trio.CancelScope(shield=True):
-            await self._lead()
+            await self._lead(handed_on=waiter.lead)
         if waiter.error is not None:
             raise waiter.error
 
-    async def _lead(self) -> None:
+    async def _lead(self, handed_on: bool = False) -> None:
+        if handed_on and self._gather > 0 and \
+                sum(len(w.messages) for w in self._pending[:self._gather_below]) < self._gather_below:
+            await trio.sleep(self._gather)
         group: list[_Waiter] = []
         total = 0
         while self._pending and (not group or total + len(self._pending[0].messages) <= self._max):
