@@ -126,6 +126,8 @@ _L1_expand_extensions: Final = _L1.expand_extensions
 _L1_WIDE_TRANSLIT: Final = _L1.WIDE_TRANSLIT
 _L1_PAIRS: Final = _L1.PAIRS
 _L1_MARK: Final = _L1.MARK
+_L1_COMMON_REPLACEMENTS: Final = _L1.COMMON_REPLACEMENTS
+_L1_EXTENSION_MARKS: Final = _L1.EXTENSION_MARKS
 
 
 def count(text: str, policy: Policy) -> Count:
@@ -156,12 +158,19 @@ def count(text: str, policy: Policy) -> Count:
     fast = raw.translate(policy._fast)
     if fast == raw:  # every character basic GSM
         replacements, sent = _NO_REPLACEMENTS, text
-    else:
+    elif _L1_MARK not in fast:  # basic GSM and codec._latin1.COMMON letters: which ones?
+        replacements = _L1_COMMON_REPLACEMENTS[
+            (0xE1 in raw) | (0xE2 in raw) << 1 | (0xE3 in raw) << 2 | (0xE7 in raw) << 3
+            | (0xEA in raw) << 4 | (0xED in raw) << 5 | (0xF3 in raw) << 6 | (0xF4 in raw) << 7
+            | (0xF5 in raw) << 8 | (0xFA in raw) << 9
+        ]
+        sent = fast.decode("latin-1")
+    else:  # what the set of odd characters needs, memoised per set
         key = frozenset(raw.translate(None, _L1_BASIC))
         replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
         if route:  # extension characters, or characters the general path must decide
-            return _count_odd(text, raw, fast, text, policy, route, replacements, (), False)
-        sent = fast.decode("latin-1")
+            return _count_odd(text, raw, text, policy, route, replacements, (), False)
+        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
     units = len(raw)
     try:
         return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements, sent))
@@ -264,16 +273,12 @@ def _count_wide(text: str, policy: Policy, start: int) -> Count:
     if widened is None:
         return _count_general(text, policy)
     raw, sent, wide, euro = widened
-    fast = raw.translate(policy._fast)
-    if fast == raw:
-        replacements, route = _NO_REPLACEMENTS, _plan.SIMPLE
-    else:
-        key = frozenset(raw.translate(None, _L1_BASIC))
-        replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
+    key = frozenset(raw.translate(None, _L1_BASIC))
+    replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
     if route:
-        return _count_odd(text, raw, fast, sent, policy, route, replacements, wide, euro)
+        return _count_odd(text, raw, sent, policy, route, replacements, wide, euro)
     if replacements:
-        sent = fast.decode("latin-1")
+        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
     units = len(raw)
     try:
         return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements + wide, sent))
@@ -284,7 +289,6 @@ def _count_wide(text: str, policy: Policy, start: int) -> Count:
 def _count_odd(
     text: str,
     raw: bytes,
-    fast: bytes,
     sent: str,
     policy: Policy,
     route: int,
@@ -295,12 +299,12 @@ def _count_odd(
     """``count`` for Latin-1 bytes ``raw`` with extension characters (``route`` EXTENDED) or
     characters only the general path decides (GENERAL).
 
-    ``fast`` is ``raw`` through ``policy._fast`` (extension characters marked), ``sent`` the
-    text with ``_widen``'s replacements ``wide`` made (euros as form feeds if ``euro``),
-    ``replacements`` the one-for-one transliterations of Latin-1 characters."""
+    ``sent`` is the text with ``_widen``'s replacements ``wide`` made (euros as form feeds if
+    ``euro``), ``replacements`` the one-for-one transliterations of Latin-1 characters."""
     if route == _plan.GENERAL:
         return _count_ucs2(text, policy) if policy.mode == "ucs2" else _count_general(text, policy)
-    n_ext = fast.count(_L1_MARK)
+    marked = raw.translate(_L1_EXTENSION_MARKS)
+    n_ext = marked.count(_L1_MARK)
     if replacements:
         sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
     if euro:
@@ -308,7 +312,7 @@ def _count_odd(
     units = len(raw) + n_ext
     if units <= 160:
         return _new(Count, (GSM7, units, 1, replacements + wide, sent))
-    parts = _gsm_parts(fast, _L1_MARK, _GSM_CAP[policy.ref_bits])
+    parts = _gsm_parts(marked, _L1_MARK, _GSM_CAP[policy.ref_bits])
     if parts > policy.max_parts:
         raise SegmentLimitExceeded(parts, policy.max_parts)
     return _new(Count, (GSM7, units, parts, replacements + wide, sent))

@@ -237,3 +237,12 @@ def test_parts_by_units_table_matches_the_arithmetic() -> None:
     assert len(table) == 3 * 153 + 1
     assert [table[u] for u in (0, 160, 161, 306, 307, 459)] == [1, 1, 2, 2, 3, 3]
     assert len(_plan.parts_table(160, 153, 1)) == 161
+
+
+def test_common_letters_mask_matches_the_table() -> None:
+    from codec import _latin1
+
+    assert _latin1.COMMON == (0xE1, 0xE2, 0xE3, 0xE7, 0xEA, 0xED, 0xF3, 0xF4, 0xF5, 0xFA)
+    for letters in ("á", "ú", "ãõ", "áâãçêíóôõú", "çê ó"):
+        text = f"x {letters} y"
+        assert count(text, TRANSLIT) == segment._count_general(text, TRANSLIT)
