@@ -273,17 +273,19 @@ def _count_wide(text: str, policy: Policy, start: int) -> Count:
     if widened is None:
         return _count_general(text, policy)
     raw, sent, wide, euro = widened
-    key = frozenset(raw.translate(None, _L1_BASIC))
-    replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
-    if route:
+    if euro:  # euros stand in as form feeds: an extension character, so _count_odd
+        key = frozenset(raw.translate(None, _L1_BASIC))
+        replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
         return _count_odd(text, raw, sent, policy, route, replacements, wide, euro)
-    if replacements:
-        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
-    units = len(raw)
+    # Typographic punctuation transliterated: ``sent`` is Latin-1; replacements are basic GSM
+    # characters, so counting it and adding ``wide`` is what the general path does in one step.
     try:
-        return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements + wide, sent))
-    except IndexError:
-        raise _too_long(units, _GSM_CAP, policy) from None
+        counted = count(sent, policy)
+    except SegmentLimitExceeded:
+        return _count_general(text, policy)  # the error for the text as submitted
+    if counted.encoding != GSM7:  # all or nothing: the text as submitted goes UCS-2
+        return _count_general(text, policy)
+    return _new(Count, (GSM7, counted.units, counted.parts, counted.replacements + wide, counted.text))
 
 
 def _count_odd(
