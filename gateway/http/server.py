@@ -3,7 +3,10 @@
 Each connection is one task: receive bytes (under a deadline), feed the sans-IO
 :class:`~gateway.http._protocol.RequestReader`, hand each completed request to the
 application in order, write the answers. Pipelined requests that arrive together are answered
-together in one write. Deadlines:
+together in one write; a run of them that the application declares independent
+(``app.independent(request)``, with ``app.call_many(requests)``) is handed to it in one call,
+so that it can commit them together. Deadlines (a float per connection, enforced by one
+watchdog task every ``tick`` seconds):
 
 * idle: a keep-alive connection with no request begun is closed after ``idle_timeout``;
 * request: from a request's first byte to its last body byte at most ``request_timeout`` —
