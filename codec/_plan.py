@@ -69,6 +69,7 @@ def parts_table(single: int, cap: int, max_parts: int) -> tuple[int, ...]:
     return tuple(1 if units <= single else -(-units // cap) for units in range(longest + 1))
 
 
+@lru_cache(maxsize=None)  # at most 4 x 255 x 2 keys
 def for_policy(
     mode: str, max_parts: int, ref_bits: int
 ) -> tuple[bytes, dict[frozenset[int], OddInfo], tuple[int, ...], tuple[int, ...]]:

@@ -70,9 +70,12 @@ class Policy:
         if unknown:
             raise ValueError(f"unknown national languages {sorted(unknown)}")
         # count's precomputed tables (codec._plan); not fields: eq, hash and repr ignore them
-        tables = _plan.for_policy(self.mode, self.max_parts, self.ref_bits)
-        for name, value in zip(_PLAN_ATTRIBUTES, tables, strict=True):
-            object.__setattr__(self, name, value)
+        fast, odd, gsm_parts, ucs2_parts = _plan.for_policy(self.mode, self.max_parts, self.ref_bits)
+        set_attribute = object.__setattr__
+        set_attribute(self, "_fast", fast)
+        set_attribute(self, "_odd", odd)
+        set_attribute(self, "_gsm_parts", gsm_parts)
+        set_attribute(self, "_ucs2_parts", ucs2_parts)
 
     # set by __post_init__ (see codec._plan)
     _fast: ClassVar[bytes]
@@ -80,8 +83,6 @@ class Policy:
     _gsm_parts: ClassVar[tuple[int, ...]]
     _ucs2_parts: ClassVar[tuple[int, ...]]
 
-
-_PLAN_ATTRIBUTES: Final = ("_fast", "_odd", "_gsm_parts", "_ucs2_parts")
 
 
 # NamedTuples rather than dataclasses: ``count`` runs at ingress for every message and building
