@@ -132,7 +132,9 @@ class MessageRoutes:
                 body = bodies.encode(_accepted(b, None), fmt)
             return Response(202, body, bodies.MSGPACK if fmt == bodies.MSGPACK else bodies.JSON,
                             [("location", "/v1/messages/" + m.msg_id)]), [m]
-        built, results, errors = [], [], []
+        built: list[Any] = []
+        results: list[Any] = []  # JSON texts, or documents for msgpack
+        errors: list[FieldError] = []
         as_text = fmt == bodies.JSON  # JSON answers are formatted item by item (bodies)
         for i, item in enumerate(items):
             path = f"messages[{i}]" if batch else ""

@@ -291,7 +291,7 @@ class Api:
                 account = await self._accounts.update(account.name, **changes)
             except AccountError as exc:  # check_settings: "field: reason; field: reason"
                 for part in str(exc).split("; "):
-                    field, _, reason = part.partition(": ")
+                    field, _sep, reason = part.partition(": ")
                     errors.append(FieldError(_API_NAME.get(field, field), reason or part))
         if errors:
             raise invalid(errors)

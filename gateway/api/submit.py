@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import codec
 from actors.messages import Message, MsgId
@@ -45,8 +45,10 @@ class ItemInvalid(Exception):
         self.errors = errors
 
 
-class Built(NamedTuple):
-    """A valid item: the message to accept and what codec.count found."""
+@dataclass(slots=True)
+class Built:
+    """A valid item: the message to accept and what codec.count found (not frozen: a frozen
+    dataclass's __init__ costs ~1 µs more, once per message)."""
 
     message: Message
     count: codec.Count
