@@ -71,13 +71,15 @@ def expand_extensions(body: bytes) -> bytes:
 
 # The accented letters Portuguese and Spanish texts transliterate (most traffic): the fast path
 # checks each one's presence with a memchr (``int in bytes``) instead of building the set of a
-# text's odd characters; COMMON_REPLACEMENTS[mask] is the replacements for each subset, where
-# bit i of mask says COMMON[i] is present.
+# text's odd characters. COMMON_REPLACEMENTS maps the tuple of those ten presences (a tuple of
+# bools hashes faster than bools shifted into an int) to the replacements.
 COMMON: Final = tuple(ord(c) for c in "áâãçêíóôõú")
-COMMON_REPLACEMENTS: Final = tuple(
-    tuple(sorted(PAIRS[code] for i, code in enumerate(COMMON) if mask >> i & 1))
+COMMON_REPLACEMENTS: Final[dict[tuple[bool, ...], tuple[tuple[str, str], ...]]] = {
+    tuple(bool(mask >> i & 1) for i in range(len(COMMON))): tuple(
+        sorted(PAIRS[code] for i, code in enumerate(COMMON) if mask >> i & 1)
+    )
     for mask in range(1 << len(COMMON))
-)
+}
 
 # Byte -> the same byte if basic GSM, its replacement if one of COMMON (FAST_TRANSLIT only), MARK
 # otherwise. ``raw.translate(FAST_*) == raw`` says in one C pass that every character

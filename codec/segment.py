@@ -161,9 +161,10 @@ def count(text: str, policy: Policy) -> Count:
         replacements, sent = _NO_REPLACEMENTS, text
     elif _L1_MARK not in fast:  # basic GSM and codec._latin1.COMMON letters: which ones?
         replacements = _L1_COMMON_REPLACEMENTS[
-            (0xE1 in raw) | (0xE2 in raw) << 1 | (0xE3 in raw) << 2 | (0xE7 in raw) << 3
-            | (0xEA in raw) << 4 | (0xED in raw) << 5 | (0xF3 in raw) << 6 | (0xF4 in raw) << 7
-            | (0xF5 in raw) << 8 | (0xFA in raw) << 9
+            (
+                0xE1 in raw, 0xE2 in raw, 0xE3 in raw, 0xE7 in raw, 0xEA in raw,
+                0xED in raw, 0xF3 in raw, 0xF4 in raw, 0xF5 in raw, 0xFA in raw,
+            )
         ]
         sent = fast.decode("latin-1")
     else:  # what the set of odd characters needs, memoised per set
