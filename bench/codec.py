@@ -23,6 +23,7 @@ import gsm0338
 from codec import Policy, count, split
 from codec._tables import TRANSLITERATION
 
+
 def _words(text: str) -> list[str]:
     return text.split()
 

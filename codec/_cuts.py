@@ -24,7 +24,7 @@ def gsm_cuts(septets: bytes, cap: int) -> list[tuple[int, int]]:
 def gsm_parts(marked: bytes, mark: int, cap: int) -> int:
     """``len(gsm_cuts(septets, cap))`` without the septets: ``marked`` holds ``mark`` where the
     text has an extension character (escape + code, two septets), one septet elsewhere."""
-    escapes = set()  # septet positions of the escapes
+    escapes: set[int] = set()  # septet positions of the escapes
     at = marked.find(mark)
     while at >= 0:
         escapes.add(at + len(escapes))

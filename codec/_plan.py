@@ -15,7 +15,7 @@ Pure data derived from the tables; standard library only.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Final
 
 from codec import _latin1 as _L1
@@ -62,14 +62,14 @@ def odd(key: frozenset[int], memo: dict[frozenset[int], OddInfo]) -> OddInfo:
     return found
 
 
-@lru_cache(maxsize=None)  # at most 2 x 255 x 2 keys
+@cache  # at most 2 x 255 x 2 keys
 def parts_table(single: int, cap: int, max_parts: int) -> tuple[int, ...]:
     """Parts by units, for every length ``max_parts`` parts can carry."""
     longest = single if max_parts == 1 else max(single, max_parts * cap)
     return tuple(1 if units <= single else -(-units // cap) for units in range(longest + 1))
 
 
-@lru_cache(maxsize=None)  # at most 4 x 255 x 2 keys
+@cache  # at most 4 x 255 x 2 keys
 def for_policy(
     mode: str, max_parts: int, ref_bits: int
 ) -> tuple[bytes, dict[frozenset[int], OddInfo], tuple[int, ...], tuple[int, ...]]:

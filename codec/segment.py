@@ -3,7 +3,8 @@
 Two layers. The general path (:func:`_decide`, then ``_count_general`` / ``_split_general``)
 handles every text and policy with precompiled regexes; it is the reference behaviour. In front
 of it, ``count`` and ``split`` answer Latin-1 texts (most traffic) with ``bytes.translate``
-tables (``codec._latin1``) and send UCS-2 texts straight to UTF-16. A property test checks that
+tables (``codec._latin1``; ``count`` also with per-policy tables, ``codec._plan``) and send
+UCS-2 texts straight to UTF-16. A property test checks that
 both layers give identical results (errors included), and another that ``count`` agrees with
 ``split``. ``count`` builds no payload: it does arithmetic, and walks the cut points only when an
 escape or surrogate could straddle a boundary.
@@ -11,7 +12,7 @@ escape or surrogate could straddle a boundary.
 Limits (TS 23.040 §9.2.3.24.1, UDH of §9.2.3.24): 160 septets / 70 UCS-2 units in one part;
 153 / 67 per part with an 8-bit concatenation reference, 152 / 66 with a 16-bit one; national
 shift IEs shrink these further. Imports the standard library only (no logging); pure apart from
-a bounded memo of replacement lists.
+a bounded memo of what sets of odd characters need (``codec._plan``).
 """
 
 from __future__ import annotations

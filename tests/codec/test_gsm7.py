@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codec import CodecError, pack_septets, unpack_septets
-from codec import gsm7
+from codec import CodecError, gsm7, pack_septets, unpack_septets
 
 D = gsm7.DEFAULT
 

@@ -9,16 +9,19 @@ from hypothesis import strategies as st
 
 from codec import (
     Policy,
+    _tables,
+    build_udh,
     count,
     decode_part,
-    build_udh,
+    gsm7,
     pack_septets,
     parse_udh,
     reassemble,
+    segment,
     split,
+    udh,
     unpack_septets,
 )
-from codec import _tables, gsm7, segment, udh
 
 GSM_CHARS = sorted(gsm7.DEFAULT.basic_chars | gsm7.DEFAULT.extension_chars)
 gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=500)

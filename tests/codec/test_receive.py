@@ -11,12 +11,13 @@ from codec import (
     Reassembler,
     build_udh,
     decode_part,
+    gsm7,
     pack_septets,
     parse_udh,
     reassemble,
     split,
+    udh,
 )
-from codec import gsm7, udh
 
 
 def test_parse_udh_of_a_concatenated_part() -> None:

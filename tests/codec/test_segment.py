@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from codec import _plan, gsm7, segment
 from codec import (
     Count,
     Part,
     Policy,
     SegmentLimitExceeded,
     UnencodableText,
+    _plan,
     count,
+    gsm7,
     parse_udh,
+    segment,
     split,
 )
 
