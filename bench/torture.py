@@ -10,7 +10,7 @@ crash end NOT_SENT ``in_doubt``), on loopback, from scratch:
 * the SMSC simulator (``python -m adapters.simulator``), one process for the whole run, so it
   outlives every kill and keeps its counters (printed as JSON when it is stopped); receipts
   after 0-0.3 s, held across connections for the next bind as an SMSC does;
-* the gateway: ``septet serve`` (bench/_torture_gateway.py sets the policy) with
+* the gateway: ``septet serve`` with ``[core] in_doubt`` set to the policy and
   ``store.sync = true`` in a temporary directory and one ``[[smpp]]`` connector to it;
 * this process: the load generator (batches of 500 over HTTP, each with its own
   ``Idempotency-Key``, paced to ``--rate``; a batch not acknowledged with 202 is sent again
@@ -98,6 +98,8 @@ class Run:
         path = self.work / "septet.toml"
         path.write_text(f"""
 log_level = "WARNING"
+[core]
+in_doubt = "{self.policy}"
 [http]
 port = {self.http_port}
 [store]
@@ -119,8 +121,7 @@ window = {WINDOW}
     def start_gateway(self) -> None:
         log = open(self.work / "gateway.log", "ab")  # noqa: SIM115 - the child owns it
         self.gateway = subprocess.Popen(
-            [PY, "-m", "bench._torture_gateway", self.policy, "--config", str(self.config()),
-             "serve"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            [PY, "-m", "gateway.cli", "--config", str(self.config()), "serve"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout: float = 30.0) -> float:
