@@ -239,8 +239,11 @@ def timeline(phase: Phase, t0: float) -> dict[str, Any]:
     ]}
 
 
-def gateway_toml(workdir: Path, http_port: int, sim_port: int, window: int) -> str:
+def gateway_toml(workdir: Path, http_port: int, sim_port: int, window: int,
+                 callback_batch: int = 1) -> str:
     return f"""log_level = "WARNING"
+[callbacks]
+batch_size = {callback_batch}
 [http]
 port = {http_port}
 [store]
@@ -309,15 +312,15 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
             "--receipt-delay", args.receipt_delay])
         await wait_port(sim_port)
         toml = workdir / "septet.toml"
-        toml.write_text(gateway_toml(workdir, http_port, sim_port, args.window))
+        toml.write_text(gateway_toml(workdir, http_port, sim_port, args.window,
+                                    args.callback_batch))
         with trio.fail_after(60):
             made = await trio.run_process(
                 [PY, "-m", "gateway.cli", "--config", str(toml), "accounts", "create", "bench",
                  "--callback-url", f"http://127.0.0.1:{cb_port}/cb"], capture_stdout=True)
         key = made.stdout.decode().strip().splitlines()[-1]
         gw = await Child.start(nursery, "gateway", [
-            PY, "-m", "bench._e2e_gateway", "--callback-batch", str(args.callback_batch),
-            "--config", str(toml), "serve"])
+            PY, "-m", "gateway.cli", "--config", str(toml), "serve"])
         await wait_port(http_port, 30)
         with trio.fail_after(30):
             while (await http_get(http_port, "/readyz"))[0] != 200:
