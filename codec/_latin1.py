@@ -32,8 +32,6 @@ SIMPLE_TRANSLIT: Final[dict[int, int]] = {
     if ord(src) < 0x100 and len(dst) == 1
 }
 SIMPLE: Final = bytes(sorted(SIMPLE_TRANSLIT))
-# Deleting BASIC + EXTENSION + SIMPLE leaves what the fast transliteration cannot handle.
-EXTENSION_OR_SIMPLE: Final = bytes(sorted(set(EXTENSION) | set(SIMPLE)))
 # (character, replacement) pairs by Latin-1 code, as Count.replacements reports them.
 PAIRS: Final[dict[int, tuple[str, str]]] = {
     code: (chr(code), _tables.TRANSLITERATION[chr(code)]) for code in SIMPLE
