@@ -183,9 +183,6 @@ class Endpoints:
             found = self.table[endpoint] = Endpoint(breaker)
         return found
 
-    def has_capacity(self, endpoint: str) -> bool:
-        return self.get(endpoint).in_flight < self.policy.per_endpoint
-
     def acquire(self, endpoint: str, now: float) -> bool:
         """Start a request to ``endpoint`` if the cap and the breaker allow it."""
         ep = self.get(endpoint)
