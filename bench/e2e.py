@@ -37,7 +37,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import trio
 
 from bench import _e2e_receiver as receiver
 from bench import chart
+from bench._common import free_port
 from bench.loadgen import message
 
 PY = sys.executable
@@ -58,12 +58,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_cpu(pid: int) -> float:

@@ -48,6 +48,8 @@ from typing import Any
 
 import trio
 
+from bench._common import free_port
+
 
 @dataclass
 class Phase:
@@ -352,12 +354,6 @@ async def inprocess(batch: int, concurrency: int, total: int = 20_000) -> tuple[
     return used / n * 1e6, n / wall
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def serve_ingress_only(workdir: str, port: int) -> None:
     """The HTTP layer over the real store and a real (not running) Gateway: accept commits
     with sync=True exactly as in `septet serve`, but no actor consumes the outbox. Isolates
@@ -387,7 +383,7 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
 
 
 def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], int, str]:
-    port = _free_port()
+    port = free_port()
     if carrier == "ingress-only":
         proc = subprocess.Popen([sys.executable, "-m", "bench.ingress", "--serve-ingress-only",
                                  str(workdir), "--port", str(port)], stdout=subprocess.DEVNULL)

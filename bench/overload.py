@@ -26,7 +26,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +37,10 @@ from typing import Any
 import httpx
 import trio
 
+from bench._common import free_port, percentile
+
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -56,13 +51,6 @@ def _rss_mb(pid: int) -> tuple[float, float]:
         if line.startswith(("VmRSS:", "RssAnon:")):
             out[line.split(":")[0]] = int(line.split()[1]) / 1024
     return out.get("VmRSS", 0.0), out.get("RssAnon", 0.0)
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -222,7 +210,7 @@ async def open_loop(port: int, reqs: Requests, rate: float, seconds: float, sock
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    sim_port, http_port = _free_port(), _free_port()
+    sim_port, http_port = free_port(), free_port()
     (work / "septet.toml").write_text(f"""
 log_level = "WARNING"
 [http]
@@ -296,9 +284,9 @@ password = "overload"
         "accepted_share": round(over.accepted_messages / max(1.0, offered * args.duration), 3),
         "rejected_503": over.rejected_503,
         "retry_after_on_503": over.with_retry_after == over.rejected_503,
-        "p50_503_ms": round(_pct(over.lat_503, 0.5) * 1000, 1),
-        "p99_503_ms": round(_pct(over.lat_503, 0.99) * 1000, 1),
-        "accepted_p99_ms": round(_pct(over.lat_ok, 0.99) * 1000, 1),
+        "p50_503_ms": round(percentile(over.lat_503, 0.5) * 1000, 1),
+        "p99_503_ms": round(percentile(over.lat_503, 0.99) * 1000, 1),
+        "accepted_p99_ms": round(percentile(over.lat_ok, 0.99) * 1000, 1),
         "other_statuses": over.other,
         "connection_errors": over.errors,
         "rss_start_mb": round(rss[1][0], 1),

@@ -23,6 +23,7 @@ import trio
 
 from actors.messages import CarrierReceipt, MsgId, SubmitPart
 from adapters.smpp.client import SmppCarrier
+from bench._common import percentile
 
 
 def _start_simulator(receipt_delay: str) -> tuple[subprocess.Popen[str], int]:
@@ -41,13 +42,6 @@ def _parts(n: int, start: int) -> list[SubmitPart]:
     body = b"Septet benchmark message, one part"
     return [SubmitPart(MsgId(f"b{i}"), 1, 1, f"+4915{i:09d}", "Septet", 0, b"", body, 0)
             for i in range(start, start + n)]
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return 0.0
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
@@ -107,8 +101,8 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
         "receipts": got,
         "submit_per_s": round(accepted / elapsed),
         "pdus_per_s": round((2 * accepted + 2 * got) / elapsed),
-        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
-        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "warmup_parts": 2000,
     }
 

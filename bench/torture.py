@@ -35,7 +35,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ from typing import Any
 import httpx
 import trio
 
+from bench._common import free_port, percentile
+
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 64  # the SMPP window of the connector: parts in flight at a kill
@@ -55,19 +56,6 @@ BATCH = 500
 FINAL = ("DELIVERED", "NOT_DELIVERED", "NOT_SENT")
 FINAL_WITHIN = 300.0  # seconds after the load ends
 RESTART_LIMIT = 2.0  # restart-to-ready p99 must not exceed it
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -79,8 +67,8 @@ class Run:
     rate: float
     seed: int
     work: Path
-    sim_port: int = field(default_factory=_free_port)
-    http_port: int = field(default_factory=_free_port)
+    sim_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     gateway: subprocess.Popen[bytes] | None = None
     acked: dict[str, int] = field(default_factory=dict)  # msg id -> message index
     restarts: list[float] = field(default_factory=list)
@@ -292,8 +280,8 @@ async def run_policy(run: Run) -> dict[str, Any]:
         "kills": run.kills,
         "retried_batches": run.retried_batches,
         "load_s": round(run.load_seconds, 1),
-        "restart_p50_s": round(_pct(run.restarts, 0.5), 3),
-        "restart_p99_s": round(_pct(run.restarts, 0.99), 3),
+        "restart_p50_s": round(percentile(run.restarts, 0.5), 3),
+        "restart_p99_s": round(percentile(run.restarts, 0.99), 3),
         "restart_max_s": round(max(run.restarts, default=0.0), 3),
     }
 
