@@ -147,12 +147,12 @@ class SmscSession:
             elif type(pdu) is p.DeliverSmResp:
                 self._delivered(pdu)
             else:
-                self._other(pdu, now)
+                self._other(pdu)
 
     def _reply(self, data: bytes) -> None:
         self._out.append(data)
 
-    def _other(self, pdu: p.Pdu | InvalidPdu, now: float) -> None:
+    def _other(self, pdu: p.Pdu | InvalidPdu) -> None:
         stats = self.shared.stats
         match pdu:
             case p.BindRequest():
