@@ -19,7 +19,7 @@ from typing import Final, Literal
 from actors.messages import SubmitPart
 from adapters.errors import LocalProtocolViolation
 from adapters.smpp import pdu as p
-from codec import CodecError, pack_septets
+from codec import CodecError, InvalidUDH, pack_septets, parse_udh
 
 Concat = Literal["udh", "sar"]
 _CONCAT_IES: Final = frozenset({0x00, 0x08})
@@ -43,20 +43,12 @@ def strip_concat(udh: bytes) -> bytes:
     Raises:
         LocalProtocolViolation: the UDH's lengths do not add up.
     """
-    if not udh:
-        return b""
-    if udh[0] != len(udh) - 1:
-        raise LocalProtocolViolation("UDH length octet disagrees with the UDH")
-    kept = bytearray()
-    pos = 1
-    while pos < len(udh):
-        if pos + 2 > len(udh) or pos + 2 + udh[pos + 1] > len(udh):
-            raise LocalProtocolViolation("UDH information element runs past the header")
-        end = pos + 2 + udh[pos + 1]
-        if udh[pos] not in _CONCAT_IES:
-            kept += udh[pos:end]
-        pos = end
-    return bytes((len(kept),)) + bytes(kept) if kept else b""
+    try:
+        ies = parse_udh(udh)
+    except InvalidUDH as exc:
+        raise LocalProtocolViolation(f"bad UDH: {exc}") from exc
+    kept = b"".join(bytes((iei, len(data))) + data for iei, data in ies if iei not in _CONCAT_IES)
+    return bytes((len(kept),)) + kept if kept else b""
 
 
 def source_address(sender: str) -> tuple[int, int, str]:
