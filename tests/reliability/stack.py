@@ -22,6 +22,7 @@ import httpx
 import trio
 
 from adapters.simulator import SimulatorConfig, SimulatorStats, serve_simulator
+from bench import callbacks as callbacks_receiver
 from gateway import config as cfg
 from gateway.accounts import Account, AccountBook
 from gateway.store import open_store
@@ -33,14 +34,19 @@ RECEIPT_TOKEN = "receipt-token-0123456789"
 
 @dataclass
 class Receiver:
-    """A callback receiver on 127.0.0.1 that records every POST body (raw HTTP/1.1)."""
+    """A callback receiver on 127.0.0.1 (``bench.callbacks.serve_receiver``, raw HTTP/1.1) that
+    records every POST body."""
 
     port: int = 0
-    bodies: list[bytes] = field(default_factory=list)
+    seen: callbacks_receiver.Receiver = field(default_factory=callbacks_receiver.Receiver)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [request.body for request in self.seen.requests]
 
     def events(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -48,43 +54,6 @@ class Receiver:
             doc = json.loads(body)
             out.extend(doc if isinstance(doc, list) else [doc])
         return out
-
-
-async def _serve_receiver(rx: Receiver, task_status: Any) -> None:
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            await _exchange(stream)
-        except trio.BrokenResourceError:
-            pass  # the gateway went away mid-request
-
-    async def _exchange(stream: trio.SocketStream) -> None:
-        buf = b""
-        async with stream:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(buf) < length:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buf += data
-                rx.bodies.append(buf[:length])
-                buf = buf[length:]
-                await stream.send_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    rx.port = listeners[0].socket.getsockname()[1]
-    task_status.started()
-    await trio.serve_listeners(handle, listeners)
 
 
 @dataclass
@@ -118,7 +87,7 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
                                                         stats=stats))
     receivers = {name: Receiver() for name in ("alpha", "beta")}
     for rx in receivers.values():
-        await nursery.start(_serve_receiver, rx)
+        rx.port = await nursery.start(callbacks_receiver.serve_receiver, rx.seen)
     path = tmp_path / "db"
     keys: dict[str, str] = {}
     async with open_store(path, sync=False) as store:
