@@ -3,8 +3,8 @@
 Ingress is the first hop of DESIGN.md §1. ``Gateway.accept`` (gateway/app.py) commits a
 batch to the store through the group-committing writer and only then hands it to
 :class:`IngressGate`, which passes the just-committed batch to the scheduler pump (fast path:
-the pump need not re-read what it was just given) and tells callers when the pipeline is
-saturated. Everything else here is pure: message ids and outbox keys.
+the pump need not re-read what it was just given). Saturation (``Saturated``) is decided by
+``Gateway`` itself before the commit. Everything else here is pure: message ids and outbox keys.
 
 Message ids are time-ordered strings: 10 Crockford base32 characters of the acceptance time
 in milliseconds (48 bits) followed by 8 characters of a per-process random node (8 bits) and
@@ -91,7 +91,7 @@ def due_key(message: Message) -> bytes:
 
 
 class IngressGate:
-    """Hands committed batches to the scheduler pump and answers "are we saturated?".
+    """Hands committed batches to the scheduler pump (``closed`` once it stops taking them).
 
     ``wake`` is the pump's fast-path inbox (msgpack batches of Message). Sending waits when
     it is full: the batch is already durable, and the pump drains that channel quickly.
