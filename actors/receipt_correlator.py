@@ -152,8 +152,9 @@ async def run(
         inbox: batches of PartSubmitted, PartFailed, MessageFinished, StoredReceipt.
         events: batches of StatusEvent for the notifier, sent after they are committed.
         released: batches of Released for the scheduler pump.
-        receipt_timeout: seconds a SENT message waits for its final receipt (the store's
-            PipelineStore records the deadline); None leaves it SENT (no timer here).
+        receipt_timeout: None turns the receipt-timeout timer off (a SENT message stays
+            SENT). Only None or not matters here: the deadline itself is recorded by the
+            store, from the PipelineStore's own ``receipt_timeout``; pass the same value.
         orphan_ttl: seconds an unmatched receipt stays parked before it counts as unknown.
         tick: how often the timers look for due work.
     """
