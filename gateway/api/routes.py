@@ -116,7 +116,6 @@ class Api:
                  receipt_tokens: Mapping[str, str] | None = None,
                  receipt_sink: ReceiptSink | None = None) -> None:
         self._gateway = gateway
-        self._accounts = accounts
         self.accounts = accounts
         self.idempotency: Any = None  # set by create_api (the purge task needs it)
         self._messages = messages
@@ -239,7 +238,7 @@ class Api:
         if not header:
             raise unauthorized("an API key is required: Authorization: Bearer <key>")
         token = bearer_token(header)
-        account = self._accounts.authenticate(token) if token else None
+        account = self.accounts.authenticate(token) if token else None
         if account is None:
             raise unauthorized("the API key is not valid")
         return account
@@ -288,7 +287,7 @@ class Api:
                                          f"refused: {getattr(exc, 'reason', '') or exc}"))
         if not errors:
             try:
-                account = await self._accounts.update(account.name, **changes)
+                account = await self.accounts.update(account.name, **changes)
             except AccountError as exc:  # check_settings: "field: reason; field: reason"
                 for part in str(exc).split("; "):
                     field, _sep, reason = part.partition(": ")
