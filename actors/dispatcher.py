@@ -110,8 +110,10 @@ async def _release_idle(
     released: trio.abc.SendChannel[bytes] | None, parts: list[SubmitPart],
     go: list[SubmitPart], now: float,
 ) -> None:
+    if released is None or len(go) == len(parts):
+        return  # nobody to tell, or every part goes: no message is idle
     idle = {p.msg_id for p in parts} - {p.msg_id for p in go}
-    if idle and released is not None:
+    if idle:
         # Closed: the pump has stopped (shutdown).
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await released.send(messages.encode_batch([Released(i, now) for i in idle]))
