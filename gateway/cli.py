@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -285,12 +285,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                              receipt_parsers={n: t.parse for n, t in taps.items()},
                              receipt_tokens={n: t.token for n, t in taps.items()},
                              receipt_sink=receipt_sink, campaigns=campaigns)
+            # ServerLimits' fields are a subset of [http]'s (test_server_limits_mirror_http_config)
             server = HttpServer(api, ServerLimits(
-                max_body_bytes=h.max_body_bytes, max_header_count=h.max_header_count,
-                max_header_bytes=h.max_header_bytes, request_timeout=h.request_timeout,
-                idle_timeout=h.idle_timeout, write_timeout=h.write_timeout,
-                max_connections=h.max_connections, max_in_flight=h.max_in_flight,
-                retry_after=h.retry_after))
+                **{f.name: getattr(h, f.name) for f in fields(ServerLimits)}))
             metrics.bind_server(server.statistics)
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(partial(server.serve, h.host, h.port, backlog=h.backlog,
