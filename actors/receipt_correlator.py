@@ -129,8 +129,8 @@ class _Correlator:
         for row in a.event_rows:
             # row: [tag, version, msg_id, account, event, ...]
             per_event[row[4]] = per_event.get(row[4], 0) + 1
-        for event, n in per_event.items():
-            _metrics.STATUS_EVENTS.labels(event).inc(n)
+        for event, count in per_event.items():
+            _metrics.STATUS_EVENTS.labels(event).inc(count)
 
 
 async def run(
