@@ -94,8 +94,8 @@ class SmscSession:
 
     def next_deadline(self) -> float:
         deadline = self._heap[0][0] if self._heap else float("inf")
-        for _, (_, resend_at) in self._unacked.items():
-            return min(deadline, resend_at)
+        if self._unacked:  # the oldest entry is resent first: all wait the same redeliver_after
+            deadline = min(deadline, next(iter(self._unacked.values()))[1])
         return deadline
 
     def poll(self, now: float) -> bytes:
