@@ -56,7 +56,7 @@ def test_mobile_originated_deliver_sm_is_not_a_receipt() -> None:
 
 
 def test_dates_are_utc_and_junk_is_zero() -> None:
-    assert smpp_date("7001010000") == 0.0 or smpp_date("0001010000") == 946684800.0
+    assert smpp_date("7001010000") == 3155760000.0  # two-digit years are 20YY (SMPP 3.4 §7.1.1)
     assert smpp_date("0001010000") == 946684800.0
     assert smpp_date("000101000030") == 946684830.0
     assert smpp_date("notadate") == 0.0 and smpp_date("0013010000") == 0.0
