@@ -217,11 +217,16 @@ async def _serve_raw(nursery: trio.Nursery, answers: list[bytes], *, close_after
         buffer = b""
         async with stream:
             while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buffer += data
+                try:
+                    while b"\r\n\r\n" not in buffer:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            return
+                        buffer += data
+                except trio.BrokenResourceError:
+                    # The client reset the connection after dropping an oversized answer that
+                    # the kernel had already taken whole: the same expected hang-up as below.
+                    return
                 head, _, rest = buffer.partition(b"\r\n\r\n")
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length")))
