@@ -60,10 +60,12 @@ class MessageRoutes:
     # ---------------------------------------------------------------- POST /v1/messages
 
     async def submit(self, request: Request, account: Account) -> Response:
-        key = request.header("idempotency-key")
-        if not key:
+        if "idempotency-key" not in request.headers:
             return await self._submit(request, account, None)
-        if len(key) > idem.MAX_KEY_LENGTH or not key.isprintable():
+        key = request.headers["idempotency-key"]
+        # Present but empty is refused, not read as "no key": a client that meant to send a key
+        # and sent none would otherwise lose the retry safety it asked for.
+        if not key or len(key) > idem.MAX_KEY_LENGTH or not key.isprintable():
             raise invalid([FieldError("header:Idempotency-Key",
                                       f"must be 1-{idem.MAX_KEY_LENGTH} printable characters")])
         digest = idem.request_hash(request.method, request.path, request.body)

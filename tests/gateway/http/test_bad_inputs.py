@@ -187,9 +187,10 @@ async def test_bad_query_parameters_are_named(served: Served) -> None:
     assert fields == {"query:status", "query:limit", "query:since", "query:colour", "query:to"}
 
 
-async def test_bad_idempotency_key_is_named(served: Served) -> None:
+@pytest.mark.parametrize("key", ["x" * 256, "", "tab\there"])
+async def test_bad_idempotency_key_is_named(served: Served, key: str) -> None:
     async with served.client() as c:
-        r = await c.post("/v1/messages", json=OK, headers={"idempotency-key": "x" * 256})
+        r = await c.post("/v1/messages", json=OK, headers={"idempotency-key": key})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "header:Idempotency-Key"
     assert served.message_count() == 0
