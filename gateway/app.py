@@ -29,6 +29,7 @@ stays flat however many wait.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -40,12 +41,11 @@ from typing import Any
 import lmdb
 import trio
 
-from actors import _metrics, dispatcher, receipt_correlator, scheduler, segmenter
-from actors import rate_limiter
+from actors import _metrics, dispatcher, rate_limiter, receipt_correlator, scheduler, segmenter
 from actors.dispatcher import RetryPolicy
 from actors.errors import StoreError
 from actors.ingress import IngressGate, MsgIdFactory
-from actors.messages import Message, MsgId
+from actors.messages import Message, MessageFinished, MsgId, encode_batch
 from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
 from actors.shaping import ShapingRules, single_connector
@@ -114,6 +114,7 @@ class Gateway:
         self._stop = trio.Event()
         self._stopped = trio.Event()
         self._nurseries: list[trio.Nursery] = []  # where the actors run (for liveness())
+        self._finish_send: trio.MemorySendChannel[bytes] | None = None  # into the correlator
 
     # -------------------------------------------------------------------------- public
 
@@ -143,6 +144,25 @@ class Gateway:
         if self._gate is not None:
             await self._gate.committed(msgs)
         return [m.msg_id for m in msgs]
+
+    async def finish(self, items: Sequence[MessageFinished]) -> None:
+        """End messages decided outside the actors (e.g. a cancelled campaign's queued ones).
+
+        While the pipeline runs the items go into the correlator's inbox, as the rate
+        limiter's and the segmenter's do: the correlator applies them in order with
+        everything else, persists each status event (with its seq) and passes it to the
+        notifier. Before start or after shutdown they are applied to the store directly: the
+        events are persisted, but no notifier runs to receive them. A move that is not legal
+        any more (the message was SENT or is final meanwhile) is refused by the store.
+        """
+        if not items:
+            return
+        send = self._finish_send
+        if send is not None:
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await send.send(encode_batch(items))
+                return
+        await self.pipeline.apply(list(items), (), self._now())
 
     def liveness(self) -> dict[str, Any]:
         """Per actor, whether its task is running; per carrier, whether it is bound.
@@ -190,6 +210,7 @@ class Gateway:
             self._nurseries = [outer]
             await self._start_tail(outer, ch, recovered.events)
             sink_send = ch.corr_send.clone()
+            finish_send = self._finish_send = ch.corr_send.clone()  # for finish()
             async with trio.open_nursery() as carriers_n:
                 sink = receipt_correlator.receipt_sink(self.pipeline, sink_send)
                 for c in self.carriers.values():
@@ -207,6 +228,8 @@ class Gateway:
                     await self._gate.aclose()  # data-driven: the pump ends, then each stage
                     head.cancel_scope.deadline = trio.current_time() + s.grace
                 carriers_n.cancel_scope.cancel()
+            self._finish_send = None  # finish() applies directly from now on
+            await finish_send.aclose()
             await sink_send.aclose()  # the last producer: the correlator drains and ends
             outer.cancel_scope.deadline = trio.current_time() + s.grace
         self._stopped.set()

@@ -322,9 +322,15 @@ class Campaigns:
         return c
 
     async def _cancel_queued(self, c: Campaign) -> int:
-        """End the campaign's accepted-but-unsent messages NOT_SENT ``cancelled``."""
-        pipeline = getattr(self.gateway, "pipeline", None)
-        if pipeline is None:
+        """End the campaign's accepted-but-unsent messages NOT_SENT ``cancelled``.
+
+        They go through ``Gateway.finish`` like every other NOT_SENT decided inside Septet,
+        so each gets its ``SMS_NOT_SENT`` event (persisted with its seq, counted for the
+        campaign) and the notifier sends it upstream. SENT and final messages are skipped
+        here, and a message that moves on before the finish is applied is refused by the store.
+        """
+        finish = getattr(self.gateway, "finish", None)
+        if finish is None:
             return 0
         done = 0
         batch: list[MessageFinished] = []
@@ -339,14 +345,14 @@ class Campaigns:
             state = msgpack.unpackb(raw, raw=False)[0]
             if state in FINAL_STATES or state == State.SENT:
                 continue
-            batch.append(MessageFinished(MsgId(ref), State.NOT_SENT, "cancelled",
+            batch.append(MessageFinished(MsgId(ref), State.NOT_SENT.value, "cancelled",
                                          "the campaign was cancelled", self._now()))
             if len(batch) >= 1000:
-                await pipeline.apply(batch, [], self._now())
+                await finish(batch)
                 done += len(batch)
                 batch = []
         if batch:
-            await pipeline.apply(batch, [], self._now())
+            await finish(batch)
             done += len(batch)
         return done
 
