@@ -5,8 +5,9 @@ per connection. ``feed(data)`` parses whatever arrived and returns every request
 so pipelined requests come out together, in order. Limits are enforced while parsing, before
 the bytes are kept: header count and total head size (request line + headers, RFC 9110 §15.5.14
 431), declared and actual body size (413), and malformed syntax (400). A violated limit raises
-:class:`HttpError`; the driver answers it and closes the connection, since the framing of
-anything after a refused request cannot be trusted. Time limits (whole-request deadline, idle
+:class:`HttpError`, carrying the requests completed ahead of the refused one in the same bytes;
+the driver answers those in order, then the refusal, and closes the connection, since the
+framing of anything after a refused request cannot be trusted. Time limits (whole-request deadline, idle
 keep-alive) belong to the driver, which asks ``in_progress`` whether a request has begun.
 
 Must not import: trio (this module is driven by gateway.http.server and by plain tests).
@@ -33,12 +34,17 @@ class ReaderLimits:
 
 
 class HttpError(Exception):
-    """A request that must be refused at the protocol level; the connection is closed after."""
+    """A request that must be refused at the protocol level; the connection is closed after.
+
+    ``completed`` holds the requests that the same ``feed`` completed before the refused one
+    (pipelined ahead of it): they are valid and must be answered, in order, before the refusal.
+    """
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.completed: list[Request] = []
 
 
 @dataclass(slots=True)
@@ -115,16 +121,17 @@ class RequestReader:
         """Parse ``data``; return the requests completed by it, in order.
 
         Raises:
-            HttpError: a limit was exceeded or the bytes are not HTTP/1.x.
+            HttpError: a limit was exceeded or the bytes are not HTTP/1.x; its ``completed``
+                carries the requests completed by ``data`` before the refused one.
         """
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._upgrade = True  # the request itself completed; the driver closes after it
         except httptools.HttpParserError as exc:
-            if self._error is not None:
-                raise self._error from None
-            raise HttpError(400, f"malformed HTTP request: {_reason(exc)}") from None
+            error = self._error or HttpError(400, f"malformed HTTP request: {_reason(exc)}")
+            error.completed, self._done = self._done, []
+            raise error from None
         done, self._done = self._done, []
         return done
 

@@ -341,6 +341,12 @@ class HttpServer:
             try:
                 requests = reader.feed(data)
             except HttpError as err:
+                # Requests pipelined ahead of the refused one are valid: answered first, in
+                # order (RFC 9112 §9.3.2), unless one of them already ends the connection.
+                if err.completed:
+                    timer.phase = "answer"
+                    if not await self._answer(stream, timer, err.completed, False):
+                        return
                 timer.phase = "write"
                 await self._send(stream, timer, problem_response(
                     err.status, _TITLES.get(err.status, "Bad Request"), err.detail, close=True),
