@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from actors.messages import CarrierReceipt, SubmitPart
 from actors.ports import Carrier, ReceiptSink, SubmitResult
+from gateway.store import open_env
 
 Outcome = Literal["accept", "deliver", "fail", "silent", "throttle", "transient", "reject"]
 Script = Callable[[SubmitPart, int], Outcome]
@@ -165,3 +168,35 @@ class ScriptedCarrier:
 
 
 _check: Carrier = ScriptedCarrier()  # type-checked against the Protocol
+
+
+_T = TypeVar("_T")
+
+
+class InlineStore:
+    """``gateway.store.Store``'s interface with writes run inline (no worker thread).
+
+    Under ``autojump_clock`` a wait on a worker thread counts as "all tasks blocked", so virtual
+    time would race ahead during every real store write; inline writes keep time exact. The
+    real threaded store is exercised by tests/gateway/test_callbacks_e2e.py.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.env, self._dbs = open_env(path, sync=False, metasync=False)
+
+    def db(self, name: bytes) -> Any:
+        return self._dbs[name]
+
+    async def write(self, op: Callable[[Any], _T]) -> _T:
+        await trio.lowlevel.checkpoint()
+        with self.env.begin(write=True) as txn:
+            return op(txn)
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        with self.env.begin() as txn:
+            yield txn
+
+    def entries(self, name: bytes) -> int:
+        with self.read() as txn:
+            return int(txn.stat(self.db(name))["entries"])

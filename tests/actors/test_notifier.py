@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import trio
@@ -19,9 +18,9 @@ from actors.messages import MsgId, StatusEvent
 from actors.ports import CallbackOutbox, CallbackResult, CallbackSender
 from gateway.callback_outbox import CallbackOutbox as LmdbOutbox
 from gateway.callback_outbox import list_dead_letters, replay_dead_letters
-from gateway.store import Store, open_env
+from gateway.store import Store
+from tests.fakes import InlineStore
 
-T = TypeVar("T")
 
 URL = "https://hooks.example.com/sms"
 
@@ -70,35 +69,6 @@ def events_for(n: int, *, statuses: Sequence[str] = ("SMS_SENT", "SMS_DELIVERED"
         for i in range(n)
         for seq, status in enumerate(statuses, start=1)
     ]
-
-
-class InlineStore:
-    """``gateway.store.Store``'s interface with writes run inline (no worker thread).
-
-    Under ``autojump_clock`` a wait on a worker thread counts as "all tasks blocked", so virtual
-    time would race ahead during every real store write; inline writes keep time exact. The
-    real threaded store is exercised by tests/gateway/test_callbacks_e2e.py.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.env, self._dbs = open_env(path, sync=False, metasync=False)
-
-    def db(self, name: bytes) -> Any:
-        return self._dbs[name]
-
-    async def write(self, op: Callable[[Any], T]) -> T:
-        await trio.lowlevel.checkpoint()
-        with self.env.begin(write=True) as txn:
-            return op(txn)
-
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        with self.env.begin() as txn:
-            yield txn
-
-    def entries(self, name: bytes) -> int:
-        with self.read() as txn:
-            return int(txn.stat(self.db(name))["entries"])
 
 
 @pytest.fixture

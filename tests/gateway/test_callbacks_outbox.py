@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -23,7 +21,8 @@ from gateway.callback_outbox import (
     prune_done,
     replay_dead_letters,
 )
-from gateway.store import Store, open_env, open_store
+from gateway.store import Store, open_store
+from tests.fakes import InlineStore
 
 
 def ev(msg: str, seq: int, event: str = "SMS_SENT", account: str = "acme") -> StatusEvent:
@@ -132,29 +131,6 @@ async def test_prune_forgets_settled_marks_of_old_messages(store: Store) -> None
 # one at a time, in ascending seq, never regressing, and loses none it accepted.
 
 
-class _InlineStore:
-    """Store interface with inline writes, so a state machine can drive it step by step."""
-
-    def __init__(self, path: Path) -> None:
-        self.env, self._dbs = open_env(path, sync=False, metasync=False)
-
-    def db(self, name: bytes) -> Any:
-        return self._dbs[name]
-
-    async def write(self, op: Any) -> Any:
-        with self.env.begin(write=True) as txn:
-            return op(txn)
-
-    @contextmanager
-    def read(self) -> Iterator[Any]:
-        with self.env.begin() as txn:
-            yield txn
-
-    def entries(self, name: bytes) -> int:
-        with self.read() as txn:
-            return int(txn.stat(self.db(name))["entries"])
-
-
 MSGS = ("a", "b", "c")
 
 
@@ -162,7 +138,7 @@ class OutboxMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.store = _InlineStore(Path(self.tmp.name))
+        self.store = InlineStore(Path(self.tmp.name))
         self.outbox = CallbackOutbox(self.store)  # type: ignore[arg-type]
         self.now = 1000.0
         self.accepted: set[tuple[str, int]] = set()
