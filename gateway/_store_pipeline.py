@@ -9,7 +9,7 @@ Key formats (docs/core.md has the full table):
     events              msg_id || u16 BE seq
     history             account 0x00 msg_id
     contacts            account 0x00 number
-    campaigns           campaign 0x00 counter name
+    campaigns           account 0x00 campaign 0x00 counter name
     receipts, unknown   u64 BE sequence
 """
 
@@ -204,9 +204,10 @@ def op_accept(
                         due, 0, 0]), db=db_state)
         put(due.to_bytes(8, "big") + key, b"", db=db_out)
         put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
-        if msg.campaign:
-            campaigns[msg.campaign] = campaigns.get(msg.campaign, 0) + 1
-            parts[msg.campaign] = parts.get(msg.campaign, 0) + n
+        if msg.campaign:  # counters per account and campaign name (names are per account)
+            ck = f"{msg.account}\x00{msg.campaign}"
+            campaigns[ck] = campaigns.get(ck, 0) + 1
+            parts[ck] = parts.get(ck, 0) + n
     for campaign, k in campaigns.items():
         _count(txn, store, campaign, "accepted", k)
         _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
@@ -548,11 +549,12 @@ def _event(
     ctx.txn.put(key + seq.to_bytes(2, "big"),
                 _pack([event, ctx.now, code, reason, carrier_id]), db=ctx.db(b"events"))
     msg = ctx.fields(key)
-    if msg.campaign:
-        ck = (msg.campaign, event)
+    if msg.campaign:  # counters per account and campaign name (names are per account)
+        cname = f"{msg.account}\x00{msg.campaign}"
+        ck = (cname, event)
         ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
         if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
-            ck = (msg.campaign, f"SMS_NOT_SENT:{code}")
+            ck = (cname, f"SMS_NOT_SENT:{code}")
             ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
     # The StatusEvent's wire row, built directly (a StatusEvent per event costs µs).
     ctx.out.event_rows.append([

@@ -57,7 +57,7 @@ CORE_DATABASES: Final[tuple[bytes, ...]] = (
     b"inflight",  # msg_id -> b""                  parts handed to a carrier, no answer yet
     b"carriers",  # connector 0x00 carrier_key -> msgpack [msg_id, part]
     b"events",  # msg_id || seq u16 BE -> msgpack [event, at, code, reason, carrier_id]
-    b"campaigns",  # campaign 0x00 counter -> msgpack int
+    b"campaigns",  # account 0x00 campaign 0x00 counter -> msgpack int
     b"contacts",  # account 0x00 number -> msgpack float (last SENT time)
     b"orphans",  # connector 0x00 carrier_key -> msgpack [[parked_at, receipt wire], ...]
     b"unknown",  # u64 BE sequence -> encode(CarrierReceipt)   receipts never matched

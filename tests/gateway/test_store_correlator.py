@@ -186,8 +186,8 @@ async def test_rejected_message_is_not_sent_and_counts_campaign(tmp_path: Path) 
         await r.finish()
         store = r.pstore.store
         with store.read() as txn:
-            raw = txn.get(b"c1\x00SMS_NOT_SENT", db=store.db(b"campaigns"))
-            accepted = txn.get(b"c1\x00accepted", db=store.db(b"campaigns"))
+            raw = txn.get(b"acc\x00c1\x00SMS_NOT_SENT", db=store.db(b"campaigns"))
+            accepted = txn.get(b"acc\x00c1\x00accepted", db=store.db(b"campaigns"))
     assert [e.event for e in r.events] == ["SMS_NOT_SENT"]
     assert r.events[0].error_code == "0x0000000B"
     assert msgpack.unpackb(raw) == 1 and msgpack.unpackb(accepted) == 1
