@@ -8,6 +8,8 @@
     septet config [--config septet.toml]      print the resolved configuration (or every error)
     septet bench NAME|all                     python -m bench.NAME (bench/*.py)
     septet import FILE [--config septet.toml] import one mailing file (docs/campaigns.md)
+    septet export ACCOUNT [--campaign C] [--status S] [--since T] [--until T] [--to N] [-o FILE]
+                                              an account's message history as CSV
 
 ``serve`` on a fresh clone: LMDB under ./var/septet, the built-in SMSC simulator in-process as
 the carrier, and a ``dev`` account created on first start. Its key is kept (mode 0600) in
@@ -65,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "import":
         return trio.run(_import_file, config, args.file)
+    if args.command == "export":
+        return trio.run(_export, config, args)
     if args.command == "serve":
         logs.configure(config.log_level, config.log_format)
         failed = False
@@ -106,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import one mailing file into a campaign")
     imp.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
     imp.add_argument("file")
+    e = sub.add_parser(
+        "export", help="write an account's message history as CSV",
+        description="Write an account's messages, with their state, parts' carrier ids and text, "
+                    "as CSV (the columns of GET /v1/messages with Accept: text/csv). Reads only: "
+                    "it can run beside a serving gateway on the same store.")
+    e.add_argument("--config", help="TOML configuration file", default=argparse.SUPPRESS)
+    e.add_argument("account", help="the account whose messages to export")
+    e.add_argument("--campaign", help="only this campaign (e.g. API_SMS_2026_11)")
+    e.add_argument("--status", help="only these states, comma-separated (e.g. NOT_DELIVERED,NOT_SENT)")
+    e.add_argument("--since", help="accepted at or after: RFC 3339 with offset, or Unix seconds")
+    e.add_argument("--until", help="accepted before: RFC 3339 with offset, or Unix seconds")
+    e.add_argument("--to", help="only this recipient (normalised like a submitted number)")
+    e.add_argument("--text", help="only texts containing this (case-insensitive)")
+    e.add_argument("-o", "--output", help="file to write (default: standard output)")
     b = sub.add_parser("bench", help="run a benchmark: " + ", ".join(BENCHES) + " or all")
     b.add_argument("name")
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -214,6 +232,49 @@ async def _import_file(config: cfg.Config, file: str) -> int:
         where = await importer.process(Path(file))
     print(f"septet: {Path(file).name} {where}")
     return 0 if where == "processed" else 1
+
+
+async def _export(config: cfg.Config, args: argparse.Namespace) -> int:
+    """``septet export``: the filters are parsed by the API's own query parser, so the command
+    and ``GET /v1/messages`` accept and refuse the same values."""
+    from urllib.parse import urlencode
+
+    from gateway.api.problems import Problem
+    from gateway.api.query import parse_search
+    from gateway.export import csv_chunks
+    from gateway.store import open_store
+    from gateway.validation import NumberNormaliser
+
+    filters = {"campaign": args.campaign, "status": args.status, "since": args.since,
+               "until": args.until, "to": args.to, "q": args.text}
+    if not Path(config.store.path).is_dir():
+        print(f"septet: no store at {config.store.path}", file=sys.stderr)
+        return 2
+    async with open_store(config.store.path, sync=config.store.sync,
+                          map_size=config.store.map_size) as store:
+        account = AccountBook(store).get(args.account)
+        if account is None:
+            print(f"septet: no account named {args.account!r}", file=sys.stderr)
+            return 2
+        query = urlencode({k: v for k, v in filters.items() if v is not None})
+        try:
+            q = parse_search(query, account, NumberNormaliser(1000), 1, 1)
+        except Problem as exc:
+            for error in exc.errors:
+                name = error.field.removeprefix("query:")
+                name = "text" if name == "q" else name
+                print(f"septet: --{name}: {error.reason}", file=sys.stderr)
+            return 2
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            for chunk in csv_chunks(store, account.name, q):
+                out.write(chunk)
+        finally:
+            if args.output:
+                out.close()
+            else:
+                out.flush()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
