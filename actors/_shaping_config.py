@@ -102,7 +102,8 @@ def rules_from_mapping(
     campaigns: Mapping[str, CampaignRules] | None = None,
 ) -> ShapingRules:
     """Rules from a ``[shaping]`` table: ``accounts``, ``default_account``, ``connectors``,
-    ``default_connector``, ``campaigns``, ``max_held`` (see docs/shaping.md).
+    ``default_connector``, ``campaigns``, ``max_held``, ``pause_recheck`` (see
+    docs/shaping.md).
 
     Args:
         data: the table, as ``tomllib`` or ``json`` gives it.
@@ -114,7 +115,7 @@ def rules_from_mapping(
     """
     r = _Reader()
     known = {"accounts", "default_account", "connectors", "default_connector", "campaigns",
-             "max_held"}
+             "max_held", "pause_recheck"}
     for key in sorted(set(data) - known):
         r.problems.append(f"shaping.{key}: unknown key")
     kwargs: dict[str, object] = {"route": route}
@@ -132,6 +133,11 @@ def rules_from_mapping(
     if not isinstance(max_held, int) or isinstance(max_held, bool) or max_held < 1:
         r.problems.append("shaping.max_held: expected a positive integer")
     kwargs["max_held"] = max_held
+    recheck = data.get("pause_recheck", 30.0)
+    if isinstance(recheck, bool) or not isinstance(recheck, int | float) or not recheck > 0:
+        r.problems.append("shaping.pause_recheck: expected a number of seconds > 0")
+    else:
+        kwargs["pause_recheck"] = float(recheck)
     if r.problems:
         raise ShapingConfigError(r.problems)
     return ShapingRules(**kwargs)  # type: ignore[arg-type]

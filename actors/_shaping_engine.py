@@ -109,6 +109,7 @@ class Shaper:
         self._accounts: dict[str, Account] = {}
         self._connectors: dict[str, Connector] = {}
         self._campaigns: dict[str, Campaign] = {}
+        self._camp_rules = rules.campaigns
         self._buckets: dict[tuple[str, ...], TokenBucket] = {}
         self._lanes: dict[tuple[str, ...], Lane] = {}
         self._timers: list[tuple[float, int, Lane]] = []
@@ -216,6 +217,8 @@ class Shaper:
 
     def _try(self, lane: Lane, row: Row, deadline: float, now: float) -> float:
         """Release, finish or defer ``row`` now (0.0), or say how long its lane must wait."""
+        if lane.ckey and self._paused(lane.ckey):
+            return self._pause(row, deadline, now)
         if lane.timed:
             w = 0.0
             for gate in lane.gates:
@@ -251,6 +254,20 @@ class Shaper:
             camp.charge(now)
         self.released.append(row)
         return 0.0
+
+    def _paused(self, ckey: str) -> bool:
+        rules = self._camp_rules.get(ckey)
+        return rules is not None and rules.paused
+
+    def _pause(self, row: Row, deadline: float, now: float) -> float:
+        """A paused campaign's message: back to the durable schedule for ``pause_recheck``
+        seconds (never held here: a paused list of any size must not fill ``max_held``), or,
+        without a schedule to hand it to, held that long. Its deadline still applies."""
+        recheck = self.rules.pause_recheck
+        if self.defer_beyond != NEVER:
+            self._defer(row, now + recheck, deadline)
+            return 0.0
+        return recheck
 
     def _recently_contacted(self, row: Row, window: float, now: float) -> bool:
         """Whether the store or this limiter sent to the number within ``window`` seconds.
@@ -315,13 +332,15 @@ class Shaper:
         conn = self._connectors[name] = Connector(name, rules, now)
         return conn
 
-    def _campaign(self, name: str, now: float) -> Campaign | None:
-        camp = self._campaigns.get(name)
+    def _campaign(self, ckey: str, name: str, now: float) -> Campaign | None:
+        """The campaign state of ``ckey`` (account 0x00 name): its own rules, else rules
+        given for the bare ``name``."""
+        camp = self._campaigns.get(ckey)
         if camp is None:
-            rules = self.rules.campaigns.get(name)
+            rules = self._camp_rules.get(ckey) or self._camp_rules.get(name)
             if rules is None:
                 return None
-            camp = self._campaigns[name] = Campaign(rules, now)
+            camp = self._campaigns[ckey] = Campaign(rules, now)
         return camp
 
     def _bucket(self, key: tuple[str, ...], limit: Limit) -> TokenBucket:
@@ -358,11 +377,12 @@ class Shaper:
             buckets.append(self._bucket(("cs", conn.name, sender), conn.rules.per_sender))
         if cp:
             buckets.append(self._bucket(("cp", conn.name, cp), conn.prefixes[cp]))
-        camp = self._campaign(campaign, now) if campaign else None
+        ckey = f"{acct.name}\x00{campaign}" if campaign else ""
+        camp = self._campaign(ckey, campaign, now) if campaign else None
         gates = tuple(g for g in (acct.gate, camp.gate if camp else None) if g is not None)
         recontact = max(acct.recontact, camp.rules.no_recontact_hours * 3600.0 if camp else 0.0)
         self._longest_recontact = max(self._longest_recontact, recontact)
-        return Lane(tuple(buckets), gates, camp, recontact, conn)
+        return Lane(tuple(buckets), gates, camp, recontact, conn, ckey)
 
     def _sweep(self, now: float) -> None:
         """Forget idle lanes, full per-key buckets, stale deadlines and contacts out of window."""

@@ -111,6 +111,10 @@ class CampaignRules:
         no_recontact_hours: skip numbers the account sent to within this many hours (the
             larger of this and the account's window applies).
         window: allowed hours for this campaign, on top of the account's.
+        paused: the campaign is paused: none of its messages is released (each goes back
+            to the durable schedule for ``ShapingRules.pause_recheck`` seconds, or waits
+            here when the limiter has no schedule to hand it to) until this turns False.
+            Read live, per message, from ``ShapingRules.campaigns``.
     """
 
     total: int = 0
@@ -122,6 +126,7 @@ class CampaignRules:
     released: int = 0
     no_recontact_hours: float = 0.0
     window: SendWindow | None = None
+    paused: bool = False
 
     def __post_init__(self) -> None:
         _non_negative(total=self.total, slice_percent=self.slice_percent,
@@ -147,8 +152,13 @@ class ShapingRules:
     Attributes:
         accounts: rules per account name; others get ``default_account``.
         connectors: rules per connector name; others get ``default_connector``.
-        campaigns: rules per campaign id (any Mapping: the gateway may pass a live view of
-            its campaign table; a campaign's rules are read when its first message arrives).
+        campaigns: rules per campaign, keyed ``account + "\\x00" + campaign`` (campaign
+            names are per account) or, for rules that apply to a name in every account,
+            by the bare name. Any Mapping: the gateway passes a live view of its campaign
+            table; a campaign's pace and slices are read when its first message arrives,
+            ``paused`` for every message.
+        pause_recheck: seconds a paused campaign's message goes back to the durable schedule
+            before it is looked at again (so resuming takes effect within this).
         route: destination number -> connector name (which connector's buckets to charge).
         max_held: the limiter stops reading its inbox while it holds this many messages.
     """
@@ -160,7 +170,10 @@ class ShapingRules:
     campaigns: Mapping[str, CampaignRules] = field(default_factory=dict)
     route: Callable[[str], str] = single_connector
     max_held: int = 100_000
+    pause_recheck: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_held < 1:
             raise ValueError("max_held must be at least 1")
+        if not self.pause_recheck > 0:
+            raise ValueError("pause_recheck must be > 0")

@@ -143,10 +143,11 @@ class Lane:
     """Messages that hit the same buckets, gates and campaign, in arrival order."""
 
     __slots__ = ("queue", "buckets", "gates", "campaign", "timed", "recontact", "conn",
-                 "scheduled", "reserving", "reserved_n")
+                 "scheduled", "reserving", "reserved_n", "ckey")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
-                 campaign: Campaign | None, recontact: float, conn: Connector) -> None:
+                 campaign: Campaign | None, recontact: float, conn: Connector,
+                 ckey: str = "") -> None:
         self.queue: deque[list[Any]] = deque()  # entries [row | None, deadline]
         self.buckets = buckets
         self.gates = gates
@@ -154,6 +155,7 @@ class Lane:
         self.timed = bool(gates) or campaign is not None  # a window or campaign to consult
         self.recontact = recontact
         self.conn = conn
+        self.ckey = ckey  # account 0x00 campaign ("" without one): where "paused" is read
         self.scheduled = False
         self.reserving: TokenBucket | None = None  # the bucket whose line we stand in
         self.reserved_n = 0.0  # what our head needs from it

@@ -31,7 +31,7 @@ import gateway.campaigns  # noqa: F401  (registers the campaign databases)
 from gateway.accounts import Account, AccountBook
 from gateway.api import create_api
 from gateway.app import Gateway
-from gateway.campaigns import COUNTERS, Campaigns, counters
+from gateway.campaigns import COUNTERS, Campaigns, campaign_key, counters
 from gateway.config import ApiConfig
 from gateway.http import HttpServer, ServerLimits
 from gateway.store import open_store
@@ -79,7 +79,7 @@ async def run(n: int, chunk: int, expand_chunk: int, sync: bool = True) -> dict[
             t_start = time.perf_counter()
             while True:
                 with store.read() as txn:
-                    accepted = counters(txn, store.db(COUNTERS), "bench").get("accepted", 0)
+                    accepted = counters(txn, store.db(COUNTERS), campaign_key("bench", "bench")).get("accepted", 0)
                 if accepted >= n:
                     break
                 await trio.sleep(0.01)

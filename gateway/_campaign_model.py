@@ -89,6 +89,12 @@ class Campaign:
     finished_at: float = 0.0
     source: str = "api"
 
+    @property
+    def key(self) -> str:
+        """``account 0x00 name``: what every database keys this campaign by (names are per
+        account)."""
+        return campaign_key(self.account, self.name)
+
     def pack(self) -> bytes:
         return bytes(msgpack.packb(asdict(self), use_bin_type=True))
 
@@ -204,6 +210,11 @@ def _number(numbers: NumberNormaliser, raw: str, prefix: str) -> str:
 # ---------------------------------------------------------------------------------- keys
 
 
+def campaign_key(account: str, name: str) -> str:
+    """The key of campaign ``name`` of ``account`` (the store counts per this key too)."""
+    return f"{account}\x00{name}"
+
+
 def _key(name: str, row: int) -> bytes:
     return name.encode() + b"\x00" + row.to_bytes(8, "big")
 
@@ -215,8 +226,8 @@ def _add(txn: Any, db: Any, name: str, counter: str, n: int) -> None:
 
 
 def counters(txn: Any, db: Any, name: str) -> dict[str, int]:
-    """Every counter of campaign ``name`` (a range read of its few keys, not a scan of
-    messages)."""
+    """Every counter of the campaign keyed ``name`` (:func:`campaign_key`; a range read of
+    its few keys, not a scan of messages)."""
     prefix = name.encode() + b"\x00"
     out: dict[str, int] = {}
     with txn.cursor(db=db) as cur:
@@ -300,6 +311,9 @@ class _Rules(Mapping[str, CampaignRules]):
     def __getitem__(self, key: str) -> CampaignRules:
         return self._t[key]
 
+    def get(self, key: str, default: Any = None) -> Any:  # the limiter's per-message lookup
+        return self._t.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._t)
 
@@ -308,10 +322,13 @@ class _Rules(Mapping[str, CampaignRules]):
 
 
 def limiter_rules(c: Campaign) -> CampaignRules | None:
-    """What the rate limiter applies to campaign ``c`` (slices are done by expansion)."""
-    if not c.per_minute and not c.recontact_hours:
+    """What the rate limiter applies to campaign ``c`` (slices are done by expansion): pace,
+    re-contact window, and whether it is paused (then none of its messages is released)."""
+    paused = c.state == "paused"
+    if not c.per_minute and not c.recontact_hours and not paused:
         return None
-    return CampaignRules(per_minute=c.per_minute, no_recontact_hours=c.recontact_hours)
+    return CampaignRules(per_minute=c.per_minute, no_recontact_hours=c.recontact_hours,
+                         paused=paused)
 
 
 def check(c: Campaign) -> list[tuple[str, str]]:

@@ -5,9 +5,10 @@ Theory of operation
 A campaign lives in four LMDB databases (registered in ``gateway.store.STORE_DATABASES`` when
 this module is imported, so import it before ``open_store``):
 
-    campaign_defs   name                      -> msgpack record (:class:`Campaign`)
-    campaign_rows   name 0x00 u64 row          -> msgpack recipient (dict of str)  staged rows
-    campaign_msgs   name 0x00 u64 row          -> msg_id, or "!code: detail" for a refused row
+    campaign_defs   account 0x00 name            -> msgpack record (:class:`Campaign`)
+    campaign_rows   account 0x00 name 0x00 row   -> msgpack recipient (dict of str)  staged rows
+    campaign_msgs   account 0x00 name 0x00 row   -> msg_id, or "!code: detail" for a refused row
+                    (row: u64 big-endian)
     templates       account 0x00 template name -> msgpack template document
 
 Recipients are *staged* first (``stage``: rows appended in chunks, one durable write per
@@ -39,8 +40,10 @@ Statistics are read from the incremental counters in the ``campaigns`` database 
 correlator counts ``SMS_*`` events, ``SMS_NOT_SENT:<code>``, ``accepted`` and ``parts``; this
 module counts refused rows as ``invalid:<code>`` and cancelled rows), never by scanning.
 
-Messages keep ``Message.campaign = name``; counters are keyed by that name, so campaign names
-are unique across the gateway (a name owned by another account is refused).
+Messages keep ``Message.campaign = name``. Names are unique per account: every key is the
+campaign key ``account 0x00 name`` (:func:`campaign_key`; names hold no NUL), and so are the
+store's counters (``account 0x00 campaign 0x00 counter``), so two accounts may both run a
+``SPRING`` and every account has its own ``API_SMS_YYYY_MM`` counters.
 
 Must not import: gateway.http; from gateway.api only the message id factory (gateway.api._ids).
 """
@@ -71,6 +74,7 @@ from gateway._campaign_model import (
     TemplateBook,
     _add,
     _key,
+    campaign_key,
     _Rules,
     check,
     counters,
@@ -95,6 +99,7 @@ __all__ = [
     "Campaigns",
     "RowRefused",
     "TemplateBook",
+    "campaign_key",
     "check",
     "counters",
     "expand_row",
@@ -145,9 +150,9 @@ class Campaigns:
     def _remember(self, c: Campaign) -> None:
         rules = limiter_rules(c)
         if rules is None:
-            self._table.pop(c.name, None)
+            self._table.pop(c.key, None)
         else:
-            self._table[c.name] = rules
+            self._table[c.key] = rules
 
     def _lock(self, name: str) -> trio.Lock:
         lock = self._locks.get(name)
@@ -158,32 +163,33 @@ class Campaigns:
     # ------------------------------------------------------------------- reading
 
     def get(self, account: str, name: str) -> Campaign | None:
-        """The campaign ``name`` of ``account`` (None for another account's)."""
+        """The campaign ``name`` of ``account`` (names are per account)."""
         with self.store.read() as txn:
-            raw = txn.get(name.encode(), db=self.store.db(DEFS))
-        if raw is None:
-            return None
-        c = Campaign.unpack(raw)
-        return c if c.account == account else None
+            raw = txn.get(campaign_key(account, name).encode(), db=self.store.db(DEFS))
+        return None if raw is None else Campaign.unpack(raw)
 
     def of_account(self, account: str) -> list[Campaign]:
+        """Every campaign of ``account`` (a range read: definitions are keyed by account)."""
+        prefix = account.encode() + b"\x00"
         out = []
         with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
-            for _, raw in cur:
-                c = Campaign.unpack(raw)
-                if c.account == account:
-                    out.append(c)
+            if cur.set_range(prefix):
+                for key, raw in cur:
+                    if not key.startswith(prefix):
+                        break
+                    out.append(Campaign.unpack(raw))
         return out
 
     def statistics(self, c: Campaign) -> dict[str, Any]:
         with self.store.read() as txn:
-            n = counters(txn, self.store.db(COUNTERS), c.name)
+            n = counters(txn, self.store.db(COUNTERS), c.key)
         return statistics(c, n)
 
-    def rows(self, name: str, start: int = 0, *, refs: bool = True
+    def rows(self, account: str, name: str, start: int = 0, *, refs: bool = True
              ) -> Iterator[tuple[int, dict[str, Any], str]]:
         """(row number, staged recipient, msg_id or "!code: detail" or "") from ``start``,
         read in short snapshots (no transaction is held while the caller works)."""
+        name = campaign_key(account, name)
         prefix = name.encode() + b"\x00"
         at = start
         while True:
@@ -210,13 +216,14 @@ class Campaigns:
         """Store a new campaign (checked: sender, template, shaping).
 
         Raises:
-            CampaignError: 422 with the field problems, 409 if the name is taken.
+            CampaignError: 422 with the field problems, 409 if the account already has a
+                campaign of that name.
         """
         errors = check(c)
         if errors:
             raise CampaignError(422, errors)
         c.created_at = c.created_at or self._now()
-        data_name = c.name.encode()
+        data_name = c.key.encode()
 
         def op(txn: Any) -> bool:
             db = self.store.db(DEFS)
@@ -230,7 +237,7 @@ class Campaigns:
     def op_create(self, txn: Any, c: Campaign) -> bool:
         """Create ``c`` inside a caller's transaction (the importer's); False if it exists."""
         c.created_at = c.created_at or self._now()
-        return bool(txn.put(c.name.encode(), c.pack(), db=self.store.db(DEFS), overwrite=False))
+        return bool(txn.put(c.key.encode(), c.pack(), db=self.store.db(DEFS), overwrite=False))
 
     async def stage(self, account: str, name: str, rows: Iterable[Mapping[str, Any]], *,
                     also: Callable[[Any, int], None] | None = None, chunk: int = 5000) -> int:
@@ -262,7 +269,7 @@ class Campaigns:
                 raise CampaignError(409, [("recipients", reason)])
             db = self.store.db(ROWS)
             for i, data in enumerate(packed):
-                txn.put(_key(name, c.rows + i), data, db=db)
+                txn.put(_key(c.key, c.rows + i), data, db=db)
             c.rows += len(packed)
             self._save(txn, c)
             if also is not None:
@@ -273,14 +280,14 @@ class Campaigns:
         return int(n)
 
     def _load(self, txn: Any, account: str, name: str) -> Campaign:
-        raw = txn.get(name.encode(), db=self.store.db(DEFS))
+        raw = txn.get(campaign_key(account, name).encode(), db=self.store.db(DEFS))
         c = Campaign.unpack(raw) if raw is not None else None
-        if c is None or c.account != account:
+        if c is None:
             raise CampaignError(404, [("id", f"no campaign named {name[:64]!r}")])
         return c
 
     def _save(self, txn: Any, c: Campaign) -> None:
-        txn.put(c.name.encode(), c.pack(), db=self.store.db(DEFS))
+        txn.put(c.key.encode(), c.pack(), db=self.store.db(DEFS))
 
     async def transition(self, account: str, name: str, action: str) -> Campaign:
         """``start`` (seal and schedule), ``pause``, ``resume`` or ``cancel``.
@@ -307,13 +314,13 @@ class Campaigns:
             elif action == "cancel":
                 remaining = c.rows - c.cursor
                 if remaining:
-                    _add(txn, self.store.db(COUNTERS), c.name, "cancelled_rows", remaining)
+                    _add(txn, self.store.db(COUNTERS), c.key, "cancelled_rows", remaining)
                 c.finished_at = now
             c.state = target
             self._save(txn, c)
             return c
 
-        async with self._lock(name):
+        async with self._lock(campaign_key(account, name)):
             c: Campaign = await self.store.write(op)
         if action == "cancel":
             await self._cancel_queued(c)
@@ -335,7 +342,7 @@ class Campaigns:
         done = 0
         batch: list[MessageFinished] = []
         db_state = self.store.db(b"state")
-        for _, _, ref in self.rows(c.name):
+        for _, _, ref in self.rows(c.account, c.name):
             if not ref or ref.startswith("!"):
                 continue
             with self.store.read() as txn:
@@ -391,7 +398,7 @@ class Campaigns:
         return due
 
     async def _advance(self, account: str, name: str) -> float | None:
-        async with self._lock(name):
+        async with self._lock(campaign_key(account, name)):
             while True:
                 with self.store.read() as txn:
                     c = self._load(txn, account, name)
@@ -421,7 +428,7 @@ class Campaigns:
 
     def _all_final(self, c: Campaign) -> bool:
         with self.store.read() as txn:
-            n = counters(txn, self.store.db(COUNTERS), c.name)
+            n = counters(txn, self.store.db(COUNTERS), c.key)
         final = n.get("SMS_DELIVERED", 0) + n.get("SMS_NOT_DELIVERED", 0) + n.get("SMS_NOT_SENT", 0)
         return final >= n.get("accepted", 0)
 
@@ -442,7 +449,7 @@ class Campaigns:
         previous one commits (at most ``depth`` commits in flight). Each commit checks that
         the cursor is where its chunk starts, so chunks land in order or not at all."""
         tpl = c.template_obj()
-        rows = self.rows(c.name, c.cursor, refs=False)
+        rows = self.rows(c.account, c.name, c.cursor, refs=False)
         saturated: list[BaseException] = []
         room = trio.Semaphore(3)
         async with trio.open_nursery() as nursery:
@@ -483,10 +490,10 @@ class Campaigns:
                       work: tuple[list[Message], list[tuple[int, bytes]], dict[str, int]],
                       room: trio.Semaphore, saturated: list[BaseException]) -> None:
         messages, refs, refused = work
-        name, store = c.name, self.store
+        name, store = c.key, self.store
 
         def also(txn: Any) -> None:
-            cur = self._load(txn, c.account, name)
+            cur = self._load(txn, c.account, c.name)
             if cur.cursor != start or cur.state not in ACTIVE:
                 raise _Moved()
             db = store.db(MSGS)

@@ -183,7 +183,7 @@ class CampaignRoutes:
         yield _csv_line(EXPORT_COLUMNS)
         store = self.service.store
         buf: list[bytes] = []
-        for row, _data, ref in self.service.rows(c.name):
+        for row, _data, ref in self.service.rows(c.account, c.name):
             if not ref:
                 buf.append(_csv_line((row, "", "", "STAGED", "", "", "", "", "", "", "", "")))
             elif ref.startswith("!"):

@@ -65,7 +65,7 @@ async def test_cancel_sends_one_sms_not_sent_per_queued_message(tmp_path: Path) 
                 assert r.status_code == 201
                 clock.t = start - svc.lead
                 await svc.step()
-                ids = [ref for _, _, ref in svc.rows("later") if ref]
+                ids = [ref for _, _, ref in svc.rows("alpha", "later") if ref]
                 assert len(ids) == 10  # slice 0 expanded, the rest never will be
                 assert {str(store.get_message(i).state) for i in ids} == {"ACCEPTED"}
                 assert got == []

@@ -30,8 +30,9 @@ class Clock:
         return self.t
 
 
-def messages_of(svc: Campaigns, name: str) -> list[tuple[int, str]]:
-    return [(row, ref) for row, _, ref in svc.rows(name) if ref and not ref.startswith("!")]
+def messages_of(svc: Campaigns, name: str, account: str = "alpha") -> list[tuple[int, str]]:
+    return [(row, ref) for row, _, ref in svc.rows(account, name)
+            if ref and not ref.startswith("!")]
 
 
 async def test_template_crud_and_preview(tmp_path: Path) -> None:
@@ -93,14 +94,25 @@ async def test_campaign_recipients_phone_fields_prefix_and_per_row_refusals(
         assert rows[0]["to"] == "+351912345678" and rows[0]["id"]
 
 
-async def test_campaigns_are_private_and_names_unique(tmp_path: Path) -> None:
+async def test_campaigns_are_private_and_names_unique_per_account(tmp_path: Path) -> None:
     async with serve_campaigns(tmp_path / "db") as s, s.client() as c, s.client("beta") as b:
-        body = {"name": "x1", "from": "Septet", "text": "hi", "recipients": []}
+        body = {"name": "x1", "from": "Septet", "text": "hi", "recipients": [], "draft": True}
         assert (await c.post("/v1/campaigns", json=body)).status_code == 201
         assert (await b.get("/v1/campaigns/x1")).status_code == 404
         assert (await b.get("/v1/campaigns")).json()["campaigns"] == []
         assert (await b.post("/v1/campaigns/x1/pause")).status_code == 404
-        assert (await b.post("/v1/campaigns", json=body)).status_code == 409
+        assert (await c.post("/v1/campaigns", json=body)).status_code == 409  # same account
+        # another account may have its own x1: separate record, rows and state
+        r = await b.post("/v1/campaigns", json={**body, "text": "beta's"})
+        assert r.status_code == 201
+        r = await b.post("/v1/campaigns/x1/recipients", content=b"phone\n+351912345678\n",
+                         headers={"content-type": "text/csv"})
+        assert r.json()["recipients"] == 1
+        assert (await b.post("/v1/campaigns/x1/cancel")).json()["state"] == "cancelled"
+        mine = (await c.get("/v1/campaigns/x1")).json()
+        assert (mine["text"], mine["state"], mine["recipients"]) == ("hi", "draft", 0)
+        assert [x["text"] for x in (await b.get("/v1/campaigns")).json()["campaigns"]] == [
+            "beta's"]
         r = await c.post("/v1/campaigns", json={"from": "Septet!!!!!!!!", "text": "{x",
                                                 "shaping": {"slice_percent": 150},
                                                 "bogus": 1})
@@ -168,11 +180,11 @@ async def test_per_minute_and_recontact_are_handed_to_the_rate_limiter(tmp_path:
             "name": "paced", "from": "Septet", "text": "x", "recontact_hours": 36,
             "shaping": {"per_minute": 300}, "recipients": [{"phone": "+351912345678"}]})
         assert r.status_code == 201
-        assert s.campaigns.rules["paced"] == CampaignRules(per_minute=300,
+        assert s.campaigns.rules["alpha\x00paced"] == CampaignRules(per_minute=300,
                                                            no_recontact_hours=36)
-        assert "paced" in s.campaigns.rules and len(s.campaigns.rules) == 1
+        assert "alpha\x00paced" in s.campaigns.rules and len(s.campaigns.rules) == 1
         # A fresh service (a restart) rebuilds the same rules from the store.
-        assert Campaigns(s.store).rules["paced"] == CampaignRules(per_minute=300,
+        assert Campaigns(s.store).rules["alpha\x00paced"] == CampaignRules(per_minute=300,
                                                                  no_recontact_hours=36)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from actors.messages import SubmitPart
-from gateway.campaigns import COUNTERS, Campaigns, counters
+from gateway.campaigns import COUNTERS, Campaigns, campaign_key, counters
 from tests.fakes import Outcome, ScriptedCarrier
 from tests.gateway._campaign_server import serve_campaigns
 
@@ -30,7 +30,7 @@ def recount(svc: Campaigns, store: Any, name: str) -> dict[str, Any]:
     """The statistics, recomputed from every message record of the campaign."""
     c: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for _, _, ref in svc.rows(name):
+    for _, _, ref in svc.rows("alpha", name):
         if ref.startswith("!"):
             c["invalid"] += 1
             reasons[ref[1:].partition(":")[0]] += 1
@@ -58,7 +58,7 @@ async def wait_final(svc: Campaigns, store: Any, name: str, n: int) -> None:
         while True:
             await svc.step()
             with store.read() as txn:
-                k = counters(txn, store.db(COUNTERS), name)
+                k = counters(txn, store.db(COUNTERS), campaign_key("alpha", name))
             if sum(k.get(e, 0) for e in ("SMS_DELIVERED", "SMS_NOT_DELIVERED",
                                          "SMS_NOT_SENT")) + k.get("invalid", 0) >= n:
                 return

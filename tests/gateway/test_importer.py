@@ -135,7 +135,7 @@ async def test_zip_and_headerless_txt(importer: Importer) -> None:
     svc = importer.campaigns
     await svc.step()
     texts = sorted(svc.store.get_message(ref).message.text
-                   for c in svc.of_account("acme") for _, _, ref in svc.rows(c.name))
+                   for c in svc.of_account("acme") for _, _, ref in svc.rows(c.account, c.name))
     assert texts == ["Hello", "Hello Ana", "Hi Bo", "Hola"]
 
 

@@ -82,7 +82,7 @@ async def test_sigkill_mid_file_then_restart_imports_every_row_once(tmp_path: Pa
         svc = Campaigns(store, Gateway(store, []))
         (c,) = svc.of_account("acme")
         assert (c.rows, c.sealed) == (N, True)
-        rows = list(svc.rows(c.name, refs=False))
+        rows = list(svc.rows(c.account, c.name, refs=False))
         assert [r for r, _, _ in rows] == list(range(N))
         assert [d["mobile_phone"] for _, d, _ in rows] == [f"9{12000000 + i:08d}" for i in range(N)]
         await svc.step()
