@@ -30,11 +30,13 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
@@ -60,8 +62,29 @@ SECRET_PREFIX: Final = "whsec_"
 # ------------------------------------------------------------------------------- payload
 
 
-def _rfc3339(t: float) -> str:
+def _rfc3339_slow(t: float) -> str:
+    """The reference form (datetime): what :func:`_rfc3339` must equal for every ``t``."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_SECOND: list[Any] = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"] of the last call
+
+
+def _rfc3339(t: float) -> str:
+    """``2026-11-25T22:00:01.250Z``: as :func:`_rfc3339_slow`, with the date and time of the
+    last whole second kept (a batch's events share it), so most calls only format the ms."""
+    frac, whole = math.modf(t)
+    us = round(frac * 1e6)  # datetime.fromtimestamp rounds to µs half-even, as round() does
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    if whole != _SECOND[0]:
+        if not 0 <= whole < 253402300800:  # outside years 1970..9999: let datetime say
+            return _rfc3339_slow(t)
+        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _SECOND[0] = whole
+    return f"{_SECOND[1]}.{us // 1000:03d}Z"
 
 
 def event_payload(event: StatusEvent) -> dict[str, Any]:
@@ -84,11 +107,49 @@ def event_payload(event: StatusEvent) -> dict[str, Any]:
     }
 
 
-def build_body(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
-    """One event as an object, several (or ``batched=True``) as an array. Compact UTF-8 JSON."""
+def build_body_slow(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
+    """The reference form (``json.dumps`` of :func:`event_payload`); :func:`build_body` equals it."""
     as_array = len(events) != 1 if batched is None else batched
     payload: Any = [event_payload(e) for e in events] if as_array else event_payload(events[0])
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_str = encode_basestring  # the C string escaper json.dumps(ensure_ascii=False) uses
+
+
+def _event_json(e: StatusEvent) -> str:
+    """One event's object, byte for byte what ``json.dumps(event_payload(e), separators=(",",
+    ":"), ensure_ascii=False)`` writes, without building the dicts (a third of the cost)."""
+    if type(e.seq) is not int or type(e.parts) is not int or not (
+            type(e.at) is int or (type(e.at) is float and math.isfinite(e.at))):
+        return _event_json_slow(e)  # bools, NaN and the like: json's own spelling
+    try:
+        return _fast_event_json(e)
+    except TypeError:  # a field that is not a str
+        return _event_json_slow(e)
+
+
+def _event_json_slow(e: StatusEvent) -> str:
+    return json.dumps(event_payload(e), separators=(",", ":"), ensure_ascii=False)
+
+
+def _fast_event_json(e: StatusEvent) -> str:
+    return (f'{{"type":{_str(e.event)},"timestamp":"{_rfc3339(e.at)}","data":{{"message_id":'
+            f'{_str(e.msg_id)},"sequence":{e.seq!r},"account":{_str(e.account)},"carrier_id":'
+            f'{_str(e.carrier_id)},"campaign":{_str(e.campaign)},"parts":{e.parts!r},'
+            f'"error_code":{_str(e.error_code)},"reason":{_str(e.reason)},"client_ref":'
+            f'{_str(e.client_ref)},"occurred_at":{e.at!r}}}}}')
+
+
+def build_body(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
+    """One event as an object, several (or ``batched=True``) as an array. Compact UTF-8 JSON.
+
+    Written field by field (equal to :func:`build_body_slow`, which a property test checks).
+    """
+    as_array = len(events) != 1 if batched is None else batched
+    if not as_array:
+        return _event_json(events[0]).encode()
+    return ("[" + ",".join(map(_event_json, events)) + "]").encode()
 
 
 def webhook_id(events: Sequence[StatusEvent]) -> str:
