@@ -220,8 +220,11 @@ class PartRecord:
 class StateRecord:
     """The mutable record of one message (db ``state``; the Message itself is immutable).
 
-    ``seq`` is the number of status events emitted so far; ``due`` the outbox key time (ms)
-    while the message is in the outbox; ``attempts`` the submission rounds so far.
+    ``seq`` is the number of status events emitted so far and ``events`` those events, as
+    ``[event, at, code, reason, carrier_id]`` rows (the n-th has seq n); ``due`` the outbox key
+    time (ms) while the message is in the outbox; ``attempts`` the submission rounds so far.
+    ``account`` ... ``callback_url`` copy the Message fields every status event carries, so
+    correlating never reads the Message record.
     """
 
     state: str
@@ -233,20 +236,25 @@ class StateRecord:
     due: int = 0
     attempts: int = 0
     timeout: int = 0
+    events: list[list[Any]] = field(default_factory=list)
+    account: str = ""
+    to: str = ""
+    campaign: str = ""
+    client_ref: str = ""
+    callback_url: str = ""
 
     def pack(self) -> bytes:
         return msgpack.packb(
             [self.state, self.seq, [p.to_row() for p in self.parts], self.code, self.reason,
-             self.at, self.due, self.attempts, self.timeout],
+             self.at, self.due, self.attempts, self.timeout, self.events, self.account, self.to,
+             self.campaign, self.client_ref, self.callback_url],
             use_bin_type=True,
         )
 
     @classmethod
     def unpack(cls, data: bytes) -> StateRecord:
         row = msgpack.unpackb(data, raw=False)
-        state, seq, parts, code, reason, at, due, attempts, timeout = row
-        return cls(state, seq, [PartRecord(*p) for p in parts], code, reason, at, due, attempts,
-                   timeout)
+        return cls(row[0], row[1], [PartRecord(*p) for p in row[2]], *row[3:])
 
     def statuses(self) -> list[str]:
         return [p.status for p in self.parts]

@@ -6,7 +6,6 @@ write and read. Each ``op_*`` runs inside the group-committed write transaction;
 Key formats (docs/core.md has the full table):
     outbox / timeouts   u64 BE due ms || msg_id
     carriers, orphans   connector 0x00 carrier key (actors.correlation.index_key/lookup_keys)
-    events              msg_id || u16 BE seq
     history             account 0x00 msg_id
     contacts            account 0x00 number
     campaigns           account 0x00 campaign 0x00 counter name
@@ -20,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import lmdb
 import msgpack
@@ -61,8 +60,12 @@ def _unpack(data: bytes) -> Any:
 
 # The hot path works on the stored rows themselves (plain lists), not on StateRecord /
 # PartRecord objects: unpacking into objects and back cost ~5 µs per message per batch.
-# State row: [state, seq, parts, code, reason, at, due, attempts, timeout] (StateRecord order)
-_ST, _NSEQ, _PARTS, _CODE, _REASON, _AT, _DUE, _ATTEMPTS, _TIMEOUT = range(9)
+# State row (StateRecord order): [state, seq, parts, code, reason, at, due, attempts, timeout,
+# events, account, to, campaign, client_ref, callback_url]. The status events live in the row
+# (one put per message per stage, not one more per event) and so do the Message fields the
+# correlator needs for an event (no read and decode of the Message record when it turns SENT).
+(_ST, _NSEQ, _PARTS, _CODE, _REASON, _AT, _DUE, _ATTEMPTS, _TIMEOUT, _EVENTS, _ACCOUNT, _TO,
+ _CAMPAIGN, _CLIENT_REF, _CALLBACK_URL) = range(15)
 # Part row: [status, connector, carrier_id, code, at] (PartRecord order)
 _P_STATUS, _P_CONN, _P_CID, _P_CODE, _P_AT = range(5)
 _OPEN: Final = (corr.PART_PENDING, corr.PART_SUBMITTING)
@@ -89,41 +92,6 @@ def _new_part() -> list[Any]:
     return [corr.PART_PENDING, "", "", "", 0.0]
 
 
-class _Fields(NamedTuple):
-    """The fields of a stored Message the correlator needs (Messages are immutable)."""
-
-    msg_id: str
-    account: str
-    to: str
-    campaign: str
-    client_ref: str
-    callback_url: str
-
-
-_FIELDS_MAX: Final = 1 << 15  # ~360 bytes each: ~12 MiB at most; more than max_inflight (20k)
-
-
-def _fields_cache(store: Store) -> dict[bytes, _Fields]:
-    """Per-store cache msg_id -> _Fields (writer thread only), filled when the correlator
-    first reads a message (its SENT) and emptied when the message turns final (its receipt),
-    so it holds about the messages awaiting receipts, and at most ``_FIELDS_MAX``. Messages
-    never change once stored, so a cached copy cannot go stale."""
-    memo = getattr(store, "memo", None)
-    if memo is None:  # a bare stand-in store (tests): no cache across ops
-        return {}
-    cache = memo.get("fields")
-    if cache is None:
-        cache = memo["fields"] = {}
-    return cache  # type: ignore[no-any-return]
-
-
-def _remember(cache: dict[bytes, _Fields], key: bytes, fields: _Fields) -> None:
-    cache[key] = fields
-    if len(cache) > _FIELDS_MAX:
-        for old in list(itertools.islice(cache, len(cache) - _FIELDS_MAX // 2)):
-            del cache[old]
-
-
 @dataclass(slots=True)
 class _Ctx:
     """Handles and per-batch scratch of one correlation op."""
@@ -138,12 +106,10 @@ class _Ctx:
     dirty: set[bytes] = field(default_factory=set)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     db_state: Any = None
-    fields_cache: dict[bytes, _Fields] = field(default_factory=dict)
     orphans: bool | None = None  # may the orphans db hold entries? (None: not looked yet)
 
     def __post_init__(self) -> None:
         self.db_state = self.store._dbs[b"state"]
-        self.fields_cache = _fields_cache(self.store)
 
     def db(self, name: bytes) -> Any:
         return self.store._dbs[name]  # hot path: skip Store.db's error handling
@@ -157,20 +123,6 @@ class _Ctx:
                 return None
             row = self.cache[key] = _unpack(raw)
         return row
-
-    def fields(self, key: bytes) -> _Fields:
-        """The Message fields of ``key`` (cached across batches; read once otherwise)."""
-        hit = self.fields_cache.get(key)
-        if hit is None:
-            body = self.txn.get(key, db=self.db(b"messages"))
-            if body is None:
-                return _Fields(key.decode(), "", "", "", "", "")
-            row = _unpack(body)
-            if row[0] != m.Message.TAG or row[1] != m.Message.VERSION:
-                row = m.to_wire(m.from_wire(row))
-            hit = _Fields(*row[2:5], *row[9:12])
-            _remember(self.fields_cache, key, hit)
-        return hit
 
     def flush(self) -> None:
         db, put, cache = self.db_state, self.txn.put, self.cache
@@ -201,7 +153,8 @@ def op_accept(
         n = max(1, msg.parts)
         due = due_ms(msg)
         put(key, _pack([accepted, 0, [_new_part() for _ in range(n)], "", "", msg.accepted_at,
-                        due, 0, 0]), db=db_state)
+                        due, 0, 0, [], msg.account, msg.to, msg.campaign, msg.client_ref,
+                        msg.callback_url]), db=db_state)
         put(due.to_bytes(8, "big") + key, b"", db=db_out)
         put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
         if msg.campaign:  # counters per account and campaign name (names are per account)
@@ -526,8 +479,7 @@ def _move(
     if event is not None:
         _event(ctx, key, rec, event, code, reason, carrier_id)
     if new == _SENT:
-        msg = ctx.fields(key)
-        ctx.txn.put(msg.account.encode() + b"\x00" + msg.to.encode(), _pack(ctx.now),
+        ctx.txn.put(rec[_ACCOUNT].encode() + b"\x00" + rec[_TO].encode(), _pack(ctx.now),
                     db=ctx.db(b"contacts"))
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
@@ -536,9 +488,6 @@ def _move(
         if rec[_TIMEOUT]:
             ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
             rec[_TIMEOUT] = 0
-        ctx.fields_cache.pop(key, None)  # no more events: its last use
-
-
 
 
 def _event(
@@ -546,11 +495,10 @@ def _event(
     carrier_id: str,
 ) -> None:
     seq = rec[_NSEQ] = rec[_NSEQ] + 1
-    ctx.txn.put(key + seq.to_bytes(2, "big"),
-                _pack([event, ctx.now, code, reason, carrier_id]), db=ctx.db(b"events"))
-    msg = ctx.fields(key)
-    if msg.campaign:  # counters per account and campaign name (names are per account)
-        cname = f"{msg.account}\x00{msg.campaign}"
+    rec[_EVENTS].append([event, ctx.now, code, reason, carrier_id])
+    account, campaign = rec[_ACCOUNT], rec[_CAMPAIGN]
+    if campaign:  # counters per account and campaign name (names are per account)
+        cname = f"{account}\x00{campaign}"
         ck = (cname, event)
         ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
         if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
@@ -558,9 +506,9 @@ def _event(
             ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
     # The StatusEvent's wire row, built directly (a StatusEvent per event costs µs).
     ctx.out.event_rows.append([
-        m.StatusEvent.TAG, m.StatusEvent.VERSION, msg.msg_id, msg.account, event, seq,
-        ctx.now, carrier_id, msg.campaign, len(rec[_PARTS]), code, reason, msg.client_ref,
-        msg.callback_url])
+        m.StatusEvent.TAG, m.StatusEvent.VERSION, key.decode(), account, event, seq, ctx.now,
+        carrier_id, campaign, len(rec[_PARTS]), code, reason, rec[_CLIENT_REF],
+        rec[_CALLBACK_URL]])
 
 
 def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:

@@ -1,16 +1,15 @@
 """Read-side views of the store for the HTTP API: one message with its events, account history.
 
-Both are inline reads over one snapshot. History keys are ``account 0x00 msg_id`` and message
-ids sort in acceptance order (their first 10 characters are the acceptance time in ms), so a
-time window is an id range and a page is one ordered range read.
+Both are inline reads over one snapshot; a message's events are kept in its state row. History
+keys are ``account 0x00 msg_id`` and message ids sort in acceptance order (their first 10
+characters are the acceptance time in ms), so a time window is an id range and a page is one
+ordered range read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import msgpack
+from typing import TYPE_CHECKING
 
 from actors import messages
 from actors.correlation import StateRecord
@@ -65,28 +64,20 @@ class HistoryPage:
     cursor: str | None
 
 
-def _view(
-    message: messages.Message, record: StateRecord, events: tuple[EventView, ...]
-) -> MessageView:
+def _view(message: messages.Message, record: StateRecord, *, events: bool) -> MessageView:
     parts = tuple(
         PartView(i + 1, p.status, p.connector, p.carrier_id, p.code, p.at)
         for i, p in enumerate(record.parts)
     )
-    return MessageView(message, record.state, record.code, record.reason, record.at, parts, events)
+    return MessageView(message, record.state, record.code, record.reason, record.at, parts,
+                       _events(record) if events else ())
 
 
-def _events(txn: Any, store: Store, msg_id: str) -> tuple[EventView, ...]:
-    prefix = msg_id.encode()
-    out = []
-    with txn.cursor(db=store.db(b"events")) as cur:
-        if cur.set_range(prefix):
-            for key, value in cur:
-                if not key.startswith(prefix) or len(key) != len(prefix) + 2:
-                    break
-                event, at, code, reason, carrier_id = msgpack.unpackb(value, raw=False)
-                out.append(EventView(int.from_bytes(key[-2:], "big"), event, at, code, reason,
-                                     carrier_id))
-    return tuple(out)
+def _events(record: StateRecord) -> tuple[EventView, ...]:
+    """The events kept in the state row; the n-th has seq n."""
+    return tuple(EventView(seq, event, at, code, reason, carrier_id)
+                 for seq, (event, at, code, reason, carrier_id)
+                 in enumerate(record.events, start=1))
 
 
 def get_message(store: Store, msg_id: str) -> MessageView | None:
@@ -99,7 +90,7 @@ def get_message(store: Store, msg_id: str) -> MessageView | None:
             return None
         message = messages.decode(raw)
         assert isinstance(message, messages.Message)
-        return _view(message, StateRecord.unpack(state), _events(txn, store, msg_id))
+        return _view(message, StateRecord.unpack(state), events=True)
 
 
 def scan_account(
@@ -135,7 +126,7 @@ def scan_account(
                     continue
                 message = messages.decode(raw)
                 assert isinstance(message, messages.Message)
-                items.append(_view(message, StateRecord.unpack(state), ()))
+                items.append(_view(message, StateRecord.unpack(state), events=False))
                 last = msg_id.decode()
     more = len(items) >= limit
     return HistoryPage(tuple(items), last if more else None)

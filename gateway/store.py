@@ -21,7 +21,7 @@ because reads never span an ``await``) and the same batch is run again.
 Reads are inline: ``with store.read() as txn:`` (a read-only snapshot, microseconds).
 
 Databases (names are bytes; the layout is documented in docs/core.md):
-    messages, state, outbox, inflight, carriers, events, campaigns, contacts, orphans,
+    messages, state, outbox, inflight, carriers, campaigns, contacts, orphans,
     unknown, receipts, timeouts, history, idempotency, accounts, callbacks, meta
 Other modules can register more names in ``STORE_DATABASES`` before opening the store or pass
 ``extra_dbs``.
@@ -52,11 +52,10 @@ T = TypeVar("T")
 
 CORE_DATABASES: Final[tuple[bytes, ...]] = (
     b"messages",  # msg_id -> encode(Message)                      (immutable record)
-    b"state",  # msg_id -> msgpack state record (actors.correlation.StateRecord)
+    b"state",  # msg_id -> msgpack state record, with its events (actors.correlation.StateRecord)
     b"outbox",  # due_ms u64 BE || msg_id -> b""   not yet SENT/final, in due order
     b"inflight",  # msg_id -> b""                  parts handed to a carrier, no answer yet
     b"carriers",  # connector 0x00 carrier_key -> msgpack [msg_id, part]
-    b"events",  # msg_id || seq u16 BE -> msgpack [event, at, code, reason, carrier_id]
     b"campaigns",  # account 0x00 campaign 0x00 counter -> msgpack int
     b"contacts",  # account 0x00 number -> msgpack float (last SENT time)
     b"orphans",  # connector 0x00 carrier_key -> msgpack [[parked_at, receipt wire], ...]
@@ -120,9 +119,6 @@ class Store:
         self._max_queue = max_queue
         self.stats = WriterStats()
         self.closed = False
-        self.memo: dict[str, Any] = {}
-        """Scratch of the op modules, used only inside ops (the writer thread): caches of
-        immutable records (``gateway._store_pipeline`` keeps Message fields here)."""
 
     # ---------------------------------------------------------------------------- basic API
 

@@ -77,7 +77,7 @@ async def test_unregistered_db_and_closed_store_raise_store_error(tmp_path: Path
 
 
 def test_all_core_databases_are_registered() -> None:
-    for name in (b"messages", b"idempotency", b"outbox", b"carriers", b"events", b"campaigns",
+    for name in (b"messages", b"idempotency", b"outbox", b"carriers", b"campaigns",
                  b"callbacks", b"accounts", b"contacts", b"orphans", b"unknown"):
         assert name in STORE_DATABASES
 
