@@ -13,6 +13,10 @@ Delivery is a scheduling loop over the outbox in due order:
   object per request) and sent when its endpoint's concurrency cap and circuit breaker allow
   (``callbacks_policy.Endpoints``); entries of an endpoint whose breaker is open are postponed
   to the end of its cooldown without spending a retry;
+* with ``batch_size`` > 1 an endpoint has at most one under-full request in flight (as Nagle's
+  rule does for small segments): what is due while it runs waits for its answer (one round
+  trip) and then goes in fuller requests, so under load a request carries many events and
+  an idle endpoint still gets a lone event at once;
 * a request has a deadline (``policy.request_timeout``, applied here at the call site);
 * results are settled by one acker task that drains every finished request and records them in
   one outbox write (delivered, retry at a jittered back-off time, or dead-lettered once the
@@ -118,7 +122,13 @@ async def run(
         await nursery.start(delivery.run)
         task_status.started()
         async for batch in inbox:
-            await delivery.enqueue(decode_batch_of(StatusEvent, batch))
+            events = decode_batch_of(StatusEvent, batch)
+            while True:  # whatever else waits goes into the same outbox write
+                try:
+                    events += decode_batch_of(StatusEvent, inbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await delivery.enqueue(events)
         await delivery.drain()
         nursery.cancel_scope.cancel()
 
@@ -154,6 +164,7 @@ class _Delivery:
         self._next_due = math.inf  # due time of the first entry not due at the last read
         self._full_read_at = -math.inf
         self._requests = 0
+        self._partial: set[str] = set()  # endpoints with an under-full request in flight
         self._wake = trio.Event()
         self._settled = trio.Event()
         # Bounded by max_in_flight: each request task sends exactly one item.
@@ -244,6 +255,10 @@ class _Delivery:
             while queue:
                 if self._requests >= self._policy.max_in_flight:
                     return True
+                partial = len(queue) < size
+                if partial and endpoint in self._partial:
+                    blocked = True  # the under-full request in flight wakes us when it ends
+                    break
                 if not self._endpoints.acquire(endpoint, t):
                     breaker = self._endpoints.get(endpoint).breaker
                     if breaker.state is not BreakerState.OPEN:
@@ -259,16 +274,24 @@ class _Delivery:
                 chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
                 self._waiting -= len(chunk)
                 self._requests += 1
-                nursery.start_soon(self._send, url, secret, endpoint, chunk)
+                if partial and size > 1:
+                    self._partial.add(endpoint)
+                nursery.start_soon(self._send, url, secret, endpoint, chunk,
+                                   partial and size > 1)
             if not queue:
                 del self._ready[target]
         return blocked
 
-    async def _send(self, url: str, secret: bytes, endpoint: str, chunk: list[CallbackEntry]) -> None:
+    async def _send(self, url: str, secret: bytes, endpoint: str, chunk: list[CallbackEntry],
+                    partial: bool = False) -> None:
         self.stats.requests += 1
         self.stats.in_flight += 1
-        with trio.move_on_after(self._policy.request_timeout) as scope:
-            result = await self._sender.send(url, secret, [e.event for e in chunk])
+        try:
+            with trio.move_on_after(self._policy.request_timeout) as scope:
+                result = await self._sender.send(url, secret, [e.event for e in chunk])
+        finally:
+            if partial:
+                self._partial.discard(endpoint)
         if scope.cancelled_caught:
             result = CallbackResult(ok=False, error="timeout")
         t = self._now()

@@ -325,3 +325,39 @@ async def test_each_entry_is_read_from_the_outbox_once_whatever_the_backlog(
     assert sender.max_concurrent <= 2
     assert_in_seq_order(sender.delivered)
     assert outbox.read <= 400 + 4  # the drain's look at what is left may see one more
+
+
+async def test_batched_mode_keeps_one_under_full_request_in_flight_per_endpoint(
+        store: Store, autojump_clock: trio.testing.MockClock) -> None:
+    """Events trickling in one by one: the first goes alone at once, the ones due while it is
+    in flight wait for its answer and then go together (not one request each)."""
+    sender = ScriptedSender(latency=0.05)
+    events = events_for(40, statuses=("SMS_SENT",))
+    async with trio.open_nursery() as nursery:
+        inbox, stats = await start(nursery, store, sender, RetryPolicy(batch_size=100))
+        for e in events:
+            await inbox.send(messages.encode_batch([e]))
+            await trio.sleep(0.002)  # 40 events over 80 ms: about two round trips
+        await wait_until(lambda: len(sender.delivered) == 40, timeout=60)
+        await inbox.aclose()
+    assert sender.calls[0][2] == [("m0000", 1)]  # an idle endpoint: sent at once, alone
+    assert sender.max_concurrent == 1  # never a second under-full request beside the first
+    assert len(sender.calls) <= 4, [len(b) for _t, _u, b in sender.calls]
+    assert stats.delivered == 40
+    assert_in_seq_order(sender.delivered)
+
+
+async def test_full_batches_do_not_wait_for_an_under_full_request(
+        store: Store, autojump_clock: trio.testing.MockClock) -> None:
+    sender = ScriptedSender(latency=0.05)
+    async with trio.open_nursery() as nursery:
+        inbox, _stats = await start(nursery, store, sender, RetryPolicy(batch_size=10))
+        await inbox.send(messages.encode_batch(events_for(1, statuses=("SMS_SENT",))))
+        await trio.sleep(0.01)  # the lone event is in flight
+        await inbox.send(messages.encode_batch(
+            [StatusEvent(MsgId(f"n{i:03d}"), "acme", "SMS_SENT", 1, 1.0) for i in range(25)]))
+        await wait_until(lambda: len(sender.delivered) == 26, timeout=60)
+        await inbox.aclose()
+    sizes = [len(b) for _t, _u, b in sender.calls]
+    assert sizes[:3] == [1, 10, 10] and sender.max_concurrent == 3  # the full ones went at once
+    assert sizes[3:] == [5]  # the rest waited for the lone request's answer
