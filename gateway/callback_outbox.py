@@ -119,15 +119,24 @@ class CallbackOutbox:
         return await self._store.write(lambda txn: self._enqueue(txn, ordered, now))
 
     def _enqueue(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], now: float) -> int:
+        """``events`` sorted by (msg_id, seq): a message's later events reuse what its first
+        one looked up (the settled seq and the highest pending seq) instead of reading again."""
         new = 0
+        cursor = txn.cursor(db=self._pending)
+        msg_id, done_seq, last_pending = None, -1, None
         for event in events:
-            done = txn.get(event.msg_id.encode(), db=self._done)
-            if done is not None and event.seq <= int.from_bytes(done, "big"):
+            if event.msg_id != msg_id:
+                msg_id = event.msg_id
+                done = txn.get(msg_id.encode(), db=self._done)
+                done_seq = -1 if done is None else int.from_bytes(done, "big")
+                pending = self._pending_seqs(txn, msg_id, cursor)
+                last_pending = pending[-1] if pending else None
+            if event.seq <= done_seq:
                 continue
-            pending = self._pending_seqs(txn, event.msg_id)
-            if pending and event.seq <= pending[-1]:
+            if last_pending is not None and event.seq <= last_pending:
                 continue  # a duplicate, or older than a status already queued
-            self._put(txn, event, schedule=not pending, now=now)
+            self._put(txn, event, schedule=last_pending is None, now=now)
+            last_pending = event.seq
             new += 1
         return new
 
@@ -137,18 +146,21 @@ class CallbackOutbox:
             await self._store.write(lambda txn: self._settle(txn, settlements, now))
 
     def _settle(self, txn: lmdb.Transaction, settlements: Sequence[Settlement], now: float) -> None:
+        cursor = txn.cursor(db=self._pending)  # one for every _release_next of this write
         for s in settlements:
             key = s.entry.key
             ek = key[8:]
             raw = txn.get(ek, db=self._pending)
-            if raw is None or msgpack.unpackb(raw)[0] != int.from_bytes(key[:8], "big"):
+            if raw is None:
                 continue  # settled already (a stale decision): nothing to do
+            row = msgpack.unpackb(raw)
+            if row[0] != int.from_bytes(key[:8], "big"):
+                continue  # rescheduled since it was read (a stale decision)
             txn.delete(key, db=self._due)
             if s.outcome in ("retry", "postpone"):
                 attempt = s.entry.attempt + (s.outcome == "retry")
                 due_ms = _ms_not_before(s.at)
                 txn.put(u64(due_ms) + ek, b"", db=self._due)
-                row = msgpack.unpackb(raw)
                 txn.put(ek, _pack(due_ms, attempt, row[2], s.error or row[3], row[4]), db=self._pending)
                 continue
             txn.delete(ek, db=self._pending)
@@ -157,7 +169,7 @@ class CallbackOutbox:
             if s.outcome == "dead":
                 dead = _pack(now, s.entry.attempt + 1, s.error, to_wire(event))
                 txn.put(event.account.encode() + b"\x00" + ek, dead, db=self._dead)
-            self._release_next(txn, event.msg_id, now)
+            self._release_next(txn, event.msg_id, now, cursor)
 
     def _put(self, txn: lmdb.Transaction, event: StatusEvent, *, schedule: bool, now: float) -> None:
         ek = event_key(event.msg_id, event.seq)
@@ -172,10 +184,15 @@ class CallbackOutbox:
         if done is None or int.from_bytes(done, "big") < event.seq:
             txn.put(key, event.seq.to_bytes(4, "big"), db=self._done)
 
-    def _release_next(self, txn: lmdb.Transaction, msg_id: str, now: float) -> None:
-        """Schedule the message's lowest waiting event, unless one is scheduled already."""
+    def _release_next(self, txn: lmdb.Transaction, msg_id: str, now: float,
+                      cursor: lmdb.Cursor | None = None) -> None:
+        """Schedule the message's lowest waiting event, unless one is scheduled already.
+
+        ``cursor``: a cursor on ``cb_pending`` of ``txn`` to reuse (one is opened otherwise).
+        """
         prefix = msg_id.encode() + b"\x00"
-        cursor = txn.cursor(db=self._pending)
+        if cursor is None:
+            cursor = txn.cursor(db=self._pending)
         if not cursor.set_range(prefix) or not _key(cursor).startswith(prefix):
             return
         row = msgpack.unpackb(cursor.value())
@@ -185,9 +202,11 @@ class CallbackOutbox:
         txn.put(ek, _pack(due_ms, 0, now, "", row[4]), db=self._pending)
         txn.put(u64(due_ms) + ek, b"", db=self._due)
 
-    def _pending_seqs(self, txn: lmdb.Transaction, msg_id: str) -> list[int]:
+    def _pending_seqs(self, txn: lmdb.Transaction, msg_id: str,
+                      cursor: lmdb.Cursor | None = None) -> list[int]:
         prefix = msg_id.encode() + b"\x00"
-        cursor = txn.cursor(db=self._pending)
+        if cursor is None:
+            cursor = txn.cursor(db=self._pending)
         seqs: list[int] = []
         if cursor.set_range(prefix):
             for key in _keys(cursor):
