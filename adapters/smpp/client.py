@@ -35,6 +35,7 @@ from actors.messages import SubmitPart
 from actors.ports import ReceiptSink, SubmitResult
 from adapters._doorbell import Doorbell
 from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
+from adapters.smpp import _metrics
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
 from adapters.smpp.receipts import parse_receipt
@@ -180,6 +181,11 @@ class SmppCarrier:
         self._pending: deque[_Item] = deque()
         self._paused_until = 0.0
         self._throttle = self.throttle_min
+        _metrics.track(self)  # septet_smpp_window_in_use / _size, read at scrape time
+
+    def window_usage(self) -> tuple[int, int]:
+        """(submit_sm awaiting a response on the bound connections, ``window`` × ``binds``)."""
+        return sum(link.session.in_flight for link in self._links), self.window * self.binds
 
     # -- Carrier protocol ------------------------------------------------------------------
 

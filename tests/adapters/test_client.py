@@ -319,3 +319,23 @@ async def test_several_binds_share_the_queue() -> None:
     assert all(r.ok for r in results)
     assert stats.binds == 3 and stats.unbinds == 3
     assert len(stats.accepted) == 120 and stats.duplicates() == 0
+
+
+async def test_window_occupancy_is_on_metrics_while_answers_are_awaited() -> None:
+    import gc
+
+    from prometheus_client import REGISTRY
+
+    gc.collect()  # carriers of earlier tests (also named "sim") are gone from the sums
+
+    def gauge(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"carrier": "sim"})
+
+    async with running(SimulatorConfig(latency=0.5), window=8, binds=2) as (carrier, _):
+        await wait_ready(carrier)
+        assert gauge("septet_smpp_window_size") == 16 and gauge("septet_smpp_window_in_use") == 0
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(carrier.submit_many, parts(20))
+            await until(lambda: carrier.window_usage()[0] >= 8)
+            assert 8 <= gauge("septet_smpp_window_in_use") <= 16  # type: ignore[operator]
+        assert gauge("septet_smpp_window_in_use") == 0
