@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import msgpack
@@ -74,8 +74,8 @@ from gateway._campaign_model import (
     TemplateBook,
     _add,
     _key,
-    campaign_key,
     _Rules,
+    campaign_key,
     check,
     counters,
     expand_row,
@@ -260,13 +260,51 @@ class Campaigns:
             total += await self._stage_chunk(account, name, batch, also)
         return total
 
+    async def stage_batches(self, account: str, name: str,
+                            batches: AsyncIterable[list[dict[str, Any]]], *,
+                            offset: int | None = None, chunk: int = 5000) -> tuple[int, int]:
+        """Stage rows as they arrive (lists of rows, e.g. per received chunk of a streamed
+        upload), committing each ``chunk`` rows durably; returns (staged, skipped).
+
+        ``offset``: the first row given is row ``offset`` of the campaign's list. Rows the
+        campaign already has (below its staged count) are skipped, in the same transaction
+        that stages the rest, so re-sending a list from its start after a dropped
+        connection stages every row exactly once. None: append everything.
+
+        Raises:
+            CampaignError: 404 unknown campaign, 409 when it no longer takes rows or when
+                ``offset`` is past the rows staged (a gap).
+        """
+        staged = skipped = 0
+        at = offset
+        batch: list[bytes] = []
+        async for rows in batches:
+            for row in rows:
+                batch.append(msgpack.packb(row, use_bin_type=True))
+            if len(batch) >= chunk:
+                n = await self._stage_chunk(account, name, batch, None, at)
+                staged, skipped = staged + n, skipped + len(batch) - n
+                at = None if at is None else at + len(batch)
+                batch = []
+        if batch or staged + skipped == 0:
+            n = await self._stage_chunk(account, name, batch, None, at)
+            staged, skipped = staged + n, skipped + len(batch) - n
+        return staged, skipped
+
     async def _stage_chunk(self, account: str, name: str, packed: list[bytes],
-                           also: Callable[[Any, int], None] | None) -> int:
+                           also: Callable[[Any, int], None] | None, first: int | None = None
+                           ) -> int:
         def op(txn: Any) -> int:
             c = self._load(txn, account, name)
             if c.sealed or c.state in ("cancelled", "done"):
                 reason = f"campaign is {c.state} and sealed; it takes no more recipients"
                 raise CampaignError(409, [("recipients", reason)])
+            nonlocal packed
+            if first is not None:
+                if first > c.rows:
+                    gap = f"row {first} is past the {c.rows} rows staged: none may be missing"
+                    raise CampaignError(409, [("offset", gap)])
+                packed = packed[c.rows - first:]  # rows the campaign already has
             db = self.store.db(ROWS)
             for i, data in enumerate(packed):
                 txn.put(_key(c.key, c.rows + i), data, db=db)

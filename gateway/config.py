@@ -49,16 +49,20 @@ class HttpConfig:
     write_timeout: float = 10.0  # a client that does not read its answers is cut off
     max_in_flight: int = 2048  # requests being handled at once before 503
     retry_after: int = 1  # seconds, in 503 answers
+    # routes that read their body as a stream (campaign recipient uploads): their own limit,
+    # and instead of request_timeout for the body, each receive must come within this
+    max_stream_bytes: int = 1024 * MIB
+    body_idle_timeout: float = 30.0
 
     def check(self) -> list[str]:
         errs = []
         if not 0 <= self.port <= 65535:
             errs.append(f"http.port: {self.port} is not a TCP port")
         for name in ("backlog", "max_connections", "max_body_bytes", "max_header_count",
-                     "max_header_bytes", "max_in_flight"):
+                     "max_header_bytes", "max_in_flight", "max_stream_bytes"):
             if getattr(self, name) < 1:
                 errs.append(f"http.{name}: must be at least 1")
-        for name in ("request_timeout", "idle_timeout", "write_timeout"):
+        for name in ("request_timeout", "idle_timeout", "write_timeout", "body_idle_timeout"):
             if not getattr(self, name) > 0:
                 errs.append(f"http.{name}: must be a positive number of seconds")
         return errs

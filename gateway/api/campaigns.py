@@ -12,21 +12,30 @@ any size goes in as many chunks, each bounded by the server's body limit), ``POS
 statistics from the counters), ``GET /v1/campaigns/{id}/messages.csv`` (every row, its
 message and its events, streamed).
 
-Rows are parsed lazily from the body and staged in chunks, so a request never holds more
-than its body plus one chunk.
+Recipient uploads stream: the server hands ``POST /v1/campaigns/{id}/recipients`` (and
+``POST /v1/campaigns`` with a CSV / JSON-lines body) over with ``request.body_stream``
+(:meth:`gateway.api.routes.Api.streaming`), bounded by ``http.max_stream_bytes`` rather
+than ``http.max_body_bytes``. CSV and JSON lines are parsed incrementally from the chunks
+(:class:`CsvStream`, :class:`NdjsonStream`: whole records only; a record cut by a chunk
+boundary waits for the next) and staged in durable chunks as they come, so a request holds
+one receive of its body plus one chunk of rows, whatever its size. A JSON array is read whole
+(bounded by ``max_array_bytes``). ``?offset=N`` says the body's first row is row N of the
+campaign's list: rows already staged are skipped, so re-sending a whole list after a dropped
+connection finishes it without duplicates.
 
 Must not import: gateway.http.server internals.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -51,6 +60,7 @@ EXPORT_COLUMNS: Final = ("row", "id", "to", "state", "code", "reason", "encoding
                          "accepted_at", "updated_at", "carrier_ids", "events")
 CSV_TYPES: Final = ("text/csv", "text/plain", "application/csv")
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+MAX_RECORD: Final = 1024 * 1024  # a CSV record / JSON line longer than this is cut (bad row)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -69,9 +79,17 @@ def _problem(exc: CampaignError) -> Problem:
 class CampaignRoutes:
     """Handlers for /v1/templates and /v1/campaigns (``Api`` dispatches here)."""
 
-    def __init__(self, service: Campaigns, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, service: Campaigns, *, now: Callable[[], float] = time.time,
+                 max_array_bytes: int = 1024 * 1024) -> None:
         self.service = service
         self._now = now
+        self.max_array_bytes = max_array_bytes  # a streamed JSON-array body is read whole
+
+    def streams(self, head: Request) -> bool:
+        """Whether ``POST /v1/campaigns`` with these headers carries a recipient list (CSV or
+        JSON lines) that the server should stream in."""
+        kind = bodies.media_type(head.header("content-type") or bodies.JSON)[0]
+        return kind in CSV_TYPES or kind in NDJSON_TYPES
 
     # ------------------------------------------------------------------ templates
 
@@ -126,9 +144,14 @@ class CampaignRoutes:
 
     async def create(self, request: Request, account: Account, _: Any) -> Response:
         kind = bodies.media_type(request.header("content-type") or bodies.JSON)[0]
+        streamed: AsyncIterator[list[dict[str, Any]]] | None = None
+        rows: Iterator[dict[str, Any]] | None = None
         if kind in CSV_TYPES or kind in NDJSON_TYPES:
             doc: dict[str, Any] = _query_doc(request.query)
-            rows: Iterator[dict[str, Any]] | None = _rows(request)
+            if request.body_stream is not None:
+                streamed = _stream_rows(request.body_stream, kind)
+            else:
+                rows = _rows(request)
         else:
             doc = _body_object(request)
             recipients = doc.get("recipients")
@@ -139,7 +162,9 @@ class CampaignRoutes:
         c = self._campaign(doc, account)
         try:
             await self.service.create(c)
-            if rows is not None:
+            if streamed is not None:  # a dropped body leaves a draft: resume with .../recipients
+                await self.service.stage_batches(account.name, c.name, streamed, offset=0)
+            elif rows is not None:
                 await self.service.stage(account.name, c.name, rows)
             if not draft:
                 c = await self.service.transition(account.name, c.name, "start")
@@ -150,14 +175,28 @@ class CampaignRoutes:
         return _json(self._doc(c), 201)
 
     async def append(self, request: Request, account: Account, name: str) -> Response:
+        """Stage a chunk of recipients (202 once every row is durable): ``staged``,
+        ``skipped`` (rows before the campaign's end, with ``?offset``), ``recipients``."""
+        offset = _offset(request.query)
+        if self.service.get(account.name, name) is None:
+            raise not_found(f"no campaign named {name[:64]!r}")
+        kind = bodies.media_type(request.header("content-type") or "text/csv")[0]
+        body = request.body_stream
         try:
-            n = await self.service.stage(account.name, name, _rows(request))
+            if body is not None and (kind in CSV_TYPES or kind in NDJSON_TYPES):
+                n, skipped = await self.service.stage_batches(
+                    account.name, name, _stream_rows(body, kind), offset=offset)
+            else:
+                if body is not None:  # a JSON array (or msgpack) is parsed whole
+                    request.body = await _read_all(body, self.max_array_bytes)
+                n, skipped = await self.service.stage_batches(
+                    account.name, name, _batches(_rows(request)), offset=offset)
         except CampaignError as exc:
             raise _problem(exc) from None
         self.service.wake()
         c = self.service.get(account.name, name)
         assert c is not None
-        return _json({"staged": n, "recipients": c.rows}, 202)
+        return _json({"staged": n, "skipped": skipped, "recipients": c.rows}, 202)
 
     async def list_all(self, request: Request, account: Account, _: Any) -> Response:
         return _json({"campaigns": [c.doc() for c in self.service.of_account(account.name)]})
@@ -420,6 +459,127 @@ def _ndjson(body: bytes) -> Iterator[dict[str, Any]]:
         yield _row(value, i)
 
 
+def _offset(query: str) -> int | None:
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k == "offset":
+            if not v.isdigit() or len(v) > 15:
+                raise invalid([FieldError("offset", "must be a row number >= 0")])
+            return int(v)
+    return None
+
+
+async def _read_all(body: AsyncIterable[bytes], limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for piece in body:
+        size += len(piece)
+        if size > limit:
+            raise Problem(413, "body-too-large", "Content Too Large",
+                          f"a JSON recipients body is limited to {limit} bytes; send text/csv "
+                          "or application/x-ndjson, which stream", [])
+        parts.append(piece)
+    return b"".join(parts)
+
+
+async def _batches(rows: Iterator[dict[str, Any]], size: int = 5000
+                   ) -> AsyncIterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _stream_rows(body: AsyncIterable[bytes], kind: str
+                       ) -> AsyncIterator[list[dict[str, Any]]]:
+    """The rows of a streamed CSV or JSON-lines body, a list per received chunk."""
+    parser: CsvStream | NdjsonStream = NdjsonStream() if kind in NDJSON_TYPES else CsvStream()
+    async for piece in body:
+        rows = parser.feed(piece)
+        if rows:
+            yield rows
+    rows = parser.feed(b"", final=True)
+    if rows:
+        yield rows
+
+
+class CsvStream:
+    """Incremental CSV with a header line (delimiter , ; tab or | taken from the header):
+    ``feed(bytes)`` returns the rows completed so far. A record is cut only at a newline
+    outside quotes; a record longer than ``MAX_RECORD`` is cut at its last newline anyway
+    (an unbalanced quote then becomes one bad row rather than unbounded memory)."""
+
+    def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode
+        self._carry = ""
+        self._names: list[str] | None = None
+        self._delimiter = ","
+
+    def feed(self, data: bytes, *, final: bool = False) -> list[dict[str, Any]]:
+        text = self._carry + self._decode(data, final)
+        cut = len(text) if final else text.rfind("\n") + 1
+        if not final and text.count('"', 0, cut) % 2 and len(text) <= MAX_RECORD:
+            cut = 0  # the last newline is inside a quoted field: wait for more
+        done, self._carry = text[:cut], text[cut:]
+        if not done:
+            return []
+        if self._names is None:
+            header, _, done = done.partition("\n")
+            if not header.strip():
+                self._names = []
+            else:
+                self._delimiter = max((",", ";", "\t", "|"), key=header.count)
+                self._names = [h.strip().lower() for h in
+                               next(csv.reader([header], delimiter=self._delimiter))]
+        names = self._names
+        if not names:
+            return []
+        out = []
+        try:
+            for values in csv.reader(io.StringIO(done, newline=""), delimiter=self._delimiter):
+                if values and values != [""]:
+                    out.append({k: v.strip()[:MAX_VALUE]
+                                for k, v in zip(names, values, strict=False) if k})
+        except csv.Error as exc:
+            out.append({"__error__": f"CSV: {str(exc)[:80]}"})
+        return out
+
+
+class NdjsonStream:
+    """Incremental JSON lines: ``feed(bytes)`` returns the rows of the lines completed."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._line = 0
+
+    def feed(self, data: bytes, *, final: bool = False) -> list[dict[str, Any]]:
+        data = self._carry + data
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        if not cut and len(data) > MAX_RECORD:
+            cut = len(data)  # one line longer than MAX_RECORD: judged (and refused) now
+        done, self._carry = data[:cut], data[cut:]
+        if not done:
+            return []
+        lines = done.split(b"\n")
+        if done.endswith(b"\n"):
+            lines.pop()  # the empty piece after the last newline
+        out = []
+        for line in lines:
+            self._line += 1
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                out.append({"__error__": f"line {self._line} is not JSON"})
+                continue
+            out.append(_row(value, self._line - 1))
+        return out
+
+
 def csv_rows(text: io.TextIOBase | Iterator[str]) -> Iterator[dict[str, Any]]:
     """Rows of a CSV with a header line; the delimiter (, ; tab |) is taken from the header."""
     lines = iter(text)
@@ -434,4 +594,4 @@ def csv_rows(text: io.TextIOBase | Iterator[str]) -> Iterator[dict[str, Any]]:
         yield {k: v.strip()[:MAX_VALUE] for k, v in zip(names, values, strict=False) if k}
 
 
-__all__ = ["MSGS", "CampaignRoutes", "csv_rows"]
+__all__ = ["MSGS", "CampaignRoutes", "CsvStream", "NdjsonStream", "csv_rows"]

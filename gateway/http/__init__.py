@@ -5,11 +5,21 @@ Must not import: gateway.api (the application is a callable passed to the server
 
 from __future__ import annotations
 
-from gateway.http._protocol import HttpError, ReaderLimits, Request, RequestReader, Response
+from gateway.http._protocol import (
+    BodyBuffer,
+    BodyIncomplete,
+    HttpError,
+    ReaderLimits,
+    Request,
+    RequestReader,
+    Response,
+)
 from gateway.http.server import App, HttpServer, ServerLimits, problem_response
 
 __all__ = [
     "App",
+    "BodyBuffer",
+    "BodyIncomplete",
     "HttpError",
     "HttpServer",
     "ReaderLimits",

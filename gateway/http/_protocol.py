@@ -10,13 +10,20 @@ the driver answers those in order, then the refusal, and closes the connection, 
 framing of anything after a refused request cannot be trusted. Time limits (whole-request deadline, idle
 keep-alive) belong to the driver, which asks ``in_progress`` whether a request has begun.
 
+Streamed bodies. A reader given ``streaming`` (a predicate on a request's head) asks it when a
+request's headers are complete; when it says yes, the request comes out of ``feed`` at once,
+body empty, with a :class:`BodyBuffer` in ``streamed``, and the body's bytes (de-chunked) are
+appended to that buffer as later ``feed`` calls parse them, bounded by ``max_stream_bytes``
+instead of ``max_body_bytes``. The driver empties the buffer into the handler and feeds the
+next bytes only once it is empty, so a connection holds at most one receive of a streamed body.
+
 Must not import: trio (this module is driven by gateway.http.server and by plain tests).
 """
 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Final
@@ -31,6 +38,28 @@ class ReaderLimits:
     max_body_bytes: int = 1024 * 1024
     max_header_count: int = 64
     max_header_bytes: int = 16 * 1024
+    max_stream_bytes: int = 1024 * 1024 * 1024  # a streamed body (routes that ask for it)
+
+
+class BodyIncomplete(Exception):
+    """A streamed body ended before its last byte: the client went away or stalled, or the
+    body broke a limit or the framing. The handler sees it raised from the body stream."""
+
+
+class BodyBuffer:
+    """The parsed, not yet consumed bytes of a streamed body (sans-IO: the driver empties it)."""
+
+    __slots__ = ("chunks", "complete", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0  # bytes of the body parsed so far
+        self.complete = False  # the last byte was parsed
+
+    def take(self) -> list[bytes]:
+        """The chunks parsed since the last call."""
+        out, self.chunks = self.chunks, []
+        return out
 
 
 class HttpError(Exception):
@@ -59,6 +88,8 @@ class Request:
     http_version: str = "1.1"
     path: str = ""
     query: str = ""
+    streamed: BodyBuffer | None = None  # set for a streamed request (the reader fills it)
+    body_stream: AsyncIterator[bytes] | None = None  # the handler reads a streamed body here
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)
@@ -94,14 +125,19 @@ class RequestReader:
         "_headers",
         "_limits",
         "_parser",
+        "_stream",
+        "_streaming",
         "_upgrade",
         "_url",
         "expect_continue",
         "in_progress",
     )
 
-    def __init__(self, limits: ReaderLimits) -> None:
+    def __init__(self, limits: ReaderLimits,
+                 streaming: Callable[[Request], bool] | None = None) -> None:
         self._limits = limits
+        self._streaming = streaming
+        self._stream: BodyBuffer | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._done: list[Request] = []
         self._reset()
@@ -130,7 +166,9 @@ class RequestReader:
             self._upgrade = True  # the request itself completed; the driver closes after it
         except httptools.HttpParserError as exc:
             error = self._error or HttpError(400, f"malformed HTTP request: {_reason(exc)}")
-            error.completed, self._done = self._done, []
+            # a streamed request whose own body failed is the refused one, not a completed one
+            error.completed = [r for r in self._done if r.streamed is None or r.streamed.complete]
+            self._done = []
             raise error from None
         done, self._done = self._done, []
         return done
@@ -165,34 +203,60 @@ class RequestReader:
         headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
+        limit = self._limits.max_body_bytes
+        head = None
+        if self._streaming is not None:
+            head = self._request(b"")
+            if self._streaming(head):
+                limit = self._limits.max_stream_bytes
+            else:
+                head = None
         length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
-            self._fail(413, f"body larger than {self._limits.max_body_bytes} bytes")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._fail(413, f"body larger than {limit} bytes")
         if self._headers.get("expect", "").lower() == "100-continue":
             self.expect_continue = True
+        if head is not None:
+            head.streamed = self._stream = BodyBuffer()
+            self._done.append(head)
 
     def on_body(self, body: bytes) -> None:
+        stream = self._stream
+        if stream is not None:
+            stream.size += len(body)
+            if stream.size > self._limits.max_stream_bytes:
+                self._fail(413, f"body larger than {self._limits.max_stream_bytes} bytes")
+            stream.chunks.append(body)
+            return
         self._body_len += len(body)
         if self._body_len > self._limits.max_body_bytes:
             self._fail(413, f"body larger than {self._limits.max_body_bytes} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._stream is not None:
+            self._stream.complete = True
+            self._stream = None
+        else:
+            self._done.append(self._request(
+                b"".join(self._body) if len(self._body) != 1 else self._body[0]))
+        self.in_progress = False
+        self._reset()
+
+    def _request(self, body: bytes) -> Request:
         p = self._parser
         target = self._url.decode("latin-1")
         path, _, query = target.partition("?")
-        self._done.append(Request(
+        return Request(
             method=p.get_method().decode("ascii"),
             target=target,
             headers=self._headers,
-            body=b"".join(self._body) if len(self._body) != 1 else self._body[0],
+            body=body,
             keep_alive=p.should_keep_alive(),
             http_version=p.get_http_version(),
             path=path,
             query=query,
-        ))
-        self.in_progress = False
-        self._reset()
+        )
 
     def _grow_head(self, n: int) -> None:
         self._head_bytes += n

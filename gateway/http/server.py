@@ -13,6 +13,19 @@ watchdog task every ``tick`` seconds):
   a body trickled at 1 byte/s is cut off with 408 and the connection closed;
 * write: a client that stops reading its answers is dropped after ``write_timeout``.
 
+Streamed bodies. An application may name requests whose body it reads as a stream
+(``app.streaming(head) -> bool``, asked when a request's headers are complete; e.g. a
+campaign's recipient upload). Such a request is handed to the application at once, with
+``request.body_stream``, an async iterator of body chunks; a second task of the connection
+reads the socket only when the application has taken every chunk parsed so far (a
+zero-capacity channel between them), so the connection holds at most one receive of the body
+however large it is, and a slow consumer slows the client down through TCP. The body is
+bounded by ``max_stream_bytes`` (413 naming it, declared or counted) instead of
+``max_body_bytes``; the whole-request deadline covers only its head, and while the body comes
+in each receive must arrive within ``body_idle_timeout`` (408 otherwise). A client that goes
+away mid-body makes the iterator raise :class:`BodyIncomplete`. An application that answers
+before reading the whole body gets its answer sent with ``Connection: close``.
+
 Saturation: past ``max_connections`` a new connection is answered 503 with Retry-After and
 closed; past ``max_in_flight`` requests being handled, a request is answered 503 the same way
 without reaching the application. The application never sees a protocol error, and no
@@ -31,7 +44,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import trio
@@ -39,6 +52,8 @@ import trio
 from gateway.http._protocol import (
     CONTINUE,
     LAST_CHUNK,
+    BodyBuffer,
+    BodyIncomplete,
     HttpError,
     ReaderLimits,
     Request,
@@ -71,9 +86,12 @@ class ServerLimits:
     max_connections: int = 4096
     max_in_flight: int = 2048
     retry_after: int = 1
+    max_stream_bytes: int = 1024 * 1024 * 1024
+    body_idle_timeout: float = 30.0
 
     def reader(self) -> ReaderLimits:
-        return ReaderLimits(self.max_body_bytes, self.max_header_count, self.max_header_bytes)
+        return ReaderLimits(self.max_body_bytes, self.max_header_count, self.max_header_bytes,
+                            self.max_stream_bytes)
 
 
 def problem_response(status: int, title: str, detail: str, *, retry_after: int | None = None,
@@ -166,6 +184,30 @@ async def _linger(stream: trio.SocketStream) -> None:
             pass
 
 
+class _BodyStream:
+    """``request.body_stream`` of a streamed request: the body's chunks as the handler pulls
+    them (``async for chunk in request.body_stream``). Raises :class:`BodyIncomplete` when
+    the body ends before its last byte."""
+
+    __slots__ = ("_receive", "drained", "error")
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._receive = receive
+        self.error: BodyIncomplete | None = None
+        self.drained = False  # the feeder handed over the last chunk
+
+    def __aiter__(self) -> _BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self.error is not None:
+                raise self.error from None
+            raise StopAsyncIteration from None
+
+
 class _Timer:
     """A connection's current deadline, enforced by the server's watchdog (see
     ``HttpServer._watchdog``): moving it is a float assignment, where moving a trio cancel
@@ -176,7 +218,7 @@ class _Timer:
     def __init__(self, scope: trio.CancelScope) -> None:
         self.scope = scope
         self.at = math.inf
-        self.phase = "idle"  # idle | request | answer | write: which deadline ``at`` is
+        self.phase = "idle"  # idle | request | body | answer | write: which deadline ``at`` is
 
 
 class HttpServer:
@@ -195,6 +237,9 @@ class HttpServer:
         self._app_many = getattr(app, "call_many", None)
         if self._app_many is None:
             self._independent = None
+        # Optional: ``streaming(head) -> bool`` names requests whose body the application
+        # reads as a stream (``request.body_stream``); see the module docstring.
+        self._streaming: Callable[[Request], bool] | None = getattr(app, "streaming", None)
         self._limits = limits
         self._reader_limits = limits.reader()
         self._dates = _DateCache()
@@ -211,7 +256,7 @@ class HttpServer:
         self._timers: set[_Timer] = set()
         # Deadlines are checked this often: at most this late (a small fraction of each).
         self.tick = min(0.1, limits.request_timeout / 8, limits.idle_timeout / 8,
-                        limits.write_timeout / 8)
+                        limits.write_timeout / 8, limits.body_idle_timeout / 8)
 
     def statistics(self) -> dict[str, int]:
         return {"connections": self.connections, "in_flight": self.in_flight,
@@ -294,7 +339,7 @@ class HttpServer:
         application works), so a request costs no scope of its own; when the watchdog cancels
         the scope, ``timer.phase`` says which deadline it was."""
         lim = self._limits
-        reader = RequestReader(self._reader_limits)
+        reader = RequestReader(self._reader_limits, self._streaming)
         with trio.CancelScope() as scope:
             timer = _Timer(scope)
             self._timers.add(timer)
@@ -305,12 +350,13 @@ class HttpServer:
         phase = timer.phase
         if phase in ("write", "answer"):  # while answering only the write deadline is set
             self.timeouts += 1  # a client that does not read its answers
-        elif phase == "request" and not self.draining:
+        elif phase in ("request", "body") and not self.draining:
             self.timeouts += 1
+            detail = (f"the request was not complete within {lim.request_timeout} s"
+                      if phase == "request" else
+                      f"no body bytes arrived for {lim.body_idle_timeout} s")
             with trio.move_on_after(lim.write_timeout):
-                resp = problem_response(
-                    408, "Request Timeout",
-                    f"the request was not complete within {lim.request_timeout} s", close=True)
+                resp = problem_response(408, "Request Timeout", detail, close=True)
                 await stream.send_all(response_bytes(resp, date=self._dates.get(),
                                                      keep_alive=False))
             await _linger(stream)
@@ -345,7 +391,7 @@ class HttpServer:
                 # order (RFC 9112 §9.3.2), unless one of them already ends the connection.
                 if err.completed:
                     timer.phase = "answer"
-                    if not await self._answer(stream, timer, err.completed, False):
+                    if not await self._answer(stream, timer, err.completed, reader):
                         return
                 timer.phase = "write"
                 await self._send(stream, timer, problem_response(
@@ -362,20 +408,29 @@ class HttpServer:
                     await self._write(stream, timer, CONTINUE)
             if requests:
                 timer.phase = "answer"
-                if not await self._answer(stream, timer, requests, reader.must_close):
+                if not await self._answer(stream, timer, requests, reader):
                     return
                 # a request begun behind these must not be charged for their handling
                 started = max(started, trio.current_time())
     async def _answer(self, stream: trio.SocketStream, timer: _Timer,
-                      requests: list[Request], must_close: bool) -> bool:
-        """Answer ``requests`` in order; False when the connection must close."""
+                      requests: list[Request], reader: RequestReader) -> bool:
+        """Answer ``requests`` in order; False when the connection must close.
+
+        A streamed request is handled while its body comes in (:meth:`_call_streamed`);
+        requests pipelined behind its body join ``requests``."""
         timer.at = math.inf  # the application's work has no read deadline
         out: list[bytes] = []
-        last = len(requests) - 1
         together: list[Response] = []
-        for i, request in enumerate(requests):
+        refusal: HttpError | None = None
+        for i, request in enumerate(requests):  # (requests may grow while iterating)
             if together:
                 response = together.pop(0)
+            elif request.streamed is not None:
+                if out:
+                    await self._write(stream, timer, b"".join(out))
+                    out.clear()
+                response, refusal = await self._call_streamed(stream, reader, timer, request,
+                                                              requests)
             else:
                 run = self._independent_run(requests, i) if self._independent else 0
                 if out and request.method not in _SAFE:
@@ -390,8 +445,9 @@ class HttpServer:
                     response = await self._call(request)
             # Inside a run handled together every request has been handled: all are answered
             # (the run ends at a request that closes the connection).
-            keep = bool(together) or (request.keep_alive and not response.close
-                                      and not self.draining and not (must_close and i == last))
+            keep = bool(together) or (
+                request.keep_alive and not response.close and not self.draining
+                and not (reader.must_close and i == len(requests) - 1))
             if response.stream is not None:
                 if out:
                     await self._write(stream, timer, b"".join(out))
@@ -407,7 +463,76 @@ class HttpServer:
             keep = True
         if out:
             await self._write(stream, timer, b"".join(out))
+        if refusal is not None and keep:  # refused behind a streamed body: answered last
+            timer.phase = "write"
+            await self._send(stream, timer, problem_response(
+                refusal.status, _TITLES.get(refusal.status, "Bad Request"), refusal.detail,
+                close=True), keep_alive=False)
+            await _linger(stream)
+            return False
         return keep
+
+    async def _call_streamed(self, stream: trio.SocketStream, reader: RequestReader,
+                             timer: _Timer, request: Request, requests: list[Request]
+                             ) -> tuple[Response, HttpError | None]:
+        """Run the application on a streamed request while a second task feeds it the body.
+
+        Returns the answer (with ``close`` when the body was not read to its end, or the
+        refusal itself when the body broke a limit or the framing) and a refusal that
+        belongs to a request pipelined behind the body (answered after it)."""
+        buf = request.streamed
+        assert buf is not None
+        send, receive = trio.open_memory_channel[bytes](0)  # the back-pressure: no buffer
+        body = _BodyStream(receive)
+        request.body_stream = body
+        refusal: list[HttpError] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed_body, stream, reader, timer, buf, send, body,
+                               requests, refusal)
+            response = await self._call(request)
+            nursery.cancel_scope.cancel()  # answered: whatever is unread stays unread
+        timer.phase, timer.at = "answer", math.inf
+        if refusal and not buf.complete:  # the body itself was refused (413, bad chunking)
+            err = refusal[0]
+            return problem_response(err.status, _TITLES.get(err.status, "Bad Request"),
+                                    err.detail, close=True), None
+        if not (buf.complete and body.drained):
+            response = replace(response, close=True)  # the rest of the body is on the wire
+        return response, refusal[0] if refusal else None
+
+    async def _feed_body(self, stream: trio.SocketStream, reader: RequestReader, timer: _Timer,
+                         buf: BodyBuffer, send: trio.MemorySendChannel[bytes],
+                         body: _BodyStream, requests: list[Request],
+                         refusal: list[HttpError]) -> None:
+        """Hand the parsed chunks of ``buf`` to the application, one at a time, and read
+        the socket only when it has taken them all. Requests pipelined behind the body join
+        ``requests``; a refusal goes to ``refusal``."""
+        idle = self._limits.body_idle_timeout
+        async with send:
+            while True:
+                for piece in buf.take():
+                    await send.send(piece)
+                if buf.complete:
+                    body.drained = True
+                    return
+                timer.phase, timer.at = "body", trio.current_time() + idle
+                try:
+                    data = await _receive(stream)
+                except trio.BrokenResourceError:
+                    data = b""
+                timer.phase, timer.at = "answer", math.inf
+                if not data:
+                    body.error = BodyIncomplete(
+                        f"the connection closed after {buf.size} body bytes")
+                    return
+                try:
+                    requests.extend(reader.feed(data))
+                except HttpError as err:
+                    refusal.append(err)
+                    requests.extend(err.completed)
+                    if not buf.complete:
+                        body.error = BodyIncomplete(err.detail)
+                        return
 
     def _independent_run(self, requests: list[Request], i: int) -> int:
         """How many requests from ``i`` on the application may handle together (its
@@ -448,6 +573,9 @@ class HttpServer:
         self.in_flight += 1
         try:
             return await self._app(request)
+        except BodyIncomplete as exc:  # a streamed body the client did not finish
+            return problem_response(400, "Bad Request", f"the request body is incomplete: {exc}",
+                                    close=True)
         except Exception:
             logger.exception("request handler crashed: %s %s", request.method, request.path)
             return problem_response(500, "Internal Server Error",
