@@ -5,9 +5,13 @@ Names follow ``septet_<component>_<what>_<unit>``; labels are bounded (carrier, 
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 MESSAGES_ACCEPTED: Final = Counter(
     "septet_ingress_messages_total", "Messages committed by ingress")
@@ -77,3 +81,41 @@ OUTBOX: Final = Gauge(
 OUTBOX_AGE: Final = Gauge(
     "septet_core_outbox_oldest_age_seconds",
     "How long the oldest due message of the outbox has been due (0 when none is due)")
+
+
+class BatchHistogram:
+    """A label-less histogram fed a batch of values at a time (a collector of its own).
+
+    ``Histogram.observe`` costs ~0.8 µs a value; on the per-part hot path (one value per
+    receipt) the values of a batch are binned here with ``bisect`` (~0.15 µs each). Fed from
+    the event loop only.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], *,
+                 registry: CollectorRegistry = REGISTRY) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        registry.register(self)  # type: ignore[arg-type]
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for v in values:
+            counts[bisect.bisect_left(bounds, v)] += 1
+            total += v
+        self.sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, running = [], 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative,
+                                    sum_value=self.sum)
+
+
+RECEIPT_LAG: Final = BatchHistogram(
+    "septet_receipt_lag_seconds",
+    "From a part's submit response to its receipt being applied (one value per matched receipt)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))

@@ -199,6 +199,8 @@ class Applied:
     orphans_matched: int = 0
     illegal: int = 0
     ignored: int = 0
+    receipt_lags: list[float] = field(default_factory=list)  # per matched receipt: seconds
+    # since its part's submit response was recorded
 
     @property
     def events(self) -> list[StatusEvent]:

@@ -125,6 +125,8 @@ class _Correlator:
                 _metrics.RECEIPTS.labels(outcome).inc(value)
         if a.illegal:
             _metrics.ILLEGAL_TRANSITIONS.inc(a.illegal)
+        if a.receipt_lags:
+            _metrics.RECEIPT_LAG.observe_many(a.receipt_lags)
         per_event: dict[str, int] = {}
         for row in a.event_rows:
             # row: [tag, version, msg_id, account, event, ...]

@@ -395,6 +395,7 @@ def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt, msg_i
         ctx.out.duplicates += 1
         return
     ctx.out.matched += 1
+    ctx.out.receipt_lags.append(ctx.now - p[_P_AT])  # p's at: when its submit answer landed
     status = corr.receipt_part_status(receipt.state)
     if status == corr.PART_ACCEPTED:
         return  # ENROUTE/ACCEPTD: intermediate, nothing to fold

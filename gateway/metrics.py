@@ -129,6 +129,12 @@ def bind_store(store: Any) -> None:
     _STORE.store = store
 
 
+STORE_COMMIT_LATENCY: Final = Histogram(
+    "septet_store_commit_latency_seconds",
+    "One group commit of the store writer: its ops, the commit and the fsync",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
 EVENT_LOOP_LAG: Final = Histogram(
     "septet_event_loop_lag_seconds", "Lateness of a periodic 0.25 s wake-up of the trio loop",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))

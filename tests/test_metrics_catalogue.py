@@ -143,6 +143,9 @@ async def test_a_real_run_moves_the_catalogue_consistently(tmp_path: Path) -> No
     assert delta("septet_store_ops_total") >= delta("septet_store_commits_total")
     assert 0 < total(after, "septet_store_used_bytes") <= total(after, "septet_store_map_size_bytes")
     assert total(after, "septet_event_loop_lag_seconds_count") > 0
+    assert delta("septet_store_commit_latency_seconds_count") == delta("septet_store_commits_total")
+    assert delta("septet_receipt_lag_seconds_count") == matched  # one value per matched receipt
+    assert delta("septet_receipt_lag_seconds_sum") >= 0
     # bounded labels: no phone number, id or long free text ever becomes a label value
     for (_, labels) in after:
         for _, value in labels:

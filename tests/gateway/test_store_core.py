@@ -122,3 +122,20 @@ async def test_write_queue_full_reports_a_full_queue(tmp_path: Path) -> None:
             assert store.write_queue_full
             release.set()
         assert not store.write_queue_full
+
+
+def _commit_latency_count() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("septet_store_commit_latency_seconds_count") or 0.0
+
+
+async def test_each_group_commit_is_timed_once(tmp_path: Path) -> None:
+    before = _commit_latency_count()
+    async with open_store(tmp_path / "db") as store:
+        db = store.db(b"meta")
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(store.write, lambda txn, i=i: txn.put(b"%05d" % i, b"x", db=db))
+        commits = store.stats.commits
+    assert _commit_latency_count() - before == commits
