@@ -328,21 +328,43 @@ def encode_batch(messages: Iterable[Kind]) -> bytes:
     return msgpack.packb([to_wire(m) for m in messages], use_bin_type=True)
 
 
-def decode_batch(data: bytes) -> list[Kind]:
-    """Inverse of :func:`encode_batch`."""
+def _rows(data: bytes) -> tuple[Any, ...]:
+    """The rows of a batch, each a tuple (msgpack arrays as tuples unpack ~2x faster than
+    lists, and every field of every kind is a scalar)."""
     try:
-        rows = msgpack.unpackb(data, raw=False, use_list=True)
+        rows = msgpack.unpackb(data, raw=False, use_list=False)
     except (ValueError, msgpack.UnpackException) as exc:
         raise DecodeError("not msgpack") from exc
-    if not isinstance(rows, list):
+    if not isinstance(rows, tuple):
         raise DecodeError("a batch is a list")
-    return [from_wire(r) for r in rows]
+    return rows
+
+
+def decode_batch(data: bytes) -> list[Kind]:
+    """Inverse of :func:`encode_batch`."""
+    out: list[Kind] = []
+    append, by_tag, arity = out.append, _BY_TAG, _ARITY
+    for r in _rows(data):
+        kind = by_tag.get(r[0]) if type(r) is tuple and len(r) > 2 and type(r[0]) is int else None
+        if kind is not None and r[1] == kind.VERSION and len(r) == arity[r[0]] + 2:
+            append(_new(kind, r[2:]))  # the hot path, as in from_wire
+        else:
+            append(from_wire(r))
+    return out
 
 
 def decode_batch_of(kind: type[_T], data: bytes) -> list[_T]:
     """Decode a batch that must hold only messages of ``kind``."""
-    out = decode_batch(data)
-    for m in out:
+    head = (kind.TAG, kind.VERSION)  # type: ignore[attr-defined]
+    width = len(kind._fields) + 2  # type: ignore[attr-defined]
+    out: list[_T] = []
+    append = out.append
+    for r in _rows(data):
+        if type(r) is tuple and len(r) == width and r[:2] == head:
+            append(_new(kind, r[2:]))  # the hot path, as in from_wire
+            continue
+        m = from_wire(r)  # checks; upgrades an older version
         if not isinstance(m, kind):
             raise DecodeError(f"expected {kind.__name__}, got {type(m).__name__}")
-    return out  # type: ignore[return-value]
+        append(m)
+    return out

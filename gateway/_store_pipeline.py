@@ -485,10 +485,9 @@ def _move(
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
             ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db(b"timeouts"))
-    elif new in _FINAL:
-        if rec[_TIMEOUT]:
-            ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
-            rec[_TIMEOUT] = 0
+    elif new in _FINAL and rec[_TIMEOUT]:
+        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
+        rec[_TIMEOUT] = 0
 
 
 def _event(
