@@ -103,25 +103,57 @@ class DeadLetter:
     error: str
 
 
+_MEMO_MAX: Final = 200_000  # entries remembered at most (then forgotten: reads take over)
+
+
 class CallbackOutbox:
-    """The callback outbox of one store. All writes are single ``store.write`` ops."""
+    """The callback outbox of one store. All writes are single ``store.write`` ops.
+
+    What this process enqueued is remembered until it is settled (``_fresh``: scheduled
+    entries that were never tried, by due key; ``_held_back``: events waiting behind a lower
+    seq, by event key), so :meth:`due` builds those entries from memory instead of reading
+    and decoding their rows. Only committed writes fill the memo, and an entry is found there
+    only under the exact due key it was written with: a retry or a postponement writes a new
+    key and is read from LMDB, like everything another process wrote.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending, self._due = store.db(PENDING), store.db(DUE)
         self._done, self._dead = store.db(DONE), store.db(DEAD)
+        self._fresh: dict[bytes, tuple[StatusEvent, float]] = {}  # due key -> (event, first_at)
+        self._held_back: dict[bytes, StatusEvent] = {}  # ek -> event (due_ms WAITING)
+
+    def _remember(self, scheduled: list[tuple[bytes, StatusEvent]],
+                  waiting: list[tuple[bytes, StatusEvent]], first_at: float) -> None:
+        if len(self._fresh) + len(self._held_back) > _MEMO_MAX:
+            self._fresh.clear()
+            self._held_back.clear()
+        for key, event in scheduled:
+            self._fresh[key] = (event, first_at)
+        for ek, event in waiting:
+            self._held_back[ek] = event
 
     # ------------------------------------------------------------------------- writes
 
     async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
         """Store ``events`` (one write); returns how many were new. See the module rules."""
         ordered = sorted(events, key=lambda e: (e.msg_id, e.seq))
-        return await self._store.write(lambda txn: self._enqueue(txn, ordered, now))
+        new, scheduled, waiting = await self._store.write(
+            lambda txn: self._enqueue(txn, ordered, now))
+        self._remember(scheduled, waiting, now)
+        return new
 
-    def _enqueue(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], now: float) -> int:
+    def _enqueue(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], now: float
+                 ) -> tuple[int, list[tuple[bytes, StatusEvent]], list[tuple[bytes, StatusEvent]]]:
         """``events`` sorted by (msg_id, seq): a message's later events reuse what its first
-        one looked up (the settled seq and the highest pending seq) instead of reading again."""
+        one looked up (the settled seq and the highest pending seq) instead of reading again.
+
+        Returns how many were new, and those (due key, event) scheduled and (ek, event) waiting.
+        """
         new = 0
+        scheduled: list[tuple[bytes, StatusEvent]] = []
+        waiting: list[tuple[bytes, StatusEvent]] = []
         cursor = txn.cursor(db=self._pending)
         msg_id, done_seq, last_pending = None, -1, None
         for event in events:
@@ -135,17 +167,30 @@ class CallbackOutbox:
                 continue
             if last_pending is not None and event.seq <= last_pending:
                 continue  # a duplicate, or older than a status already queued
-            self._put(txn, event, schedule=last_pending is None, now=now)
+            key = self._put(txn, event, schedule=last_pending is None, now=now)
+            if key is None:
+                waiting.append((event_key(event.msg_id, event.seq), event))
+            else:
+                scheduled.append((key, event))
             last_pending = event.seq
             new += 1
-        return new
+        return new, scheduled, waiting
 
     async def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
         """Record the notifier's decisions (one write)."""
         if settlements:
-            await self._store.write(lambda txn: self._settle(txn, settlements, now))
+            released = await self._store.write(lambda txn: self._settle(txn, settlements, now))
+            for s in settlements:
+                self._fresh.pop(s.entry.key, None)
+            for key in released:
+                event = self._held_back.pop(key[8:], None)
+                if event is not None:
+                    self._fresh[key] = (event, now)
 
-    def _settle(self, txn: lmdb.Transaction, settlements: Sequence[Settlement], now: float) -> None:
+    def _settle(self, txn: lmdb.Transaction, settlements: Sequence[Settlement], now: float
+                ) -> list[bytes]:
+        """Returns the due keys of the events released (scheduled behind a settled seq)."""
+        released: list[bytes] = []
         cursor = txn.cursor(db=self._pending)  # one for every _release_next of this write
         for s in settlements:
             key = s.entry.key
@@ -169,14 +214,22 @@ class CallbackOutbox:
             if s.outcome == "dead":
                 dead = _pack(now, s.entry.attempt + 1, s.error, to_wire(event))
                 txn.put(event.account.encode() + b"\x00" + ek, dead, db=self._dead)
-            self._release_next(txn, event.msg_id, now, cursor)
+            key = self._release_next(txn, event.msg_id, now, cursor)
+            if key is not None:
+                released.append(key)
+        return released
 
-    def _put(self, txn: lmdb.Transaction, event: StatusEvent, *, schedule: bool, now: float) -> None:
+    def _put(self, txn: lmdb.Transaction, event: StatusEvent, *, schedule: bool, now: float
+             ) -> bytes | None:
+        """Write a new pending row; returns its due key when scheduled (None: waiting)."""
         ek = event_key(event.msg_id, event.seq)
         due_ms = ms(now) if schedule else WAITING
         txn.put(ek, _pack(due_ms, 0, now, "", to_wire(event)), db=self._pending)
-        if schedule:
-            txn.put(u64(due_ms) + ek, b"", db=self._due)
+        if not schedule:
+            return None
+        key = u64(due_ms) + ek
+        txn.put(key, b"", db=self._due)
+        return key
 
     def _mark_done(self, txn: lmdb.Transaction, event: StatusEvent) -> None:
         key = event.msg_id.encode()
@@ -186,7 +239,8 @@ class CallbackOutbox:
 
     def _release_next(self, txn: lmdb.Transaction, msg_id: str, now: float,
                       cursor: lmdb.Cursor | None = None) -> None:
-        """Schedule the message's lowest waiting event, unless one is scheduled already.
+        """Schedule the message's lowest waiting event, unless one is scheduled already;
+        returns the due key written, if any.
 
         ``cursor``: a cursor on ``cb_pending`` of ``txn`` to reuse (one is opened otherwise).
         """
@@ -194,13 +248,15 @@ class CallbackOutbox:
         if cursor is None:
             cursor = txn.cursor(db=self._pending)
         if not cursor.set_range(prefix) or not _key(cursor).startswith(prefix):
-            return
+            return None
         row = msgpack.unpackb(cursor.value())
         if row[0] != WAITING:
-            return
+            return None
         ek, due_ms = _key(cursor), ms(now)
         txn.put(ek, _pack(due_ms, 0, now, "", row[4]), db=self._pending)
-        txn.put(u64(due_ms) + ek, b"", db=self._due)
+        key = u64(due_ms) + ek
+        txn.put(key, b"", db=self._due)
+        return key
 
     def _pending_seqs(self, txn: lmdb.Transaction, msg_id: str,
                       cursor: lmdb.Cursor | None = None) -> list[int]:
@@ -221,6 +277,7 @@ class CallbackOutbox:
         """Up to ``limit`` scheduled entries due at ``now``, in due order, minus ``skip``."""
         end = u64(_now_ms(now) + 1)
         out: list[CallbackEntry] = []
+        fresh = self._fresh
         with self._store.read() as txn:
             cursor = txn.cursor(db=self._due)
             if not cursor.first():
@@ -229,6 +286,11 @@ class CallbackOutbox:
                 if key >= end or len(out) >= limit:
                     break
                 if key in skip:
+                    continue
+                known = fresh.get(key)
+                if known is not None:  # written by this process, never tried: no read
+                    out.append(CallbackEntry(key, known[0], 0, known[1],
+                                             int.from_bytes(key[:8], "big") / 1000))
                     continue
                 raw = txn.get(key[8:], db=self._pending)
                 if raw is None:

@@ -191,6 +191,11 @@ class OutboxMachine(RuleBasedStateMachine):
             last[msg] = seq
 
     @invariant()
+    def entries_from_memory_equal_what_the_rows_say(self) -> None:
+        cold = CallbackOutbox(self.store)  # type: ignore[arg-type]  # remembers nothing: reads
+        assert self.outbox.due(self.now + 100, limit=100) == cold.due(self.now + 100, limit=100)
+
+    @invariant()
     def nothing_accepted_is_lost(self) -> None:
         assert self.outbox.pending_count() == len(self.accepted - set(self.settled))
 
