@@ -67,6 +67,20 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """utime + stime of a live process split into its main thread and the others, seconds."""
+    out = {"main": 0.0, "other threads": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        key = "main" if task.name == str(pid) else "other threads"
+        out[key] += (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def proc_peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -322,9 +336,10 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
         if args.profile:
             spy = await Child.start(nursery, "py-spy", [
                 str(Path(PY).parent / "py-spy"), "record", "--pid", str(gw.proc.pid), "--format",
-                "raw", "--rate", "50", "--nonblocking", "-o", f"{args.profile}.{mode}.txt"])
+                "raw", "--rate", str(args.profile_rate), "--nonblocking", "-o", f"{args.profile}.{mode}.txt"])
             await trio.sleep(1)
         cpu0 = {"gateway": gw.cpu(), "simulator": sim.cpu()}
+        threads0 = thread_cpu(gw.proc.pid)
         rus0 = resource.getrusage(resource.RUSAGE_SELF)
 
         async def load(name: str, start: int, n: int, duration: float, rate: float,
@@ -335,6 +350,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 "--start", str(start), "--count", str(n), "--duration", str(duration),
                 "--connections", str(conns), "--rate", str(rate), "--out", str(out)])
             give_up = time.monotonic() + duration + 60  # loadgen bounds itself; this is a guard
+            busy0 = (time.monotonic(), gw.cpu())
             while lg.proc.returncode is None:
                 if time.monotonic() > give_up:
                     lg.proc.kill()
@@ -345,7 +361,10 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 await trio.sleep(0.2)
             if await lg.proc.wait() != 0 or not out.exists():
                 raise RuntimeError(f"load generator failed (exit {lg.proc.returncode})")
+            busy[name] = round((gw.cpu() - busy0[1]) / max(time.monotonic() - busy0[0], 1e-9), 2)
             return Phase(name, json.loads(out.read_text()), start, n)
+
+        busy: dict[str, float] = {}  # gateway CPU seconds per second while a phase sends
 
         peak = await load("peak", 1, count, args.duration, 0.0, 0)
         paced = None
@@ -365,6 +384,9 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                       len(sink.final_at), done=True)
         _, metrics_text = await http_get(http_port, "/metrics")
         cpu = {"gateway": gw.cpu() - cpu0["gateway"], "simulator": sim.cpu() - cpu0["simulator"]}
+        main_cpu = thread_cpu(gw.proc.pid)["main"] - threads0["main"]
+        # threads come and go (trio's worker cache): the others are the rest of the process
+        threads = {"main": main_cpu, "other threads": cpu["gateway"] - main_cpu}
         rss = {"gateway": gw.rss(), "simulator": sim.rss()}
         rus1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu["receiver+orchestrator"] = (rus1.ru_utime + rus1.ru_stime
@@ -402,6 +424,9 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
         "simulator": sim_stats, "receiver": receiver.summary(sink),
         "cpu_s_per_1000_msgs": {k: round(v * 1000 / max(total, 1), 3) for k, v in cpu.items()},
         "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "gateway_cpu_s_per_1000_msgs_by_thread": {
+            k: round(v * 1000 / max(total, 1), 3) for k, v in threads.items()},
+        "gateway_busy_while_sending": busy,
         "peak_rss_mib": {k: round(v, 1) for k, v in rss.items()},
         "lmdb_bytes": lmdb_bytes, "lmdb_bytes_per_msg": round(lmdb_bytes / max(total, 1), 1),
         "metrics_sample": _metric_lines(metrics_text),
@@ -467,7 +492,11 @@ def _table(r: dict[str, Any]) -> str:
         (f"  parts expected {r['parts_expected']}  received once {r['parts_received_distinct']}  "
         f"lost {r['lost']}  duplicates {r['duplicates']}  without final {r['messages_without_final']}"),
         f"  cpu s / 1000 msgs   {r['cpu_s_per_1000_msgs']}",
+        (f"  gateway by thread   {r['gateway_cpu_s_per_1000_msgs_by_thread']}  busy while "
+         f"sending (CPU s/s) {r['gateway_busy_while_sending']}"),
         f"  peak RSS MiB        {r['peak_rss_mib']}",
+        (f"  SMPP I/O            simulator read {r['simulator'].get('reads', 0)} times and wrote "
+         f"{r['simulator'].get('writes', 0)} times for {r['parts_received_distinct']} parts"),
         f"  LMDB                {r['lmdb_bytes'] / 2**20:.1f} MiB, {r['lmdb_bytes_per_msg']:.0f} B/msg",
     ]
     if "paced_half_peak" in r:
@@ -499,6 +528,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--chart", default="bench/out/e2e_chart", help="chart path without extension")
     ap.add_argument("--profile", default="",
                     help="record the gateway with py-spy (collapsed stacks to PROFILE.<mode>.txt)")
+    ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     return ap
 

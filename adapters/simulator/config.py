@@ -87,6 +87,8 @@ class SimulatorStats:
     generic_nacks_sent: int = 0
     unbinds: int = 0
     peak_pending_responses: int = 0  # most submit_sm awaiting a delayed answer on one bind
+    reads: int = 0  # socket reads that brought data (how the ESME's writes arrive, coalesced)
+    writes: int = 0  # send_all calls (answers and receipts go out together)
     received: Counter[PartKey] = field(default_factory=Counter)
     accepted: Counter[PartKey] = field(default_factory=Counter)
 

@@ -54,8 +54,9 @@ async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None
     lock = trio.StrictFIFOLock()
     try:
         async with stream, trio.open_nursery() as nursery:
-            nursery.start_soon(_write_loop, session, stream, bell, lock, nursery.cancel_scope)
-            await _read_loop(session, stream, bell, lock)
+            nursery.start_soon(_write_loop, session, stream, bell, lock, nursery.cancel_scope,
+                               shared)
+            await _read_loop(session, stream, bell, lock, shared)
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the ESME went away; its unanswered PDUs are its problem (in doubt)
@@ -64,18 +65,20 @@ async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None
 
 
 async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
-                     lock: trio.StrictFIFOLock) -> None:
+                     lock: trio.StrictFIFOLock, shared: SimulatorState) -> None:
     while True:
         data = await stream.receive_some(READ_SIZE)
         if not data:
             return
         now = trio.current_time()
+        shared.stats.reads += 1
         session.receive_data(data, now)
         if session.drop:
             return
         # Answer in the same pass (one write for everything due): no hop through the writer.
         out = session.poll(now)
         if out:
+            shared.stats.writes += 1
             async with lock:
                 await stream.send_all(out)
         if session.closing:
@@ -84,7 +87,8 @@ async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Door
 
 
 async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
-                      lock: trio.StrictFIFOLock, scope: trio.CancelScope) -> None:
+                      lock: trio.StrictFIFOLock, scope: trio.CancelScope,
+                      shared: SimulatorState) -> None:
     while True:
         await bell.wait_until(session.next_deadline())
         if session.drop:
@@ -92,6 +96,7 @@ async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: Doo
             return
         data = session.poll(trio.current_time())
         if data:
+            shared.stats.writes += 1
             async with lock:
                 await stream.send_all(data)
         if session.closing:
