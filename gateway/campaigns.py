@@ -262,7 +262,7 @@ class Campaigns:
 
     async def stage_batches(self, account: str, name: str,
                             batches: AsyncIterable[list[dict[str, Any]]], *,
-                            offset: int | None = None, chunk: int = 5000) -> tuple[int, int]:
+                            offset: int | None = None, chunk: int = 2000) -> tuple[int, int]:
         """Stage rows as they arrive (lists of rows, e.g. per received chunk of a streamed
         upload), committing each ``chunk`` rows durably; returns (staged, skipped).
 
