@@ -110,3 +110,10 @@ def test_rules_refuse_nonsense_directly() -> None:
     with pytest.raises(ValueError):
         CampaignRules(per_minute_burst=0.5)
     assert Limit.per_minute(120) == Limit(2.0, 1.0)
+
+
+def test_pause_recheck_is_read_and_checked() -> None:
+    assert rules_from_mapping({"pause_recheck": 5}).pause_recheck == 5.0
+    assert rules_from_mapping({}).pause_recheck == 30.0
+    with pytest.raises(ShapingConfigError, match="shaping.pause_recheck"):
+        rules_from_mapping({"pause_recheck": 0})

@@ -42,21 +42,27 @@ class Served:
 @asynccontextmanager
 async def serve_campaigns(path: Path, *, carriers: list[Any] | None = None, now: Any = None,
                           sync: bool = False, limits: ServerLimits | None = None,
-                          chunk: int = 2000) -> AsyncIterator[Served]:
+                          chunk: int = 2000, pause_recheck: float = 30.0
+                          ) -> AsyncIterator[Served]:
     async with open_store(path, sync=sync) as store, trio.open_nursery() as nursery:
         kw = {"now": now} if now is not None else {}
         svc = Campaigns(store, None, chunk=chunk, **kw)
         if carriers is None:
             gw: Any = Gateway(store, [])
         else:
-            settings = CoreSettings(shaping=ShapingRules(campaigns=svc.rules),
+            settings = CoreSettings(shaping=ShapingRules(campaigns=svc.rules,
+                                                         pause_recheck=pause_recheck),
                                     receipt_timeout=None)
             gw = await nursery.start(_run_gateway, store, carriers, settings)
         svc.bind(gw)
         api = create_api(gw, ApiConfig(), campaigns=svc, check_callback=lambda u: u, **kw)
         book = AccountBook(store)
-        keys = {"alpha": await book.create(Account("alpha", default_prefix="351")),
-                "beta": await book.create(Account("beta"))}
+        keys = {}
+        for account in (Account("alpha", default_prefix="351"), Account("beta")):
+            if book.get(account.name) is None:
+                keys[account.name] = await book.create(account)
+            else:  # the same store served again (a restart)
+                keys[account.name] = await book.add_key(account.name)
         server = HttpServer(api, limits or ServerLimits())
         port = await nursery.start(server.serve, "127.0.0.1", 0)
         yield Served(f"http://127.0.0.1:{port}", store, gw, svc, keys)
