@@ -100,3 +100,15 @@ def test_in_doubt_policy_and_carrier_id_type_are_configured_and_checked(tmp_path
         cfg.load(f, env={})
     problems = "\n".join(info.value.problems)
     assert "core.in_doubt" in problems and "smpp[vodafone].id_type" in problems
+
+
+def test_streamed_body_limits_are_configured_and_checked() -> None:
+    c = cfg.load(None, env={"SEPTET_HTTP__MAX_STREAM_BYTES": "2147483648",
+                            "SEPTET_HTTP__BODY_IDLE_TIMEOUT": "12.5"})
+    assert (c.http.max_stream_bytes, c.http.body_idle_timeout) == (2 * 1024**3, 12.5)
+    assert cfg.load(None, env={}).http.max_stream_bytes == 1024**3  # 1 GiB by default
+    with pytest.raises(ConfigError) as info:
+        cfg.load(None, env={"SEPTET_HTTP__MAX_STREAM_BYTES": "0",
+                            "SEPTET_HTTP__BODY_IDLE_TIMEOUT": "0"})
+    assert "http.max_stream_bytes" in str(info.value)
+    assert "http.body_idle_timeout" in str(info.value)

@@ -183,3 +183,21 @@ def test_every_well_formed_name_parses_back(seq: int, code: str, pct: int, every
         seq, code, pct, every * 60)
     assert (got.recontact_hours, got.cleanup, got.ext) == (hours, cleanup, ext.lower())
     assert got.start == datetime(2026, 11, 18, 10, 0, tzinfo=UTC).timestamp()
+
+
+async def test_the_campaign_code_is_unique_per_account_only(importer: Importer) -> None:
+    from gateway.campaigns import Campaign
+
+    svc = importer.campaigns
+    await svc.create(Campaign("SPRING", "other", "Septet", "hi"))  # another account's SPRING
+    path = drop(importer, f"mailing_{TODAY}_1_cSPRING.csv")
+    assert await importer.process(path) == "processed"
+    mine = svc.get("acme", "SPRING")
+    assert mine is not None and (mine.rows, mine.sealed) == (2, True)
+    theirs = svc.get("other", "SPRING")
+    assert theirs is not None and theirs.rows == 0 and theirs.source == "api"
+    # the same code again in the same account is refused (another sequence, same day)
+    path = drop(importer, f"mailing_{TODAY}_2_cSPRING.csv")
+    assert await importer.process(path) == "discarded"
+    report = (importer.folder / "discarded" / f"{path.name}.error.txt").read_text()
+    assert "SPRING" in report and "already exists" in report
