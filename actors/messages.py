@@ -208,17 +208,20 @@ class ConnectorThrottled(NamedTuple):
     at: float
 
 
-class StoredReceipt(NamedTuple):
-    """A CarrierReceipt already in the store's durable receipt inbox under ``inbox_key``.
+class PendingReceipt(NamedTuple):
+    """A CarrierReceipt the receipt sink hands the correlator, not yet stored anywhere.
 
-    What the receipt sink hands the correlator: once correlated, the inbox entry is deleted
-    in the same transaction.
+    The sink call that handed it over waits until the commit that correlates it (matched,
+    parked as an orphan or kept as unknown) and only then returns, so a connector
+    acknowledges a receipt only once it is durable. ``ticket`` names that waiting call; it
+    means nothing outside the running process. (Tag 9 was StoredReceipt, a receipt already
+    in a durable inbox: retired, never stored.)
     """
 
-    TAG = 9
+    TAG = 11
     VERSION = 1
 
-    inbox_key: bytes
+    ticket: int
     connector: str
     carrier_id: str
     state: str
@@ -247,8 +250,8 @@ Kind = (
     | MessageFinished
     | StatusEvent
     | ConnectorThrottled
-    | StoredReceipt
     | Released
+    | PendingReceipt
 )
 KINDS: Final[tuple[type[Any], ...]] = (
     Message,
@@ -259,8 +262,8 @@ KINDS: Final[tuple[type[Any], ...]] = (
     MessageFinished,
     StatusEvent,
     ConnectorThrottled,
-    StoredReceipt,
     Released,
+    PendingReceipt,
 )
 
 # --------------------------------------------------------------------------------------------

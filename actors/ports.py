@@ -10,7 +10,7 @@ Must not import: gateway, adapters, lmdb, httpx.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -93,12 +93,6 @@ class RecentContacts(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # Status callbacks (notifier, issue 7). gateway.callbacks / gateway.callback_outbox satisfy these.
-# (Imports here rather than at the top: this section is appended to a shared file.)
-
-from collections.abc import Container  # noqa: E402
-from typing import Literal  # noqa: E402
-
-from actors.messages import StatusEvent  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,16 +233,9 @@ class PipelineStore(Protocol):
         """Mark parts SUBMITTING before they go to a carrier; False: do not send that part."""
         ...
 
-    async def apply(self, items: Sequence[Kind], receipt_keys: Sequence[bytes], now: float) -> Applied:
-        """Persist submit outcomes, receipts and finished messages; return the events."""
-        ...
-
-    async def park_receipts(self, receipts: Sequence[CarrierReceipt]) -> list[bytes]:
-        """Store receipts in the durable inbox; returns their inbox keys."""
-        ...
-
-    def receipt_inbox(self, limit: int) -> list[tuple[bytes, CarrierReceipt]]:
-        """Receipts stored but not yet correlated."""
+    async def apply(self, items: Sequence[Kind], now: float) -> Applied:
+        """Persist submit outcomes, receipts and finished messages in one commit; return what
+        it decided (events, released ids, counts)."""
         ...
 
     def timeouts_due(self, now: float, limit: int) -> list[MsgId]:

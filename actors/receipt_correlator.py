@@ -2,28 +2,32 @@
 
 Everything that decides a message's fate comes through its inbox, in batches: PartSubmitted /
 PartFailed from the dispatcher, MessageFinished from the rate limiter and the segmenter, and
-StoredReceipt from the receipt sink (receipts already in the store's durable inbox). A batch
-is applied in ONE store write (``PipelineStore.apply``): carrier-id index, early receipts
-parked as orphans and matched when their submit response lands, duplicates ignored, part
-statuses folded into the message state through ``actors.states``, events persisted with a
-per-message sequence, campaign counters and recent contacts updated. Only after that commit
-are the StatusEvents passed to the notifier (in commit order) and the ids that left the
-outbox released to the scheduler pump.
+PendingReceipt from the receipt sink. A batch is applied in ONE store write
+(``PipelineStore.apply``): carrier-id index, early receipts parked as orphans and matched when
+their submit response lands, duplicates ignored, part statuses folded into the message state
+through ``actors.states``, events persisted with a per-message sequence, campaign counters and
+recent contacts updated. Only after that commit are the StatusEvents passed to the notifier
+(in commit order), the ids that left the outbox released to the scheduler pump, and the sink
+calls whose receipts the batch held woken.
 
 Two timers run beside it, under the same lock so events stay in commit order: receipt
 timeouts (a SENT message with no final receipt after ``receipt_timeout`` becomes
 NOT_DELIVERED ``receipt_timeout``; ``None`` leaves it SENT) and orphan expiry (receipts
 never matched within ``orphan_ttl`` move to the unknown receipts, kept and counted).
 
-:func:`receipt_sink` builds the ``ReceiptSink`` connectors call: it returns once the
-receipts are durable, then hands them to this actor.
+:func:`receipt_sink` builds the ``ReceiptSink`` connectors call. It hands the receipts to this
+actor and returns once the commit that correlated them is durable, so they are stored and
+correlated in one write (no separate inbox to write and delete, and a receipt that follows
+its submit response closely shares that response's batch: one state-row update for both).
+What a connector has not been told is stored, it has not acknowledged: after a crash the
+carrier sends it again.
 
 Must not import: gateway, adapters, lmdb.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -32,14 +36,21 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
-from actors.messages import CarrierReceipt, MessageFinished, Released, State, StoredReceipt
+from actors.errors import StoreError
+from actors.messages import CarrierReceipt, MessageFinished, PendingReceipt, Released, State
 from actors.ports import Applied, PipelineStore
 
 __all__ = ["CorrelatorStats", "receipt_sink", "run"]
 
 MAX_BATCH = 4096
-_STORED_TAG, _STORED_VERSION = StoredReceipt.TAG, StoredReceipt.VERSION
+_PENDING_TAG, _PENDING_VERSION = PendingReceipt.TAG, PendingReceipt.VERSION
 _RELEASED_TAG, _RELEASED_VERSION = Released.TAG, Released.VERSION
+
+_tickets = itertools.count(1)
+_waiting: dict[int, trio.Event] = {}
+"""Sink calls waiting for the commit of their receipts, by ticket (a PendingReceipt field).
+Only this module touches it: a sink call registers its ticket, the correlator sets the event
+after the commit that applied the ticket's receipts. The channel still carries bytes only."""
 
 
 @dataclass(slots=True)
@@ -71,22 +82,45 @@ class CorrelatorStats:
 def receipt_sink(
     store: PipelineStore, correlator: trio.abc.SendChannel[bytes]
 ) -> Callable[[Sequence[CarrierReceipt]], Awaitable[None]]:
-    """The ``ReceiptSink`` for connectors: durable first, then on to the correlator."""
+    """The ``ReceiptSink`` for connectors: returns once the receipts are durably correlated.
+
+    ``store`` is the correlator's (kept for the signature every caller uses; the correlator
+    does the write).
+
+    Raises:
+        StoreError: the correlator has stopped (shutting down): nothing was stored, so the
+            connector must not acknowledge.
+    """
+    del store
 
     async def sink(receipts: Sequence[CarrierReceipt]) -> None:
         if not receipts:
             return
-        keys = await store.park_receipts(receipts)
-        # StoredReceipt wire rows built directly (encode_batch's output, without a
-        # StoredReceipt per receipt): [tag, version, inbox_key, *CarrierReceipt fields]
-        rows = [[_STORED_TAG, _STORED_VERSION, k, r.connector, r.carrier_id, r.state,
-                 r.error_code, r.received_at, r.done_at]
-                for k, r in zip(keys, receipts, strict=True)]
-        # Closed: shutting down; the receipts are in the inbox and replayed at start.
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await correlator.send(msgpack.packb(rows, use_bin_type=True))
+        ticket = next(_tickets)
+        done = _waiting[ticket] = trio.Event()
+        try:
+            # PendingReceipt wire rows built directly (encode_batch's output, without a
+            # PendingReceipt per receipt): [tag, version, ticket, *CarrierReceipt fields]
+            rows = [[_PENDING_TAG, _PENDING_VERSION, ticket, r.connector, r.carrier_id, r.state,
+                     r.error_code, r.received_at, r.done_at] for r in receipts]
+            try:
+                await correlator.send(msgpack.packb(rows, use_bin_type=True))
+            except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+                raise StoreError("the correlator has stopped; receipts not stored") from exc
+            await done.wait()
+        finally:
+            _waiting.pop(ticket, None)
 
     return sink
+
+
+def _wake_sinks(items: Sequence[messages.Kind]) -> None:
+    """Wake the sink calls whose receipts ``items`` (just committed) held."""
+    for item in items:
+        if type(item) is PendingReceipt:
+            done = _waiting.pop(item.ticket, None)
+            if done is not None:
+                done.set()
 
 
 class _Correlator:
@@ -98,10 +132,11 @@ class _Correlator:
         self.lock = trio.Lock()
 
     async def apply(self, items: list[messages.Kind]) -> None:
-        """Apply ``items`` (StoredReceipts leave the durable inbox in the same commit)."""
+        """Apply ``items`` in one commit, then pass on what it decided (in commit order)."""
         async with self.lock:
             t = self.now()
-            applied = await self.store.apply(items, (), t)
+            applied = await self.store.apply(items, t)
+            _wake_sinks(items)
             self._count(applied, len(items))
             if applied.event_rows and self.events is not None:
                 # the rows are StatusEvent wire rows: this is encode_batch's output
@@ -151,7 +186,7 @@ async def run(
     """Correlate until every producer has closed its clone of ``inbox``.
 
     Args:
-        inbox: batches of PartSubmitted, PartFailed, MessageFinished, StoredReceipt.
+        inbox: batches of PartSubmitted, PartFailed, MessageFinished, PendingReceipt.
         events: batches of StatusEvent for the notifier, sent after they are committed.
         released: batches of Released for the scheduler pump.
         receipt_timeout: None turns the receipt-timeout timer off (a SENT message stays
@@ -162,7 +197,6 @@ async def run(
     """
     corr = _Correlator(store, events, released, now, stats or CorrelatorStats())
     async with inbox, trio.open_nursery() as nursery:
-        await _replay_inbox(corr)
         nursery.start_soon(_timers, corr, receipt_timeout, orphan_ttl, tick)
         task_status.started()
         async for item in inbox:
@@ -177,16 +211,6 @@ async def run(
     for ch in (events, released):
         if ch is not None:
             await ch.aclose()
-
-
-async def _replay_inbox(corr: _Correlator) -> None:
-    """Receipts stored before a stop but not yet correlated are applied first."""
-    while True:
-        pending = corr.store.receipt_inbox(MAX_BATCH)
-        if not pending:
-            return
-        await corr.apply([StoredReceipt(k, r.connector, r.carrier_id, r.state, r.error_code,
-                                        r.received_at, r.done_at) for k, r in pending])
 
 
 async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: float,

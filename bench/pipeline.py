@@ -177,7 +177,7 @@ def ops(args: argparse.Namespace) -> dict[str, float]:
     """Each store op of one message's life, single-threaded in direct transactions.
 
     Measures the CPU (``time.process_time``) per message of op_accept, op_mark_submitting,
-    op_apply (PartSubmitted), op_park_receipts and op_apply (receipt) over ``--ops`` one-part
+    op_apply (PartSubmitted) and op_apply (its receipt, a later batch) over ``--ops`` one-part
     messages in batches of 512, with ``sync=False`` (the ops, not the fsync).
     """
     from gateway import _store_pipeline as sp
@@ -191,7 +191,7 @@ def ops(args: argparse.Namespace) -> dict[str, float]:
     first = 0x0400_0000_086E_CD50
     subs = [m.PartSubmitted(x.msg_id, 1, 1, "bench", str(first + i), now)
             for i, x in enumerate(msgs)]
-    receipts = [m.CarrierReceipt("bench", str(first + i), "DELIVRD", "000", now, now)
+    receipts = [m.PendingReceipt(i, "bench", str(first + i), "DELIVRD", "000", now, now)
                 for i in range(n)]
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as path:
@@ -213,12 +213,8 @@ def ops(args: argparse.Namespace) -> dict[str, float]:
 
         phase("accept", lambda txn, b: sp.op_accept(txn, store, b, None), msgs)
         phase("mark_submitting", lambda txn, b: sp.op_mark_submitting(txn, store, b, now), parts)
-        phase("apply_submitted", lambda txn, b: sp.op_apply(txn, store, b, (), now, None), subs)
-        keys = [k for ks in phase("park_receipts",
-                                  lambda txn, b: sp.op_park_receipts(txn, store, b), receipts)
-                for k in ks]
-        stored = [m.StoredReceipt(k, *r) for k, r in zip(keys, receipts, strict=True)]
-        phase("apply_receipt", lambda txn, b: sp.op_apply(txn, store, b, (), now, None), stored)
+        phase("apply_submitted", lambda txn, b: sp.op_apply(txn, store, b, now, None), subs)
+        phase("apply_receipt", lambda txn, b: sp.op_apply(txn, store, b, now, None), receipts)
         env.close()
     out["ops_total_us"] = round(sum(out.values()), 2)
     for name, value in out.items():

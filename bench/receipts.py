@@ -49,7 +49,7 @@ async def _prepare(pstore: PipelineStore, n: int) -> list[m.Message]:
              for x in chunk], now)
         await pstore.apply([m.PartSubmitted(x.msg_id, 1, 1, "smsc",
                                             m.CarrierId(f"0x{BASE + i + j:X}"), now)
-                            for j, x in enumerate(chunk)], (), now)
+                            for j, x in enumerate(chunk)], now)
     return msgs
 
 

@@ -9,7 +9,7 @@ Key formats (docs/core.md has the full table):
     history             account 0x00 msg_id
     contacts            account 0x00 number
     campaigns           account 0x00 campaign 0x00 counter name
-    receipts, unknown   u64 BE sequence
+    unknown             u64 BE sequence
 """
 
 from __future__ import annotations
@@ -260,8 +260,7 @@ def op_mark_submitting(
 
 
 def op_apply(
-    txn: Any, store: Store, items: Sequence[m.Kind], receipt_keys: Sequence[bytes],
-    now: float, timeout_s: float | None,
+    txn: Any, store: Store, items: Sequence[m.Kind], now: float, timeout_s: float | None,
     id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] | None = None,
 ) -> Applied:
     """Apply submit outcomes, receipts and finished messages in order; persist the events.
@@ -270,15 +269,11 @@ def op_apply(
     connectors not in it are guessed per id.
     """
     ctx = _Ctx(txn, store, now, timeout_s, id_bases or {})
-    db_inbox = store.db(b"receipts")
-    for key in receipt_keys:
-        txn.delete(key, db=db_inbox)
     for item in items:
         kind = type(item)
         if kind is m.PartSubmitted:
             _on_submitted(ctx, item)  # type: ignore[arg-type]
-        elif kind is m.StoredReceipt:
-            txn.delete(item.inbox_key, db=db_inbox)  # type: ignore[union-attr]
+        elif kind is m.PendingReceipt:
             _on_receipt(ctx, item)  # type: ignore[arg-type]
         elif kind is m.PartFailed:
             _on_part_outcome(ctx, item.msg_id, item.part, corr.PART_REJECTED,  # type: ignore
@@ -341,7 +336,7 @@ def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
         ctx.txn.delete(key, db=db)
 
 
-def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
+def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
     base = ctx.id_bases.get(receipt.connector, (None, None))[1]
     db_car = ctx.db(b"carriers")
@@ -364,7 +359,7 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt) -> None:
             return
     # Not (yet) known: park it under every candidate key until the submit response lands.
     db_orph = ctx.db(b"orphans")
-    if isinstance(receipt, m.StoredReceipt):
+    if isinstance(receipt, m.PendingReceipt):
         receipt = m.CarrierReceipt(receipt.connector, receipt.carrier_id, receipt.state,
                                    receipt.error_code, receipt.received_at, receipt.done_at)
     entry = [ctx.now, m.to_wire(receipt), keys]
@@ -384,7 +379,7 @@ def _part_done(ctx: _Ctx, msg_id: str, part: int) -> bool:
     return corr.part_is_final(rec[_PARTS][part - 1][_P_STATUS])
 
 
-def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.StoredReceipt, msg_id: str,
+def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt, msg_id: str,
                    part: int) -> None:
     rec = ctx.load(msg_id.encode())
     if rec is None or not 0 < part <= len(rec[_PARTS]):
@@ -528,30 +523,6 @@ def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
 # ------------------------------------------------------------------------------ receipts
 
 
-def op_park_receipts(txn: Any, store: Store, receipts: Sequence[m.CarrierReceipt]) -> list[bytes]:
-    """Durable receipt inbox: store receipts before the connector acknowledges them."""
-    db = store.db(b"receipts")
-    keys = []
-    for r in receipts:
-        key = u64(next(_SEQ))
-        txn.put(key, _pack([r.TAG, r.VERSION, *r]), db=db)  # messages.encode(r)
-        keys.append(key)
-    return keys
-
-
-def read_receipt_inbox(store: Store, limit: int) -> list[tuple[bytes, m.CarrierReceipt]]:
-    """Receipts stored but not yet correlated (replayed on start-up)."""
-    out = []
-    with store.read() as txn, txn.cursor(db=store.db(b"receipts")) as cur:
-        for key, value in cur:
-            if len(out) >= limit:
-                break
-            r = m.decode(value)
-            assert isinstance(r, m.CarrierReceipt)
-            out.append((key, r))
-    return out
-
-
 def read_timeouts(store: Store, now: float, limit: int) -> list[m.MsgId]:
     """Messages whose receipt wait ended at or before ``now``."""
     stop = u64(int(now * 1000) + 1)
@@ -654,17 +625,10 @@ class PipelineStore:
     async def mark_submitting(self, parts: Sequence[m.SubmitPart], now: float) -> list[bool]:
         return await self.store.write(lambda txn: op_mark_submitting(txn, self.store, parts, now))
 
-    async def apply(self, items: Sequence[m.Kind], receipt_keys: Sequence[bytes],
-                    now: float) -> Applied:
+    async def apply(self, items: Sequence[m.Kind], now: float) -> Applied:
         return await self.store.write(
-            lambda txn: op_apply(txn, self.store, items, receipt_keys, now, self.receipt_timeout,
+            lambda txn: op_apply(txn, self.store, items, now, self.receipt_timeout,
                                  self.id_bases))
-
-    async def park_receipts(self, receipts: Sequence[m.CarrierReceipt]) -> list[bytes]:
-        return await self.store.write(lambda txn: op_park_receipts(txn, self.store, receipts))
-
-    def receipt_inbox(self, limit: int) -> list[tuple[bytes, m.CarrierReceipt]]:
-        return read_receipt_inbox(self.store, limit)
 
     def timeouts_due(self, now: float, limit: int) -> list[m.MsgId]:
         return read_timeouts(self.store, now, limit)

@@ -22,7 +22,7 @@ Reads are inline: ``with store.read() as txn:`` (a read-only snapshot, microseco
 
 Databases (names are bytes; the layout is documented in docs/core.md):
     messages, state, outbox, inflight, carriers, campaigns, contacts, orphans,
-    unknown, receipts, timeouts, history, idempotency, accounts, callbacks, meta
+    unknown, timeouts, history, idempotency, accounts, callbacks, meta
 Other modules can register more names in ``STORE_DATABASES`` before opening the store or pass
 ``extra_dbs``.
 
@@ -60,7 +60,6 @@ CORE_DATABASES: Final[tuple[bytes, ...]] = (
     b"contacts",  # account 0x00 number -> msgpack float (last SENT time)
     b"orphans",  # connector 0x00 carrier_key -> msgpack [[parked_at, receipt wire], ...]
     b"unknown",  # u64 BE sequence -> encode(CarrierReceipt)   receipts never matched
-    b"receipts",  # u64 BE sequence -> encode(CarrierReceipt)  durable receipt inbox
     b"timeouts",  # due_ms u64 BE || msg_id -> b""   SENT messages waiting for receipts
     b"history",  # account 0x00 msg_id -> b""       per-account history in id (=time) order
     b"idempotency",  # owned by the HTTP layer (H4)

@@ -56,7 +56,7 @@ async def test_a_final_message_is_not_brought_back_to_the_outbox(tmp_path: Path)
         (msg,) = _msgs(1, 1000.0)
         await pstore.accept([msg])
         await pstore.apply([m.MessageFinished(msg.msg_id, "NOT_SENT", "expired", "x", 1001.0)],
-                           [], 1001.0)
+                           1001.0)
         assert _outbox(store) == []
         assert await defer_messages(store, [msg._replace(send_at=5000.0)]) == 0
         assert _outbox(store) == []

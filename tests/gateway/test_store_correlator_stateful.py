@@ -61,7 +61,7 @@ class Correlation(RuleBasedStateMachine):
 
     def _apply(self, item: m.Kind) -> None:
         self.now += 1
-        applied = self._write(lambda txn: sp.op_apply(txn, self.store, [item], (), self.now, None))
+        applied = self._write(lambda txn: sp.op_apply(txn, self.store, [item], self.now, None))
         for e in applied.events:
             self.events[e.msg_id].append(e)
         for k in ("matched", "duplicates", "unknown", "orphans_parked", "orphans_matched",
