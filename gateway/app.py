@@ -162,7 +162,7 @@ class Gateway:
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
                 await send.send(encode_batch(items))
                 return
-        await self.pipeline.apply(list(items), (), self._now())
+        await self.pipeline.apply(list(items), self._now())
 
     def liveness(self) -> dict[str, Any]:
         """Per actor, whether its task is running; per carrier, whether it is bound.
