@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
+import pytest
 import trio
 import trio.testing
 
@@ -299,3 +300,19 @@ async def test_the_segmenters_part_count_wins_over_the_ingress_estimate(tmp_path
         await r.finish()
         assert _state(r.pstore, msg.msg_id) == "DELIVERED"
         assert r.pstore.store.entries(b"outbox") == 0
+
+
+async def test_sink_returns_once_its_receipts_are_correlated_and_refuses_once_stopped(
+        tmp_path: Path) -> None:
+    from actors.errors import StoreError
+
+    receipt = m.CarrierReceipt("smsc", "77", "DELIVRD", "000", 1001.0)
+    async with rig(tmp_path / "db", now=lambda: 1000.0) as r:
+        (msg,) = _msgs(1, 1000.0)
+        await r.pstore.accept([msg])
+        await r.pstore.mark_submitting(_parts(msg), 1000.0)
+        await r.outcome(m.PartSubmitted(msg.msg_id, 1, 1, "smsc", m.CarrierId("77"), 1000.0))
+        await r.sink([receipt])
+        assert _state(r.pstore, msg.msg_id) == "DELIVERED"  # committed when the sink returned
+    with pytest.raises(StoreError):  # the correlator has stopped: not stored, not acknowledged
+        await r.sink([receipt])
