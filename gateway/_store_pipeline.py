@@ -28,7 +28,7 @@ from actors import correlation as corr
 from actors import messages as m
 from actors import states
 from actors.ingress import due_ms
-from actors.messages import FINAL_STATES, State
+from actors.messages import FINAL_STATES, ReceiptState, State
 from actors.ports import Applied, InDoubtPolicy, Recovered
 from gateway.store import Store, u64
 
@@ -83,6 +83,10 @@ _AFTER_SENT: Final = frozenset({_DELIVERED, _NOT_DELIVERED})
 _SUCCESS: Final = frozenset({_SENT, _DELIVERED})
 _STATUSES: Final = (corr.PART_PENDING, corr.PART_SUBMITTING, corr.PART_ACCEPTED,
                     corr.PART_DELIVERED, corr.PART_FAILED, corr.PART_REJECTED)
+_PART_FINAL: Final = frozenset(s for s in _STATUSES if corr.part_is_final(s))
+_RECEIPT_STATUS: Final[dict[str, str]] = {
+    s.value: corr.receipt_part_status(s.value) for s in ReceiptState}
+"""receipt_part_status() of the exact ReceiptState words (others go through the function)."""
 _FOLD_ONE: Final[dict[str, str | None]] = {
     s: (None if (t := corr.fold([s])) is None else t.value) for s in _STATUSES}
 """fold() of a one-part message (the common case), by part status."""
@@ -105,14 +109,23 @@ class _Ctx:
     cache: dict[bytes, list[Any]] = field(default_factory=dict)
     dirty: set[bytes] = field(default_factory=set)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    db_state: Any = None
     orphans: bool | None = None  # may the orphans db hold entries? (None: not looked yet)
+    db_state: Any = None
+    db_carriers: Any = None
+    db_orphans: Any = None
+    db_contacts: Any = None
+    db_outbox: Any = None
+    db_inflight: Any = None
+    db_timeouts: Any = None
+    now_packed: bytes = b""  # the contacts value (last SENT time) of this batch
 
     def __post_init__(self) -> None:
-        self.db_state = self.store._dbs[b"state"]
-
-    def db(self, name: bytes) -> Any:
-        return self.store._dbs[name]  # hot path: skip Store.db's error handling
+        dbs = self.store._dbs  # hot path: skip Store.db's error handling
+        self.db_state, self.db_carriers, self.db_orphans = (
+            dbs[b"state"], dbs[b"carriers"], dbs[b"orphans"])
+        self.db_contacts, self.db_outbox, self.db_inflight, self.db_timeouts = (
+            dbs[b"contacts"], dbs[b"outbox"], dbs[b"inflight"], dbs[b"timeouts"])
+        self.now_packed = _pack(self.now)
 
     def load(self, key: bytes) -> list[Any] | None:
         """The state row of ``key`` (a msg_id), cached for the batch."""
@@ -276,8 +289,7 @@ def op_apply(
         elif kind is m.PendingReceipt:
             _on_receipt(ctx, item)  # type: ignore[arg-type]
         elif kind is m.PartFailed:
-            _on_part_outcome(ctx, item.msg_id, item.part, corr.PART_REJECTED,  # type: ignore
-                             item.code, item.reason, item.connector, "")  # type: ignore
+            _on_failed(ctx, item)  # type: ignore[arg-type]
         elif kind is m.CarrierReceipt:
             _on_receipt(ctx, item)  # type: ignore[arg-type]
         elif kind is m.MessageFinished:
@@ -288,16 +300,31 @@ def op_apply(
     return ctx.out
 
 
+def _on_failed(ctx: _Ctx, item: m.PartFailed) -> None:
+    key = item.msg_id.encode()
+    rec = ctx.load(key)
+    if rec is None:
+        ctx.out.unknown += 1
+        return
+    _on_part_outcome(ctx, key, rec, item.part, corr.PART_REJECTED, item.code, item.reason,
+                     item.connector, "")
+
+
 def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
-    _on_part_outcome(ctx, item.msg_id, item.part, corr.PART_ACCEPTED, "", "", item.connector,
-                     item.carrier_id)
+    msg_key = item.msg_id.encode()
+    rec = ctx.load(msg_key)
+    if rec is None:
+        ctx.out.unknown += 1
+    else:
+        _on_part_outcome(ctx, msg_key, rec, item.part, corr.PART_ACCEPTED, "", "",
+                         item.connector, item.carrier_id)
     if not item.carrier_id:
         return
     prefix = item.connector.encode() + b"\x00"
     submit_base = ctx.id_bases.get(item.connector, (None, None))[0]
     key = prefix + corr.index_key(item.carrier_id, submit_base)
-    ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db(b"carriers"))
-    db_orph = ctx.db(b"orphans")
+    ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db_carriers)
+    db_orph = ctx.db_orphans
     if ctx.orphans is None:  # once per batch: usually nothing is parked, skip the lookups
         ctx.orphans = ctx.txn.stat(db_orph)["entries"] > 0
     if not ctx.orphans:
@@ -339,7 +366,7 @@ def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
 def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
     base = ctx.id_bases.get(receipt.connector, (None, None))[1]
-    db_car = ctx.db(b"carriers")
+    db_car = ctx.db_carriers
     hit = ctx.txn.get(prefix + corr.primary_key(receipt.carrier_id, base), db=db_car)
     if hit is not None:  # the common case: the first candidate (see below) is indexed
         msg_id, part = _unpack(hit)
@@ -358,7 +385,7 @@ def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt) -> None
             _apply_receipt(ctx, receipt, msg_id, part)
             return
     # Not (yet) known: park it under every candidate key until the submit response lands.
-    db_orph = ctx.db(b"orphans")
+    db_orph = ctx.db_orphans
     if isinstance(receipt, m.PendingReceipt):
         receipt = m.CarrierReceipt(receipt.connector, receipt.carrier_id, receipt.state,
                                    receipt.error_code, receipt.received_at, receipt.done_at)
@@ -376,43 +403,41 @@ def _part_done(ctx: _Ctx, msg_id: str, part: int) -> bool:
     rec = ctx.load(msg_id.encode())
     if rec is None or not 0 < part <= len(rec[_PARTS]):
         return True
-    return corr.part_is_final(rec[_PARTS][part - 1][_P_STATUS])
+    return rec[_PARTS][part - 1][_P_STATUS] in _PART_FINAL
 
 
 def _apply_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt, msg_id: str,
                    part: int) -> None:
-    rec = ctx.load(msg_id.encode())
+    key = msg_id.encode()
+    rec = ctx.load(key)
     if rec is None or not 0 < part <= len(rec[_PARTS]):
         ctx.out.unknown += 1
         return
     p = rec[_PARTS][part - 1]
-    if corr.part_is_final(p[_P_STATUS]):
+    if p[_P_STATUS] in _PART_FINAL:
         ctx.out.duplicates += 1
         return
     ctx.out.matched += 1
     ctx.out.receipt_lags.append(ctx.now - p[_P_AT])  # p's at: when its submit answer landed
-    status = corr.receipt_part_status(receipt.state)
+    state = receipt.state
+    status = _RECEIPT_STATUS.get(state) or corr.receipt_part_status(state)
     if status == corr.PART_ACCEPTED:
         return  # ENROUTE/ACCEPTD: intermediate, nothing to fold
-    _on_part_outcome(ctx, msg_id, part, status, receipt.error_code, receipt.state,
-                     p[_P_CONN], p[_P_CID])
+    _on_part_outcome(ctx, key, rec, part, status, receipt.error_code, state, p[_P_CONN],
+                     p[_P_CID])
 
 
 def _on_part_outcome(
-    ctx: _Ctx, msg_id: str, part: int, status: str, code: str, reason: str,
+    ctx: _Ctx, key: bytes, rec: list[Any], part: int, status: str, code: str, reason: str,
     connector: str, carrier_id: str,
 ) -> None:
-    key = msg_id.encode()
-    rec = ctx.load(key)
-    if rec is None:
-        ctx.out.unknown += 1
-        return
+    """Record a part's outcome in the state row ``rec`` of ``key`` and fold it."""
     rparts = rec[_PARTS]
     while len(rparts) < part:
         rparts.append(_new_part())
     p = rparts[part - 1]
     old = p[_P_STATUS]
-    if corr.part_is_final(old) or (old == corr.PART_ACCEPTED and status == corr.PART_ACCEPTED):
+    if old in _PART_FINAL or (old == corr.PART_ACCEPTED and status == corr.PART_ACCEPTED):
         ctx.out.ignored += 1  # a repeated submit outcome (receipt duplicates are counted apart)
         return
     p[_P_STATUS], p[_P_AT] = status, ctx.now
@@ -475,13 +500,13 @@ def _move(
     if event is not None:
         _event(ctx, key, rec, event, code, reason, carrier_id)
     if new == _SENT:
-        ctx.txn.put(rec[_ACCOUNT].encode() + b"\x00" + rec[_TO].encode(), _pack(ctx.now),
-                    db=ctx.db(b"contacts"))
+        ctx.txn.put(rec[_ACCOUNT].encode() + b"\x00" + rec[_TO].encode(), ctx.now_packed,
+                    db=ctx.db_contacts)
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
-            ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db(b"timeouts"))
+            ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db_timeouts)
     elif new in _FINAL and rec[_TIMEOUT]:
-        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db(b"timeouts"))
+        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db_timeouts)
         rec[_TIMEOUT] = 0
 
 
@@ -514,8 +539,8 @@ def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
     rparts = rec[_PARTS]
     if (rec[_ST] in _FINAL or (rparts[0][_P_STATUS] not in _OPEN if len(rparts) == 1 else
                                not any(p[_P_STATUS] in _OPEN for p in rparts))):
-        ctx.txn.delete(u64(due) + key, db=ctx.db(b"outbox"))
-        ctx.txn.delete(key, db=ctx.db(b"inflight"))
+        ctx.txn.delete(u64(due) + key, db=ctx.db_outbox)
+        ctx.txn.delete(key, db=ctx.db_inflight)
         rec[_DUE] = 0
         ctx.out.released.append(m.MsgId(key.decode()))
 
@@ -586,7 +611,7 @@ def op_recover(txn: Any, store: Store, policy: InDoubtPolicy, now: float) -> Rec
         else:
             for i, p in enumerate(rec[_PARTS]):
                 if p[_P_STATUS] == corr.PART_SUBMITTING:
-                    _on_part_outcome(ctx, key.decode(), i + 1, corr.PART_REJECTED, "in_doubt",
+                    _on_part_outcome(ctx, key, rec, i + 1, corr.PART_REJECTED, "in_doubt",
                                      "submission outcome unknown after restart; not resent",
                                      p[_P_CONN], "")
     ctx.flush()
