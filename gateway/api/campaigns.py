@@ -85,10 +85,10 @@ class CampaignRoutes:
         self._now = now
         self.max_array_bytes = max_array_bytes  # a streamed JSON-array body is read whole
 
-    def streams(self, head: Request) -> bool:
-        """Whether ``POST /v1/campaigns`` with these headers carries a recipient list (CSV or
-        JSON lines) that the server should stream in."""
-        kind = bodies.media_type(head.header("content-type") or bodies.JSON)[0]
+    def streams(self, content_type: str) -> bool:
+        """Whether ``POST /v1/campaigns`` of this content type carries a recipient list (CSV
+        or JSON lines) that the server should stream in."""
+        kind = bodies.media_type(content_type or bodies.JSON)[0]
         return kind in CSV_TYPES or kind in NDJSON_TYPES
 
     # ------------------------------------------------------------------ templates

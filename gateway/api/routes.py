@@ -158,18 +158,19 @@ class Api:
         metrics.observe(name, response.status, time.perf_counter() - started)
         return response
 
-    def streaming(self, head: Request) -> bool:
-        """Whether the server should hand ``head`` over with its body as a stream
+    def streaming(self, method: bytes, target: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether the server should hand a request over with its body as a stream
         (``request.body_stream``, bounded by ``http.max_stream_bytes``): a campaign's
-        recipient upload, and a campaign created with a CSV / JSON-lines body. Asked when
-        the headers are complete; every other request keeps a fully read body."""
-        if head.method != "POST" or self.campaigns is None:
+        recipient upload, and a campaign created with a CSV / JSON-lines body. Asked (with
+        the raw method and target) when the headers are complete; every other request keeps
+        a fully read body."""
+        if method != b"POST" or not target.startswith(b"/v1/campaigns") or \
+                self.campaigns is None:
             return False
-        path = head.path
-        if path == "/v1/campaigns":
-            return self.campaigns.streams(head)  # type: ignore[no-any-return]
-        return path.startswith("/v1/campaigns/") and path.endswith("/recipients") and \
-            path.count("/") == 4
+        path = target.partition(b"?")[0]
+        if path == b"/v1/campaigns":
+            return self.campaigns.streams(headers.get("content-type", ""))  # type: ignore[no-any-return]
+        return path.endswith(b"/recipients") and path.count(b"/") == 4
 
     def independent(self, request: Request) -> bool:
         """Whether ``request`` may be handled together with the pipelined requests around it

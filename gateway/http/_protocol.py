@@ -10,7 +10,8 @@ the driver answers those in order, then the refusal, and closes the connection, 
 framing of anything after a refused request cannot be trusted. Time limits (whole-request deadline, idle
 keep-alive) belong to the driver, which asks ``in_progress`` whether a request has begun.
 
-Streamed bodies. A reader given ``streaming`` (a predicate on a request's head) asks it when a
+Streamed bodies. A reader given ``streaming`` (a predicate on a request's method, target and
+headers: raw bytes, so that saying no costs the other requests ~0.1 µs) asks it when a
 request's headers are complete; when it says yes, the request comes out of ``feed`` at once,
 body empty, with a :class:`BodyBuffer` in ``streamed``, and the body's bytes (de-chunked) are
 appended to that buffer as later ``feed`` calls parse them, bounded by ``max_stream_bytes``
@@ -134,7 +135,8 @@ class RequestReader:
     )
 
     def __init__(self, limits: ReaderLimits,
-                 streaming: Callable[[Request], bool] | None = None) -> None:
+                 streaming: Callable[[bytes, bytes, dict[str, str]], bool] | None = None
+                 ) -> None:
         self._limits = limits
         self._streaming = streaming
         self._stream: BodyBuffer | None = None
@@ -205,12 +207,10 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         limit = self._limits.max_body_bytes
         head = None
-        if self._streaming is not None:
+        if self._streaming is not None and self._streaming(
+                self._parser.get_method(), self._url, self._headers):
             head = self._request(b"")
-            if self._streaming(head):
-                limit = self._limits.max_stream_bytes
-            else:
-                head = None
+            limit = self._limits.max_stream_bytes
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._fail(413, f"body larger than {limit} bytes")

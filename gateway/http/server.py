@@ -14,8 +14,8 @@ watchdog task every ``tick`` seconds):
 * write: a client that stops reading its answers is dropped after ``write_timeout``.
 
 Streamed bodies. An application may name requests whose body it reads as a stream
-(``app.streaming(head) -> bool``, asked when a request's headers are complete; e.g. a
-campaign's recipient upload). Such a request is handed to the application at once, with
+(``app.streaming(method, target, headers) -> bool``, raw method and target bytes, asked when
+a request's headers are complete; e.g. a campaign's recipient upload). Such a request is handed to the application at once, with
 ``request.body_stream``, an async iterator of body chunks; a second task of the connection
 reads the socket only when the application has taken every chunk parsed so far (a
 zero-capacity channel between them), so the connection holds at most one receive of the body
@@ -237,9 +237,10 @@ class HttpServer:
         self._app_many = getattr(app, "call_many", None)
         if self._app_many is None:
             self._independent = None
-        # Optional: ``streaming(head) -> bool`` names requests whose body the application
-        # reads as a stream (``request.body_stream``); see the module docstring.
-        self._streaming: Callable[[Request], bool] | None = getattr(app, "streaming", None)
+        # Optional: ``streaming(method, target, headers) -> bool`` names requests whose body
+        # the application reads as a stream (``request.body_stream``); see the docstring.
+        self._streaming: Callable[[bytes, bytes, dict[str, str]], bool] | None = getattr(
+            app, "streaming", None)
         self._limits = limits
         self._reader_limits = limits.reader()
         self._dates = _DateCache()
