@@ -12,21 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import trio
 
 from actors.messages import CarrierReceipt, Kind, Message, MsgId, StatusEvent, SubmitPart
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitResult:
+class SubmitResult(NamedTuple):
     """What became of one submitted part.
 
     Exactly one of ``carrier_id`` (accepted) or ``error`` (refused) is set. ``transient``
     says a retry may succeed (throttled, window timeout, connection lost). ``in_doubt`` says
     the part may have reached the carrier although no answer came back (the connection dropped
-    with it in the window): a retry can duplicate it, and that is counted.
+    with it in the window): a retry can duplicate it, and that is counted. A NamedTuple, as
+    the message kinds are: one is built per part submitted, and a frozen dataclass costs
+    ~0.7 µs to build against ~0.25.
     """
 
     carrier_id: str = ""

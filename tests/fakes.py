@@ -126,15 +126,15 @@ class ScriptedCarrier:
         script, attempts, submitted = self.script, self.attempts, self.submitted
         for p in parts:
             key = (p.msg_id, p.part)
-            attempts[key] += 1
-            outcome = script(p, attempts[key])
+            attempts[key] = attempt = attempts.get(key, 0) + 1  # get: no Counter.__missing__
+            outcome = script(p, attempt)
             if outcome == "throttle" or outcome == "transient":
                 results.append(_THROTTLED if outcome == "throttle" else _TIMEOUT)
                 continue
             if outcome == "reject":
                 results.append(_REJECTED)
                 continue
-            submitted[key] += 1
+            submitted[key] = submitted.get(key, 0) + 1
             number = next(self._ids)
             if self._log is not None:
                 lines.append(f"{p.msg_id} {p.part} {number}\n")
