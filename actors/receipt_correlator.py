@@ -17,10 +17,10 @@ never matched within ``orphan_ttl`` move to the unknown receipts, kept and count
 
 :func:`receipt_sink` builds the ``ReceiptSink`` connectors call. It hands the receipts to this
 actor and returns once the commit that correlated them is durable, so they are stored and
-correlated in one write (no separate inbox to write and delete, and a receipt that follows
-its submit response closely shares that response's batch: one state-row update for both).
-What a connector has not been told is stored, it has not acknowledged: after a crash the
-carrier sends it again.
+correlated in one write (no separate inbox to write and then delete; a receipt that arrives
+with its submit response can share that response's batch and its state-row update). A
+connector acknowledges only receipts the sink has returned for, so one caught by a crash
+before that is sent again by the carrier.
 
 Must not import: gateway, adapters, lmdb.
 """
