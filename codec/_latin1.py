@@ -79,18 +79,28 @@ COMMON_REPLACEMENTS: Final[dict[tuple[bool, ...], tuple[tuple[str, str], ...]]] 
     for mask in range(1 << len(COMMON))
 }
 
-# Byte -> the same byte if basic GSM, its replacement if one of COMMON (FAST_TRANSLIT only), MARK
-# otherwise. ``raw.translate(FAST_*) == raw`` says in one C pass that every character
-# is basic; for a transliterable text the result is the transliterated text. MARK (a C1 control)
-# is never basic, so no text changed by the table can compare equal.
+# Byte -> the same byte if basic GSM, its replacement if one of COMMON (FAST_TRANSLIT only),
+# EXT_MARK if an extension character, MARK otherwise. ``raw.translate(FAST_*) == raw`` says in
+# one C pass that every character is basic; without MARK, the result is the transliterated text
+# with EXT_MARK where the escapes go. The marks (C1 controls) are never basic, so no text changed
+# by the table can compare equal, and no other byte of the result is EXT_MARK.
 MARK: Final = 0x80
-# Byte -> MARK for an extension character, 0 otherwise (where the escapes go).
-EXTENSION_MARKS: Final = bytes(MARK if i in EXTENSION else 0 for i in range(256))
-FAST_EXACT: Final = bytes(i if chr(i) in _D.basic_chars else MARK for i in range(256))
-FAST_TRANSLIT: Final = bytes(
-    SIMPLE_TRANSLIT[i] if i in COMMON else i if chr(i) in _D.basic_chars else MARK
-    for i in range(256)
-)
+EXT_MARK: Final = 0x81
+
+
+def _fast(translit: bool) -> bytes:
+    def byte(i: int) -> int:
+        if translit and i in COMMON:
+            return SIMPLE_TRANSLIT[i]
+        if chr(i) in _D.basic_chars:
+            return i
+        return EXT_MARK if i in EXTENSION else MARK
+
+    return bytes(byte(i) for i in range(256))
+
+
+FAST_EXACT: Final = _fast(translit=False)
+FAST_TRANSLIT: Final = _fast(translit=True)
 
 
 def _classes(translit: bool) -> bytes:
@@ -109,4 +119,27 @@ CLASS_EXACT: Final = _classes(translit=False)
 # Characters above U+00FF that transliterate into Latin-1 (typographic punctuation, ...).
 WIDE_TRANSLIT: Final[dict[str, str]] = {
     src: dst for src, dst in _tables.TRANSLITERATION.items() if ord(src) > 0xFF
+}
+
+# The GSM characters above U+00FF (the euro sign, an extension character, and ten Greek capitals,
+# basic) stand in as a Latin-1 GSM character of the same kind, so the same septet count and
+# escape positions, when the text does not hold that one: such texts then take the fast path
+# (``segment._widen``), and the stand-ins are swapped back in the text (``count``) or in the
+# septets (``split``, by SEPTETS_OF). No stand-in is a transliteration result, and no basic
+# stand-in's septet is an extension code, so the swap touches nothing else (tests/codec).
+STAND_INS: Final[dict[str, str]] = {
+    "€": "\f",
+    "Δ": "£",
+    "Φ": "¥",
+    "Γ": "¤",
+    "Λ": "§",
+    "Ω": "Ø",
+    "Π": "ø",
+    "Ψ": "Å",
+    "Σ": "å",
+    "Θ": "Æ",
+    "Ξ": "æ",
+}
+SEPTETS_OF: Final[dict[str, bytes]] = {
+    char: _D.encode(char) for pair in STAND_INS.items() for char in pair
 }

@@ -25,7 +25,7 @@ from codec import _national, _plan, _tables, gsm7, udh
 from codec._cuts import gsm_cuts as _gsm_cuts
 from codec._cuts import gsm_parts as _gsm_parts
 from codec._cuts import ucs2_cuts as _ucs2_cuts
-from codec.errors import SegmentLimitExceeded, UnencodableText
+from codec.errors import CodecError, SegmentLimitExceeded, UnencodableText
 
 MODES: Final = ("transliterate", "ucs2", "gsm7-strict", "national")
 GSM7: Final = "gsm7"
@@ -127,8 +127,10 @@ _L1_TRANSLIT_SEPTETS: Final = _L1.TRANSLIT_SEPTETS
 _L1_expand_extensions: Final = _L1.expand_extensions
 _L1_WIDE_TRANSLIT: Final = _L1.WIDE_TRANSLIT
 _L1_MARK: Final = _L1.MARK
+_L1_EXT_MARK: Final = _L1.EXT_MARK
 _L1_COMMON_REPLACEMENTS: Final = _L1.COMMON_REPLACEMENTS
-_L1_EXTENSION_MARKS: Final = _L1.EXTENSION_MARKS
+_L1_STAND_INS: Final = _L1.STAND_INS
+_L1_SEPTETS_OF: Final = _L1.SEPTETS_OF
 
 
 def count(text: str, policy: Policy) -> Count:
@@ -138,41 +140,41 @@ def count(text: str, policy: Policy) -> Count:
         UnencodableText: ``gsm7-strict`` and a character GSM7 lacks.
         SegmentLimitExceeded: more parts than ``policy.max_parts``.
     """
-    # The fast path costs a handful of C calls (each about as much as ten bytecodes): a Latin-1
-    # text goes through one bytes.translate (policy._fast) that leaves basic characters alone,
-    # transliterates the one-for-one ones and marks the rest; what the odd characters need is
-    # memoised per *set* of them; units become parts by one index into policy._gsm_parts.
+    # The fast path costs a handful of C calls (each about as much as ten bytecodes). A text
+    # that starts with a character above U+00FF (Cyrillic, Greek, Arabic, CJK... nearly always
+    # do) goes to _count_wide at once: the Latin-1 encode below would find the same character,
+    # but by raising UnicodeEncodeError, which costs more than all the rest of the count.
+    if text >= _ABOVE_LATIN1:
+        return _count_wide(text, policy, 0)
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError as exc:
-        if text[exc.start] in _WIDE_GSM_OR_TRANSLIT or policy.mode not in _UCS2_WHEN_UNMAPPABLE:
-            return _count_wide(text, policy, exc.start)
-        # Cyrillic, CJK, emoji...: UCS-2, all or nothing. "utf-16" (native order, with a BOM)
-        # is the one UTF-16 codec str.encode runs without a codec registry lookup.
-        units = (len(text.encode("utf-16")) >> 1) - 1
-        if units != len(text):  # surrogate pairs: a part may end one unit early
-            return _count_ucs2(text, policy)
-        try:
-            return _new(Count, (UCS2, units, policy._ucs2_parts[units], _NO_REPLACEMENTS, text))
-        except IndexError:
-            raise _too_long(units, _UCS2_UNITS, policy) from None
+        return _count_wide(text, policy, exc.start)
+    # One bytes.translate (policy._fast) leaves basic characters alone, transliterates the
+    # COMMON letters and marks the rest: EXT_MARK for extension characters, MARK for others.
     fast = raw.translate(policy._fast)
-    if fast == raw:  # every character basic GSM
+    if fast is raw:  # every character basic GSM (translate returns its input when unchanged;
+        # were it a copy, the next branch would find the same, a little slower)
         replacements, sent = _NO_REPLACEMENTS, text
-    elif _L1_MARK not in fast:  # basic GSM and codec._latin1.COMMON letters: which ones?
+    elif _L1_MARK not in fast:  # basic GSM, COMMON letters (transliterating) and extensions
         replacements = _L1_COMMON_REPLACEMENTS[
             (
                 0xE1 in raw, 0xE2 in raw, 0xE3 in raw, 0xE7 in raw, 0xEA in raw,
                 0xED in raw, 0xF3 in raw, 0xF4 in raw, 0xF5 in raw, 0xFA in raw,
             )
         ]
+        if _L1_EXT_MARK in fast:
+            sent = raw.translate(_L1_TRANSLIT).decode("latin-1") if replacements else text
+            return _count_extended(raw, fast, sent, policy, replacements)
         sent = fast.decode("latin-1")
-    else:  # what the set of odd characters needs, memoised per set
+    else:  # other odd characters: what their set needs, memoised per set
         key = frozenset(raw.translate(None, _L1_BASIC))
         replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
-        if route:  # extension characters, or characters the general path must decide
-            return _count_odd(text, raw, text, policy, route, replacements, (), False)
-        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
+        if route == _plan.GENERAL:  # a character the general path must decide
+            return _count_ucs2(text, policy) if policy.mode == "ucs2" else _count_general(text, policy)
+        sent = raw.translate(_L1_TRANSLIT).decode("latin-1") if replacements else text
+        if route == _plan.EXTENDED:
+            return _count_extended(raw, fast, sent, policy, replacements)
     units = len(raw)
     try:
         return _new(Count, (GSM7, units, policy._gsm_parts[units], replacements, sent))
@@ -194,21 +196,30 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         SegmentLimitExceeded: more parts than ``policy.max_parts``.
     """
     mode = policy.mode
+    if text >= _ABOVE_LATIN1 and _makes_ucs2(text[0], mode):  # see count
+        return _split_ucs2(text, policy, reference)
     try:
         raw = text.encode("latin-1")
     except UnicodeEncodeError as exc:
-        if text[exc.start] not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE:
+        if _makes_ucs2(text[exc.start], mode):
             return _split_ucs2(text, policy, reference)
         widened = _widen(text, exc.start, mode)
         if widened is None:
             return _split_general(text, policy, reference)
-        raw, euro = widened[0], widened[3]
+        raw, stand_ins = widened[0], widened[3]
     else:
-        euro = False
-    odd = raw.translate(None, _L1_BASIC)
-    if not odd:
+        stand_ins = ()
+    # policy._fast classifies the text in one pass, as in count (a deleting translate, which
+    # builds its table on every call, would cost twice as much).
+    fast = raw.translate(policy._fast)
+    if fast is raw:  # every character basic GSM
         body = raw.translate(_L1_SEPTETS)
-    else:
+    elif _L1_MARK not in fast:  # basic GSM, COMMON letters (transliterating) and extensions
+        body = raw.translate(_L1_TRANSLIT_SEPTETS)
+        if _L1_EXT_MARK in fast:
+            body = _L1_expand_extensions(body)
+    else:  # other odd characters: what are they?
+        odd = raw.translate(None, _L1_BASIC)
         classes = odd.translate(_L1_CLASS_TRANSLIT if mode == "transliterate" else _L1_CLASS_EXACT)
         if _X in classes:
             if mode == "ucs2":
@@ -217,109 +228,117 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         body = raw.translate(_L1_TRANSLIT_SEPTETS if _S in classes else _L1_SEPTETS)
         if _E in classes:
             body = _L1_expand_extensions(body)
-            if euro:  # ESC + form feed code stood for ESC + euro code (see _widen)
-                body = body.replace(_ESC_FORM_FEED, _ESC_EURO)
+    if stand_ins:  # GSM characters above U+00FF (see _widen)
+        for char, stand_in in stand_ins:
+            body = body.replace(_L1_SEPTETS_OF[stand_in], _L1_SEPTETS_OF[char])
     if len(body) <= 160:
         return [_new(Part, (b"", body, 0, False))]
     return _concatenate(body, _gsm_cuts(body, _GSM_CAP[policy.ref_bits]), 0, policy, reference)
 
 
+# ``text >= _ABOVE_LATIN1`` (strings compare by code point, first character first) says in one
+# comparison that a text starts with a character above U+00FF.
+_ABOVE_LATIN1: Final = "\u0100"
 # A character above U+00FF outside these makes the text UCS-2 under these modes.
 _WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
     c for c in _D.basic_chars | _D.extension_chars if ord(c) > 0xFF
 )
 _UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
-_ESC_FORM_FEED: Final = b"\x1b\n"
-_ESC_EURO: Final = b"\x1be"
+
+
+def _makes_ucs2(char: str, mode: str) -> bool:
+    """Whether ``char``, above U+00FF, makes the whole text UCS-2 under ``mode``: it has no GSM
+    code and no transliteration (Cyrillic, CJK, emoji...), and the mode then sends UCS-2."""
+    return char not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE
 
 
 def _widen(
     text: str, start: int, mode: str
-) -> tuple[bytes, str, tuple[tuple[str, str], ...], bool] | None:
+) -> tuple[bytes, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None:
     """Make a text with characters above U+00FF Latin-1, for the fast path, when possible.
 
-    ``start`` is where the Latin-1 encoding failed. Each round replaces every occurrence of the
+    ``start`` is where the Latin-1 encoding fails. Each round replaces every occurrence of the
     failing character and encodes again (cheaper than a regex scan for the one to three kinds of
-    such character a text holds). Typographic punctuation is transliterated (``transliterate``
-    only). The euro sign, an extension character like form feed, stands in as form feed when
-    the text has none: same septet count, same escape positions; callers swap it back.
+    such character a text holds). A GSM character (the euro sign, Greek capitals) is replaced by
+    its stand-in (``codec._latin1.STAND_INS``) if the text does not hold that one; typographic
+    punctuation and other letters by their transliteration (``transliterate`` only).
 
-    Returns the Latin-1 bytes, the new text, the replacements made and whether euros stand in as
-    form feeds; or None when the general path must decide.
+    Returns the Latin-1 bytes, the new text, the (sorted) transliterations made and the
+    (character, stand-in) pairs; or None when the general path must decide.
     """
     translit = mode == "transliterate"
-    replacements = []
-    euro = False
+    replacements = stand_ins = _NO_REPLACEMENTS
     while True:
         char = text[start]
-        if char == "€" and "\f" not in text:
-            euro = True
-            text = text.replace("€", "\f")
-        else:
+        stand_in = _L1_STAND_INS.get(char)
+        if stand_in is None:
             replacement = _L1_WIDE_TRANSLIT.get(char) if translit else None
             if replacement is None:
                 return None
-            replacements.append((char, replacement))
+            replacements += ((char, replacement),)
             text = text.replace(char, replacement)
+        elif stand_in in text:
+            return None
+        else:
+            stand_ins += ((char, stand_in),)
+            text = text.replace(char, stand_in)
         try:
-            return text.encode("latin-1"), text, tuple(sorted(replacements)), euro
+            raw = text.encode("latin-1")
         except UnicodeEncodeError as exc:
             start = exc.start
+        else:
+            if len(replacements) > 1:
+                replacements = tuple(sorted(replacements))
+            return raw, text, replacements, stand_ins
 
 
 def _count_wide(text: str, policy: Policy, start: int) -> Count:
-    """``count`` for a text with a GSM or transliterable character above U+00FF at ``start``
-    (typographic punctuation, the euro sign...), or in a mode that does not go UCS-2 for it:
-    ``_widen`` makes it Latin-1 if it can, then as ``count``."""
+    """``count`` for a text with a character above U+00FF at ``start``.
+
+    A character that makes the text UCS-2 (see ``_makes_ucs2``) decides at once. Otherwise
+    ``_widen`` makes the text Latin-1 if it can and ``count`` counts that: transliterations are
+    basic GSM characters and stand-ins GSM characters of the same kind, so counting the widened
+    text and adding the wide replacements is what the general path does in one step.
+    """
+    char = text[start]
+    if char not in _WIDE_GSM_OR_TRANSLIT and policy.mode in _UCS2_WHEN_UNMAPPABLE:
+        # "utf-16" (native order, with a BOM) is the one UTF-16 codec str.encode runs without a
+        # codec registry lookup.
+        units = (len(text.encode("utf-16")) >> 1) - 1
+        if units != len(text):  # surrogate pairs: a part may end one unit early
+            return _count_ucs2(text, policy, units)
+        try:
+            return _new(Count, (UCS2, units, policy._ucs2_parts[units], _NO_REPLACEMENTS, text))
+        except IndexError:
+            raise _too_long(units, _UCS2_UNITS, policy) from None
     widened = _widen(text, start, policy.mode)
     if widened is None:
         return _count_general(text, policy)
-    raw, sent, wide, euro = widened
-    if euro:  # euros stand in as form feeds: an extension character, so _count_odd
-        key = frozenset(raw.translate(None, _L1_BASIC))
-        replacements, route = policy._odd.get(key) or _plan.odd(key, policy._odd)
-        return _count_odd(text, raw, sent, policy, route, replacements, wide, euro)
-    # Typographic punctuation transliterated: ``sent`` is Latin-1; replacements are basic GSM
-    # characters, so counting it and adding ``wide`` is what the general path does in one step.
     try:
-        counted = count(sent, policy)
-    except SegmentLimitExceeded:
+        counted = count(widened[1], policy)
+    except CodecError:
         return _count_general(text, policy)  # the error for the text as submitted
-    if counted.encoding != GSM7:  # all or nothing: the text as submitted goes UCS-2
+    encoding, units, parts, replacements, sent = counted
+    if encoding != GSM7:  # all or nothing: the text as submitted is decided whole
         return _count_general(text, policy)
-    return _new(Count, (GSM7, counted.units, counted.parts, counted.replacements + wide, counted.text))
+    for char, stand_in in widened[3]:
+        sent = sent.replace(stand_in, char)
+    return _new(Count, (GSM7, units, parts, replacements + widened[2], sent))
 
 
-def _count_odd(
-    text: str,
-    raw: bytes,
-    sent: str,
-    policy: Policy,
-    route: int,
-    replacements: tuple[tuple[str, str], ...],
-    wide: tuple[tuple[str, str], ...],
-    euro: bool,
+def _count_extended(
+    raw: bytes, marked: bytes, sent: str, policy: Policy, replacements: tuple[tuple[str, str], ...]
 ) -> Count:
-    """``count`` for Latin-1 bytes ``raw`` with extension characters (``route`` EXTENDED) or
-    characters only the general path decides (GENERAL).
-
-    ``sent`` is the text with ``_widen``'s replacements ``wide`` made (euros as form feeds if
-    ``euro``), ``replacements`` the one-for-one transliterations of Latin-1 characters."""
-    if route == _plan.GENERAL:
-        return _count_ucs2(text, policy) if policy.mode == "ucs2" else _count_general(text, policy)
-    marked = raw.translate(_L1_EXTENSION_MARKS)
-    n_ext = marked.count(_L1_MARK)
-    if replacements:
-        sent = raw.translate(_L1_TRANSLIT).decode("latin-1")
-    if euro:
-        sent = sent.replace("\f", "€")
-    units = len(raw) + n_ext
+    """``count`` for Latin-1 bytes ``raw`` with extension characters, where ``marked`` holds
+    ``EXT_MARK`` (and nowhere else): two septets each, and a part may end one septet early so
+    that an escape stays with its code. ``sent`` is the text to send."""
+    units = len(raw) + marked.count(_L1_EXT_MARK)
     if units <= 160:
-        return _new(Count, (GSM7, units, 1, replacements + wide, sent))
-    parts = _gsm_parts(marked, _L1_MARK, _GSM_CAP[policy.ref_bits])
+        return _new(Count, (GSM7, units, 1, replacements, sent))
+    parts = _gsm_parts(marked, _L1_EXT_MARK, _GSM_CAP[policy.ref_bits])
     if parts > policy.max_parts:
         raise SegmentLimitExceeded(parts, policy.max_parts)
-    return _new(Count, (GSM7, units, parts, replacements + wide, sent))
+    return _new(Count, (GSM7, units, parts, replacements, sent))
 
 
 def _too_long(units: int, caps: dict[int, int], policy: Policy) -> SegmentLimitExceeded:
@@ -333,8 +352,10 @@ def _checked(result: Count, policy: Policy) -> Count:
     return result
 
 
-def _count_ucs2(text: str, policy: Policy) -> Count:
-    units = (len(text.encode("utf-16")) >> 1) - 1  # less the BOM
+def _count_ucs2(text: str, policy: Policy, units: int = -1) -> Count:
+    """``count`` for a text sent as UCS-2; ``units`` if already known."""
+    if units < 0:
+        units = (len(text.encode("utf-16")) >> 1) - 1  # less the BOM
     if units <= 70:
         return _new(Count, (UCS2, units, 1, _NO_REPLACEMENTS, text))
     cap = _UCS2_CAP[policy.ref_bits]

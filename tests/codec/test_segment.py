@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from codec import (
@@ -248,3 +250,59 @@ def test_common_letters_mask_matches_the_table() -> None:
     for letters in ("á", "ú", "ãõ", "áâãçêíóôõú", "çê ó"):
         text = f"x {letters} y"
         assert count(text, TRANSLIT) == segment._count_general(text, TRANSLIT)
+
+
+def _general_path_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object) -> None:
+        raise AssertionError("took the general path")
+
+    monkeypatch.setattr(segment, "_count_general", fail)
+    monkeypatch.setattr(segment, "_split_general", fail)
+
+
+@pytest.mark.parametrize("policy", [TRANSLIT, UCS2, STRICT])
+def test_greek_capitals_take_the_fast_path_and_stay(
+    policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "ΔΦΓΛΩΠΨΣΘΞ 10€ {ok} " * 12  # over one part, with escapes near the cuts
+    expected = segment._count_general(text, policy)
+    expected_parts = segment._split_general(text, policy, 7)
+    _general_path_forbidden(monkeypatch)
+    assert count(text, policy) == expected
+    assert split(text, policy, 7) == expected_parts
+    assert count("ΣΩΣ", policy) == Count("gsm7", 3, 1, (), "ΣΩΣ")  # starts wide: no encode
+
+
+def test_a_stand_in_the_text_already_holds_leaves_it_to_the_general_path() -> None:
+    for text in ("Δ costs £5", "10€ and a \f form feed", "Σ ø Π ø"):
+        assert count(text, TRANSLIT) == segment._count_general(text, TRANSLIT)
+        assert split(text, TRANSLIT, 1) == segment._split_general(text, TRANSLIT, 1)
+
+
+def test_stand_ins_can_be_swapped_back_without_touching_anything_else() -> None:
+    from codec import _latin1, _tables
+
+    results = "".join(_tables.TRANSLITERATION.values())
+    extension_codes = {gsm7.DEFAULT.encode(c)[1] for c in gsm7.DEFAULT.extension_chars}
+    assert len(set(_latin1.STAND_INS.values())) == len(_latin1.STAND_INS)
+    for char, stand_in in _latin1.STAND_INS.items():
+        assert ord(char) > 0xFF and ord(stand_in) <= 0xFF and stand_in not in results
+        septets = _latin1.SEPTETS_OF[stand_in]
+        if char in gsm7.DEFAULT.extension_chars:
+            assert stand_in in gsm7.DEFAULT.extension_chars
+        else:
+            assert char in gsm7.DEFAULT.basic_chars and stand_in in gsm7.DEFAULT.basic_chars
+            assert len(septets) == 1 and septets[0] not in extension_codes
+
+
+@pytest.mark.parametrize("policy", [TRANSLIT, UCS2, STRICT, Policy(mode="national")])
+def test_texts_starting_above_latin1_agree_with_the_general_path(policy: Policy) -> None:
+    for text in ("жовтень 10", "“Olá”, ação", "…", "ж" * 67 + "😀" * 3, "日本", "ΔΔ ж"):
+        try:
+            expected: object = segment._count_general(text, policy)
+        except UnencodableText as exc:
+            expected = str(exc)
+            with pytest.raises(UnencodableText, match=re.escape(str(exc))):
+                count(text, policy)
+        else:
+            assert count(text, policy) == expected
