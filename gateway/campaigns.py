@@ -31,7 +31,10 @@ Shaping. "PP % every MMM minutes" is done here, durably: slice *k* holds rows
 ``[k·S, (k+1)·S)`` with ``S = ceil(rows·PP/100)`` and is expanded ``lead`` seconds before it
 opens, with ``send_at`` = its opening, so the durable scheduler releases it on time (after a
 restart too) and a paused campaign expands nothing more; resuming shifts the remaining slices
-by the pause. ``per_minute`` and the re-contact window are handed to the rate limiter through
+by the pause. Pause also stops *sending*: the campaign's limiter rules carry ``paused`` (see
+:func:`limiter_rules`), which the rate limiter reads for every message, so expanded messages
+of a paused campaign go back to the durable schedule instead of to a carrier; the table is
+rebuilt from the durable records on start, so a pause survives a restart. ``per_minute`` and the re-contact window are handed to the rate limiter through
 :attr:`Campaigns.rules` (a live ``Mapping[str, CampaignRules]`` for
 ``ShapingRules.campaigns``). Cancel stops expansion and ends queued messages NOT_SENT
 ``cancelled``.

@@ -78,7 +78,8 @@ ROUTES: Final = (
     Route("GET", "/v1/campaigns/{id}", "campaigns.read", True,
           "A campaign with live statistics"),
     Route("POST", "/v1/campaigns/{id}/recipients", "campaigns.append", True,
-          "Append recipients (CSV, JSON lines or a JSON array)"),
+          "Append recipients: CSV or JSON lines streamed (up to http.max_stream_bytes; "
+          "?offset=N resumes a list without duplicates), or a JSON array"),
     Route("POST", "/v1/campaigns/{id}/start", "campaigns.start", True, "Start a draft campaign"),
     Route("POST", "/v1/campaigns/{id}/pause", "campaigns.pause", True, "Pause a campaign"),
     Route("POST", "/v1/campaigns/{id}/resume", "campaigns.resume", True, "Resume a campaign"),
