@@ -366,7 +366,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
 
         busy: dict[str, float] = {}  # gateway CPU seconds per second while a phase sends
 
-        peak = await load("peak", 1, count, args.duration, 0.0, 0)
+        peak = await load("peak", 1, count, args.duration, args.rate, 0)
         paced = None
         if mode == "single" and args.paced_seconds > 0:
             # wait for the peak phase to drain so the paced phase measures itself only
@@ -515,6 +515,9 @@ def parser() -> argparse.ArgumentParser:
                     help="stop sending after this many seconds even if the count is not reached")
     ap.add_argument("--batch-connections", type=int, default=8)
     ap.add_argument("--single-connections", type=int, default=64)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="offer this many msgs/s instead of a closed loop (0): CPU per message "
+                         "at a fixed load compares builds on a busy machine better than peaks")
     ap.add_argument("--paced-seconds", type=float, default=5.0,
                     help="single mode: paced phase at half the peak rate (0: skip)")
     ap.add_argument("--drain", type=float, default=30.0,
