@@ -464,6 +464,11 @@ class HttpServer:
             keep = True
         if out:
             await self._write(stream, timer, b"".join(out))
+        if not keep and request.streamed is not None and not request.streamed.complete:
+            # answered before its body was read: the client may still be sending, and closing
+            # on unread bytes makes the kernel reset the connection, answer and all
+            timer.phase = "write"
+            await _linger(stream)
         if refusal is not None and keep:  # refused behind a streamed body: answered last
             timer.phase = "write"
             await self._send(stream, timer, problem_response(

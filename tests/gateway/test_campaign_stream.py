@@ -221,3 +221,27 @@ def test_ndjson_stream_numbers_lines_across_chunks() -> None:
     p = NdjsonStream()
     out = p.feed(b'{"phone":"1"}\n{bad') + p.feed(b'\n\n{"phone":"2"}') + p.feed(b"", final=True)
     assert out == [{"phone": "1"}, {"__error__": "line 2 is not JSON"}, {"phone": "2"}]
+
+
+@pytest.mark.parametrize(("method", "target", "content_type", "streams"), [
+    (b"POST", b"/v1/campaigns/big/recipients", "text/csv", True),
+    (b"POST", b"/v1/campaigns/big/recipients?offset=0", "application/json", True),
+    (b"POST", b"/v1/campaigns?name=x&from=S&text=hi", "text/csv", True),
+    (b"POST", b"/v1/campaigns", "application/x-ndjson; charset=utf-8", True),
+    (b"POST", b"/v1/campaigns", "application/json", False),  # a definition: read whole
+    (b"POST", b"/v1/campaigns/big/start", "", False),
+    (b"POST", b"/v1/campaigns/a/b/recipients", "text/csv", False),
+    (b"GET", b"/v1/campaigns/big/recipients", "", False),
+    (b"POST", b"/v1/messages", "application/json", False),
+    (b"POST", b"/v1/templates", "text/csv", False),
+])
+def test_only_recipient_uploads_are_streamed(method: bytes, target: bytes, content_type: str,
+                                             streams: bool) -> None:
+    from gateway.api.campaigns import CampaignRoutes
+    from gateway.api.routes import Api
+
+    class Wired:
+        campaigns = CampaignRoutes(None)  # type: ignore[arg-type]
+
+    headers = {"content-type": content_type} if content_type else {}
+    assert Api.streaming(Wired, method, target, headers) is streams  # type: ignore[arg-type]

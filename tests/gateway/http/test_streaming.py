@@ -230,7 +230,7 @@ async def test_an_answer_before_the_body_is_read_closes_the_connection(
         nursery: trio.Nursery) -> None:
     port, _, _ = await _serve(nursery)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-        r = await c.post("/up-early", content=_blob(2 * MIB))
+        r = await c.post("/up-early", content=_blob(8 * MIB))  # beyond the socket buffers
     assert r.status_code == 404
     assert r.headers["connection"] == "close"
 
