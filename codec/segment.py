@@ -270,16 +270,14 @@ def _widen(
     replacements = stand_ins = _NO_REPLACEMENTS
     while True:
         char = text[start]
-        stand_in = _L1_STAND_INS.get(char)
-        if stand_in is None:
-            replacement = _L1_WIDE_TRANSLIT.get(char) if translit else None
-            if replacement is None:
-                return None
+        replacement = _L1_WIDE_TRANSLIT.get(char) if translit else None
+        if replacement is not None:
             replacements += ((char, replacement),)
             text = text.replace(char, replacement)
-        elif stand_in in text:
-            return None
         else:
+            stand_in = _L1_STAND_INS.get(char)
+            if stand_in is None or stand_in in text:
+                return None
             stand_ins += ((char, stand_in),)
             text = text.replace(char, stand_in)
         try:
@@ -321,8 +319,9 @@ def _count_wide(text: str, policy: Policy, start: int) -> Count:
     encoding, units, parts, replacements, sent = counted
     if encoding != GSM7:  # all or nothing: the text as submitted is decided whole
         return _count_general(text, policy)
-    for char, stand_in in widened[3]:
-        sent = sent.replace(stand_in, char)
+    if widened[3]:
+        for char, stand_in in widened[3]:
+            sent = sent.replace(stand_in, char)
     return _new(Count, (GSM7, units, parts, replacements + widened[2], sent))
 
 
