@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -49,10 +48,13 @@ from typing import Final
 
 import trio
 
+from gateway.http._io import Timer as _Timer
+from gateway.http._io import linger as _linger
+from gateway.http._io import receive as _receive
+from gateway.http._io import send as _send
 from gateway.http._protocol import (
     CONTINUE,
     LAST_CHUNK,
-    BodyBuffer,
     BodyIncomplete,
     HttpError,
     ReaderLimits,
@@ -64,11 +66,11 @@ from gateway.http._protocol import (
     http_date,
     response_bytes,
 )
+from gateway.http._streamed import BodyStream, feed_body
 
 logger = logging.getLogger(__name__)
 
 App = Callable[[Request], Awaitable[Response]]
-RECEIVE_SIZE: Final = 65536
 MAX_TOGETHER: Final = 256  # pipelined requests an application may handle in one call_many
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -123,102 +125,6 @@ class _DateCache:
             self._second = int(now)
             self._text = http_date(now)
         return self._text
-
-
-# Socket I/O of the request loop, on the connection's file descriptor. trio's
-# SocketStream.receive_some + send_all cost ~14.6 µs per exchange here (two checkpoints each,
-# a first recv attempt, error translation); reading/writing the non-blocking descriptor and
-# waiting with trio.lowlevel.wait_readable/wait_writable only when it would block costs ~1–5 µs.
-# Cancellation is unchanged (the waits are checkpoints); a read that did not wait still
-# yields once, so a client that floods one connection cannot starve the others.
-
-
-async def _receive(stream: trio.SocketStream) -> bytes:
-    """Up to RECEIVE_SIZE bytes (b"" at end of stream), waiting until some arrive."""
-    fd = stream.socket.fileno()
-    waited = False
-    try:
-        while True:
-            try:
-                data = os.read(fd, RECEIVE_SIZE)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(fd)
-                waited = True
-    except OSError as exc:
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-    if not waited:
-        await trio.lowlevel.checkpoint()
-    return data
-
-
-async def _send(stream: trio.SocketStream, data: bytes) -> None:
-    """All of ``data``, waiting whenever the kernel's buffer is full."""
-    fd = stream.socket.fileno()
-    view = memoryview(data)
-    try:
-        while view:
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(fd)
-                continue
-            view = view[n:]
-    except OSError as exc:
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
-
-
-LINGER: Final = 1.0  # seconds a refused client's remaining bytes are read and discarded
-
-
-async def _linger(stream: trio.SocketStream) -> None:
-    """Close in stages (RFC 9112 §9.6): after a refusal the client may still be sending; closing
-    with its bytes unread makes the kernel answer RST, which can destroy the refusal before the
-    client reads it. So: send FIN, then read and discard until the client closes (or LINGER)."""
-    with trio.move_on_after(LINGER):
-        try:
-            await stream.send_eof()
-            while await stream.receive_some(RECEIVE_SIZE):
-                pass
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-
-class _BodyStream:
-    """``request.body_stream`` of a streamed request: the body's chunks as the handler pulls
-    them (``async for chunk in request.body_stream``). Raises :class:`BodyIncomplete` when
-    the body ends before its last byte."""
-
-    __slots__ = ("_receive", "drained", "error")
-
-    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
-        self._receive = receive
-        self.error: BodyIncomplete | None = None
-        self.drained = False  # the feeder handed over the last chunk
-
-    def __aiter__(self) -> _BodyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            if self.error is not None:
-                raise self.error from None
-            raise StopAsyncIteration from None
-
-
-class _Timer:
-    """A connection's current deadline, enforced by the server's watchdog (see
-    ``HttpServer._watchdog``): moving it is a float assignment, where moving a trio cancel
-    scope's deadline costs ~3 µs, four times per request."""
-
-    __slots__ = ("at", "phase", "scope")
-
-    def __init__(self, scope: trio.CancelScope) -> None:
-        self.scope = scope
-        self.at = math.inf
-        self.phase = "idle"  # idle | request | body | answer | write: which deadline ``at`` is
 
 
 class HttpServer:
@@ -489,12 +395,12 @@ class HttpServer:
         buf = request.streamed
         assert buf is not None
         send, receive = trio.open_memory_channel[bytes](0)  # the back-pressure: no buffer
-        body = _BodyStream(receive)
+        body = BodyStream(receive)
         request.body_stream = body
         refusal: list[HttpError] = []
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._feed_body, stream, reader, timer, buf, send, body,
-                               requests, refusal)
+            nursery.start_soon(feed_body, stream, reader, timer, buf, send, body, requests,
+                               refusal, self._limits.body_idle_timeout)
             response = await self._call(request)
             nursery.cancel_scope.cancel()  # answered: whatever is unread stays unread
         timer.phase, timer.at = "answer", math.inf
@@ -505,40 +411,6 @@ class HttpServer:
         if not (buf.complete and body.drained):
             response = replace(response, close=True)  # the rest of the body is on the wire
         return response, refusal[0] if refusal else None
-
-    async def _feed_body(self, stream: trio.SocketStream, reader: RequestReader, timer: _Timer,
-                         buf: BodyBuffer, send: trio.MemorySendChannel[bytes],
-                         body: _BodyStream, requests: list[Request],
-                         refusal: list[HttpError]) -> None:
-        """Hand the parsed chunks of ``buf`` to the application, one at a time, and read
-        the socket only when it has taken them all. Requests pipelined behind the body join
-        ``requests``; a refusal goes to ``refusal``."""
-        idle = self._limits.body_idle_timeout
-        async with send:
-            while True:
-                for piece in buf.take():
-                    await send.send(piece)
-                if buf.complete:
-                    body.drained = True
-                    return
-                timer.phase, timer.at = "body", trio.current_time() + idle
-                try:
-                    data = await _receive(stream)
-                except trio.BrokenResourceError:
-                    data = b""
-                timer.phase, timer.at = "answer", math.inf
-                if not data:
-                    body.error = BodyIncomplete(
-                        f"the connection closed after {buf.size} body bytes")
-                    return
-                try:
-                    requests.extend(reader.feed(data))
-                except HttpError as err:
-                    refusal.append(err)
-                    requests.extend(err.completed)
-                    if not buf.complete:
-                        body.error = BodyIncomplete(err.detail)
-                        return
 
     def _independent_run(self, requests: list[Request], i: int) -> int:
         """How many requests from ``i`` on the application may handle together (its

@@ -1,0 +1,73 @@
+"""Streamed request bodies on the server side: the handler's async iterator
+(:class:`BodyStream`, ``request.body_stream``) and the task that feeds it from the socket with
+back-pressure (:func:`feed_body`). See gateway.http.server, "Streamed bodies".
+
+Must not import: gateway.api, gateway.http.server.
+"""
+
+from __future__ import annotations
+
+import math
+
+import trio
+
+from gateway.http._io import Timer, receive
+from gateway.http._protocol import BodyBuffer, BodyIncomplete, HttpError, Request, RequestReader
+
+
+class BodyStream:
+    """``request.body_stream`` of a streamed request: the body's chunks as the handler pulls
+    them (``async for chunk in request.body_stream``). Raises :class:`BodyIncomplete` when
+    the body ends before its last byte."""
+
+    __slots__ = ("_receive", "drained", "error")
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._receive = receive
+        self.error: BodyIncomplete | None = None
+        self.drained = False  # the feeder handed over the last chunk
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self.error is not None:
+                raise self.error from None
+            raise StopAsyncIteration from None
+
+
+async def feed_body(stream: trio.SocketStream, reader: RequestReader, timer: Timer,
+                    buf: BodyBuffer, send: trio.MemorySendChannel[bytes], body: BodyStream,
+                    requests: list[Request], refusal: list[HttpError], idle: float) -> None:
+    """Hand the parsed chunks of ``buf`` to the handler one at a time through ``send`` (no
+    buffer: each waits until the handler takes it), and read the socket only when it has taken
+    them all, each receive within ``idle`` seconds (the connection's ``timer``). Requests
+    pipelined behind the body join ``requests``; a refusal goes to ``refusal``; a body that
+    ends early sets ``body.error``."""
+    async with send:
+        while True:
+            for piece in buf.take():
+                await send.send(piece)
+            if buf.complete:
+                body.drained = True
+                return
+            timer.phase, timer.at = "body", trio.current_time() + idle
+            try:
+                data = await receive(stream)
+            except trio.BrokenResourceError:
+                data = b""
+            timer.phase, timer.at = "answer", math.inf
+            if not data:
+                body.error = BodyIncomplete(f"the connection closed after {buf.size} body bytes")
+                return
+            try:
+                requests.extend(reader.feed(data))
+            except HttpError as err:
+                refusal.append(err)
+                requests.extend(err.completed)
+                if not buf.complete:
+                    body.error = BodyIncomplete(err.detail)
+                    return
