@@ -427,9 +427,14 @@ class Campaigns:
         """One pass over the active campaigns; returns the earliest time work is due."""
         due: float | None = None
         with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
-            active = [c for c in (Campaign.unpack(v) for _, v in cur) if c.state in ACTIVE]
-        for c in active:
-            self._remember(c)  # campaigns another process (septet import) created
+            every = [Campaign.unpack(v) for _, v in cur]
+        for c in every:
+            # what another process did (septet import created it; another worker paused,
+            # resumed or cancelled it) reaches this process's rate limiter within a pass
+            self._remember(c)
+        for c in every:
+            if c.state not in ACTIVE:
+                continue
             try:
                 t = await self._advance(c.account, c.name)
             except Saturated as exc:  # the pipeline is full: try again a little later

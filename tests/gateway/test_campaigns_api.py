@@ -246,3 +246,20 @@ async def test_messages_without_a_campaign_are_grouped_per_month(tmp_path: Path)
         msg_id = r.json()["id"]
         expected = time.strftime("API_SMS_%Y_%m", time.gmtime())
         assert s.store.get_message(msg_id).message.campaign == expected
+
+
+async def test_a_pause_made_by_another_process_reaches_this_limiter_on_the_next_pass(
+        tmp_path: Path) -> None:
+    async with serve_campaigns(tmp_path / "db") as s, s.client() as c:
+        r = await c.post("/v1/campaigns", json={"name": "p", "from": "Septet", "text": "x",
+                                                "recipients": [{"phone": "+351912345678"}]})
+        assert r.status_code == 201
+        other = Campaigns(s.store, s.gateway)  # e.g. another worker over the same store
+        assert "alpha\x00p" not in other.rules
+        assert (await c.post("/v1/campaigns/p/pause")).status_code == 200
+        assert s.campaigns.rules["alpha\x00p"].paused
+        await other.step()
+        assert other.rules["alpha\x00p"].paused
+        assert (await c.post("/v1/campaigns/p/resume")).status_code == 200
+        await other.step()
+        assert "alpha\x00p" not in other.rules  # no pace, no re-contact, not paused
