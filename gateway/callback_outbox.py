@@ -195,14 +195,13 @@ class CallbackOutbox:
         for s in settlements:
             key = s.entry.key
             ek = key[8:]
-            raw = txn.get(ek, db=self._pending)
-            if raw is None:
-                continue  # settled already (a stale decision): nothing to do
-            row = msgpack.unpackb(raw)
-            if row[0] != int.from_bytes(key[:8], "big"):
-                continue  # rescheduled since it was read (a stale decision)
-            txn.delete(key, db=self._due)
+            # The due key and the pending row's due time are always written together, so the
+            # key still being there says the row is as it was read; gone: settled or
+            # rescheduled since (a stale decision), nothing to do.
+            if not txn.delete(key, db=self._due):
+                continue
             if s.outcome in ("retry", "postpone"):
+                row = msgpack.unpackb(txn.get(ek, db=self._pending))
                 attempt = s.entry.attempt + (s.outcome == "retry")
                 due_ms = _ms_not_before(s.at)
                 txn.put(u64(due_ms) + ek, b"", db=self._due)

@@ -156,7 +156,7 @@ def webhook_id(events: Sequence[StatusEvent]) -> str:
     """Stable across retries: ``msg_<msg_id>_<seq>`` for one event, a digest for a batch."""
     if len(events) == 1:
         return f"msg_{events[0].msg_id}_{events[0].seq}"
-    digest = hashlib.sha256("\n".join(f"{e.msg_id}:{e.seq}" for e in events).encode())
+    digest = hashlib.sha256("\n".join([f"{e.msg_id}:{e.seq}" for e in events]).encode())
     return "batch_" + digest.hexdigest()[:32]
 
 

@@ -83,6 +83,10 @@ async def test_retry_moves_the_entry_and_counts_the_attempt(store: Store) -> Non
     # A stale decision about an entry that has moved on is ignored.
     await outbox.settle([Settlement(entry, "delivered")], now=31)
     assert keys(outbox.due(30, limit=10)) == [("m1", 1)]
+    # So is a second decision about an entry already settled.
+    await outbox.settle([Settlement(later, "delivered")], now=32)
+    await outbox.settle([Settlement(later, "retry", at=40, error="late")], now=32)
+    assert outbox.pending_count() == 0 and outbox.next_due_after(0) is None
 
 
 async def test_due_skips_keys_in_flight_and_respects_the_limit(store: Store) -> None:
