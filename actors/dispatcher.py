@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import msgpack
 import trio
 
 from actors import _metrics, messages
@@ -40,6 +41,7 @@ __all__ = ["RetryPolicy", "is_throttle", "run"]
 
 logger = logging.getLogger(__name__)
 
+_SUBMITTED_HEAD: Final = (PartSubmitted.TAG, PartSubmitted.VERSION)
 THROTTLE_CODES: Final = frozenset({"throttled", "0x58", "0x00000058", "88", "0x14",
                                    "0x00000014", "20", "esme_rthrottled", "esme_rmsgqful"})
 
@@ -146,15 +148,22 @@ async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
     failed: list[PartFailed] = []
     again: list[SubmitPart] = []
     t = ctx.now()
+    # Readiness cannot change before the submits start (no await in this loop), so the
+    # choice is made once per (candidates, connector to avoid), not once per part.
+    chosen: dict[tuple[tuple[str, ...], str | None], str | None] = {}
     for p in parts:
         cands = ctx.routes.candidates(p.to)
         if not cands:
             failed.append(PartFailed(p.msg_id, p.part, p.parts, "", "routing_failed",
                                      "no route for the destination", t))
             continue
-        last = avoid.get((p.msg_id, p.part))
-        name = choose(cands, lambda n: n in ctx.carriers and ctx.carriers[n].ready,
-                      () if last is None else (last,))
+        last = avoid.get((p.msg_id, p.part)) if avoid else None
+        try:
+            name = chosen[cands, last]
+        except KeyError:
+            name = chosen[cands, last] = choose(
+                cands, lambda n: n in ctx.carriers and ctx.carriers[n].ready,
+                () if last is None else (last,))
         if name is None:
             again.append(p)  # route known but nothing bound: transient
         else:
@@ -179,28 +188,33 @@ async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: 
         results = [SubmitResult(error="submit timed out", code="timeout", transient=True,
                                 in_doubt=True)] * len(group)
     t = ctx.now()
-    out: list[PartSubmitted | PartFailed] = []
+    out: list[list[object]] = []  # wire rows of PartSubmitted / PartFailed (encode_batch's)
     again: list[SubmitPart] = []
     throttled = False
+    accepted = 0
     outcomes: dict[str, int] = {}
+    tag, version = _SUBMITTED_HEAD
     for p, r in zip(group, results, strict=True):
-        if r.ok:
-            out.append(PartSubmitted(p.msg_id, p.part, p.parts, name, r.carrier_id, t))
-            outcome = "accepted"
-        elif r.transient:
+        if not r.error:  # == r.ok: accepted (a row built directly, not a PartSubmitted)
+            out.append([tag, version, p.msg_id, p.part, p.parts, name, r.carrier_id, t])
+            accepted += 1
+            continue
+        if r.transient:
             outcome = "in_doubt" if r.in_doubt else "transient"
             throttled = throttled or is_throttle(r)
             avoid[(p.msg_id, p.part)] = name
             again.append(p)
         else:
             outcome = "permanent"
-            out.append(PartFailed(p.msg_id, p.part, p.parts, name, r.code or "rejected",
-                                  r.error, t))
+            out.append(messages.to_wire(PartFailed(p.msg_id, p.part, p.parts, name,
+                                                   r.code or "rejected", r.error, t)))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if accepted:
+        outcomes["accepted"] = accepted
     for outcome, n in outcomes.items():  # per batch: labels() costs microseconds
         _metrics.SUBMITS.labels(name, outcome).inc(n)
     if out:
-        await ctx.outbox.send(messages.encode_batch(out))
+        await ctx.outbox.send(msgpack.packb(out, use_bin_type=True))
     if throttled and ctx.feedback is not None:
         _metrics.THROTTLED.labels(name).inc()
         await ctx.feedback.send(messages.encode_batch([ConnectorThrottled(name, t)]))
