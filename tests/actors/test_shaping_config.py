@@ -18,6 +18,7 @@ from actors.shaping import (
 
 EXAMPLE = """
 max_held = 50000
+pause_recheck = 30      # seconds a paused campaign's message waits in the durable schedule
 
 [default_account]
 limit = { rate = 50, burst = 100 }
@@ -47,7 +48,7 @@ no_recontact_hours = 48
 
 def test_the_documented_example_loads() -> None:
     rules = rules_from_mapping(tomllib.loads(EXAMPLE))
-    assert rules.max_held == 50_000
+    assert rules.max_held == 50_000 and rules.pause_recheck == 30.0
     assert rules.default_account.limit == Limit(50, 100)
     acme = rules.accounts["acme"]
     assert acme.senders == {"ACME": Limit(30, 30)} and acme.prefixes == {"+44": Limit(20, 20)}
