@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import struct
 import time
+from collections import deque
 from typing import Final
 
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
@@ -74,6 +75,11 @@ class SmscSession:
         self._unsent_resps = 0  # answers queued in _out, lost if the connection drops now
         # deliver_sm sequence -> (receipt, deadline) awaiting deliver_sm_resp
         self._unacked: dict[int, tuple[tuple[str, str, str, bytes, float, str], float]] = {}
+        # (sequence, deadline) in sending order, so in deadline order: the oldest unacknowledged
+        # receipt is found at the front (acknowledged ones are skipped lazily), not by a scan
+        self._sent: deque[tuple[int, float]] = deque()
+        # receipts due while the window was full, in due order: sent as acks free slots
+        self._ready: deque[tuple[str, str, str, bytes, float, str]] = deque()
         self._thresholds = self._outcome_thresholds()
         shared.stats.connections += 1
 
@@ -94,26 +100,37 @@ class SmscSession:
 
     def next_deadline(self) -> float:
         deadline = self._heap[0][0] if self._heap else float("inf")
-        if self._unacked:  # the oldest entry is resent first: all wait the same redeliver_after
-            deadline = min(deadline, next(iter(self._unacked.values()))[1])
-        return deadline
+        if self._ready and len(self._unacked) < self.config.window:
+            return float("-inf")  # receipts due and room in the window: now
+        # A full window waits for an ack (read, then poll at once), not for a time.
+        return min(deadline, self._oldest_unacked())  # resent first: all wait redeliver_after
+
+    def _oldest_unacked(self) -> float:
+        """Deadline of the oldest receipt awaiting its deliver_sm_resp (inf: none)."""
+        sent, unacked = self._sent, self._unacked
+        while sent:
+            seq, at = sent[0]
+            entry = unacked.get(seq)
+            if entry is not None and entry[1] == at:
+                return at
+            sent.popleft()  # acknowledged (or sent again under a new deadline)
+        return float("inf")
 
     def poll(self, now: float) -> bytes:
         """The bytes due by ``now``: answers first, then receipts within the window."""
         self._redeliver(now)
         heap = self._heap
-        held: list[tuple[float, int, int, object]] = []
+        ready = self._ready
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
             if entry[2] == _RESP:
                 self._pending_resps -= 1
                 self._out.append(entry[3])  # type: ignore[arg-type]
-            elif len(self._unacked) < self.config.window:
-                self._send_receipt(entry[3], now)  # type: ignore[arg-type]
             else:
-                held.append(entry)
-        for entry in held:  # window full: try again once an ack frees a slot
-            heapq.heappush(heap, (now + 0.001, entry[1], entry[2], entry[3]))
+                ready.append(entry[3])  # type: ignore[arg-type]
+        window = self.config.window
+        while ready and len(self._unacked) < window:  # the rest waits for acks to free slots
+            self._send_receipt(ready.popleft(), now)
         if not self._out:
             return b""
         data = b"".join(self._out)
@@ -122,8 +139,8 @@ class SmscSession:
         return data
 
     def _redeliver(self, now: float) -> None:
-        overdue = [seq for seq, (_, at) in self._unacked.items() if at <= now]
-        for seq in overdue:
+        while self._oldest_unacked() <= now:
+            seq, _ = self._sent.popleft()
             receipt, _ = self._unacked.pop(seq)
             self.shared.stats.receipts_redelivered += 1
             self._schedule(now, _RECEIPT, receipt)
@@ -271,7 +288,9 @@ class SmscSession:
         state = MESSAGE_STATES.get(stat, 7) if self.config.receipt_tlvs else None
         # The handset is the receipt's source, our ESME's sender its destination.
         self._out.append(encode_receipt(self._sequence, dest, source, text, receipt_id, state, err))
-        self._unacked[self._sequence] = (receipt, now + self.config.redeliver_after)
+        deadline = now + self.config.redeliver_after
+        self._unacked[self._sequence] = (receipt, deadline)
+        self._sent.append((self._sequence, deadline))
         self.shared.stats.receipts_sent += 1
 
     def connection_lost(self) -> None:
@@ -279,12 +298,16 @@ class SmscSession:
         the next receiving bind of the same system_id."""
         if self.mode in (None, "transmitter"):
             return
-        pending = [entry[3] for entry in self._heap if entry[2] == _RECEIPT]
-        pending += [receipt for receipt, _ in self._unacked.values()]
+        pending = [receipt for receipt, _ in self._unacked.values()]  # sent first: oldest
+        pending += self._ready
+        pending += [entry[3] for entry in sorted(self._heap) if entry[2] == _RECEIPT]
         if pending:
             self.shared.held.setdefault(self.system_id, []).extend(pending)  # type: ignore[arg-type]
         self._heap = [entry for entry in self._heap if entry[2] != _RECEIPT]
+        heapq.heapify(self._heap)
         self._unacked.clear()
+        self._sent.clear()
+        self._ready.clear()
 
     def _delivered(self, pdu: p.DeliverSmResp) -> None:
         entry = self._unacked.pop(pdu.sequence, None)
