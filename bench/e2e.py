@@ -81,6 +81,15 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def main_thread_waited(pid: int) -> float:
+    """Seconds the main thread has spent runnable but waiting for a CPU (/proc schedstat)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def proc_peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -350,7 +359,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 "--start", str(start), "--count", str(n), "--duration", str(duration),
                 "--connections", str(conns), "--rate", str(rate), "--out", str(out)])
             give_up = time.monotonic() + duration + 60  # loadgen bounds itself; this is a guard
-            busy0 = (time.monotonic(), gw.cpu())
+            busy0 = (time.monotonic(), gw.cpu(), main_thread_waited(gw.proc.pid))
             while lg.proc.returncode is None:
                 if time.monotonic() > give_up:
                     lg.proc.kill()
@@ -361,10 +370,13 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 await trio.sleep(0.2)
             if await lg.proc.wait() != 0 or not out.exists():
                 raise RuntimeError(f"load generator failed (exit {lg.proc.returncode})")
-            busy[name] = round((gw.cpu() - busy0[1]) / max(time.monotonic() - busy0[0], 1e-9), 2)
+            wall = max(time.monotonic() - busy0[0], 1e-9)
+            busy[name] = round((gw.cpu() - busy0[1]) / wall, 2)
+            starved[name] = round((main_thread_waited(gw.proc.pid) - busy0[2]) / wall, 2)
             return Phase(name, json.loads(out.read_text()), start, n)
 
         busy: dict[str, float] = {}  # gateway CPU seconds per second while a phase sends
+        starved: dict[str, float] = {}  # ... and s/s its main thread was runnable without a CPU
 
         peak = await load("peak", 1, count, args.duration, args.rate, 0)
         paced = None
@@ -427,6 +439,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
         "gateway_cpu_s_per_1000_msgs_by_thread": {
             k: round(v * 1000 / max(total, 1), 3) for k, v in threads.items()},
         "gateway_busy_while_sending": busy,
+        "gateway_main_thread_waiting_for_cpu": starved,
         "peak_rss_mib": {k: round(v, 1) for k, v in rss.items()},
         "lmdb_bytes": lmdb_bytes, "lmdb_bytes_per_msg": round(lmdb_bytes / max(total, 1), 1),
         "metrics_sample": _metric_lines(metrics_text),
@@ -493,7 +506,8 @@ def _table(r: dict[str, Any]) -> str:
         f"lost {r['lost']}  duplicates {r['duplicates']}  without final {r['messages_without_final']}"),
         f"  cpu s / 1000 msgs   {r['cpu_s_per_1000_msgs']}",
         (f"  gateway by thread   {r['gateway_cpu_s_per_1000_msgs_by_thread']}  busy while "
-         f"sending (CPU s/s) {r['gateway_busy_while_sending']}"),
+         f"sending (CPU s/s) {r['gateway_busy_while_sending']}, main thread waiting for a CPU "
+         f"(s/s) {r['gateway_main_thread_waiting_for_cpu']}"),
         f"  peak RSS MiB        {r['peak_rss_mib']}",
         (f"  SMPP I/O            simulator read {r['simulator'].get('reads', 0)} times and wrote "
          f"{r['simulator'].get('writes', 0)} times for {r['parts_received_distinct']} parts"),
