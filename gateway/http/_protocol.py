@@ -50,12 +50,15 @@ class BodyIncomplete(Exception):
 class BodyBuffer:
     """The parsed, not yet consumed bytes of a streamed body (sans-IO: the driver empties it)."""
 
-    __slots__ = ("chunks", "complete", "size")
+    __slots__ = ("chunks", "complete", "expect_continue", "size")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.size = 0  # bytes of the body parsed so far
         self.complete = False  # the last byte was parsed
+        # the client waits for "100 Continue": sent when the handler first asks for the body
+        # (so an answer given without reading it, e.g. 401, spares the client the upload)
+        self.expect_continue = False
 
     def take(self) -> list[bytes]:
         """The chunks parsed since the last call."""
@@ -214,11 +217,13 @@ class RequestReader:
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._fail(413, f"body larger than {limit} bytes")
-        if self._headers.get("expect", "").lower() == "100-continue":
-            self.expect_continue = True
+        expect = self._headers.get("expect", "").lower() == "100-continue"
         if head is not None:
             head.streamed = self._stream = BodyBuffer()
+            head.streamed.expect_continue = expect
             self._done.append(head)
+        elif expect:
+            self.expect_continue = True
 
     def on_body(self, body: bytes) -> None:
         stream = self._stream

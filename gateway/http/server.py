@@ -400,7 +400,8 @@ class HttpServer:
         refusal: list[HttpError] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(feed_body, stream, reader, timer, buf, send, body, requests,
-                               refusal, self._limits.body_idle_timeout)
+                               refusal, self._limits.body_idle_timeout,
+                               self._limits.write_timeout)
             response = await self._call(request)
             nursery.cancel_scope.cancel()  # answered: whatever is unread stays unread
         timer.phase, timer.at = "answer", math.inf

@@ -259,3 +259,27 @@ def test_reader_hands_a_streamed_request_over_at_its_headers() -> None:
     assert reader.feed(b"4" * 46 + b"GET /n HTTP/1.1\r\n\r\n")[0].path == "/n"
     assert buf.size == 50 and buf.complete and buf.take() == [b"4" * 46]
     assert not reader.in_progress
+
+
+async def test_100_continue_is_sent_when_the_handler_asks_for_the_body(
+        nursery: trio.Nursery) -> None:
+    port, _, _ = await _serve(nursery)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /up HTTP/1.1\r\nContent-Length: 4\r\n"
+                          b"Expect: 100-continue\r\n\r\n")
+    with trio.fail_after(5):
+        assert await stream.receive_some(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await stream.send_all(b"abcd")
+    data = await _read_all_one(stream)
+    assert data.startswith(b"HTTP/1.1 200") and b'"n": 4' in data
+
+
+async def test_an_answer_without_reading_the_body_spares_the_client_the_upload(
+        nursery: trio.Nursery) -> None:
+    port, _, _ = await _serve(nursery)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"POST /up-early HTTP/1.1\r\nContent-Length: 100000000\r\n"
+                          b"Expect: 100-continue\r\n\r\n")
+    data = await _read_all(stream)
+    assert data.startswith(b"HTTP/1.1 404")  # no 100 Continue before it
+    assert b"100 Continue" not in data and b"connection: close" in data
