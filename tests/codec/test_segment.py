@@ -264,13 +264,25 @@ def _general_path_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_greek_capitals_take_the_fast_path_and_stay(
     policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = "ΔΦΓΛΩΠΨΣΘΞ 10€ {ok} " * 12  # over one part, with escapes near the cuts
+    text = "ΔΩ 10€ {ok} " * 16  # over one part, with escapes near the cuts
     expected = segment._count_general(text, policy)
     expected_parts = segment._split_general(text, policy, 7)
     _general_path_forbidden(monkeypatch)
     assert count(text, policy) == expected
     assert split(text, policy, 7) == expected_parts
     assert count("ΣΩΣ", policy) == Count("gsm7", 3, 1, (), "ΣΩΣ")  # starts wide: no encode
+
+
+def test_many_kinds_of_gsm_character_above_latin1_are_left_to_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "ΔΦΓΛΩΠΨΣΘΞ “x” – ok…"
+    expected = segment._count_general(text, TRANSLIT), segment._split_general(text, TRANSLIT, 1)
+    assert (count(text, TRANSLIT), split(text, TRANSLIT, 1)) == expected
+    assert segment._widen(text, 0, "transliterate") is None
+    assert segment._widen("ΔΦΓ 10€", 0, "transliterate") is None  # 4 kinds of stand-in
+    widened = segment._widen("x “a” – b… ‘c’ •", 2, "transliterate")  # any number of these
+    assert widened is not None and widened[1] == 'x "a" - b... \'c\' *'
 
 
 def test_a_stand_in_the_text_already_holds_leaves_it_to_the_general_path() -> None:
