@@ -4,9 +4,10 @@ Two layers. The general path (:func:`_decide`, then ``_count_general`` / ``_spli
 handles every text and policy with precompiled regexes; it is the reference behaviour. In front
 of it, ``count`` and ``split`` answer Latin-1 texts (most traffic) with ``bytes.translate``
 tables (``codec._latin1``; ``count`` also with per-policy tables, ``codec._plan``) and send
-UCS-2 texts straight to UTF-16. A property test checks that
-both layers give identical results (errors included), and another that ``count`` agrees with
-``split``. ``count`` builds no payload: it does arithmetic, and walks the cut points only when an
+UCS-2 texts straight to UTF-16; a text whose characters above U+00FF transliterate into Latin-1
+or are GSM characters (standing in as Latin-1 ones, swapped back) takes the Latin-1 path too.
+A property test checks that both layers give identical results (errors included), and another
+that ``count`` agrees with ``split``. ``count`` builds no payload: it does arithmetic, and walks the cut points only when an
 escape or surrogate could straddle a boundary.
 
 Limits (TS 23.040 §9.2.3.24.1, UDH of §9.2.3.24): 160 septets / 70 UCS-2 units in one part;
