@@ -6,8 +6,8 @@ text, encoding, parts).
 
 Campaigns: ``POST /v1/campaigns`` (JSON definition with optional inline ``recipients``; or a
 CSV / JSON-lines body with the definition in the query string), ``POST
-/v1/campaigns/{id}/recipients`` (append a chunk: CSV, JSON lines or a JSON array; a list of
-any size goes in as many chunks, each bounded by the server's body limit), ``POST
+/v1/campaigns/{id}/recipients`` (append recipients: CSV or JSON lines of any size in one
+streamed request, ``?offset=N`` to resume; or a JSON array up to 1 MiB), ``POST
 /v1/campaigns/{id}/{start|pause|resume|cancel}``, ``GET /v1/campaigns[/{id}]`` (live
 statistics from the counters), ``GET /v1/campaigns/{id}/messages.csv`` (every row, its
 message and its events, streamed).
