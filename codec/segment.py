@@ -130,7 +130,7 @@ _L1_WIDE_TRANSLIT: Final = _L1.WIDE_TRANSLIT
 _L1_MARK: Final = _L1.MARK
 _L1_EXT_MARK: Final = _L1.EXT_MARK
 _L1_COMMON_REPLACEMENTS: Final = _L1.COMMON_REPLACEMENTS
-_L1_STAND_INS: Final = _L1.STAND_INS
+_L1_widen: Final = _L1.widen
 _L1_SEPTETS_OF: Final = _L1.SEPTETS_OF
 
 
@@ -204,7 +204,7 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
     except UnicodeEncodeError as exc:
         if _makes_ucs2(text[exc.start], mode):
             return _split_ucs2(text, policy, reference)
-        widened = _widen(text, exc.start, mode)
+        widened = _L1_widen(text, exc.start, mode)
         if widened is None:
             return _split_general(text, policy, reference)
         raw, stand_ins = widened[0], widened[3]
@@ -229,7 +229,7 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
         body = raw.translate(_L1_TRANSLIT_SEPTETS if _S in classes else _L1_SEPTETS)
         if _E in classes:
             body = _L1_expand_extensions(body)
-    if stand_ins:  # GSM characters above U+00FF (see _widen)
+    if stand_ins:  # GSM characters above U+00FF (see codec._latin1.widen)
         for char, stand_in in stand_ins:
             body = body.replace(_L1_SEPTETS_OF[stand_in], _L1_SEPTETS_OF[char])
     if len(body) <= 160:
@@ -245,7 +245,6 @@ _WIDE_GSM_OR_TRANSLIT: Final = frozenset(_L1.WIDE_TRANSLIT) | frozenset(
     c for c in _D.basic_chars | _D.extension_chars if ord(c) > 0xFF
 )
 _UCS2_WHEN_UNMAPPABLE: Final = frozenset({"transliterate", "ucs2"})
-_STAND_INS_MAX: Final = 3  # kinds of GSM character above U+00FF _widen stands in for
 
 
 def _makes_ucs2(char: str, mode: str) -> bool:
@@ -254,51 +253,11 @@ def _makes_ucs2(char: str, mode: str) -> bool:
     return char not in _WIDE_GSM_OR_TRANSLIT and mode in _UCS2_WHEN_UNMAPPABLE
 
 
-def _widen(
-    text: str, start: int, mode: str
-) -> tuple[bytes, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] | None:
-    """Make a text with characters above U+00FF Latin-1, for the fast path, when possible.
-
-    ``start`` is where the Latin-1 encoding fails. Each round replaces every occurrence of the
-    failing character and encodes again (cheaper than a regex scan for the one to three kinds of
-    such character a text holds). Typographic punctuation and other letters are replaced by
-    their transliteration (``transliterate`` only); a GSM character (the euro sign, Greek
-    capitals) by its stand-in (``codec._latin1.STAND_INS``) if the text does not hold that one,
-    for up to _STAND_INS_MAX kinds: the general path treats GSM characters as any other, in one
-    regex pass, cheaper than a round (~1 us) for each of many Greek capitals.
-
-    Returns the Latin-1 bytes, the new text, the (sorted) transliterations made and the
-    (character, stand-in) pairs; or None when the general path must decide.
-    """
-    translit = mode == "transliterate"
-    replacements = stand_ins = _NO_REPLACEMENTS
-    while True:
-        char = text[start]
-        replacement = _L1_WIDE_TRANSLIT.get(char) if translit else None
-        if replacement is not None:
-            replacements += ((char, replacement),)
-            text = text.replace(char, replacement)
-        else:
-            stand_in = _L1_STAND_INS.get(char)
-            if stand_in is None or stand_in in text or len(stand_ins) == _STAND_INS_MAX:
-                return None
-            stand_ins += ((char, stand_in),)
-            text = text.replace(char, stand_in)
-        try:
-            raw = text.encode("latin-1")
-        except UnicodeEncodeError as exc:
-            start = exc.start
-        else:
-            if len(replacements) > 1:
-                replacements = tuple(sorted(replacements))
-            return raw, text, replacements, stand_ins
-
-
 def _count_wide(text: str, policy: Policy, start: int) -> Count:
     """``count`` for a text with a character above U+00FF at ``start``.
 
     A character that makes the text UCS-2 (see ``_makes_ucs2``) decides at once. Otherwise
-    ``_widen`` makes the text Latin-1 if it can and ``count`` counts that: transliterations are
+    ``codec._latin1.widen`` makes the text Latin-1 if it can and ``count`` counts that: transliterations are
     basic GSM characters and stand-ins GSM characters of the same kind, so counting the widened
     text and adding the wide replacements is what the general path does in one step.
     """
@@ -313,7 +272,7 @@ def _count_wide(text: str, policy: Policy, start: int) -> Count:
             return _new(Count, (UCS2, units, policy._ucs2_parts[units], _NO_REPLACEMENTS, text))
         except IndexError:
             raise _too_long(units, _UCS2_UNITS, policy) from None
-    widened = _widen(text, start, policy.mode)
+    widened = _L1_widen(text, start, policy.mode)
     if widened is None:
         return _count_general(text, policy)
     try:
