@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 import actors._metrics  # noqa: F401  (registers the core metrics)
+import adapters.smpp._metrics  # noqa: F401  (registers the SMPP window collector)
 import gateway.metrics
 from gateway import cli
 from gateway import config as cfg
