@@ -103,6 +103,7 @@ class DeadLetter:
     error: str
 
 
+_FULL_SCAN_EVERY: Final = 1.0  # seconds between due() scans from the first key (see due)
 _MEMO_MAX: Final = 200_000  # entries remembered at most (then forgotten: reads take over)
 
 
@@ -123,6 +124,8 @@ class CallbackOutbox:
         self._done, self._dead = store.db(DONE), store.db(DEAD)
         self._fresh: dict[bytes, tuple[StatusEvent, float]] = {}  # due key -> (event, first_at)
         self._held_back: dict[bytes, StatusEvent] = {}  # ek -> event (due_ms WAITING)
+        # due(): [skip object of the last call, where to resume, its now, last full scan]
+        self._scan: list[Any] = [None, b"", -math.inf, -math.inf]
 
     def _remember(self, scheduled: list[tuple[bytes, StatusEvent]],
                   waiting: list[tuple[bytes, StatusEvent]], first_at: float) -> None:
@@ -273,19 +276,39 @@ class CallbackOutbox:
     # -------------------------------------------------------------------------- reads
 
     def due(self, now: float, *, limit: int, skip: Container[bytes] = ()) -> list[CallbackEntry]:
-        """Up to ``limit`` scheduled entries due at ``now``, in due order, minus ``skip``."""
+        """Up to ``limit`` scheduled entries due at ``now``, in due order, minus ``skip``.
+
+        A caller that passes the same ``skip`` set each time, takes no key out of it before
+        that key is settled and reads with the clock its writes use (the notifier and its set
+        of entries in flight) does not pay for walking past them again and again: the scan
+        resumes at the millisecond of the first key that was not in ``skip`` last time (never
+        later than ``now``'s), since whatever is scheduled after a read is due at that read's
+        time or later. A full scan runs at least
+        once a second (and whenever the clock went back), so an entry written behind that
+        point (another process with an older clock) waits at most that long.
+        """
         end = u64(_now_ms(now) + 1)
         out: list[CallbackEntry] = []
         fresh = self._fresh
+        start = b""
+        if skip is self._scan[0] and type(skip) is set and \
+                self._scan[2] <= now < self._scan[3] + _FULL_SCAN_EVERY:
+            start = self._scan[1]
+        else:
+            self._scan[3] = now  # this one is a full scan
+        first_open: bytes | None = None  # ms prefix of the first key not in skip
         with self._store.read() as txn:
             cursor = txn.cursor(db=self._due)
-            if not cursor.first():
-                return out
-            for key in _keys(cursor):
+            found = cursor.set_range(start) if start else cursor.first()
+            for key in _keys(cursor) if found else ():
                 if key >= end or len(out) >= limit:
+                    if first_open is None:
+                        first_open = key[:8]
                     break
                 if key in skip:
                     continue
+                if first_open is None:
+                    first_open = key[:8]
                 known = fresh.get(key)
                 if known is not None:  # written by this process, never tried: no read
                     out.append(CallbackEntry(key, known[0], 0, known[1],
@@ -296,6 +319,9 @@ class CallbackOutbox:
                     continue
                 due_ms, attempt, first_at, _error, wire = msgpack.unpackb(raw)
                 out.append(CallbackEntry(key, _event(wire), attempt, first_at, due_ms / 1000))
+        now_ms = u64(_now_ms(now))
+        resume = now_ms if first_open is None or first_open > now_ms else first_open
+        self._scan[:3] = [skip, resume, now]
         return out
 
     def next_due_after(self, now: float) -> float | None:
