@@ -307,9 +307,12 @@ class _Delivery:
             if breaker.state is BreakerState.OPEN and not was_open:
                 logger.warning("callbacks to %s paused for %.0f s after repeated failures (%s)",
                                endpoint, breaker.current_cooldown, result.error or result.status)
-        decided = [
-            decide(e, result, policy=self._policy, now=t, rand=self._rand()) for e in chunk
-        ]
+        if result.ok:  # the common case, without a decide() call per event
+            decided = [Settlement(e, "delivered") for e in chunk]
+        else:
+            decided = [
+                decide(e, result, policy=self._policy, now=t, rand=self._rand()) for e in chunk
+            ]
         await self._results_in.send(([e.key for e in chunk], decided))
 
     async def _acker(self) -> None:
