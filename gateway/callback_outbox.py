@@ -126,6 +126,7 @@ class CallbackOutbox:
         self._held_back: dict[bytes, StatusEvent] = {}  # ek -> event (due_ms WAITING)
         # due(): [skip object of the last call, where to resume, its now, last full scan]
         self._scan: list[Any] = [None, b"", -math.inf, -math.inf]
+        self._writing: list[float] = []  # ``now`` of this outbox's writes not yet committed
 
     def _remember(self, scheduled: list[tuple[bytes, StatusEvent]],
                   waiting: list[tuple[bytes, StatusEvent]], first_at: float) -> None:
@@ -142,8 +143,12 @@ class CallbackOutbox:
     async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
         """Store ``events`` (one write); returns how many were new. See the module rules."""
         ordered = sorted(events, key=lambda e: (e.msg_id, e.seq))
-        new, scheduled, waiting = await self._store.write(
-            lambda txn: self._enqueue(txn, ordered, now))
+        self._writing.append(now)  # due() must not resume past what this write schedules
+        try:
+            new, scheduled, waiting = await self._store.write(
+                lambda txn: self._enqueue(txn, ordered, now))
+        finally:
+            self._writing.remove(now)
         self._remember(scheduled, waiting, now)
         return new
 
@@ -182,7 +187,12 @@ class CallbackOutbox:
     async def settle(self, settlements: Sequence[Settlement], *, now: float) -> None:
         """Record the notifier's decisions (one write)."""
         if settlements:
-            released = await self._store.write(lambda txn: self._settle(txn, settlements, now))
+            self._writing.append(now)  # releases are scheduled at ``now``: see due()
+            try:
+                released = await self._store.write(
+                    lambda txn: self._settle(txn, settlements, now))
+            finally:
+                self._writing.remove(now)
             for s in settlements:
                 self._fresh.pop(s.entry.key, None)
             for key in released:
@@ -282,8 +292,8 @@ class CallbackOutbox:
         that key is settled and reads with the clock its writes use (the notifier and its set
         of entries in flight) does not pay for walking past them again and again: the scan
         resumes at the millisecond of the first key that was not in ``skip`` last time (never
-        later than ``now``'s), since whatever is scheduled after a read is due at that read's
-        time or later. A full scan runs at least
+        later than ``now``'s nor than that of a write of this outbox still under way), since
+        whatever is scheduled after a read is due at that read's time or later. A full scan runs at least
         once a second (and whenever the clock went back), so an entry written behind that
         point (another process with an older clock) waits at most that long.
         """
@@ -319,7 +329,9 @@ class CallbackOutbox:
                     continue
                 due_ms, attempt, first_at, _error, wire = msgpack.unpackb(raw)
                 out.append(CallbackEntry(key, _event(wire), attempt, first_at, due_ms / 1000))
-        now_ms = u64(_now_ms(now))
+        # Not past now, nor past what a write of ours still under way will schedule (its
+        # ``now`` was taken before this read).
+        now_ms = u64(_now_ms(min(now, *self._writing)) if self._writing else _now_ms(now))
         resume = now_ms if first_open is None or first_open > now_ms else first_open
         self._scan[:3] = [skip, resume, now]
         return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -241,3 +242,27 @@ def test_a_resumed_scan_finds_what_a_full_scan_finds(steps: list[tuple[str, int,
             else:
                 now += n * 0.0004  # often within the same millisecond
         store.env.close()
+
+
+async def test_a_read_during_a_slow_write_does_not_resume_past_what_it_schedules(
+        tmp_path: Path) -> None:
+    """The enqueue took its time (``now``) before its commit; a read in between must not move
+    the resume point past that time, or the entries would wait for the next full scan."""
+
+    class SlowStore(InlineStore):
+        gate = trio.Event()
+
+        async def write(self, op):  # type: ignore[no-untyped-def]
+            await self.gate.wait()
+            return await super().write(op)
+
+    store = SlowStore(tmp_path / "db")
+    outbox = CallbackOutbox(store)  # type: ignore[arg-type]
+    held: set[bytes] = set()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: outbox.enqueue([ev("m1", 1)], now=100.0))
+        await trio.testing.wait_all_tasks_blocked()
+        assert outbox.due(100.5, limit=10, skip=held) == []  # not committed yet
+        store.gate.set()
+    assert keys(outbox.due(100.6, limit=10, skip=held)) == [("m1", 1)]
+    store.env.close()
