@@ -215,11 +215,31 @@ def campaign_key(account: str, name: str) -> str:
     return f"{account}\x00{name}"
 
 
-def _key(name: str, row: int) -> bytes:
+def row_key(name: str, row: int) -> bytes:
+    """The key of row ``row`` of the campaign keyed ``name`` in ``campaign_rows`` and
+    ``campaign_msgs`` (u64 big-endian: keys sort in row order)."""
     return name.encode() + b"\x00" + row.to_bytes(8, "big")
 
 
-def _add(txn: Any, db: Any, name: str, counter: str, n: int) -> None:
+def load_campaign(txn: Any, store: Any, account: str, name: str) -> Campaign:
+    """The record of campaign ``name`` of ``account`` as ``txn`` sees it.
+
+    Raises:
+        CampaignError: 404 when there is none.
+    """
+    raw = txn.get(campaign_key(account, name).encode(), db=store.db(DEFS))
+    if raw is None:
+        raise CampaignError(404, [("id", f"no campaign named {name[:64]!r}")])
+    return Campaign.unpack(raw)
+
+
+def save_campaign(txn: Any, store: Any, c: Campaign) -> None:
+    """Write ``c``'s record inside ``txn``."""
+    txn.put(c.key.encode(), c.pack(), db=store.db(DEFS))
+
+
+def add_counter(txn: Any, db: Any, name: str, counter: str, n: int) -> None:
+    """Add ``n`` to ``counter`` of the campaign keyed ``name`` inside ``txn``."""
     key = name.encode() + b"\x00" + counter.encode()
     raw = txn.get(key, db=db)
     txn.put(key, msgpack.packb((msgpack.unpackb(raw) if raw else 0) + n), db=db)
@@ -302,7 +322,7 @@ class TemplateBook:
 # ---------------------------------------------------------------------------- campaigns
 
 
-class _Rules(Mapping[str, CampaignRules]):
+class LiveRules(Mapping[str, CampaignRules]):
     """Live view for ``ShapingRules.campaigns``: per-minute pace and re-contact window."""
 
     def __init__(self, table: dict[str, CampaignRules]) -> None:

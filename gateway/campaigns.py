@@ -48,12 +48,15 @@ campaign key ``account 0x00 name`` (:func:`campaign_key`; names hold no NUL), an
 store's counters (``account 0x00 campaign 0x00 counter``), so two accounts may both run a
 ``SPRING`` and every account has its own ``API_SMS_YYYY_MM`` counters.
 
+Layout: this module is the service (reading, creating, transitions, cancelling queued
+messages); gateway._campaign_staging appends rows, gateway._campaign_runner expands them,
+gateway._campaign_model holds the record, ``expand_row``, counters and templates storage.
+
 Must not import: gateway.http; from gateway.api only the message id factory (gateway.api._ids).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -61,10 +64,9 @@ from typing import Any, Final
 import msgpack
 import trio
 
-from actors.messages import FINAL_STATES, Message, MessageFinished, MsgId, State
+from actors.messages import FINAL_STATES, MessageFinished, MsgId, State
 from actors.shaping import CampaignRules
 from gateway._campaign_model import (
-    ACTIVE,
     COUNTERS,
     DEFS,
     MSGS,
@@ -73,21 +75,22 @@ from gateway._campaign_model import (
     TEMPLATES,
     Campaign,
     CampaignError,
+    LiveRules,
     RowRefused,
     TemplateBook,
-    _add,
-    _key,
-    _Rules,
+    add_counter,
     campaign_key,
     check,
     counters,
     expand_row,
     limiter_rules,
+    load_campaign,
+    row_key,
+    save_campaign,
     statistics,
 )
-from gateway.api._ids import FastMsgIds
-from gateway.errors import Saturated
-from gateway.templates import Template
+from gateway._campaign_runner import Runner
+from gateway._campaign_staging import stage, stage_batches
 from gateway.validation import NumberNormaliser
 
 __all__ = [
@@ -109,8 +112,6 @@ __all__ = [
     "limiter_rules",
     "statistics",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class Campaigns:
@@ -135,33 +136,51 @@ class Campaigns:
         self.numbers = numbers or NumberNormaliser(cache_size=10_000)
         self.templates = TemplateBook(store)
         self._now = now
-        self._ids = FastMsgIds(now)
         self.chunk = chunk
         self.lead = lead
         self.poll = poll
+        self._runner = Runner(self, now=now)
         self._table: dict[str, CampaignRules] = {}
-        self.rules: Mapping[str, CampaignRules] = _Rules(self._table)
-        self._wake = trio.Event()
+        self.rules: Mapping[str, CampaignRules] = LiveRules(self._table)
         self._locks: dict[str, trio.Lock] = {}
         with store.read() as txn, txn.cursor(db=store.db(DEFS)) as cur:
             for _, raw in cur:
                 self._remember(Campaign.unpack(raw))
 
     def bind(self, gateway: Any) -> None:
+        """Set the gateway the runner hands messages to (built after this service)."""
         self.gateway = gateway
 
     def _remember(self, c: Campaign) -> None:
+        """Bring ``c``'s entry of the rate limiter's table (:attr:`rules`) up to date."""
         rules = limiter_rules(c)
         if rules is None:
             self._table.pop(c.key, None)
         else:
             self._table[c.key] = rules
 
-    def _lock(self, name: str) -> trio.Lock:
-        lock = self._locks.get(name)
+    def _lock(self, account: str, name: str) -> trio.Lock:
+        """The lock that serialises transitions and expansion of one campaign."""
+        key = campaign_key(account, name)
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[name] = trio.Lock()
+            lock = self._locks[key] = trio.Lock()
         return lock
+
+    # ------------------------------------------------------------------- runner
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Expand active campaigns as their schedule and slices allow, until cancelled
+        (:meth:`gateway._campaign_runner.Runner.run`)."""
+        await self._runner.run(task_status=task_status)
+
+    async def step(self) -> float | None:
+        """One runner pass over the active campaigns; returns when work is next due."""
+        return await self._runner.step()
+
+    def wake(self) -> None:
+        """Have the runner pass now (rows staged, a campaign started or resumed)."""
+        self._runner.wake()
 
     # ------------------------------------------------------------------- reading
 
@@ -199,7 +218,7 @@ class Campaigns:
             batch: list[tuple[int, dict[str, Any], str]] = []
             with self.store.read() as txn, txn.cursor(db=self.store.db(ROWS)) as cur:
                 msgs = self.store.db(MSGS)
-                if not cur.set_range(_key(name, at)):
+                if not cur.set_range(row_key(name, at)):
                     return
                 for key, value in cur:
                     if not key.startswith(prefix) or len(batch) >= 2000:
@@ -244,91 +263,16 @@ class Campaigns:
 
     async def stage(self, account: str, name: str, rows: Iterable[Mapping[str, Any]], *,
                     also: Callable[[Any, int], None] | None = None, chunk: int = 5000) -> int:
-        """Append recipient rows in durable chunks; returns how many were staged.
-
-        ``also(txn, rows_in_chunk)`` runs in each chunk's transaction (the importer commits
-        its file cursor there).
-
-        Raises:
-            CampaignError: 404 unknown campaign, 409 when it no longer takes rows.
-        """
-        total = 0
-        batch: list[bytes] = []
-        for row in rows:
-            batch.append(msgpack.packb(dict(row), use_bin_type=True))
-            if len(batch) >= chunk:
-                total += await self._stage_chunk(account, name, batch, also)
-                batch = []
-        if batch or total == 0:
-            total += await self._stage_chunk(account, name, batch, also)
-        return total
+        """Append rows in durable chunks (:func:`gateway._campaign_staging.stage`)."""
+        return await stage(self.store, account, name, rows, also=also, chunk=chunk)
 
     async def stage_batches(self, account: str, name: str,
                             batches: AsyncIterable[list[dict[str, Any]]], *,
                             offset: int | None = None, chunk: int = 2000) -> tuple[int, int]:
-        """Stage rows as they arrive (lists of rows, e.g. per received chunk of a streamed
-        upload), committing each ``chunk`` rows durably; returns (staged, skipped).
-
-        ``offset``: the first row given is row ``offset`` of the campaign's list. Rows the
-        campaign already has (below its staged count) are skipped, in the same transaction
-        that stages the rest, so re-sending a list from its start after a dropped
-        connection stages every row exactly once. None: append everything.
-
-        Raises:
-            CampaignError: 404 unknown campaign, 409 when it no longer takes rows or when
-                ``offset`` is past the rows staged (a gap).
-        """
-        staged = skipped = 0
-        at = offset
-        batch: list[bytes] = []
-        async for rows in batches:
-            for row in rows:
-                batch.append(msgpack.packb(row, use_bin_type=True))
-            if len(batch) >= chunk:
-                n = await self._stage_chunk(account, name, batch, None, at)
-                staged, skipped = staged + n, skipped + len(batch) - n
-                at = None if at is None else at + len(batch)
-                batch = []
-        if batch or staged + skipped == 0:
-            n = await self._stage_chunk(account, name, batch, None, at)
-            staged, skipped = staged + n, skipped + len(batch) - n
-        return staged, skipped
-
-    async def _stage_chunk(self, account: str, name: str, packed: list[bytes],
-                           also: Callable[[Any, int], None] | None, first: int | None = None
-                           ) -> int:
-        def op(txn: Any) -> int:
-            c = self._load(txn, account, name)
-            if c.sealed or c.state in ("cancelled", "done"):
-                reason = f"campaign is {c.state} and sealed; it takes no more recipients"
-                raise CampaignError(409, [("recipients", reason)])
-            nonlocal packed
-            if first is not None:
-                if first > c.rows:
-                    gap = f"row {first} is past the {c.rows} rows staged: none may be missing"
-                    raise CampaignError(409, [("offset", gap)])
-                packed = packed[c.rows - first:]  # rows the campaign already has
-            db = self.store.db(ROWS)
-            for i, data in enumerate(packed):
-                txn.put(_key(c.key, c.rows + i), data, db=db)
-            c.rows += len(packed)
-            self._save(txn, c)
-            if also is not None:
-                also(txn, len(packed))
-            return len(packed)
-
-        n = await self.store.write(op)
-        return int(n)
-
-    def _load(self, txn: Any, account: str, name: str) -> Campaign:
-        raw = txn.get(campaign_key(account, name).encode(), db=self.store.db(DEFS))
-        c = Campaign.unpack(raw) if raw is not None else None
-        if c is None:
-            raise CampaignError(404, [("id", f"no campaign named {name[:64]!r}")])
-        return c
-
-    def _save(self, txn: Any, c: Campaign) -> None:
-        txn.put(c.key.encode(), c.pack(), db=self.store.db(DEFS))
+        """Stage rows as they arrive, resuming at ``offset``; (staged, skipped)
+        (:func:`gateway._campaign_staging.stage_batches`)."""
+        return await stage_batches(self.store, account, name, batches, offset=offset,
+                                   chunk=chunk)
 
     async def transition(self, account: str, name: str, action: str) -> Campaign:
         """``start`` (seal and schedule), ``pause``, ``resume`` or ``cancel``.
@@ -339,7 +283,7 @@ class Campaigns:
         now = self._now()
 
         def op(txn: Any) -> Campaign:
-            c = self._load(txn, account, name)
+            c = load_campaign(txn, self.store, account, name)
             target = _next_state(c, action, now)
             if target is None:
                 raise CampaignError(409, [("state", f"cannot {action} a {c.state} campaign")])
@@ -355,18 +299,18 @@ class Campaigns:
             elif action == "cancel":
                 remaining = c.rows - c.cursor
                 if remaining:
-                    _add(txn, self.store.db(COUNTERS), c.key, "cancelled_rows", remaining)
+                    add_counter(txn, self.store.db(COUNTERS), c.key, "cancelled_rows", remaining)
                 c.finished_at = now
             c.state = target
-            self._save(txn, c)
+            save_campaign(txn, self.store, c)
             return c
 
-        async with self._lock(campaign_key(account, name)):
+        async with self._lock(account, name):
             c: Campaign = await self.store.write(op)
         if action == "cancel":
             await self._cancel_queued(c)
         self._remember(c)
-        self._wake.set()
+        self._runner.wake()
         return c
 
     async def _cancel_queued(self, c: Campaign) -> int:
@@ -403,170 +347,6 @@ class Campaigns:
             await finish(batch)
             done += len(batch)
         return done
-
-    # ------------------------------------------------------------------- runner
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Expand active campaigns as their schedule and slices allow, until cancelled."""
-        task_status.started()
-        while True:
-            try:
-                wake_at = await self.step()
-            except Exception:  # one bad campaign or a store hiccup must not stop the gateway
-                logger.exception("campaign runner pass failed; retrying in 5 s")
-                wake_at = self._now() + 5.0
-            self._wake = trio.Event()
-            delay = self.poll if wake_at is None else max(0.0, min(5.0, wake_at - self._now()))
-            with trio.move_on_after(delay):
-                await self._wake.wait()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def step(self) -> float | None:
-        """One pass over the active campaigns; returns the earliest time work is due."""
-        due: float | None = None
-        with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
-            every = [Campaign.unpack(v) for _, v in cur]
-        for c in every:
-            # what another process did (septet import created it; another worker paused,
-            # resumed or cancelled it) reaches this process's rate limiter within a pass
-            self._remember(c)
-        for c in every:
-            if c.state not in ACTIVE:
-                continue
-            try:
-                t = await self._advance(c.account, c.name)
-            except Saturated as exc:  # the pipeline is full: try again a little later
-                t = self._now() + float(getattr(exc, "retry_after", 1.0))
-            if t is not None:
-                due = t if due is None else min(due, t)
-        return due
-
-    async def _advance(self, account: str, name: str) -> float | None:
-        async with self._lock(campaign_key(account, name)):
-            while True:
-                with self.store.read() as txn:
-                    c = self._load(txn, account, name)
-                now = self._now()
-                if c.state not in ACTIVE:
-                    return None
-                if c.state == "scheduled" and now + self.lead >= (c.anchor or c.send_at):
-                    c = await self._set_state(c, "running")
-                allowed, _ = c.allowed(now, self.lead)
-                if c.cursor >= allowed:
-                    if (c.state == "running" and c.sealed and c.cursor >= c.rows
-                            and self._all_final(c)):
-                        await self._set_state(c, "done")
-                        return None
-                    return self._after(c)
-                await self._expand_all(c, allowed, now)
-
-    def _after(self, c: Campaign) -> float | None:
-        """When this campaign next needs the runner (its next slice or start), or None."""
-        if c.cursor >= c.rows:
-            return None if c.sealed else self._now() + self.poll
-        start = c.anchor or c.send_at
-        size = c.slice_size()
-        if size and c.slice_every:
-            return start + (c.cursor // size) * c.slice_every - self.lead
-        return start - self.lead
-
-    def _all_final(self, c: Campaign) -> bool:
-        with self.store.read() as txn:
-            n = counters(txn, self.store.db(COUNTERS), c.key)
-        final = n.get("SMS_DELIVERED", 0) + n.get("SMS_NOT_DELIVERED", 0) + n.get("SMS_NOT_SENT", 0)
-        return final >= n.get("accepted", 0)
-
-    async def _set_state(self, c: Campaign, state: str) -> Campaign:
-        def op(txn: Any) -> Campaign:
-            cur = self._load(txn, c.account, c.name)
-            if cur.state in ACTIVE:
-                cur.state = state
-                if state == "done":
-                    cur.finished_at = self._now()
-                self._save(txn, cur)
-            return cur
-
-        return await self.store.write(op)  # type: ignore[no-any-return]
-
-    async def _expand_all(self, c: Campaign, allowed: int, now: float) -> None:
-        """Expand rows ``[c.cursor, allowed)`` in chunks, building the next chunk while the
-        previous one commits (at most ``depth`` commits in flight). Each commit checks that
-        the cursor is where its chunk starts, so chunks land in order or not at all."""
-        tpl = c.template_obj()
-        rows = self.rows(c.account, c.name, c.cursor, refs=False)
-        saturated: list[BaseException] = []
-        room = trio.Semaphore(3)
-        async with trio.open_nursery() as nursery:
-            start = c.cursor
-            while start < allowed and not saturated:
-                stop = min(allowed, start + self.chunk)
-                work = self._build(c, tpl, rows, start, stop, now)
-                await room.acquire()
-                nursery.start_soon(self._commit, c, start, stop, work, room, saturated)
-                start = stop
-                await trio.lowlevel.checkpoint()
-        if saturated:
-            raise saturated[0]
-
-    def _build(self, c: Campaign, tpl: Template, rows: Iterator[tuple[int, dict[str, Any], str]],
-               start: int, stop: int, now: float
-               ) -> tuple[list[Message], list[tuple[int, bytes]], dict[str, int]]:
-        messages: list[Message] = []
-        refs: list[tuple[int, bytes]] = []
-        refused: dict[str, int] = {}
-        size, first = c.slice_size(), c.anchor or c.send_at
-        sliced = bool(size and c.slice_every)
-        numbers, ids = self.numbers, self._ids
-        for row, data, _ in rows:
-            send_at = first + (row // size) * c.slice_every if sliced else first
-            out = expand_row(c, tpl, data, numbers, ids(), now, send_at)
-            if isinstance(out, RowRefused):
-                refs.append((row, f"!{out.code}: {out.detail}".encode()))
-                refused[out.code] = refused.get(out.code, 0) + 1
-            else:
-                messages.append(out)
-                refs.append((row, out.msg_id.encode()))
-            if row + 1 >= stop:
-                break
-        return messages, refs, refused
-
-    async def _commit(self, c: Campaign, start: int, stop: int,
-                      work: tuple[list[Message], list[tuple[int, bytes]], dict[str, int]],
-                      room: trio.Semaphore, saturated: list[BaseException]) -> None:
-        messages, refs, refused = work
-        name, store = c.key, self.store
-
-        def also(txn: Any) -> None:
-            cur = self._load(txn, c.account, c.name)
-            if cur.cursor != start or cur.state not in ACTIVE:
-                raise _Moved()
-            db = store.db(MSGS)
-            for row, ref in refs:
-                txn.put(_key(name, row), ref, db=db)
-            counters_db = store.db(COUNTERS)
-            for code, n in refused.items():
-                _add(txn, counters_db, name, "invalid", n)
-                _add(txn, counters_db, name, f"invalid:{code}", n)
-            cur.cursor = stop
-            self._save(txn, cur)
-
-        try:
-            if messages:
-                await self.gateway.accept(messages, also=also)
-            else:
-                await store.write(also)
-        except _Moved:
-            pass
-        except Saturated as exc:
-            saturated.append(exc)
-        finally:
-            room.release()
-
-
-class _Moved(Exception):
-    """The campaign changed under an expansion (paused, cancelled, or expanded elsewhere)."""
 
 
 _TRANSITIONS: Final = {
