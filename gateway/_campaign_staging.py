@@ -84,26 +84,30 @@ async def stage_batches(store: Any, account: str, name: str,
 async def _stage_chunk(store: Any, account: str, name: str, packed: list[bytes],
                        also: Also | None, first: int | None = None) -> int:
     """Append ``packed`` rows in one transaction; ``first``: the row number of
-    ``packed[0]`` in the list (rows below the staged count are skipped), None to append."""
+    ``packed[0]`` in the list (rows below the staged count are skipped), None to append.
+
+    ``op`` must give the same result however often it runs: the store runs a batch's ops
+    again after growing its map (and after a failed commit).
+    """
 
     def op(txn: Any) -> int:
         c = load_campaign(txn, store, account, name)
         if c.sealed or c.state in ("cancelled", "done"):
             reason = f"campaign is {c.state} and sealed; it takes no more recipients"
             raise CampaignError(409, [("recipients", reason)])
-        nonlocal packed
+        fresh = packed  # never rebind ``packed``: the store may run ``op`` again
         if first is not None:
             if first > c.rows:
                 gap = f"row {first} is past the {c.rows} rows staged: none may be missing"
                 raise CampaignError(409, [("offset", gap)])
-            packed = packed[c.rows - first:]  # rows the campaign already has
+            fresh = packed[c.rows - first:]  # rows the campaign already has are skipped
         db = store.db(ROWS)
-        for i, data in enumerate(packed):
+        for i, data in enumerate(fresh):
             txn.put(row_key(c.key, c.rows + i), data, db=db)
-        c.rows += len(packed)
+        c.rows += len(fresh)
         save_campaign(txn, store, c)
         if also is not None:
-            also(txn, len(packed))
-        return len(packed)
+            also(txn, len(fresh))
+        return len(fresh)
 
     return int(await store.write(op))
