@@ -30,11 +30,15 @@ gsm_text = st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=500)
 TRANSLITERABLE = GSM_CHARS + sorted(_tables.TRANSLITERATION)
 NATIONAL = GSM_CHARS + list("şŞğĞıİçáíóúÁÍÓÚãõâêôÃÕÂÊÔÀ∞ªº`")
 MIXED = TRANSLITERABLE + list("жЖїєґ日本αβ") + ["😀", "👍", "𝄞"]
+# GSM characters above U+00FF, the Latin-1 characters that stand in for them (codec._latin1),
+# typographic punctuation and escapes: the fast path's stand-in route and its limits.
+STAND_IN_MIX = list("ΔΣΩΦ€£¥å\f{} aç“”…ж")
 mixed_text = st.one_of(
     gsm_text,
     st.text(alphabet=st.sampled_from(TRANSLITERABLE), max_size=400),
     st.text(alphabet=st.sampled_from(NATIONAL), max_size=400),
     st.text(alphabet=st.sampled_from(MIXED), max_size=400),
+    st.text(alphabet=st.sampled_from(STAND_IN_MIX), max_size=400),
 )
 policies = st.builds(
     Policy,
