@@ -17,6 +17,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -28,6 +29,8 @@ MAX_VALUE: Final = 1024
 CSV_TYPES: Final = ("text/csv", "text/plain", "application/csv")
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 MAX_RECORD: Final = 1024 * 1024  # a CSV record / JSON line longer than this is cut (bad row)
+DELIMITERS: Final = (",", ";", "\t", "|")
+_LINE_END: Final = re.compile(r"\r\n|\r|\n")
 
 
 def recipient(value: Any, index: int) -> dict[str, Any]:
@@ -51,17 +54,16 @@ def recipient(value: Any, index: int) -> dict[str, Any]:
 
 
 def body_rows(body: bytes, content_type: str) -> Iterator[dict[str, Any]]:
-    """Recipients of a whole body, parsed lazily (CSV with a header, JSON lines or a JSON
-    array, or an object whose ``recipients`` is one).
+    """Recipients of a whole body: CSV with a header or JSON lines (through the same parsers
+    as a streamed body, so both paths give the same rows), a JSON array, or an object whose
+    ``recipients`` is one.
 
     Raises:
         Problem: 400 when a JSON body holds no array of recipients.
     """
     kind = bodies.media_type(content_type or "text/csv")[0]
-    if kind in NDJSON_TYPES:
-        return _ndjson(body)
-    if kind in CSV_TYPES:
-        return csv_rows(io.TextIOWrapper(io.BytesIO(body), encoding="utf-8-sig", newline=""))
+    if kind in CSV_TYPES or kind in NDJSON_TYPES:
+        return iter(parser_for(kind).feed(body, final=True))
     try:
         doc, _ = bodies.decode(body, content_type or bodies.JSON)
     except ValueError as exc:
@@ -73,58 +75,63 @@ def body_rows(body: bytes, content_type: str) -> Iterator[dict[str, Any]]:
     return (recipient(r, i) for i, r in enumerate(doc))
 
 
-def _ndjson(body: bytes) -> Iterator[dict[str, Any]]:
-    for i, line in enumerate(body.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            yield {"__error__": f"line {i + 1} is not JSON"}
-            continue
-        yield recipient(value, i)
+def parser_for(kind: str) -> CsvStream | NdjsonStream:
+    """A fresh incremental parser for the media type ``kind`` (CSV_TYPES or NDJSON_TYPES)."""
+    return NdjsonStream() if kind in NDJSON_TYPES else CsvStream()
 
 
 class CsvStream:
     """Incremental CSV with a header line (delimiter , ; tab or | taken from the header):
-    ``feed(bytes)`` returns the rows completed so far. A record is cut only at a newline
-    outside quotes; a record longer than ``MAX_RECORD`` is cut at its last newline anyway
-    (an unbalanced quote then becomes one bad row rather than unbounded memory)."""
+    ``feed(bytes)`` returns the rows completed so far.
+
+    Records end at ``\n``, ``\r\n`` or ``\r`` (as the csv module reads them), and the
+    chunk's text is cut after its last line end outside double quotes: a quoted field may
+    hold newlines, and a chunk boundary inside one (or inside a UTF-8 character) just
+    leaves the record for the next feed. Quotes are counted, not parsed: a stray ``"``
+    inside an unquoted field makes the records after it wait, until the carried text
+    exceeds ``MAX_RECORD``; it is then cut at its last line end anyway, so memory stays
+    bounded and an unbalanced quote costs bad rows, not the upload.
+    """
 
     def __init__(self) -> None:
         self._decode = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode
         self._carry = ""
-        self._names: list[str] | None = None
+        self._names: list[str] | None = None  # [] when the header line is blank: no rows
         self._delimiter = ","
 
     def feed(self, data: bytes, *, final: bool = False) -> list[dict[str, Any]]:
         text = self._carry + self._decode(data, final)
-        cut = len(text) if final else text.rfind("\n") + 1
-        if not final and text.count('"', 0, cut) % 2 and len(text) <= MAX_RECORD:
-            cut = 0  # the last newline is inside a quoted field: wait for more
+        cut = len(text) if final else _records_end(text)
         done, self._carry = text[:cut], text[cut:]
-        if not done:
-            return []
         if self._names is None:
-            header, _, done = done.partition("\n")
-            if not header.strip():
-                self._names = []
-            else:
-                self._delimiter = max((",", ";", "\t", "|"), key=header.count)
-                self._names = [h.strip().lower() for h in
-                               next(csv.reader([header], delimiter=self._delimiter))]
-        names = self._names
-        if not names:
+            if not done:
+                return []
+            line_end = _LINE_END.search(done)
+            header, done = (done[:line_end.start()], done[line_end.end():]) if line_end \
+                else (done, "")
+            self._delimiter, self._names = _header(header)
+        if not self._names or not done:
             return []
-        out = []
-        try:
-            for values in csv.reader(io.StringIO(done, newline=""), delimiter=self._delimiter):
-                if values and values != [""]:
-                    out.append({k: v.strip()[:MAX_VALUE]
-                                for k, v in zip(names, values, strict=False) if k})
-        except csv.Error as exc:
-            out.append({"__error__": f"CSV: {str(exc)[:80]}"})
-        return out
+        reader = csv.reader(io.StringIO(done, newline=""), delimiter=self._delimiter)
+        return list(_records(reader, self._names))
+
+
+def _records_end(text: str) -> int:
+    """Where the complete records of ``text`` (which starts at a record's start) end: after
+    its last line end outside double quotes, or 0 if there is none yet (then, past
+    ``MAX_RECORD`` characters, after its last line end at all, or its end)."""
+    end = len(text)
+    pieces = text.split('"')
+    for i in range(len(pieces) - 1, -1, -1):  # from the end: the cut is usually near it
+        start = end - len(pieces[i])
+        if i % 2 == 0:  # an even piece lies outside quotes
+            at = max(pieces[i].rfind("\n"), pieces[i].rfind("\r"))
+            if at >= 0:
+                return start + at + 1
+        end = start - 1  # the quote before this piece
+    if len(text) <= MAX_RECORD:
+        return 0
+    return max(text.rfind("\n"), text.rfind("\r")) + 1 or len(text)
 
 
 class NdjsonStream:
@@ -160,14 +167,35 @@ class NdjsonStream:
 
 
 def csv_rows(text: io.TextIOBase | Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV with a header line; the delimiter (, ; tab |) is taken from the header."""
+    """Rows of CSV text lines (the importer's files) with a header line; the delimiter
+    (, ; tab |) is taken from the header, as :class:`CsvStream` does."""
     lines = iter(text)
     header = next(lines, "")
     if not header.strip():
         return
-    delimiter = max((",", ";", "\t", "|"), key=header.count)
-    names = [h.strip().lower() for h in next(csv.reader([header], delimiter=delimiter))]
-    for values in csv.reader(lines, delimiter=delimiter):
-        if not values or values == [""]:
-            continue
-        yield {k: v.strip()[:MAX_VALUE] for k, v in zip(names, values, strict=False) if k}
+    delimiter, names = _header(header)
+    yield from _records(csv.reader(lines, delimiter=delimiter), names)
+
+
+def _header(line: str) -> tuple[str, list[str]]:
+    """The delimiter of a header line (the one of , ; tab | it holds most; , if none) and
+    its column names, lower-cased ([] when the line is blank: such a list has no rows)."""
+    if not line.strip():
+        return ",", []
+    delimiter = max(DELIMITERS, key=line.count)
+    return delimiter, [h.strip().lower() for h in next(csv.reader([line], delimiter=delimiter))]
+
+
+def _records(reader: Iterator[list[str]], names: list[str]) -> Iterator[dict[str, Any]]:
+    """The rows ``reader`` yields, keyed by ``names``; blank lines are skipped, and a record
+    the csv module refuses (a field over its size limit) becomes one bad row, after which
+    reading goes on with the next line."""
+    while True:
+        try:
+            for values in reader:
+                if values and values != [""]:
+                    yield {k: v.strip()[:MAX_VALUE] for k, v in zip(names, values, strict=False)
+                           if k}
+            return
+        except csv.Error as exc:
+            yield {"__error__": f"CSV: {str(exc)[:80]}"}

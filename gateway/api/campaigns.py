@@ -45,6 +45,7 @@ from gateway.api._recipients import (
     NdjsonStream,
     body_rows,
     csv_rows,
+    parser_for,
     recipient,
 )
 from gateway.api.problems import FieldError, Problem, bad_body, invalid, not_found
@@ -266,7 +267,7 @@ async def _batches(rows: Iterator[dict[str, Any]], size: int = 5000
 async def _stream_rows(body: AsyncIterable[bytes], kind: str
                        ) -> AsyncIterator[list[dict[str, Any]]]:
     """The rows of a streamed CSV or JSON-lines body, a list per received chunk."""
-    parser: CsvStream | NdjsonStream = NdjsonStream() if kind in NDJSON_TYPES else CsvStream()
+    parser = parser_for(kind)
     async for piece in body:
         rows = parser.feed(piece)
         if rows:
