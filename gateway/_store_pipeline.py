@@ -128,7 +128,7 @@ class _Ctx:
         self.now_packed = _pack(self.now)
 
     def load(self, key: bytes) -> list[Any] | None:
-        """The state row of ``key`` (a msg_id), cached for the batch."""
+        """The state row of ``key`` (a msg_id), cached until the next :meth:`flush`."""
         row = self.cache.get(key)
         if row is None:
             raw = self.txn.get(key, db=self.db_state)
