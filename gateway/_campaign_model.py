@@ -249,15 +249,19 @@ def counters(txn: Any, db: Any, name: str) -> dict[str, int]:
     """Every counter of the campaign keyed ``name`` (:func:`campaign_key`; a range read of
     its few keys, not a scan of messages)."""
     prefix = name.encode() + b"\x00"
-    out: dict[str, int] = {}
+    return {key[len(prefix):].decode(): int(msgpack.unpackb(value))
+            for key, value in prefixed(txn, db, prefix)}
+
+
+def prefixed(txn: Any, db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) pairs of ``db`` whose key starts with ``prefix``, in key order (a
+    range read inside ``txn``)."""
     with txn.cursor(db=db) as cur:
         if cur.set_range(prefix):
             for key, value in cur:
                 if not key.startswith(prefix):
                     break
-                out[key[len(prefix):].decode()] = int(msgpack.unpackb(value))
-    return out
-
+                yield key, value
 
 def statistics(c: Campaign, n: Mapping[str, int]) -> dict[str, Any]:
     """The statistics document of a campaign from its counters."""
@@ -303,15 +307,9 @@ class TemplateBook:
         return None if raw is None else Template.from_doc(msgpack.unpackb(raw, raw=False))
 
     def of_account(self, account: str) -> list[Template]:
-        prefix = account.encode() + b"\x00"
-        out = []
-        with self._store.read() as txn, txn.cursor(db=self._store.db(TEMPLATES)) as cur:
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not key.startswith(prefix):
-                        break
-                    out.append(Template.from_doc(msgpack.unpackb(value, raw=False)))
-        return out
+        with self._store.read() as txn:
+            return [Template.from_doc(msgpack.unpackb(value, raw=False)) for _, value in
+                    prefixed(txn, self._store.db(TEMPLATES), account.encode() + b"\x00")]
 
     async def delete(self, account: str, name: str) -> bool:
         key = account.encode() + b"\x00" + name.encode()

@@ -85,6 +85,7 @@ from gateway._campaign_model import (
     expand_row,
     limiter_rules,
     load_campaign,
+    prefixed,
     row_key,
     save_campaign,
     statistics,
@@ -192,15 +193,9 @@ class Campaigns:
 
     def of_account(self, account: str) -> list[Campaign]:
         """Every campaign of ``account`` (a range read: definitions are keyed by account)."""
-        prefix = account.encode() + b"\x00"
-        out = []
-        with self.store.read() as txn, txn.cursor(db=self.store.db(DEFS)) as cur:
-            if cur.set_range(prefix):
-                for key, raw in cur:
-                    if not key.startswith(prefix):
-                        break
-                    out.append(Campaign.unpack(raw))
-        return out
+        with self.store.read() as txn:
+            return [Campaign.unpack(raw) for _, raw in
+                    prefixed(txn, self.store.db(DEFS), account.encode() + b"\x00")]
 
     def statistics(self, c: Campaign) -> dict[str, Any]:
         with self.store.read() as txn:
@@ -284,7 +279,7 @@ class Campaigns:
 
         def op(txn: Any) -> Campaign:
             c = load_campaign(txn, self.store, account, name)
-            target = _next_state(c, action, now)
+            target = _TRANSITIONS.get((c.state, action))
             if target is None:
                 raise CampaignError(409, [("state", f"cannot {action} a {c.state} campaign")])
             if action == "start":
@@ -349,7 +344,7 @@ class Campaigns:
         return done
 
 
-_TRANSITIONS: Final = {
+_TRANSITIONS: Final = {  # (state, action) -> state; see the diagram above
     ("draft", "start"): "scheduled",
     ("scheduled", "pause"): "paused",
     ("running", "pause"): "paused",
@@ -359,7 +354,3 @@ _TRANSITIONS: Final = {
     ("running", "cancel"): "cancelled",
     ("paused", "cancel"): "cancelled",
 }
-
-
-def _next_state(c: Campaign, action: str, now: float) -> str | None:
-    return _TRANSITIONS.get((c.state, action))
