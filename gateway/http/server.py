@@ -15,8 +15,9 @@ watchdog task every ``tick`` seconds):
 
 Streamed bodies. An application may name requests whose body it reads as a stream
 (``app.streaming(method, target, headers) -> bool``, raw method and target bytes, asked when
-a request's headers are complete; e.g. a campaign's recipient upload). Such a request is handed to the application at once, with
-``request.body_stream``, an async iterator of body chunks; a second task of the connection
+a request's headers are complete; e.g. a campaign's recipient upload). Such a request is
+handed to the application at once, with ``request.body_stream``, an async iterator of body
+chunks (gateway.http._streamed); a second task of the connection
 reads the socket only when the application has taken every chunk parsed so far (a
 zero-capacity channel between them), so the connection holds at most one receive of the body
 however large it is, and a slow consumer slows the client down through TCP. The body is
@@ -319,6 +320,7 @@ class HttpServer:
                     return
                 # a request begun behind these must not be charged for their handling
                 started = max(started, trio.current_time())
+
     async def _answer(self, stream: trio.SocketStream, timer: _Timer,
                       requests: list[Request], reader: RequestReader) -> bool:
         """Answer ``requests`` in order; False when the connection must close.
