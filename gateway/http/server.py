@@ -309,17 +309,20 @@ class HttpServer:
                 return
             if reader.in_progress and (not was_in_progress or requests):
                 started = now  # a new request began in this chunk
-            if reader.expect_continue:
-                reader.expect_continue = False
-                if reader.in_progress:
-                    timer.phase = "write"
-                    await self._write(stream, timer, CONTINUE)
             if requests:
                 timer.phase = "answer"
                 if not await self._answer(stream, timer, requests, reader):
                     return
                 # a request begun behind these must not be charged for their handling
                 started = max(started, trio.current_time())
+            if reader.expect_continue:
+                # After the answers ahead of it (a client takes an interim response as its
+                # oldest unanswered request's), and also when the head came in behind a
+                # streamed body, whose feeder parsed it during _answer.
+                reader.expect_continue = False
+                if reader.in_progress:
+                    timer.phase = "write"
+                    await self._write(stream, timer, CONTINUE)
 
     async def _answer(self, stream: trio.SocketStream, timer: _Timer,
                       requests: list[Request], reader: RequestReader) -> bool:
