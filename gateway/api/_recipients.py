@@ -135,17 +135,29 @@ def _records_end(text: str) -> int:
 
 
 class NdjsonStream:
-    """Incremental JSON lines: ``feed(bytes)`` returns the rows of the lines completed."""
+    """Incremental JSON lines: ``feed(bytes)`` returns the rows of the lines completed.
+
+    A line longer than ``MAX_RECORD`` bytes is one bad row however the body is cut (row
+    numbers must not depend on chunking: an ``?offset`` resume counts on them): once a line
+    without its end grows past the limit it is refused at once and the rest of it, up to its
+    newline, is skipped as it comes.
+    """
 
     def __init__(self) -> None:
         self._carry = b""
         self._line = 0
+        self._skipping = False  # inside a line already refused as too long
 
     def feed(self, data: bytes, *, final: bool = False) -> list[dict[str, Any]]:
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            self._skipping, data = False, data[end + 1:]
         data = self._carry + data
         cut = len(data) if final else data.rfind(b"\n") + 1
         if not cut and len(data) > MAX_RECORD:
-            cut = len(data)  # one line longer than MAX_RECORD: judged (and refused) now
+            cut, self._skipping = len(data), True  # judged (and refused) now
         done, self._carry = data[:cut], data[cut:]
         if not done:
             return []
@@ -154,16 +166,20 @@ class NdjsonStream:
             lines.pop()  # the empty piece after the last newline
         out = []
         for line in lines:
-            self._line += 1
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                out.append({"__error__": f"line {self._line} is not JSON"})
-                continue
-            out.append(recipient(value, self._line - 1))
+            self._line += 1  # blank lines are numbered too
+            if line.strip():
+                out.append(self._row(line))
         return out
+
+    def _row(self, line: bytes) -> dict[str, Any]:
+        """The recipient on line ``self._line``, or why it is none."""
+        if len(line) > MAX_RECORD:
+            return {"__error__": f"line {self._line} is longer than {MAX_RECORD} bytes"}
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return {"__error__": f"line {self._line} is not JSON"}
+        return recipient(value, self._line - 1)
 
 
 def csv_rows(text: io.TextIOBase | Iterator[str]) -> Iterator[dict[str, Any]]:

@@ -124,3 +124,18 @@ def test_a_csv_without_line_ends_is_cut_past_max_record() -> None:
     assert p.feed(b"9" * 1000) == []  # waits for its line end
     rows = p.feed(b"9" * MAX_RECORD)  # too long to wait for: judged now, memory bounded
     assert len(rows) == 1 and p.feed(b"", final=True) == []
+
+
+def test_a_json_line_over_max_record_is_one_bad_row_however_it_is_cut() -> None:
+    """Row numbers must not depend on chunking (``?offset`` resumes count on them): a line
+    too long to hold is one bad row, whether it arrives whole or in pieces."""
+    from gateway.api._recipients import MAX_RECORD
+
+    long_line = b'{"phone": "351911", "note": "' + b"x" * (MAX_RECORD + 10) + b'"}'
+    body = b'{"phone": "1"}\n' + long_line + b'\n{"phone": "2"}\n'
+    whole = NdjsonStream().feed(body, final=True)
+    assert [r.get("phone") for r in whole] == ["1", None, "2"]
+    assert whole[1] == {"__error__": f"line 2 is longer than {MAX_RECORD} bytes"}
+    for size in (65536, MAX_RECORD // 3, MAX_RECORD + 1):
+        pieces = [body[i:i + size] for i in range(0, len(body), size)]
+        assert _fed(NdjsonStream(), pieces) == whole, size
