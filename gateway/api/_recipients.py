@@ -90,7 +90,9 @@ class CsvStream:
     leaves the record for the next feed. Quotes are counted, not parsed: a stray ``"``
     inside an unquoted field makes the records after it wait, until the carried text
     exceeds ``MAX_RECORD``; it is then cut at its last line end anyway, so memory stays
-    bounded and an unbalanced quote costs bad rows, not the upload.
+    bounded and an unbalanced quote costs bad rows, not the upload. A record with no line
+    end in more than ``MAX_RECORD`` characters is one bad row and the rest of it is skipped
+    up to its line end, so the row count does not depend on where the body is cut.
     """
 
     def __init__(self) -> None:
@@ -98,10 +100,19 @@ class CsvStream:
         self._carry = ""
         self._names: list[str] | None = None  # [] when the header line is blank: no rows
         self._delimiter = ","
+        self._skipping = False  # inside a record already refused as too long
 
     def feed(self, data: bytes, *, final: bool = False) -> list[dict[str, Any]]:
-        text = self._carry + self._decode(data, final)
+        text = self._decode(data, final)
+        if self._skipping:
+            line_end = _LINE_END.search(text)
+            if line_end is None:
+                return []
+            self._skipping, text = False, text[line_end.end():]
+        text = self._carry + text
         cut = len(text) if final else _records_end(text)
+        if cut < 0:
+            return self._refuse_long(text)
         done, self._carry = text[:cut], text[cut:]
         if self._names is None:
             if not done:
@@ -115,11 +126,20 @@ class CsvStream:
         reader = csv.reader(io.StringIO(done, newline=""), delimiter=self._delimiter)
         return list(_records(reader, self._names))
 
+    def _refuse_long(self, text: str) -> list[dict[str, Any]]:
+        """``text`` has no line end in ``MAX_RECORD`` characters: one bad row (or, for the
+        header, a list with no rows), and skip to its line end."""
+        self._carry, self._skipping = "", True
+        if self._names is None:
+            self._names = []
+            return []
+        return [{"__error__": f"CSV: a record longer than {MAX_RECORD} characters"}]
+
 
 def _records_end(text: str) -> int:
     """Where the complete records of ``text`` (which starts at a record's start) end: after
-    its last line end outside double quotes, or 0 if there is none yet (then, past
-    ``MAX_RECORD`` characters, after its last line end at all, or its end)."""
+    its last line end outside double quotes, or 0 if there is none yet. Past ``MAX_RECORD``
+    characters without one: after its last line end at all, or -1 if it has none."""
     end = len(text)
     pieces = text.split('"')
     for i in range(len(pieces) - 1, -1, -1):  # from the end: the cut is usually near it
@@ -131,7 +151,7 @@ def _records_end(text: str) -> int:
         end = start - 1  # the quote before this piece
     if len(text) <= MAX_RECORD:
         return 0
-    return max(text.rfind("\n"), text.rfind("\r")) + 1 or len(text)
+    return max(text.rfind("\n"), text.rfind("\r")) + 1 or -1
 
 
 class NdjsonStream:

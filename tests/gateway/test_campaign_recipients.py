@@ -139,3 +139,17 @@ def test_a_json_line_over_max_record_is_one_bad_row_however_it_is_cut() -> None:
     for size in (65536, MAX_RECORD // 3, MAX_RECORD + 1):
         pieces = [body[i:i + size] for i in range(0, len(body), size)]
         assert _fed(NdjsonStream(), pieces) == whole, size
+
+
+def test_a_csv_record_over_max_record_is_one_row_however_it_is_cut() -> None:
+    from gateway.api._recipients import MAX_RECORD
+
+    head = b"phone,note\n1,a\n2,"
+    body = head + b"x" * (MAX_RECORD + 10) + b"\n3,c\n"
+    whole = CsvStream().feed(body, final=True)
+    assert [r.get("phone") for r in whole] == ["1", None, "3"]
+    for size in (65536, len(head) + MAX_RECORD + 5, MAX_RECORD // 3 + 7):
+        pieces = [body[i:i + size] for i in range(0, len(body), size)]
+        fed = _fed(CsvStream(), pieces)
+        assert [r.get("phone") for r in fed] == ["1", None, "3"], size
+        assert fed[1]["__error__"].startswith("CSV: ")
