@@ -94,7 +94,7 @@ def decide(
 
 
 async def run(
-    inbox: trio.abc.ReceiveChannel[bytes],
+    inbox: trio.MemoryReceiveChannel[bytes],
     *,
     outbox: CallbackOutbox,
     sender: CallbackSender,

@@ -226,9 +226,9 @@ class CallbackOutbox:
             if s.outcome == "dead":
                 dead = _pack(now, s.entry.attempt + 1, s.error, to_wire(event))
                 txn.put(event.account.encode() + b"\x00" + ek, dead, db=self._dead)
-            key = self._release_next(txn, event.msg_id, now, cursor)
-            if key is not None:
-                released.append(key)
+            next_key = self._release_next(txn, event.msg_id, now, cursor)
+            if next_key is not None:
+                released.append(next_key)
         return released
 
     def _put(self, txn: lmdb.Transaction, event: StatusEvent, *, schedule: bool, now: float
@@ -250,7 +250,7 @@ class CallbackOutbox:
             txn.put(key, event.seq.to_bytes(4, "big"), db=self._done)
 
     def _release_next(self, txn: lmdb.Transaction, msg_id: str, now: float,
-                      cursor: lmdb.Cursor | None = None) -> None:
+                      cursor: lmdb.Cursor | None = None) -> bytes | None:
         """Schedule the message's lowest waiting event, unless one is scheduled already;
         returns the due key written, if any.
 

@@ -300,9 +300,10 @@ class SmscSession:
             return
         pending = [receipt for receipt, _ in self._unacked.values()]  # sent first: oldest
         pending += self._ready
-        pending += [entry[3] for entry in sorted(self._heap) if entry[2] == _RECEIPT]
+        pending += [entry[3] for entry in sorted(self._heap)  # type: ignore[misc]
+                    if entry[2] == _RECEIPT]
         if pending:
-            self.shared.held.setdefault(self.system_id, []).extend(pending)  # type: ignore[arg-type]
+            self.shared.held.setdefault(self.system_id, []).extend(pending)
         self._heap = [entry for entry in self._heap if entry[2] != _RECEIPT]
         heapq.heapify(self._heap)
         self._unacked.clear()

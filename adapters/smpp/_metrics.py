@@ -61,4 +61,4 @@ class _WindowCollector:
         yield size
 
 
-REGISTRY.register(_WindowCollector())  # type: ignore[arg-type]
+REGISTRY.register(_WindowCollector())

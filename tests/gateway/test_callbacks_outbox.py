@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,7 @@ def test_a_resumed_scan_finds_what_a_full_scan_finds(steps: list[tuple[str, int,
             if action == "enqueue":
                 seq += 1
                 events = [ev(f"m{(seq * 7 + i) % 13:02d}", seq) for i in range(n % 4 + 1)]
-                trio.run(lambda: outbox.enqueue(events, now=now))
+                trio.run(partial(outbox.enqueue, events, now=now))
             elif action == "read":
                 got = outbox.due(now, limit=n + 1, skip=held)
                 cold = CallbackOutbox(store).due(now, limit=n + 1, skip=held)  # type: ignore[arg-type]
@@ -236,8 +237,8 @@ def test_a_resumed_scan_finds_what_a_full_scan_finds(steps: list[tuple[str, int,
             elif action == "settle" and in_flight:
                 done = [in_flight.pop(0) for _ in range(min(len(in_flight), n % 3 + 1))]
                 at = now + 0.5 if outcome == "retry" else 0.0
-                trio.run(lambda: outbox.settle([Settlement(e, outcome, at=at) for e in done],
-                                               now=now))  # type: ignore[arg-type]
+                decisions = [Settlement(e, outcome, at=at) for e in done]  # type: ignore[arg-type]
+                trio.run(partial(outbox.settle, decisions, now=now))
                 held -= {e.key for e in done}
             else:
                 now += n * 0.0004  # often within the same millisecond
