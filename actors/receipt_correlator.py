@@ -153,7 +153,10 @@ class _Correlator:
         self.stats.batches += 1
         self.stats.items += n
         self.stats.add(a)
-        for outcome, value in (("matched", a.matched), ("duplicate", a.duplicates),
+        # Outcomes are disjoint: "matched" is on arrival, "orphan_matched" a parked receipt
+        # matched later (Applied.matched counts both, as CorrelatorStats does).
+        for outcome, value in (("matched", a.matched - a.orphans_matched),
+                               ("duplicate", a.duplicates),
                                ("unknown", a.unknown), ("orphan", a.orphans_parked),
                                ("orphan_matched", a.orphans_matched)):
             if value:
