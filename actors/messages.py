@@ -364,7 +364,7 @@ def decode_batch_of(kind: type[_T], data: bytes) -> list[_T]:
     append = out.append
     for r in _rows(data):
         if type(r) is tuple and len(r) == width and r[:2] == head:
-            append(_new(kind, r[2:]))  # the hot path, as in from_wire
+            append(_new(kind, r[2:]))  # type: ignore[type-var]  # the hot path, as in from_wire
             continue
         m = from_wire(r)  # checks; upgrades an older version
         if not isinstance(m, kind):
