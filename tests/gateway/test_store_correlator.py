@@ -316,3 +316,25 @@ async def test_sink_returns_once_its_receipts_are_correlated_and_refuses_once_st
         assert _state(r.pstore, msg.msg_id) == "DELIVERED"  # committed when the sink returned
     with pytest.raises(StoreError):  # the correlator has stopped: not stored, not acknowledged
         await r.sink([receipt])
+
+
+async def test_one_apply_larger_than_a_chunk_keeps_every_change(tmp_path: Path) -> None:
+    """op_apply writes rows back every 512 items: outcomes and receipts of the same messages
+    spread over several chunks of one batch still all land (SENT then DELIVERED, in order)."""
+    async with open_store(tmp_path / "db", sync=False) as store:
+        pstore = PipelineStore(store, receipt_timeout=None)
+        msgs = _msgs(700, 1000.0)
+        await pstore.accept(msgs)
+        await pstore.mark_submitting([p for x in msgs for p in _parts(x)], 1000.0)
+        items: list[m.Kind] = [m.PartSubmitted(x.msg_id, 1, 1, "smsc", m.CarrierId(str(i)), 1000.5)
+                               for i, x in enumerate(msgs)]
+        items += [m.CarrierReceipt("smsc", str(i), "DELIVRD", "000", 1001.0) for i in range(700)]
+        applied = await pstore.apply(items, 1001.0)
+        assert applied.matched == 700 and len(applied.released) == 700
+        assert [e[4] for e in applied.event_rows] == ["SMS_SENT"] * 700 + ["SMS_DELIVERED"] * 700
+        for x in msgs[::97]:
+            view = store.get_message(x.msg_id)
+            assert view is not None and view.state == "DELIVERED"
+            assert [(e.seq, e.event) for e in view.events] == [(1, "SMS_SENT"),
+                                                                (2, "SMS_DELIVERED")]
+        assert store.entries(b"outbox") == 0 and store.entries(b"inflight") == 0
