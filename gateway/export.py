@@ -28,9 +28,10 @@ def matching(store: Any, account: str, q: SearchQuery, cursor: str | None, limit
     """
     out: list[Any] = []
     scanned = 0
+    read = min(SCAN_PAGE, max(limit, 100), max_scan or SCAN_PAGE)
     while True:
         page = store.scan_account(account, since=q.since, until=q.until, cursor=cursor,
-                                  limit=min(SCAN_PAGE, max(limit, 100)))
+                                  limit=read)
         for view in page.items:
             scanned += 1
             if q.matches(view):
@@ -44,20 +45,29 @@ def matching(store: Any, account: str, q: SearchQuery, cursor: str | None, limit
             return out, cursor
 
 
-def csv_chunks(store: Any, account: str, q: SearchQuery) -> Iterator[bytes]:
-    """The whole matching history as CSV (header first), one chunk per page read.
+def pages(store: Any, account: str, q: SearchQuery, max_scan: int = 10 * SCAN_PAGE
+          ) -> Iterator[list[Any]]:
+    """Every message of ``account`` matching ``q`` (from ``q.cursor``), a list per step.
 
-    Each chunk comes from its own read transaction, so a long export holds no snapshot open
-    (an open LMDB reader pins old pages and makes the file grow).
+    A step reads at most ``max_scan`` messages, so a sparse filter yields empty lists now and
+    then: an async caller checkpoints between steps and never blocks its loop for long. Each
+    step reads in its own transactions, so a long export holds no snapshot open (an open LMDB
+    reader pins old pages and makes the file grow).
     """
-    yield csv_header()
     cursor = q.cursor
     while True:
-        views, cursor = matching(store, account, q, cursor, SCAN_PAGE)
-        if views:
-            yield csv_rows(views)
+        views, cursor = matching(store, account, q, cursor, SCAN_PAGE, max_scan)
+        yield views
         if cursor is None:
             return
 
 
-__all__ = ["SCAN_PAGE", "csv_chunks", "matching"]
+def csv_chunks(store: Any, account: str, q: SearchQuery) -> Iterator[bytes]:
+    """The whole matching history as CSV: the header, then one chunk per non-empty step."""
+    yield csv_header()
+    for views in pages(store, account, q):
+        if views:
+            yield csv_rows(views)
+
+
+__all__ = ["SCAN_PAGE", "csv_chunks", "matching", "pages"]

@@ -18,8 +18,8 @@ import trio
 
 from actors.errors import StoreError
 from actors.messages import MsgId
+from gateway import export, metrics
 from gateway import idempotency as idem
-from gateway import metrics
 from gateway.accounts import Account
 from gateway.api import bodies
 from gateway.api._batcher import AcceptBatcher
@@ -259,40 +259,16 @@ class MessageRoutes:
             return Response(200, b"", "text/csv; charset=utf-8",
                             [("content-disposition", 'attachment; filename="messages.csv"')],
                             stream=self._csv(account, q))
-        views, cursor = self._page(account, q, q.cursor, q.limit)
+        views, cursor = export.matching(self._gateway.store, account.name, q, q.cursor,
+                                        q.limit, self._max_scan)
         doc = {"messages": [message_json(v, events=False) for v in views], "next_cursor": cursor}
         return Response(200, bodies.encode(doc, bodies.JSON))
 
-    def _page(self, account: Account, q: SearchQuery, cursor: str | None, limit: int
-              ) -> tuple[list[Any], str | None]:
-        """Up to ``limit`` matching messages after ``cursor`` and the next cursor (or None)."""
-        store = self._gateway.store
-        out: list[Any] = []
-        scanned = 0
-        while True:
-            page = store.scan_account(account.name, since=q.since, until=q.until, cursor=cursor,
-                                      limit=min(500, max(limit, 100)))
-            for v in page.items:
-                scanned += 1
-                if q.matches(v):
-                    out.append(v)
-                    if len(out) == limit:
-                        return out, v.message.msg_id
-            if page.cursor is None:
-                return out, None
-            cursor = page.cursor
-            if scanned >= self._max_scan:
-                return out, cursor  # a sparse filter: the client continues from here
-
     async def _csv(self, account: Account, q: SearchQuery) -> AsyncIterator[bytes]:
         yield csv_header()
-        cursor = q.cursor
-        while True:
-            views, cursor = self._page(account, q, cursor, 500)
+        for views in export.pages(self._gateway.store, account.name, q, self._max_scan):
             if views:
                 yield csv_rows(views)
-            if cursor is None:
-                return
             await trio.lowlevel.checkpoint()
 
 

@@ -86,3 +86,17 @@ def test_a_missing_store_is_an_error_not_a_new_store(tmp_path: Path,
     assert cli.main(["export", "alpha"]) == 2
     assert "no store at" in capsys.readouterr().err
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_sparse_filter_reads_in_bounded_steps(history: Path) -> None:
+    from gateway.api.query import SearchQuery
+    from gateway.export import pages
+
+    async def read() -> list[list[str]]:
+        async with open_store(history / "db", sync=False) as store:
+            steps = pages(store, "alpha", SearchQuery(text="code 11"), max_scan=4)
+            return [[v.message.text for v in views] for views in steps]
+
+    # 12 messages read 4 at a time: two empty steps before the match; the last page was full,
+    # so one more (empty) read finds the end
+    assert trio.run(read) == [[], [], ["code 11"], []]
