@@ -117,6 +117,10 @@ _NAMES: Final = {n.encode(): n.lower() for name in (
     for n in (name, name.lower())}  # header names as clients usually spell them → key
 
 
+_METHODS: Final = {m.encode(): m for m in (
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}  # decoded once
+
+
 class RequestReader:
     """Incremental request parser with limits (one per connection)."""
 
@@ -186,20 +190,20 @@ class RequestReader:
     # httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.in_progress = True
-        self._reset()
+        self.in_progress = True  # (the state was reset when the previous request completed)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._grow_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        limits = self._limits
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self._limits.max_header_bytes:
+        if self._head_bytes > limits.max_header_bytes:
             self._grow_head(0)
         headers = self._headers
-        if len(headers) >= self._limits.max_header_count:
-            self._fail(431, f"more than {self._limits.max_header_count} header fields")
+        if len(headers) >= limits.max_header_count:
+            self._fail(431, f"more than {limits.max_header_count} header fields")
         key = _NAMES.get(name)
         if key is None:
             key = name.decode("latin-1").lower()
@@ -214,10 +218,11 @@ class RequestReader:
                 self._parser.get_method(), self._url, self._headers):
             head = self._request(b"")
             limit = self._limits.max_stream_bytes
-        length = self._headers.get("content-length")
+        headers = self._headers
+        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._fail(413, f"body larger than {limit} bytes")
-        expect = self._headers.get("expect", "").lower() == "100-continue"
+        expect = "expect" in headers and headers["expect"].lower() == "100-continue"
         if head is not None:
             head.streamed = self._stream = BodyBuffer()
             head.streamed.expect_continue = expect
@@ -250,10 +255,11 @@ class RequestReader:
 
     def _request(self, body: bytes) -> Request:
         p = self._parser
+        method = p.get_method()
         target = self._url.decode("latin-1")
         path, _, query = target.partition("?")
         return Request(
-            method=p.get_method().decode("ascii"),
+            method=_METHODS.get(method) or method.decode("ascii"),
             target=target,
             headers=self._headers,
             body=body,
@@ -293,17 +299,25 @@ def http_date(now: float) -> str:
     return email.utils.formatdate(now, usegmt=True)
 
 
+_PREFIXES: dict[tuple[int, str], bytes] = {}  # (status, content type) → first lines
+
+
+def _prefix(status: int, content_type: str) -> bytes:
+    """Status line and content-type line, built once per pair (a server has a handful)."""
+    line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+    prefix = b"%scontent-type: %s\r\ndate: " % (line, content_type.encode("latin-1"))
+    if len(_PREFIXES) < 256:  # bounded however many content types an application invents
+        _PREFIXES[(status, content_type)] = prefix
+    return prefix
+
+
 def head_bytes(response: Response, *, date: str, keep_alive: bool, chunked: bool = False) -> bytes:
     """Status line and headers of ``response`` (Content-Length unless ``chunked``)."""
-    lines = [
-        _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode(),
-        b"content-type: ", response.content_type.encode("latin-1"), b"\r\n",
-        b"date: ", date.encode("ascii"), b"\r\n",
-    ]
-    if chunked:
-        lines.append(b"transfer-encoding: chunked\r\n")
-    else:
-        lines += [b"content-length: ", str(len(response.body)).encode("ascii"), b"\r\n"]
+    prefix = (_PREFIXES.get((response.status, response.content_type))
+              or _prefix(response.status, response.content_type))
+    framing = (b"\r\ntransfer-encoding: chunked\r\n" if chunked
+               else b"\r\ncontent-length: %d\r\n" % len(response.body))
+    lines = [prefix, date.encode("ascii"), framing]
     if not keep_alive:
         lines.append(b"connection: close\r\n")
     for name, value in response.headers:

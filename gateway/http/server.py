@@ -53,6 +53,7 @@ from gateway.http._io import Timer as _Timer
 from gateway.http._io import linger as _linger
 from gateway.http._io import receive as _receive
 from gateway.http._io import send as _send
+from gateway.http._io import send_nowait as _send_nowait
 from gateway.http._protocol import (
     CONTINUE,
     LAST_CHUNK,
@@ -313,8 +314,9 @@ class HttpServer:
                 timer.phase = "answer"
                 if not await self._answer(stream, timer, requests, reader):
                     return
-                # a request begun behind these must not be charged for their handling
-                started = max(started, trio.current_time())
+                if reader.in_progress:
+                    # a request begun behind these must not be charged for their handling
+                    started = max(started, trio.current_time())
             if reader.expect_continue:
                 # After the answers ahead of it (a client takes an interim response as its
                 # oldest unanswered request's), and also when the head came in behind a
@@ -331,6 +333,15 @@ class HttpServer:
         A streamed request is handled while its body comes in (:meth:`_call_streamed`);
         requests pipelined behind its body join ``requests``."""
         timer.at = math.inf  # the application's work has no read deadline
+        if len(requests) == 1 and requests[0].streamed is None:
+            # The common case (no pipelining), the general loop below without its bookkeeping.
+            request = requests[0]
+            response = await self._call(request)
+            keep = (request.keep_alive and not response.close and not self.draining
+                    and not reader.must_close)
+            await self._send(stream, timer, response, keep_alive=keep,
+                             head_only=request.method == "HEAD")
+            return keep
         out: list[bytes] = []
         together: list[Response] = []
         refusal: HttpError | None = None
@@ -490,7 +501,10 @@ class HttpServer:
 
     async def _write(self, stream: trio.SocketStream, timer: _Timer, data: bytes) -> None:
         """Send under the write deadline (the connection's timer; cleared afterwards so that
-        the application's own work is never cut short by it)."""
-        timer.at = trio.current_time() + self._limits.write_timeout
-        await _send(stream, data)
+        the application's own work is never cut short by it). What the kernel takes at once
+        needs no deadline (and no clock reading)."""
+        rest = _send_nowait(stream, data)
+        if rest:
+            timer.at = trio.current_time() + self._limits.write_timeout
+            await _send(stream, rest)
         timer.at = math.inf
