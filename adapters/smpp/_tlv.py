@@ -1,0 +1,111 @@
+"""SMPP 3.4 optional parameters (TLVs, §5.3): the tags we use and their codec.
+
+Owns the TLV layout (2-octet tag, 2-octet length, value; §3.2.4), the tags the gateway reads
+or writes (§5.3.2), and the mapping between those TLVs and the fields of submit_sm/deliver_sm.
+A tag we do not know is kept verbatim in ``extra_tlvs``. Decoders raise ``ValueError`` on
+malformed input, as every body decoder does (``decode_frame`` turns it into ``InvalidPdu``).
+Sans-IO and pure; package-internal. Must not import: trio, gateway, actors.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from adapters.errors import LocalProtocolViolation
+from adapters.smpp._octets import Buffer, byte, cstr
+from adapters.smpp._pdus import ShortMessagePdu
+
+# TLV tags, SMPP v3.4 §5.3.2.
+TAG_RECEIPTED_MESSAGE_ID: Final = 0x001E
+TAG_USER_MESSAGE_REFERENCE: Final = 0x0204
+TAG_SAR_MSG_REF_NUM: Final = 0x020C
+TAG_SAR_TOTAL_SEGMENTS: Final = 0x020E
+TAG_SAR_SEGMENT_SEQNUM: Final = 0x020F
+TAG_SC_INTERFACE_VERSION: Final = 0x0210
+TAG_NETWORK_ERROR_CODE: Final = 0x0423
+TAG_MESSAGE_PAYLOAD: Final = 0x0424
+TAG_MESSAGE_STATE: Final = 0x0427
+
+_TLV_HEAD: Final = struct.Struct(">HH")  # tag, length
+unpack_tlv_head: Final = _TLV_HEAD.unpack_from  # bound: see _octets
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    """One TLV on the wire."""
+    if len(value) > 0xFFFF:
+        raise LocalProtocolViolation(f"TLV 0x{tag:04X} longer than 65535 octets")
+    return _TLV_HEAD.pack(tag, len(value)) + value
+
+
+def encode_sm_tlvs(pdu: ShortMessagePdu) -> bytes:
+    """The TLVs of a submit_sm/deliver_sm: its set optional fields, then ``extra_tlvs``."""
+    out: list[bytes] = []
+    if pdu.user_message_reference is not None:
+        out.append(tlv(TAG_USER_MESSAGE_REFERENCE, struct.pack(">H", pdu.user_message_reference)))
+    if pdu.sar_msg_ref_num is not None:
+        out.append(tlv(TAG_SAR_MSG_REF_NUM, struct.pack(">H", pdu.sar_msg_ref_num)))
+    if pdu.sar_total_segments is not None:
+        out.append(tlv(TAG_SAR_TOTAL_SEGMENTS, bytes((byte(pdu.sar_total_segments, "sar"),))))
+    if pdu.sar_segment_seqnum is not None:
+        out.append(tlv(TAG_SAR_SEGMENT_SEQNUM, bytes((byte(pdu.sar_segment_seqnum, "sar"),))))
+    if pdu.receipted_message_id is not None:
+        out.append(tlv(TAG_RECEIPTED_MESSAGE_ID, cstr(pdu.receipted_message_id, 65, "id")))
+    if pdu.message_state is not None:
+        out.append(tlv(TAG_MESSAGE_STATE, bytes((byte(pdu.message_state, "state"),))))
+    if pdu.network_error_code is not None:
+        if len(pdu.network_error_code) != 3:
+            raise LocalProtocolViolation("network_error_code is 3 octets")
+        out.append(tlv(TAG_NETWORK_ERROR_CODE, pdu.network_error_code))
+    if pdu.message_payload is not None:
+        out.append(tlv(TAG_MESSAGE_PAYLOAD, pdu.message_payload))
+    out.extend(tlv(tag, value) for tag, value in pdu.extra_tlvs)
+    return b"".join(out)
+
+
+def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> None:
+    """Set ``pdu``'s optional fields from the TLVs in ``buf[pos:end]``."""
+    extra: list[tuple[int, bytes]] = []
+    while pos < end:
+        if pos + 4 > end:
+            raise ValueError("truncated TLV header")
+        tag, length = unpack_tlv_head(buf, pos)
+        pos += 4
+        if pos + length > end:
+            raise ValueError(f"TLV 0x{tag:04X} runs past the end of the PDU")
+        value = bytes(buf[pos : pos + length])
+        pos += length
+        if tag == TAG_RECEIPTED_MESSAGE_ID:
+            pdu.receipted_message_id = value.split(b"\0", 1)[0].decode("latin-1")
+        elif tag == TAG_MESSAGE_STATE:
+            pdu.message_state = one_octet(value, tag)
+        elif tag == TAG_NETWORK_ERROR_CODE:
+            if length != 3:
+                raise ValueError("network_error_code must be 3 octets")
+            pdu.network_error_code = value
+        elif tag == TAG_SAR_MSG_REF_NUM:
+            pdu.sar_msg_ref_num = _two_octets(value, tag)
+        elif tag == TAG_SAR_TOTAL_SEGMENTS:
+            pdu.sar_total_segments = one_octet(value, tag)
+        elif tag == TAG_SAR_SEGMENT_SEQNUM:
+            pdu.sar_segment_seqnum = one_octet(value, tag)
+        elif tag == TAG_MESSAGE_PAYLOAD:
+            pdu.message_payload = value
+        elif tag == TAG_USER_MESSAGE_REFERENCE:
+            pdu.user_message_reference = _two_octets(value, tag)
+        else:
+            extra.append((tag, value))
+    pdu.extra_tlvs = tuple(extra)
+
+
+def one_octet(value: bytes, tag: int) -> int:
+    """The integer in a 1-octet TLV value."""
+    if len(value) != 1:
+        raise ValueError(f"TLV 0x{tag:04X} must be 1 octet")
+    return value[0]
+
+
+def _two_octets(value: bytes, tag: int) -> int:
+    if len(value) != 2:
+        raise ValueError(f"TLV 0x{tag:04X} must be 2 octets")
+    return (value[0] << 8) | value[1]
