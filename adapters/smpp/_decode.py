@@ -55,7 +55,7 @@ from adapters.smpp._pdus import (
     Unbind,
     UnbindResp,
 )
-from adapters.smpp._tlv import TAG_SC_INTERFACE_VERSION, decode_sm_tlvs, one_octet, unpack_tlv_head
+from adapters.smpp._tlv import decode_bind_resp_tlvs, decode_sm_tlvs
 
 
 def _decode_sm(cls: type[ShortMessagePdu], buf: Buffer, pos: int, end: int, seq: int) -> Pdu:
@@ -148,17 +148,9 @@ def _decode_bind_resp(command_id: int, status: int, seq: int, buf: Buffer, pos: 
     if pos == end:  # no body on an error response (§4.1.2)
         return BindResponse(mode, seq, status)
     system_id, pos = read_cstr(buf, pos, end)
-    version = None
-    while pos + 4 <= end:
-        tag, length = unpack_tlv_head(buf, pos)
-        if pos + 4 + length > end:
-            raise ValueError("TLV runs past the end of the PDU")
-        if tag == TAG_SC_INTERFACE_VERSION:
-            version = one_octet(bytes(buf[pos + 4 : pos + 4 + length]), tag)
-        pos += 4 + length
-    if pos != end:
-        raise ValueError("trailing octets after the TLVs")
-    return BindResponse(mode, seq, status, system_id, version)
+    pdu = BindResponse(mode, seq, status, system_id)
+    decode_bind_resp_tlvs(pdu, buf, pos, end)
+    return pdu
 
 
 class _UnknownCommand(Exception):

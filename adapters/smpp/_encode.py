@@ -48,7 +48,7 @@ from adapters.smpp._pdus import (
     Unbind,
     UnbindResp,
 )
-from adapters.smpp._tlv import TAG_SC_INTERFACE_VERSION, encode_sm_tlvs, tlv
+from adapters.smpp._tlv import encode_bind_resp_tlvs, encode_sm_tlvs
 
 
 def _encode_sm(pdu: ShortMessagePdu, command_id: int) -> bytes:
@@ -118,10 +118,7 @@ def encode(pdu: Pdu) -> bytes:
         case BindRequest():
             return frame(BIND_IDS[pdu.mode], 0, pdu.sequence, _bind_body(pdu))
         case BindResponse():
-            body = cstr(pdu.system_id, 16, "system_id")
-            if pdu.sc_interface_version is not None:
-                version = byte(pdu.sc_interface_version, "sc_interface_version")
-                body += tlv(TAG_SC_INTERFACE_VERSION, bytes((version,)))
+            body = cstr(pdu.system_id, 16, "system_id") + encode_bind_resp_tlvs(pdu)
             return frame(BIND_IDS[pdu.mode] | RESPONSE_BIT, pdu.status, pdu.sequence, body)
         case Outbind():
             body = cstr(pdu.system_id, 16, "system_id") + cstr(pdu.password, 9, "password")

@@ -1,8 +1,9 @@
 """SMPP 3.4 optional parameters (TLVs, §5.3): the tags we use and their codec.
 
 Owns the TLV layout (2-octet tag, 2-octet length, value; §3.2.4), the tags the gateway reads
-or writes (§5.3.2), and the mapping between those TLVs and the fields of submit_sm/deliver_sm.
-A tag we do not know is kept verbatim in ``extra_tlvs``. Decoders raise ``ValueError`` on
+or writes (§5.3.2), and the mapping between those TLVs and the fields of submit_sm/deliver_sm
+and bind_*_resp. A tag submit_sm/deliver_sm do not know is kept verbatim in ``extra_tlvs``;
+bind_*_resp skips it. Decoders raise ``ValueError`` on
 malformed input, as every body decoder does (``decode_frame`` turns it into ``InvalidPdu``).
 Sans-IO and pure; package-internal. Must not import: trio, gateway, actors.
 """
@@ -14,7 +15,7 @@ from typing import Final
 
 from adapters.errors import LocalProtocolViolation
 from adapters.smpp._octets import Buffer, byte, cstr
-from adapters.smpp._pdus import ShortMessagePdu
+from adapters.smpp._pdus import BindResponse, ShortMessagePdu
 
 # TLV tags, SMPP v3.4 §5.3.2.
 TAG_RECEIPTED_MESSAGE_ID: Final = 0x001E
@@ -28,7 +29,7 @@ TAG_MESSAGE_PAYLOAD: Final = 0x0424
 TAG_MESSAGE_STATE: Final = 0x0427
 
 _TLV_HEAD: Final = struct.Struct(">HH")  # tag, length
-unpack_tlv_head: Final = _TLV_HEAD.unpack_from  # bound: see _octets
+_unpack_tlv_head: Final = _TLV_HEAD.unpack_from
 
 
 def tlv(tag: int, value: bytes) -> bytes:
@@ -69,7 +70,7 @@ def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> Non
     while pos < end:
         if pos + 4 > end:
             raise ValueError("truncated TLV header")
-        tag, length = unpack_tlv_head(buf, pos)
+        tag, length = _unpack_tlv_head(buf, pos)
         pos += 4
         if pos + length > end:
             raise ValueError(f"TLV 0x{tag:04X} runs past the end of the PDU")
@@ -78,7 +79,7 @@ def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> Non
         if tag == TAG_RECEIPTED_MESSAGE_ID:
             pdu.receipted_message_id = value.split(b"\0", 1)[0].decode("latin-1")
         elif tag == TAG_MESSAGE_STATE:
-            pdu.message_state = one_octet(value, tag)
+            pdu.message_state = _one_octet(value, tag)
         elif tag == TAG_NETWORK_ERROR_CODE:
             if length != 3:
                 raise ValueError("network_error_code must be 3 octets")
@@ -86,9 +87,9 @@ def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> Non
         elif tag == TAG_SAR_MSG_REF_NUM:
             pdu.sar_msg_ref_num = _two_octets(value, tag)
         elif tag == TAG_SAR_TOTAL_SEGMENTS:
-            pdu.sar_total_segments = one_octet(value, tag)
+            pdu.sar_total_segments = _one_octet(value, tag)
         elif tag == TAG_SAR_SEGMENT_SEQNUM:
-            pdu.sar_segment_seqnum = one_octet(value, tag)
+            pdu.sar_segment_seqnum = _one_octet(value, tag)
         elif tag == TAG_MESSAGE_PAYLOAD:
             pdu.message_payload = value
         elif tag == TAG_USER_MESSAGE_REFERENCE:
@@ -98,8 +99,28 @@ def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> Non
     pdu.extra_tlvs = tuple(extra)
 
 
-def one_octet(value: bytes, tag: int) -> int:
-    """The integer in a 1-octet TLV value."""
+def encode_bind_resp_tlvs(pdu: BindResponse) -> bytes:
+    """The TLVs of a bind_*_resp: sc_interface_version when it is set (§4.1.2)."""
+    if pdu.sc_interface_version is None:
+        return b""
+    version = byte(pdu.sc_interface_version, "sc_interface_version")
+    return tlv(TAG_SC_INTERFACE_VERSION, bytes((version,)))
+
+
+def decode_bind_resp_tlvs(pdu: BindResponse, buf: Buffer, pos: int, end: int) -> None:
+    """Set ``pdu.sc_interface_version`` from the TLVs in ``buf[pos:end]``; skip other tags."""
+    while pos + 4 <= end:
+        tag, length = _unpack_tlv_head(buf, pos)
+        if pos + 4 + length > end:
+            raise ValueError("TLV runs past the end of the PDU")
+        if tag == TAG_SC_INTERFACE_VERSION:
+            pdu.sc_interface_version = _one_octet(bytes(buf[pos + 4 : pos + 4 + length]), tag)
+        pos += 4 + length
+    if pos != end:
+        raise ValueError("trailing octets after the TLVs")
+
+
+def _one_octet(value: bytes, tag: int) -> int:
     if len(value) != 1:
         raise ValueError(f"TLV 0x{tag:04X} must be 1 octet")
     return value[0]
