@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeVar
 
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
 from adapters.smpp import status as st
 from adapters.smpp._octets import (
-    BIND_RECEIVER,
-    BIND_RECEIVER_RESP,
-    BIND_TRANSCEIVER,
-    BIND_TRANSCEIVER_RESP,
-    BIND_TRANSMITTER,
-    BIND_TRANSMITTER_RESP,
     DELIVER_SM,
     DELIVER_SM_RESP,
     ENQUIRE_LINK,
@@ -29,6 +23,7 @@ from adapters.smpp._octets import (
     GENERIC_NACK,
     HEADER_LENGTH,
     OUTBIND,
+    RESPONSE_BIT,
     SUBMIT_SM,
     SUBMIT_SM_RESP,
     UNBIND,
@@ -40,6 +35,7 @@ from adapters.smpp._octets import (
 )
 from adapters.smpp._pdus import (
     BIND_MODES,
+    BindMode,
     BindRequest,
     BindResponse,
     DeliverSm,
@@ -49,7 +45,6 @@ from adapters.smpp._pdus import (
     GenericNack,
     Outbind,
     Pdu,
-    ShortMessagePdu,
     SubmitSm,
     SubmitSmResp,
     Unbind,
@@ -57,8 +52,10 @@ from adapters.smpp._pdus import (
 )
 from adapters.smpp._tlv import decode_bind_resp_tlvs, decode_sm_tlvs
 
+_Sm = TypeVar("_Sm", SubmitSm, DeliverSm)
 
-def _decode_sm(cls: type[ShortMessagePdu], buf: Buffer, pos: int, end: int, seq: int) -> Pdu:
+
+def _decode_sm(cls: type[_Sm], buf: Buffer, pos: int, end: int, seq: int) -> _Sm:
     # Inlined C-Octet reads: this is the hot path of both the client (deliver_sm) and the
     # simulator (submit_sm). ``index`` raises ValueError when a NUL is missing.
     index = buf.index
@@ -109,7 +106,7 @@ def _decode_sm(cls: type[ShortMessagePdu], buf: Buffer, pos: int, end: int, seq:
     pos += sm_length
     if pos < end:
         decode_sm_tlvs(pdu, buf, pos, end)
-    return pdu  # type: ignore[return-value]
+    return pdu
 
 
 def _decode_body(command_id: int, status: int, seq: int, buf: Buffer, pos: int, end: int) -> Pdu:
@@ -124,17 +121,11 @@ def _decode_body(command_id: int, status: int, seq: int, buf: Buffer, pos: int, 
         return _decode_sm(DeliverSm, buf, pos, end, seq)
     if pos == end and command_id in _EMPTY:
         return _EMPTY[command_id](seq, status)
-    if command_id in (BIND_RECEIVER, BIND_TRANSMITTER, BIND_TRANSCEIVER):
-        system_id, pos = read_cstr(buf, pos, end)
-        password, pos = read_cstr(buf, pos, end)
-        system_type, pos = read_cstr(buf, pos, end)
-        version, ton, npi = buf[pos], buf[pos + 1], buf[pos + 2]
-        address_range, pos = read_cstr(buf, pos + 3, end)
-        mode = BIND_MODES[command_id]
-        return BindRequest(mode, seq, system_id, password, system_type, version, ton, npi,
-                           address_range)
-    if command_id in (BIND_RECEIVER_RESP, BIND_TRANSMITTER_RESP, BIND_TRANSCEIVER_RESP):
-        return _decode_bind_resp(command_id, status, seq, buf, pos, end)
+    mode = BIND_MODES.get(command_id)
+    if mode is not None:
+        if command_id & RESPONSE_BIT:
+            return _decode_bind_resp(mode, status, seq, buf, pos, end)
+        return _decode_bind(mode, seq, buf, pos, end)
     if command_id == OUTBIND:
         system_id, pos = read_cstr(buf, pos, end)
         password, pos = read_cstr(buf, pos, end)
@@ -142,9 +133,18 @@ def _decode_body(command_id: int, status: int, seq: int, buf: Buffer, pos: int, 
     raise _UnknownCommand
 
 
-def _decode_bind_resp(command_id: int, status: int, seq: int, buf: Buffer, pos: int,
+def _decode_bind(mode: BindMode, seq: int, buf: Buffer, pos: int, end: int) -> BindRequest:
+    system_id, pos = read_cstr(buf, pos, end)
+    password, pos = read_cstr(buf, pos, end)
+    system_type, pos = read_cstr(buf, pos, end)
+    version, ton, npi = buf[pos], buf[pos + 1], buf[pos + 2]
+    address_range, pos = read_cstr(buf, pos + 3, end)
+    return BindRequest(mode, seq, system_id, password, system_type, version, ton, npi,
+                       address_range)
+
+
+def _decode_bind_resp(mode: BindMode, status: int, seq: int, buf: Buffer, pos: int,
                       end: int) -> BindResponse:
-    mode = BIND_MODES[command_id]
     if pos == end:  # no body on an error response (§4.1.2)
         return BindResponse(mode, seq, status)
     system_id, pos = read_cstr(buf, pos, end)

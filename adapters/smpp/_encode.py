@@ -77,9 +77,7 @@ def _encode_sm(pdu: ShortMessagePdu, command_id: int) -> bytes:
                 encode_sm_tlvs(pdu),
             )
         )
-    except (struct.error, ValueError, OverflowError) as exc:
-        if isinstance(exc, LocalProtocolViolation):
-            raise
+    except (struct.error, ValueError, OverflowError) as exc:  # an int field out of range
         raise LocalProtocolViolation(f"field out of range: {exc}") from exc
     return frame(command_id, 0, pdu.sequence, body)
 
