@@ -3,8 +3,8 @@
 Owns the TLV layout (2-octet tag, 2-octet length, value; §3.2.4), the tags the gateway reads
 or writes (§5.3.2), and the mapping between those TLVs and the fields of submit_sm/deliver_sm
 and bind_*_resp. A tag submit_sm/deliver_sm do not know is kept verbatim in ``extra_tlvs``;
-bind_*_resp skips it. Decoders raise ``ValueError`` on
-malformed input, as every body decoder does (``decode_frame`` turns it into ``InvalidPdu``).
+bind_*_resp skips it. Decoders raise ``ValueError`` on malformed input, as every body
+decoder does (``decode_frame`` turns it into ``InvalidPdu``).
 Sans-IO and pure; package-internal. Must not import: trio, gateway, actors.
 """
 
@@ -32,7 +32,7 @@ _TLV_HEAD: Final = struct.Struct(">HH")  # tag, length
 _unpack_tlv_head: Final = _TLV_HEAD.unpack_from
 
 
-def tlv(tag: int, value: bytes) -> bytes:
+def _tlv(tag: int, value: bytes) -> bytes:
     """One TLV on the wire."""
     if len(value) > 0xFFFF:
         raise LocalProtocolViolation(f"TLV 0x{tag:04X} longer than 65535 octets")
@@ -43,24 +43,24 @@ def encode_sm_tlvs(pdu: ShortMessagePdu) -> bytes:
     """The TLVs of a submit_sm/deliver_sm: its set optional fields, then ``extra_tlvs``."""
     out: list[bytes] = []
     if pdu.user_message_reference is not None:
-        out.append(tlv(TAG_USER_MESSAGE_REFERENCE, struct.pack(">H", pdu.user_message_reference)))
+        out.append(_tlv(TAG_USER_MESSAGE_REFERENCE, struct.pack(">H", pdu.user_message_reference)))
     if pdu.sar_msg_ref_num is not None:
-        out.append(tlv(TAG_SAR_MSG_REF_NUM, struct.pack(">H", pdu.sar_msg_ref_num)))
+        out.append(_tlv(TAG_SAR_MSG_REF_NUM, struct.pack(">H", pdu.sar_msg_ref_num)))
     if pdu.sar_total_segments is not None:
-        out.append(tlv(TAG_SAR_TOTAL_SEGMENTS, bytes((byte(pdu.sar_total_segments, "sar"),))))
+        out.append(_tlv(TAG_SAR_TOTAL_SEGMENTS, bytes((byte(pdu.sar_total_segments, "sar"),))))
     if pdu.sar_segment_seqnum is not None:
-        out.append(tlv(TAG_SAR_SEGMENT_SEQNUM, bytes((byte(pdu.sar_segment_seqnum, "sar"),))))
+        out.append(_tlv(TAG_SAR_SEGMENT_SEQNUM, bytes((byte(pdu.sar_segment_seqnum, "sar"),))))
     if pdu.receipted_message_id is not None:
-        out.append(tlv(TAG_RECEIPTED_MESSAGE_ID, cstr(pdu.receipted_message_id, 65, "id")))
+        out.append(_tlv(TAG_RECEIPTED_MESSAGE_ID, cstr(pdu.receipted_message_id, 65, "id")))
     if pdu.message_state is not None:
-        out.append(tlv(TAG_MESSAGE_STATE, bytes((byte(pdu.message_state, "state"),))))
+        out.append(_tlv(TAG_MESSAGE_STATE, bytes((byte(pdu.message_state, "state"),))))
     if pdu.network_error_code is not None:
         if len(pdu.network_error_code) != 3:
             raise LocalProtocolViolation("network_error_code is 3 octets")
-        out.append(tlv(TAG_NETWORK_ERROR_CODE, pdu.network_error_code))
+        out.append(_tlv(TAG_NETWORK_ERROR_CODE, pdu.network_error_code))
     if pdu.message_payload is not None:
-        out.append(tlv(TAG_MESSAGE_PAYLOAD, pdu.message_payload))
-    out.extend(tlv(tag, value) for tag, value in pdu.extra_tlvs)
+        out.append(_tlv(TAG_MESSAGE_PAYLOAD, pdu.message_payload))
+    out.extend(_tlv(tag, value) for tag, value in pdu.extra_tlvs)
     return b"".join(out)
 
 
@@ -104,7 +104,7 @@ def encode_bind_resp_tlvs(pdu: BindResponse) -> bytes:
     if pdu.sc_interface_version is None:
         return b""
     version = byte(pdu.sc_interface_version, "sc_interface_version")
-    return tlv(TAG_SC_INTERFACE_VERSION, bytes((version,)))
+    return _tlv(TAG_SC_INTERFACE_VERSION, bytes((version,)))
 
 
 def decode_bind_resp_tlvs(pdu: BindResponse, buf: Buffer, pos: int, end: int) -> None:
