@@ -5,6 +5,7 @@ Must not import: gateway.api (the application is a callable passed to the server
 
 from __future__ import annotations
 
+from gateway.http._connection import problem_response
 from gateway.http._protocol import (
     BodyBuffer,
     BodyIncomplete,
@@ -14,7 +15,7 @@ from gateway.http._protocol import (
     RequestReader,
     Response,
 )
-from gateway.http.server import App, HttpServer, ServerLimits, problem_response
+from gateway.http.server import App, HttpServer, ServerLimits
 
 __all__ = [
     "App",
