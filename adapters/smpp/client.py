@@ -291,7 +291,8 @@ class SmppCarrier:
                                   response_timeout=self.response_timeout,
                                   enquire_link_interval=self.enquire_link_interval)
             link = _Link(session, stream)
-            if not await self._bind(link):
+            early = await self._bind(link)
+            if early is None:
                 return "bind refused"
             self._links.append(link)
             self.stats.binds += 1
@@ -304,7 +305,7 @@ class SmppCarrier:
                     nursery.start_soon(self._write_loop, link)
                     nursery.start_soon(self._receipt_loop, link, recv, sink)
                     async with send:
-                        await self._read_loop(link, send)
+                        await self._read_loop(link, send, early)
                     nursery.cancel_scope.cancel()
             finally:
                 self._links.remove(link)
@@ -313,7 +314,10 @@ class SmppCarrier:
                 self._ring()  # the other binds take over the queue
             return link.close_reason
 
-    async def _bind(self, link: _Link) -> bool:
+    async def _bind(self, link: _Link) -> list[Event] | None:
+        """Bind; returns the events that came after ``bind_resp`` in the same read (an SMSC
+        sends receipts it held for us right after it: they are ours to acknowledge), or None
+        when the bind is refused."""
         session = link.session
         session.bind(self.bind_mode, self.system_id, self.password, now=trio.current_time(),
                      system_type=self.system_type)
@@ -323,13 +327,14 @@ class SmppCarrier:
                 data = await link.stream.receive_some(READ_SIZE)
                 if not data:
                     raise trio.BrokenResourceError("closed during bind")
-                for event in session.receive_data(data, trio.current_time()):
+                events = session.receive_data(data, trio.current_time())
+                for i, event in enumerate(events):
                     if isinstance(event, Bound):
-                        return True
+                        return events[i + 1:]
                     if isinstance(event, BindFailed):
                         logger.error("smpp %s: bind refused: %s", self.name,
                                      st.name(event.status), extra={"carrier": self.name})
-                        return False
+                        return None
                     if isinstance(event, Closed):
                         raise trio.BrokenResourceError(event.reason)
 
@@ -359,15 +364,14 @@ class SmppCarrier:
 
     # -- the three loops -------------------------------------------------------------------
 
-    async def _read_loop(self, link: _Link,
-                         deliveries: trio.abc.SendChannel[list[p.DeliverSm]]) -> None:
+    async def _read_loop(self, link: _Link, deliveries: trio.abc.SendChannel[list[p.DeliverSm]],
+                         early: list[Event]) -> None:
+        """Handle ``early`` (what arrived with bind_resp), then every read until the close."""
+        events = early
         while True:
-            data = await link.stream.receive_some(READ_SIZE)
-            if not data:
-                return
             batch: list[p.DeliverSm] = []
             now = trio.current_time()
-            closed = self._handle(link, link.session.receive_data(data, now), now, batch)
+            closed = self._handle(link, events, now, batch)
             # Refill the window and write before anything else: receipts can wait a little,
             # the round trip of the window is what bounds throughput.
             await self._flush(link, now)
@@ -377,6 +381,10 @@ class SmppCarrier:
                 await deliveries.send(batch)
             if closed:
                 return
+            data = await link.stream.receive_some(READ_SIZE)
+            if not data:
+                return
+            events = link.session.receive_data(data, trio.current_time())
 
     async def _flush(self, link: _Link, now: float) -> None:
         """Move pending parts into the window and write everything queued in one send."""

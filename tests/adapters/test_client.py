@@ -245,7 +245,12 @@ async def _rogue_script(script: str, seen: list[p.Pdu | Exception], stream: trio
             for pdu in framer.feed(data):
                 seen.append(pdu)
                 if isinstance(pdu, p.BindRequest):
-                    await stream.send_all(p.encode(p.BindResponse(pdu.mode, pdu.sequence, 0, "R")))
+                    bound = p.encode(p.BindResponse(pdu.mode, pdu.sequence, 0, "R"))
+                    if script == "receipt-with-bind":  # a receipt it held for us, same packet
+                        text = (b"id:H1 sub:001 dlvrd:001 submit date:2611250100 "
+                                b"done date:2611250101 stat:DELIVRD err:000 text:")
+                        bound += p.encode(p.DeliverSm(7, "491", "Septet", text, esm_class=0x04))
+                    await stream.send_all(bound)
                 elif isinstance(pdu, p.SubmitSm) and script == "malformed":
                     bad = struct.pack(">IIII", 21, p.DELIVER_SM, 0, 500) + b"\x01\x02\x03\x04\x05"
                     unknown = struct.pack(">IIII", 16, 0x00000103, 0, 501)  # data_sm: unsupported
@@ -271,6 +276,23 @@ async def test_malformed_pdus_from_the_smsc_get_generic_nack_and_no_crash() -> N
         nursery.cancel_scope.cancel()
     nacks = [x for x in seen if isinstance(x, p.GenericNack)]
     assert nacks == [p.GenericNack(500, st.ESME_RINVMSGLEN), p.GenericNack(501, st.ESME_RINVCMDID)]
+
+
+async def test_a_receipt_in_the_same_packet_as_bind_resp_is_delivered_and_acknowledged(
+        ) -> None:
+    seen: list[p.Pdu | Exception] = []
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(
+            trio.serve_tcp, partial(_rogue_smsc, "receipt-with-bind", seen), 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        carrier = SmppCarrier("rogue", "127.0.0.1", port, "a", "b")
+        await nursery.start(carrier.run, sink)
+        await sink.wait_for(1)
+        await until(lambda: any(isinstance(x, p.DeliverSmResp) for x in seen))
+        nursery.cancel_scope.cancel()
+    assert [(r.carrier_id, r.state) for r in sink.receipts] == [("H1", "DELIVRD")]
+    assert [x for x in seen if isinstance(x, p.DeliverSmResp)] == [p.DeliverSmResp(7, 0)]
 
 
 async def test_broken_framing_closes_the_connection_and_parts_are_in_doubt() -> None:
