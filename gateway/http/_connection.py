@@ -111,7 +111,6 @@ class ConnectionLoop:
     _limits: ServerLimits
     _reader_limits: ReaderLimits
     _dates: DateCache
-    _idle: set[trio.CancelScope]
     _timers: set[Timer]
     in_flight: int
     refused_requests: int
@@ -151,7 +150,7 @@ class ConnectionLoop:
         """The loop of :meth:`_serve_connection`; ``timer.phase`` says where it was when it
         ended or was cancelled."""
         lim = self._limits
-        scope = timer.scope
+        fd = stream.socket.fileno()
         started = 0.0
         while True:
             now = trio.current_time()
@@ -161,11 +160,8 @@ class ConnectionLoop:
                 if self.draining:
                     return
                 timer.phase, timer.at = "idle", now + lim.idle_timeout
-                self._idle.add(scope)  # drain() may close it at once
-            try:
-                data = await _receive(stream)
-            finally:
-                self._idle.discard(scope)
+                # (drain() closes a connection whose timer is in this phase at once)
+            data = await _receive(fd)
             if not data:
                 return
             was_in_progress = reader.in_progress
@@ -380,8 +376,9 @@ class ConnectionLoop:
         """Send under the write deadline (the connection's timer; cleared afterwards so that
         the application's own work is never cut short by it). What the kernel takes at once
         needs no deadline (and no clock reading)."""
-        rest = _send_nowait(stream, data)
+        fd = stream.socket.fileno()
+        rest = _send_nowait(fd, data)
         if rest:
             timer.at = trio.current_time() + self._limits.write_timeout
-            await _send(stream, rest)
+            await _send(fd, rest)
         timer.at = math.inf

@@ -22,9 +22,9 @@ RECEIVE_SIZE: Final = 65536
 # yields once, so a client that floods one connection cannot starve the others.
 
 
-async def receive(stream: trio.SocketStream) -> bytes:
-    """Up to RECEIVE_SIZE bytes (b"" at end of stream), waiting until some arrive."""
-    fd = stream.socket.fileno()
+async def receive(fd: int) -> bytes:
+    """Up to RECEIVE_SIZE bytes (b"" at end of stream) from the connection's socket ``fd``
+    (``stream.socket.fileno()``, asked once per connection), waiting until some arrive."""
     waited = False
     try:
         while True:
@@ -41,12 +41,12 @@ async def receive(stream: trio.SocketStream) -> bytes:
     return data
 
 
-def send_nowait(stream: trio.SocketStream, data: bytes) -> memoryview:
+def send_nowait(fd: int, data: bytes) -> memoryview:
     """As much of ``data`` as the kernel takes now; returns the rest (empty: all sent).
 
     A small answer nearly always goes in whole, so its write needs no deadline."""
     try:
-        n = os.write(stream.socket.fileno(), data)
+        n = os.write(fd, data)
     except BlockingIOError:
         n = 0
     except OSError as exc:
@@ -54,9 +54,8 @@ def send_nowait(stream: trio.SocketStream, data: bytes) -> memoryview:
     return memoryview(data)[n:]
 
 
-async def send(stream: trio.SocketStream, data: bytes | memoryview) -> None:
+async def send(fd: int, data: bytes | memoryview) -> None:
     """All of ``data``, waiting whenever the kernel's buffer is full."""
-    fd = stream.socket.fileno()
     view = memoryview(data)
     try:
         while view:

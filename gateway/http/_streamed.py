@@ -58,6 +58,7 @@ async def feed_body(stream: trio.SocketStream, reader: RequestReader, timer: Tim
     waiting for ``100 Continue`` gets it when the handler first asks for more than arrived
     with the head. Requests pipelined behind the body join ``requests``; a refusal goes to
     ``refusal``; a body that ends early sets ``body.error``."""
+    fd = stream.socket.fileno()
     async with chunks:
         while True:
             for piece in buf.take():
@@ -69,10 +70,10 @@ async def feed_body(stream: trio.SocketStream, reader: RequestReader, timer: Tim
                 buf.expect_continue = False
                 await body.wanted.wait()  # not before the handler asks for the body
                 timer.phase, timer.at = "write", trio.current_time() + write_timeout
-                await send(stream, CONTINUE)
+                await send(fd, CONTINUE)
             timer.phase, timer.at = "body", trio.current_time() + idle
             try:
-                data = await receive(stream)
+                data = await receive(fd)
             except trio.BrokenResourceError:
                 data = b""
             timer.phase, timer.at = "answer", math.inf

@@ -91,7 +91,6 @@ class HttpServer(ConnectionLoop):
         self.stopped = trio.Event()  # set when serve() has returned after drain()
         self._accept_scope: trio.CancelScope | None = None
         self._connections_scope: trio.CancelScope | None = None
-        self._idle: set[trio.CancelScope] = set()
         self._timers: set[Timer] = set()
         # Deadlines are checked this often: at most this late (a small fraction of each).
         self.tick = min(0.1, limits.request_timeout / 8, limits.idle_timeout / 8,
@@ -136,8 +135,9 @@ class HttpServer(ConnectionLoop):
             self._accept_scope.cancel()
         if self._connections_scope is not None:
             self._connections_scope.deadline = trio.current_time() + grace
-        for scope in list(self._idle):
-            scope.cancel()
+        for timer in self._timers:
+            if timer.phase == "idle":  # waiting for a request to begin (nothing to answer)
+                timer.scope.cancel()
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         self.connections += 1
