@@ -194,7 +194,9 @@ class RequestReader:
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._grow_head(len(url))
+        self._head_bytes += len(url)
+        if self._head_bytes > self._limits.max_header_bytes:
+            self._grow_head(0)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         limits = self._limits
@@ -204,12 +206,11 @@ class RequestReader:
         headers = self._headers
         if len(headers) >= limits.max_header_count:
             self._fail(431, f"more than {limits.max_header_count} header fields")
-        key = _NAMES.get(name)
-        if key is None:
-            key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        old = headers.get(key)
-        headers[key] = text if old is None else f"{old}, {text}"
+        key = _NAMES.get(name) or name.decode("latin-1").lower()
+        if key in headers:
+            headers[key] = f"{headers[key]}, {value.decode('latin-1')}"
+        else:
+            headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         limit = self._limits.max_body_bytes
@@ -258,16 +259,9 @@ class RequestReader:
         method = p.get_method()
         target = self._url.decode("latin-1")
         path, _, query = target.partition("?")
-        return Request(
-            method=_METHODS.get(method) or method.decode("ascii"),
-            target=target,
-            headers=self._headers,
-            body=body,
-            keep_alive=p.should_keep_alive(),
-            http_version=p.get_http_version(),
-            path=path,
-            query=query,
-        )
+        # (positional: method, target, headers, body, keep_alive, http_version, path, query)
+        return Request(_METHODS.get(method) or method.decode("ascii"), target, self._headers,
+                       body, p.should_keep_alive(), p.get_http_version(), path, query)
 
     def _grow_head(self, n: int) -> None:
         self._head_bytes += n
