@@ -83,7 +83,8 @@ COMMON_REPLACEMENTS: Final[dict[tuple[bool, ...], tuple[tuple[str, str], ...]]] 
 # EXT_MARK if an extension character, MARK otherwise. ``raw.translate(FAST_*) == raw`` says in
 # one C pass that every character is basic; without MARK, the result is the transliterated text
 # with EXT_MARK where the escapes go. The marks (C1 controls) are never basic, so no text changed
-# by the table can compare equal, and no other byte of the result is EXT_MARK.
+# by the table can compare equal, and no other byte of the result is EXT_MARK. One text is left
+# unchanged although not basic: one holding U+0080 (MARK itself), which callers check for.
 MARK: Final = 0x80
 EXT_MARK: Final = 0x81
 

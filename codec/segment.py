@@ -154,8 +154,9 @@ def count(text: str, policy: Policy) -> Count:
     # One bytes.translate (policy._fast) leaves basic characters alone, transliterates the
     # COMMON letters and marks the rest: EXT_MARK for extension characters, MARK for others.
     fast = raw.translate(policy._fast)
-    if fast is raw:  # every character basic GSM (translate returns its input when unchanged;
-        # were it a copy, the next branch would find the same, a little slower)
+    if fast is raw and _L1_MARK not in raw:  # every character basic GSM (translate returns
+        # its input when unchanged; were it a copy, the next branch would find the same, a
+        # little slower). U+0080 is the one non-basic character the table leaves as it is: MARK.
         replacements, sent = _NO_REPLACEMENTS, text
     elif _L1_MARK not in fast:  # basic GSM, COMMON letters (transliterating) and extensions
         replacements = _L1_COMMON_REPLACEMENTS[
@@ -213,7 +214,7 @@ def split(text: str, policy: Policy, reference: int) -> list[Part]:
     # policy._fast classifies the text in one pass, as in count (a deleting translate, which
     # builds its table on every call, would cost twice as much).
     fast = raw.translate(policy._fast)
-    if fast is raw:  # every character basic GSM
+    if fast is raw and _L1_MARK not in raw:  # every character basic GSM (U+0080: see count)
         body = raw.translate(_L1_SEPTETS)
     elif _L1_MARK not in fast:  # basic GSM, COMMON letters (transliterating) and extensions
         body = raw.translate(_L1_TRANSLIT_SEPTETS)

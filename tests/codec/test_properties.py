@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from codec import (
     Policy,
+    UnencodableText,
     _tables,
     build_udh,
     count,
@@ -110,6 +112,24 @@ def _decoded(parts: list) -> str:  # type: ignore[type-arg]
 @example("ж" * 66 + "😀", Policy(), 1)
 @example("ş" * 200, Policy(mode="national"), 3)
 def test_split_agrees_with_count_and_round_trips(text: str, policy: Policy, ref: int) -> None:
+    _check_split_agrees_with_count(text, policy, ref)
+
+
+@pytest.mark.parametrize("policy", [Policy(), Policy(mode="gsm7-strict"), Policy(mode="ucs2"),
+                                    Policy(mode="national", languages=("es", "pt", "tr"))],
+                         ids=lambda p: p.mode)
+def test_every_character_up_to_u024f_alone_and_among_gsm(policy: Policy) -> None:
+    # Exhaustive where hypothesis rarely looks: C0/C1 controls (U+0080 once passed as basic
+    # GSM and became septet 0xFF), Latin-1, Latin Extended.
+    for code in range(0x250):
+        for text in (chr(code), f"a{chr(code)}b" * 30):
+            try:
+                _check_split_agrees_with_count(text, policy, 7)
+            except UnencodableText:
+                assert policy.mode == "gsm7-strict"
+
+
+def _check_split_agrees_with_count(text: str, policy: Policy, ref: int) -> None:
     counted = count(text, policy)
     parts = split(text, policy, ref)
     assert counted.parts == len(parts)
@@ -127,6 +147,7 @@ def test_split_agrees_with_count_and_round_trips(text: str, policy: Policy, ref:
             assert len(p.body) <= (134 if policy.ref_bits == 8 else 132) or len(parts) == 1
             assert not 0xD8 <= p.body[-2] <= 0xDB if p.body else True
         else:
+            assert max(p.body, default=0) <= 0x7F  # septets
             header_septets = udh.udh_septets(len(p.udh))[0] if p.udh else 0
             assert header_septets + len(p.body) <= 160  # i.e. 140 octets packed
             if len(parts) > 1 and counted.encoding == "gsm7":
