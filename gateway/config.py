@@ -105,9 +105,15 @@ class StoreConfig:
     path: str = "./var/septet"
     sync: bool = True
     map_size: int = 1024 * MIB
+    # final messages accepted more than this many days ago are removed (gateway.retention);
+    # 0 keeps every message forever
+    retention_days: int = 90
 
     def check(self) -> list[str]:
-        return [] if self.map_size >= MIB else ["store.map_size: must be at least 1 MiB"]
+        errs = [] if self.map_size >= MIB else ["store.map_size: must be at least 1 MiB"]
+        if self.retention_days < 0:
+            errs.append("store.retention_days: must be 0 (keep forever) or a number of days")
+        return errs
 
 
 @dataclass(frozen=True, slots=True)
