@@ -51,6 +51,18 @@ class ReceiptState(StrEnum):
     REJECTD = "REJECTD"
 
 
+def _constant(value: Callable[[], int]) -> int:
+    """Make a class constant of a message kind: ``TAG`` and ``VERSION`` are plain ints on the class.
+
+    ``typing.NamedTuple`` turns only *annotated* names into fields and keeps a plain
+    ``TAG = 1`` as a class attribute, but mypy reads every assignment in the body as a field
+    (python/mypy#3959) and ``ClassVar`` is refused there by both. A decorated function is the
+    one class-body statement both read the same way: the class gets the int itself, so an
+    instance carries nothing more and ``_fields`` stays the wire fields.
+    """
+    return value()
+
+
 # --------------------------------------------------------------------------------------------
 # Message kinds. Field order is the wire order: append new fields at the end with a default
 # and bump VERSION.
@@ -63,8 +75,13 @@ class Message(NamedTuple):
     ``policy`` is the codec encoding policy name (transliterate, ucs2, gsm7-strict, national).
     """
 
-    TAG = 1
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 1
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     account: str
@@ -93,8 +110,13 @@ class SubmitPart(NamedTuple):
     ``concat_ref``/``part``/``parts``.
     """
 
-    TAG = 2
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 2
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     part: int  # 1-based
@@ -112,8 +134,13 @@ class SubmitPart(NamedTuple):
 class PartSubmitted(NamedTuple):
     """Event: the carrier accepted a part and gave it ``carrier_id``."""
 
-    TAG = 3
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 3
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     part: int
@@ -126,8 +153,13 @@ class PartSubmitted(NamedTuple):
 class PartFailed(NamedTuple):
     """Event: a part could not be submitted and will not be retried (or ran out of retries)."""
 
-    TAG = 4
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 4
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     part: int
@@ -144,8 +176,13 @@ class CarrierReceipt(NamedTuple):
     ``carrier_id`` is exactly as the carrier wrote it; correlation normalises it.
     """
 
-    TAG = 5
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 5
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     connector: str
     carrier_id: str
@@ -162,8 +199,13 @@ class MessageFinished(NamedTuple):
     too_many_parts, routing_failed, carrier rejection) and for receipt timeouts.
     """
 
-    TAG = 6
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 6
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     state: str  # a State value
@@ -178,8 +220,13 @@ class StatusEvent(NamedTuple):
     ``seq`` increases per message, so a receiver can order events however they arrive.
     """
 
-    TAG = 7
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 7
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     account: str
@@ -201,8 +248,13 @@ class ConnectorThrottled(NamedTuple):
     The rate limiter lowers that connector's rate for a while and lets it recover by itself.
     """
 
-    TAG = 8
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 8
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     connector: str
     at: float
@@ -218,8 +270,13 @@ class PendingReceipt(NamedTuple):
     in a durable inbox: retired, never stored.)
     """
 
-    TAG = 11
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 11
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     ticket: int
     connector: str
@@ -234,8 +291,13 @@ class Released(NamedTuple):
     """Event for the scheduler pump: ``msg_id`` left the outbox (SENT, final or nothing to do),
     so it no longer occupies the pump's in-flight window."""
 
-    TAG = 10
-    VERSION = 1
+    @_constant
+    def TAG() -> int:
+        return 10
+
+    @_constant
+    def VERSION() -> int:
+        return 1
 
     msg_id: MsgId
     at: float = 0.0
@@ -314,7 +376,8 @@ def from_wire(row: Sequence[Any]) -> Kind:
 
 def encode(message: Kind) -> bytes:
     """One message as msgpack bytes (the form a store record takes)."""
-    return msgpack.packb(to_wire(message), use_bin_type=True)
+    data: bytes = msgpack.packb(to_wire(message), use_bin_type=True)
+    return data
 
 
 def decode(data: bytes) -> Kind:
@@ -328,7 +391,8 @@ def decode(data: bytes) -> Kind:
 
 def encode_batch(messages: Iterable[Kind]) -> bytes:
     """A batch of messages as one msgpack item for a channel."""
-    return msgpack.packb([to_wire(m) for m in messages], use_bin_type=True)
+    data: bytes = msgpack.packb([to_wire(m) for m in messages], use_bin_type=True)
+    return data
 
 
 def _rows(data: bytes) -> tuple[Any, ...]:
