@@ -97,7 +97,7 @@ class BatchHistogram:
         self.bounds = tuple(sorted(buckets))
         self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
         self.sum = 0.0
-        registry.register(self)  # type: ignore[arg-type]
+        registry.register(self)
 
     def observe_many(self, values: Iterable[float]) -> None:
         counts, bounds, total = self.counts, self.bounds, 0.0

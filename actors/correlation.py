@@ -244,12 +244,13 @@ class StateRecord:
     callback_url: str = ""
 
     def pack(self) -> bytes:
-        return msgpack.packb(
+        data: bytes = msgpack.packb(
             [self.state, self.seq, [p.to_row() for p in self.parts], self.code, self.reason,
              self.at, self.due, self.attempts, self.timeout, self.events, self.account, self.to,
              self.campaign, self.client_ref, self.callback_url],
             use_bin_type=True,
         )
+        return data
 
     @classmethod
     def unpack(cls, data: bytes) -> StateRecord:

@@ -174,7 +174,7 @@ class _Correlator:
 
 
 async def run(
-    inbox: trio.abc.ReceiveChannel[bytes],
+    inbox: trio.MemoryReceiveChannel[bytes],  # not trio.abc: run drains it with receive_nowait
     events: trio.abc.SendChannel[bytes] | None,
     released: trio.abc.SendChannel[bytes] | None,
     *,
