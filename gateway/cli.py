@@ -40,7 +40,7 @@ import trio
 
 from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
-from gateway import logs
+from gateway import logs, retention  # retention: its metric registers with the others
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
 
@@ -356,6 +356,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                                                    reuse_port=h.reuse_port))
                 nursery.start_soon(_purge_idempotency, api.idempotency)
                 nursery.start_soon(prune_callback_marks, store)
+                # [store] retention_days: hourly, first pass a few minutes after start
+                nursery.start_soon(partial(retention.run_pruner, store,
+                                           retention_days=config.store.retention_days))
                 await nursery.start(campaigns.run)
                 await _start_importer(config, campaigns, nursery)
                 # Everything loaded so far lives as long as the process: keep the cyclic GC
