@@ -32,7 +32,7 @@ from actors.messages import FINAL_STATES, ReceiptState, State
 from actors.ports import Applied, InDoubtPolicy, Recovered
 from gateway.store import Store, u64
 
-EVENT_OF: Final[dict[str, str]] = {
+EVENT_OF: Final[dict[State, str]] = {
     State.SENT: "SMS_SENT",
     State.DELIVERED: "SMS_DELIVERED",
     State.NOT_DELIVERED: "SMS_NOT_DELIVERED",
@@ -351,7 +351,8 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     # lists. A row parked here under a later reading stays until its own key lands (or the
     # orphan TTL moves it to the unknown receipts).
     mine_key = key[len(prefix):]
-    keep, taken = [], []
+    keep: list[Any] = []
+    taken: list[Any] = []
     for row in _unpack(parked):
         (taken if row[2][0] == mine_key else keep).append(row)
     _put_rows(ctx, db_orph, key, keep)
@@ -563,7 +564,7 @@ def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
 def read_timeouts(store: Store, now: float, limit: int) -> list[m.MsgId]:
     """Messages whose receipt wait ended at or before ``now``."""
     stop = u64(int(now * 1000) + 1)
-    out = []
+    out: list[m.MsgId] = []
     with store.read() as txn, txn.cursor(db=store.db(b"timeouts")) as cur:
         for key in cur.iternext(keys=True, values=False):
             if key >= stop or len(out) >= limit:

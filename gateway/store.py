@@ -78,7 +78,7 @@ MAX_MAP_SIZE: Final = 1 << 40
 
 @dataclass(slots=True)
 class _Request(Generic[T]):
-    op: Callable[[lmdb.Transaction], T]
+    op: Callable[[lmdb.Transaction[bytes]], T]
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
     error: BaseException | None = None
@@ -130,7 +130,8 @@ class Store:
         except KeyError:
             raise StoreError(f"database {name!r} was not registered") from None
 
-    async def write(self, op: Callable[[lmdb.Transaction], T], *, fail_fast: bool = False) -> T:
+    async def write(self, op: Callable[[lmdb.Transaction[bytes]], T], *,
+                    fail_fast: bool = False) -> T:
         """Run ``op(txn)`` in the next group-committed write transaction.
 
         When a commit fails (disk full, I/O error) nothing of its batch is committed. A
@@ -170,7 +171,7 @@ class Store:
         return self._send.statistics().current_buffer_used >= self._max_queue
 
     @contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         """A read-only snapshot. Use it inline; never hold it across an ``await``."""
         with self.env.begin(buffers=False) as txn:
             yield txn
