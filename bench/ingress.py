@@ -6,7 +6,9 @@
 The server runs in ANOTHER process than this load generator. By default (``--carrier
 ingress-only``) it is the HTTP server + API + the real ``Gateway.accept`` over a fresh LMDB
 store with ``sync=True`` (every commit an fsync) and no actors consuming the outbox;
-``--carrier simulator`` runs `septet serve` exactly as `make serve` does. The generator keeps
+``--carrier simulator`` runs `septet serve` exactly as `make serve` does; ``--carrier http-only``
+runs the HTTP server alone with an application that answers 202 at once, so that the server CPU
+per request is the HTTP layer's own (socket loop, parsing, answer writing). The generator keeps
 many keep-alive connections, each pipelining up to ``--depth`` requests over a raw
 non-blocking socket, all driven by one epoll loop (pre-encoded requests, responses framed by
 Content-Length), so that the client costs little next to the server (~4–7 µs of CPU per
@@ -382,8 +384,36 @@ async def serve_ingress_only(workdir: str, port: int) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def serve_http_only(workdir: str, port: int) -> None:
+    """The HTTP server alone (gateway.http) with an application that answers every request
+    202 at once with a body and a Location header like POST /v1/messages does: the server CPU
+    per request is the socket loop, parsing and answer writing, nothing else."""
+    from gateway.http import HttpServer, Request, Response, ServerLimits
+
+    body = b'{"id":"01JD0000000000000000000000","status":"ACCEPTED"}'
+    headers = [("location", "/v1/messages/01JD0000000000000000000000")]
+
+    async def app(request: Request) -> Response:
+        return Response(202, body, headers=headers)
+
+    server = HttpServer(app, ServerLimits(max_in_flight=100_000))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, "127.0.0.1", port)
+        gc.collect()
+        gc.freeze()
+        (Path(workdir) / "key").write_text("none\n")
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        nursery.cancel_scope.cancel()
+
+
 def start_server(workdir: Path, carrier: str) -> tuple[subprocess.Popen[bytes], int, str]:
     port = free_port()
+    if carrier == "http-only":
+        proc = subprocess.Popen([sys.executable, "-m", "bench.ingress", "--serve-http-only",
+                                 str(workdir), "--port", str(port)], stdout=subprocess.DEVNULL)
+        return _wait_ready(proc, workdir, port)
     if carrier == "ingress-only":
         proc = subprocess.Popen([sys.executable, "-m", "bench.ingress", "--serve-ingress-only",
                                  str(workdir), "--port", str(port)], stdout=subprocess.DEVNULL)
@@ -516,14 +546,16 @@ def main() -> None:
     ap.add_argument("--pid", type=int, help="server process id for --url (to read its CPU time)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--carrier", choices=("ingress-only", "none", "simulator"),
+    ap.add_argument("--carrier", choices=("ingress-only", "http-only", "none", "simulator"),
                     default="ingress-only",
                     help="ingress-only: HTTP + real store + Gateway.accept, no actors running; "
-                         "none: `septet serve` without a carrier (the pipeline runs and ends "
+                         "http-only: the HTTP server alone, answering 202 at once (its CPU per "
+                         "request); none: `septet serve` without a carrier (the pipeline runs and ends "
                          "messages NOT_SENT); simulator: `septet serve` as `make serve` runs it")
     ap.add_argument("--api-cpu", action="store_true",
                     help="only measure the CPU cost of the HTTP/API code in-process")
     ap.add_argument("--serve-ingress-only", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-http-only", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--depth", type=int, default=4, help="pipelined requests per connection")
     args = ap.parse_args()
@@ -540,6 +572,9 @@ def main() -> None:
             figures[f"inproc_b{batch}_c{conc}_us_per_msg"] = round(us, 1)
             figures[f"inproc_b{batch}_c{conc}_msgs_per_s"] = round(rate)
         print(json.dumps(figures))
+        return
+    if args.serve_http_only:
+        trio.run(serve_http_only, args.serve_http_only, args.port)
         return
     if args.serve_ingress_only:
         trio.run(serve_ingress_only, args.serve_ingress_only, args.port)
