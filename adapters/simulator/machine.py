@@ -159,8 +159,8 @@ class SmscSession:
         for pdu in pdus:
             if type(pdu) is p.SubmitSm:
                 self._submit(pdu, now)
-                if self.drop:
-                    return
+                if self.drop:  # _submit may set it; mypy keeps the narrowing from the top
+                    return  # type: ignore[unreachable]
             elif type(pdu) is p.DeliverSmResp:
                 self._delivered(pdu)
             else:
