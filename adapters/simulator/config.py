@@ -17,6 +17,7 @@ from typing import Literal
 from adapters.smpp import status as st
 
 IdFormat = Literal["decimal", "hex", "hex-resp-decimal-receipt"]
+MoConcat = Literal["udh", "sar"]
 PartKey = tuple[str, bytes, int, int]
 """(destination_addr, short_message or message_payload, sar_msg_ref_num, sar_segment_seqnum)."""
 
@@ -43,6 +44,13 @@ class SimulatorConfig:
         id_start: first message id.
         receipt_tlvs: add receipted_message_id, message_state, network_error_code.
         redeliver_after: a deliver_sm not acknowledged within this many seconds is resent.
+        mo_reply: when set, a handset answers each message it receives (on its last part) with
+            this text as a mobile-originated deliver_sm to the submit's sender, on the
+            submitting bind when it is a transceiver; "" sends no MO. A long or non-GSM text
+            goes as concatenated GSM 7-bit or UCS-2 parts.
+        mo_numbers: the handsets that answer (destination_addr of the submit); () = all.
+        mo_packed_gsm7 / mo_concat: how MO parts are written: packed septets; UDH or SAR.
+        mo_delay: seconds between the submit and its MO reply.
         seed: seeds the random generator (same seed, same run).
     """
 
@@ -64,6 +72,11 @@ class SimulatorConfig:
     id_start: int = 1
     receipt_tlvs: bool = True
     redeliver_after: float = 30.0
+    mo_reply: str = ""
+    mo_numbers: tuple[str, ...] = ()
+    mo_packed_gsm7: bool = False
+    mo_concat: MoConcat = "udh"
+    mo_delay: float = 0.0
     seed: int = 0
 
 
@@ -83,6 +96,10 @@ class SimulatorStats:
     receipts_sent: int = 0
     receipts_acked: int = 0
     receipts_redelivered: int = 0
+    mo_sent: int = 0  # MO deliver_sm written (a part sent again counts again)
+    mo_acked: int = 0
+    mo_redelivered: int = 0  # MO parts refused or unanswered, sent again
+    mo_refused: int = 0  # MO parts refused for good (ESME_RX_P_APPN): not sent again
     enquire_links: int = 0
     generic_nacks_sent: int = 0
     unbinds: int = 0

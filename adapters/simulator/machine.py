@@ -25,6 +25,9 @@ Receipts (§5.2.12 esm_class 0x04, appendix B text format) go back on the bind t
 submitted, when it is a transceiver, at most ``config.window`` unacknowledged. One not
 acknowledged within ``redeliver_after``, or refused with a non-zero deliver_sm_resp, is sent
 again: the SMSC never drops a receipt, so only an ESME that acknowledges before storing can.
+Mobile-originated replies (``config.mo_reply``, ``adapters.simulator.mo``) are deliver_sm too:
+they share the receipts' window, redelivery and hold-for-the-next-bind rules, and have their
+own counters (``mo_sent``, ``mo_acked``, ``mo_redelivered``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Final
 
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
 from adapters.simulator.config import PartKey, SimulatorState
+from adapters.simulator.mo import MoPart, encode_mo, last_part, mo_parts
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
 
@@ -53,7 +57,8 @@ MESSAGE_STATES: Final[dict[str, int]] = {  # §5.2.28
 _ERRORS: Final[dict[str, int]] = {"DELIVRD": 0, "EXPIRED": 0x0FE, "UNDELIV": 0x001, "REJECTD": 0x00B}
 
 _RESP: Final = 0
-_RECEIPT: Final = 1
+_RECEIPT: Final = 1  # a deliver_sm: a receipt tuple or an MoPart
+_PERMANENT_REFUSAL: Final = 0x65  # ESME_RX_P_APPN (§5.1.3)
 
 
 class SmscSession:
@@ -81,6 +86,7 @@ class SmscSession:
         # receipts due while the window was full, in due order: sent as acks free slots
         self._ready: deque[tuple[str, str, str, bytes, float, str]] = deque()
         self._thresholds = self._outcome_thresholds()
+        self._mo_numbers = {n.lstrip("+") for n in self.config.mo_numbers}  # "+" or not
         shared.stats.connections += 1
 
     def _outcome_thresholds(self) -> list[tuple[float, str]]:
@@ -142,7 +148,10 @@ class SmscSession:
         while self._oldest_unacked() <= now:
             seq, _ = self._sent.popleft()
             receipt, _ = self._unacked.pop(seq)
-            self.shared.stats.receipts_redelivered += 1
+            if type(receipt) is MoPart:
+                self.shared.stats.mo_redelivered += 1
+            else:
+                self.shared.stats.receipts_redelivered += 1
             self._schedule(now, _RECEIPT, receipt)
 
     # -- input -----------------------------------------------------------------------------
@@ -257,6 +266,15 @@ class SmscSession:
             receipt = (receipt_id, pdu.source_addr, pdu.destination_addr, content[:20],
                        shared.wall(), self._outcome(rng.random()))
             self._schedule(now + delay, _RECEIPT, receipt)
+        if cfg.mo_reply and self.mode == "transceiver" and last_part(pdu) and (
+                not cfg.mo_numbers or pdu.destination_addr.lstrip("+") in self._mo_numbers):
+            # The handset answers: from the submit's destination to its sender.
+            for part in mo_parts(cfg.mo_reply, source=pdu.destination_addr,
+                                 destination=pdu.source_addr, reference=number,
+                                 packed=cfg.mo_packed_gsm7, concat=cfg.mo_concat,
+                                 source_ton=pdu.dest_addr_ton,
+                                 destination_ton=pdu.source_addr_ton):
+                self._schedule(now + cfg.mo_delay, _RECEIPT, part)
 
     def _answer(self, seq: int, status: int, message_id: str, now: float) -> None:
         data = p.encode_submit_sm_resp(seq, status, message_id)
@@ -281,17 +299,26 @@ class SmscSession:
     # -- receipts --------------------------------------------------------------------------
 
     def _send_receipt(self, receipt: tuple[str, str, str, bytes, float, str], now: float) -> None:
-        receipt_id, source, dest, head, submitted, stat = receipt
         self._sequence = self._sequence % 0x7FFFFFFF + 1
+        if type(receipt) is MoPart:  # an MO message, not a receipt
+            self._out.append(encode_mo(self._sequence, receipt))
+            self.shared.stats.mo_sent += 1
+            self._track(receipt, now)
+            return
+        receipt_id, source, dest, head, submitted, stat = receipt
         err = _ERRORS.get(stat, 0)
         text = receipt_text(receipt_id, stat, err, submitted, self.shared.wall(), head)
         state = MESSAGE_STATES.get(stat, 7) if self.config.receipt_tlvs else None
         # The handset is the receipt's source, our ESME's sender its destination.
         self._out.append(encode_receipt(self._sequence, dest, source, text, receipt_id, state, err))
-        deadline = now + self.config.redeliver_after
-        self._unacked[self._sequence] = (receipt, deadline)
-        self._sent.append((self._sequence, deadline))
+        self._track(receipt, now)
         self.shared.stats.receipts_sent += 1
+
+    def _track(self, delivery: tuple[str, str, str, bytes, float, str], now: float) -> None:
+        """Await the deliver_sm_resp of the deliver_sm just queued (redelivered past it)."""
+        deadline = now + self.config.redeliver_after
+        self._unacked[self._sequence] = (delivery, deadline)
+        self._sent.append((self._sequence, deadline))
 
     def connection_lost(self) -> None:
         """The connection is gone: keep its receipts not yet acknowledged (sent or not) for
@@ -314,10 +341,20 @@ class SmscSession:
         entry = self._unacked.pop(pdu.sequence, None)
         if entry is None:
             return
+        stats = self.shared.stats
+        mo = type(entry[0]) is MoPart
         if pdu.status == st.ESME_ROK:
-            self.shared.stats.receipts_acked += 1
+            if mo:
+                stats.mo_acked += 1
+            else:
+                stats.receipts_acked += 1
+        elif pdu.status == _PERMANENT_REFUSAL and mo:  # the ESME says resending cannot help
+            stats.mo_refused += 1
         else:  # the ESME could not take it: send it again later
-            self.shared.stats.receipts_redelivered += 1
+            if mo:
+                stats.mo_redelivered += 1
+            else:
+                stats.receipts_redelivered += 1
             self._schedule(entry[1], _RECEIPT, entry[0])
 
 

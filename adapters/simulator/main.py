@@ -47,6 +47,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--disconnect-rate", type=float, default=0.0)
     ap.add_argument("--id-format", choices=["decimal", "hex", "hex-resp-decimal-receipt"],
                     default="decimal")
+    ap.add_argument("--mo-reply", default="",
+                    help="handsets answer every message with this text (mobile-originated)")
+    ap.add_argument("--mo-numbers", default="",
+                    help="comma-separated handsets that answer (default: all)")
+    ap.add_argument("--mo-packed", action="store_true", help="MO GSM 7-bit bodies packed")
+    ap.add_argument("--mo-concat", choices=["udh", "sar"], default="udh")
+    ap.add_argument("--mo-delay", type=float, default=0.0, help="seconds before the MO reply")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
     return ap
@@ -69,6 +76,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         submit_error_status=args.error_status,
         disconnect_rate=args.disconnect_rate,
         id_format=args.id_format,
+        mo_reply=args.mo_reply,
+        mo_numbers=tuple(n.strip() for n in args.mo_numbers.split(",") if n.strip()),
+        mo_packed_gsm7=args.mo_packed,
+        mo_concat=args.mo_concat,
+        mo_delay=args.mo_delay,
         seed=args.seed,
     )
 

@@ -9,8 +9,8 @@ connector's ``binds`` connections. Per connection three tasks run in one nursery
   happens before receipts are looked at); deliver_sm go to the receipt task;
 * the writer: the session's timers (response deadlines, keep-alive), throttle pauses, and
   parts queued while the reader was idle;
-* the receipt task: parses receipts, hands them to the sink and acknowledges them only
-  after it returns.
+* the receipt task: parses receipts and mobile-originated (MO) messages, hands them to their
+  sinks and acknowledges them only after the sink returns (``adapters.smpp.inbound``).
 
 ``run`` keeps every connection bound, reconnecting with exponential back-off.
 ``submit_many`` never raises per part: each part gets a ``SubmitResult``; throttling (0x58,
@@ -38,6 +38,13 @@ from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
 from adapters.smpp import _metrics
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
+from adapters.smpp.inbound import (
+    ESME_RX_P_APPN,
+    InboundPart,
+    InboundSink,
+    InvalidMo,
+    parse_mo,
+)
 from adapters.smpp.receipts import parse_receipt
 from adapters.smpp.session import (
     BindFailed,
@@ -117,7 +124,10 @@ class CarrierStats:
     throttled: int = 0
     in_doubt: int = 0
     receipts: int = 0
-    other_deliveries: int = 0
+    other_deliveries: int = 0  # MO acknowledged and dropped: no inbound sink
+    inbound: int = 0  # MO parts stored by the inbound sink
+    inbound_refused: int = 0  # MO parts refused (0x64) because the sink failed
+    inbound_invalid: int = 0  # MO parts that cannot be decoded, refused for good (0x65)
     connects: int = 0
     binds: int = 0
 
@@ -144,8 +154,10 @@ class SmppCarrier:
         submit_timeout: the deadline of every part, from ``submit_many`` to its result.
         response_timeout: how long one PDU may wait for its response.
         extra_transient: vendor command_status values to treat as transient.
-        sink_timeout: the receipt sink's deadline; past it the receipts are refused (0x64)
-            so that the SMSC sends them again.
+        sink_timeout: the receipt and inbound sinks' deadline; past it the deliver_sm are
+            refused (0x64) so that the SMSC sends them again.
+        inbound: where mobile-originated messages go (``adapters.smpp.inbound``); None
+            acknowledges and drops them (counted in ``other_deliveries``).
         clock: wall clock for ``CarrierReceipt.received_at``.
     """
 
@@ -171,6 +183,7 @@ class SmppCarrier:
     throttle_max: float = 1.0
     extra_transient: frozenset[int] = frozenset()
     sink_timeout: float = 30.0
+    inbound: InboundSink | None = None
     clock: Callable[[], float] = time.time
     stats: CarrierStats = field(default_factory=CarrierStats)
     latency_samples: list[float] | None = None  # when a list: submit->response seconds (bench)
@@ -433,23 +446,53 @@ class SmppCarrier:
 
     async def _store_and_acknowledge(self, session: EsmeSession, batch: list[p.DeliverSm],
                                      sink: ReceiptSink) -> None:
+        """Hand receipts and MO parts to their sinks; answer each deliver_sm after (§4.6.2)."""
         received_at = self.clock()
-        parsed = [(d.sequence, parse_receipt(d, connector=self.name, received_at=received_at))
-                  for d in batch]
-        receipts = [r for _, r in parsed if r is not None]
-        self.stats.other_deliveries += len(parsed) - len(receipts)  # MO: acknowledged, not kept
-        status = st.ESME_ROK
+        receipts = []
+        mo: list[tuple[int, InboundPart]] = []
+        answers: dict[int, int] = {}  # sequence -> status, for what needs no sink
+        for d in batch:
+            receipt = parse_receipt(d, connector=self.name, received_at=received_at)
+            if receipt is not None:
+                receipts.append((d.sequence, receipt))
+            elif self.inbound is None:
+                self.stats.other_deliveries += 1  # MO without a sink: acknowledged, not kept
+                answers[d.sequence] = st.ESME_ROK
+            else:
+                try:
+                    mo.append((d.sequence, parse_mo(d, connector=self.name,
+                                                    received_at=received_at,
+                                                    packed_gsm7=self.packed_gsm7)))
+                except InvalidMo as exc:  # resending cannot help: refuse it for good
+                    logger.warning("smpp %s: MO refused: %s", self.name, exc,
+                                   extra={"carrier": self.name})
+                    self.stats.inbound_invalid += 1
+                    answers[d.sequence] = ESME_RX_P_APPN
         if receipts:
-            try:
-                with trio.fail_after(self.sink_timeout):
-                    await sink(receipts)
-                self.stats.receipts += len(receipts)
-            except Exception:  # not stored: refuse them so that the SMSC resends (§4.6.2)
-                logger.exception("smpp %s: receipt sink failed", self.name,
-                                 extra={"carrier": self.name})
-                status = st.ESME_RX_T_APPN
-        for seq, receipt in parsed:
-            session.acknowledge(seq, status if receipt is not None else st.ESME_ROK)
+            status = await self._to_sink(sink, [r for _, r in receipts], "receipt")
+            self.stats.receipts += len(receipts) if status == st.ESME_ROK else 0
+            answers.update((seq, status) for seq, _ in receipts)
+        if mo:
+            assert self.inbound is not None
+            status = await self._to_sink(self.inbound, [m for _, m in mo], "inbound")
+            if status == st.ESME_ROK:
+                self.stats.inbound += len(mo)
+            else:
+                self.stats.inbound_refused += len(mo)
+            answers.update((seq, status) for seq, _ in mo)
+        for d in batch:
+            session.acknowledge(d.sequence, answers[d.sequence])
+
+    async def _to_sink(self, sink: Callable[[Any], Any], items: list[Any], what: str) -> int:
+        """Call ``sink`` within ``sink_timeout``; the deliver_sm_resp status to answer with."""
+        try:
+            with trio.fail_after(self.sink_timeout):
+                await sink(items)
+        except Exception:  # not stored: refuse them so that the SMSC resends (§4.6.2)
+            logger.exception("smpp %s: %s sink failed", self.name, what,
+                             extra={"carrier": self.name})
+            return st.ESME_RX_T_APPN
+        return st.ESME_ROK
 
     # -- outcomes --------------------------------------------------------------------------
 
