@@ -40,7 +40,8 @@ import trio
 
 from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
-from gateway import logs, retention  # retention: its metric registers with the others
+from gateway import inbound, logs, retention  # noqa: F401  (their metrics register with the
+# others; inbound also registers its databases before open_store)
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
 

@@ -126,9 +126,16 @@ class SimulatorConfig:
     system_id: str = "septet"
     password: str = "septet"
     delivery_delay: float = 0.5
+    # Handsets (submit destinations) that answer every message with ``mo_reply`` as a
+    # mobile-originated message to its sender (docs/carriers.md); "" or [] for none.
+    mo_reply: str = "echo"
+    mo_numbers: tuple[str, ...] = ("+351910000000",)
 
     def check(self) -> list[str]:
-        return [] if 0 <= self.port <= 65535 else [f"simulator.port: {self.port} is not a TCP port"]
+        errs = [] if 0 <= self.port <= 65535 else [f"simulator.port: {self.port} is not a TCP port"]
+        errs += [f"simulator.mo_numbers[{i}]: {n!r} is not a number (+ and digits)"
+                 for i, n in enumerate(self.mo_numbers) if not _is_number(n)]
+        return errs
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +260,37 @@ class DevConfig:
 
     create_account: bool = True  # create the dev account (and print its key) when none exists
     account: str = "dev"
+    # With create_account: inbound messages to this number go to the dev account, unless an
+    # [[inbound]] route names it ("" for none).
+    inbound_number: str = "+351912000000"
+
+    def check(self) -> list[str]:
+        if self.inbound_number and not _is_number(self.inbound_number):
+            return ["dev.inbound_number: not a number (+ and digits)"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRouteConfig:
+    """``[[inbound]]``: mobile-originated messages to ``number`` belong to ``account``."""
+
+    number: str = ""
+    account: str = ""
+
+    def check(self, index: int) -> list[str]:
+        errs = []
+        if not _is_number(self.number):
+            errs.append(f"inbound[{index}].number: {self.number!r} is not a number "
+                        "(+ and 3-20 digits, or a short code)")
+        if not self.account:
+            errs.append(f"inbound[{index}].account: every route needs an account")
+        return errs
+
+
+def _is_number(number: str) -> bool:
+    """An inbound number: digits (3-20) with an optional leading "+"."""
+    bare = number.removeprefix("+")
+    return bare.isascii() and bare.isdigit() and 3 <= len(bare) <= 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +332,7 @@ class Config:
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     dev: DevConfig = field(default_factory=DevConfig)
     importer: ImporterConfig = field(default_factory=ImporterConfig)
+    inbound: tuple[InboundRouteConfig, ...] = ()
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line (gateway/logs.py)
     # The [shaping] table as written (docs/shaping.md), checked by load() with
@@ -303,7 +342,12 @@ class Config:
     def check(self) -> list[str]:
         errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.core.check(),
                 *self.simulator.check(),
-                *self.importer.check(), *self.callbacks.check()]
+                *self.importer.check(), *self.callbacks.check(), *self.dev.check()]
+        for i, route in enumerate(self.inbound):
+            errs += route.check(i)
+        numbers = [r.number.lstrip("+") for r in self.inbound]
+        errs += [f"inbound: {n} is routed more than once"
+                 for n in sorted({n for n in numbers if numbers.count(n) > 1})]
         for c in self.smpp:
             errs += c.check()
         for h in self.http_providers:

@@ -62,7 +62,7 @@ async def test_the_catalogue_and_the_code_name_the_same_metrics(tmp_path: Path) 
 def test_catalogued_labels_are_bounded_words() -> None:
     for name, (_, labels) in catalogue().items():
         assert labels <= {"route", "status", "field", "path", "code", "carrier", "outcome",
-                          "event", "policy", "stage", "result"}, name
+                          "event", "policy", "stage", "result", "routed"}, name  # routed: yes|no
 
 
 def scrape_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -14,10 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from adapters.simulator.mo import MoPart
 from adapters.smpp import status as st
 
 IdFormat = Literal["decimal", "hex", "hex-resp-decimal-receipt"]
 MoConcat = Literal["udh", "sar"]
+Receipt = tuple[str, str, str, bytes, float, str]
+"""(receipt id, source, destination, text head, submitted at, stat): a receipt to send."""
+Delivery = Receipt | MoPart
+"""What the simulator sends as deliver_sm: a receipt or a mobile-originated part."""
 PartKey = tuple[str, bytes, int, int]
 """(destination_addr, short_message or message_payload, sar_msg_ref_num, sar_segment_seqnum)."""
 
@@ -155,7 +160,7 @@ class SimulatorState:
     rng: random.Random = field(default_factory=random.Random)
     # receipts not acknowledged when their connection ended, per system_id: sent on the
     # next receiving bind, as an SMSC stores receipts for an ESME that is away
-    held: dict[str, list[tuple[str, str, str, bytes, float, str]]] = field(default_factory=dict)
+    held: dict[str, list[Delivery]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.next_id = self.config.id_start

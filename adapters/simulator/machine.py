@@ -39,7 +39,7 @@ from collections import deque
 from typing import Final
 
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
-from adapters.simulator.config import PartKey, SimulatorState
+from adapters.simulator.config import Delivery, PartKey, SimulatorState
 from adapters.simulator.mo import MoPart, encode_mo, last_part, mo_parts
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
@@ -79,12 +79,12 @@ class SmscSession:
         self._pending_resps = 0
         self._unsent_resps = 0  # answers queued in _out, lost if the connection drops now
         # deliver_sm sequence -> (receipt, deadline) awaiting deliver_sm_resp
-        self._unacked: dict[int, tuple[tuple[str, str, str, bytes, float, str], float]] = {}
+        self._unacked: dict[int, tuple[Delivery, float]] = {}
         # (sequence, deadline) in sending order, so in deadline order: the oldest unacknowledged
         # receipt is found at the front (acknowledged ones are skipped lazily), not by a scan
         self._sent: deque[tuple[int, float]] = deque()
         # receipts due while the window was full, in due order: sent as acks free slots
-        self._ready: deque[tuple[str, str, str, bytes, float, str]] = deque()
+        self._ready: deque[Delivery] = deque()
         self._thresholds = self._outcome_thresholds()
         self._mo_numbers = {n.lstrip("+") for n in self.config.mo_numbers}  # "+" or not
         shared.stats.connections += 1
@@ -298,9 +298,9 @@ class SmscSession:
 
     # -- receipts --------------------------------------------------------------------------
 
-    def _send_receipt(self, receipt: tuple[str, str, str, bytes, float, str], now: float) -> None:
+    def _send_receipt(self, receipt: Delivery, now: float) -> None:
         self._sequence = self._sequence % 0x7FFFFFFF + 1
-        if type(receipt) is MoPart:  # an MO message, not a receipt
+        if isinstance(receipt, MoPart):  # an MO message, not a receipt
             self._out.append(encode_mo(self._sequence, receipt))
             self.shared.stats.mo_sent += 1
             self._track(receipt, now)
@@ -314,7 +314,7 @@ class SmscSession:
         self._track(receipt, now)
         self.shared.stats.receipts_sent += 1
 
-    def _track(self, delivery: tuple[str, str, str, bytes, float, str], now: float) -> None:
+    def _track(self, delivery: Delivery, now: float) -> None:
         """Await the deliver_sm_resp of the deliver_sm just queued (redelivered past it)."""
         deadline = now + self.config.redeliver_after
         self._unacked[self._sequence] = (delivery, deadline)

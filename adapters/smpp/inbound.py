@@ -22,8 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, NamedTuple
 
 from adapters.smpp import pdu as p
-from codec import CodecError, decode_part
-from codec import Concat
+from codec import CodecError, Concat, decode_part
 
 ENCODINGS: Final[dict[int, str]] = {0: "gsm7", 1: "ascii", 3: "latin1", 8: "ucs2"}
 ESME_RX_P_APPN: Final = 0x65  # "ESME receiver permanent app error": do not resend (§5.1.3)

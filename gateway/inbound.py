@@ -1,0 +1,257 @@
+"""Inbound (mobile-originated) messages: stored in LMDB, routed to an account by our number.
+
+Theory of operation
+-------------------
+Connectors hand ``adapters.smpp.inbound.InboundPart`` values to :meth:`InboundBook.sink` and
+acknowledge them to the SMSC only after it returns. One call is ONE write (group-committed with
+everything else): a whole message is stored at once; a part of a concatenated message is kept
+in ``inbound_parts`` until its group is complete, and the write that brings the last part
+joins the group with ``codec.reassemble``, stores the message and removes the parts. So every
+acknowledged part is on disk, and the SMSC can deliver parts one at a time (window 1) without
+waiting for the whole message. A part sent again (its answer was lost) overwrites itself.
+
+Routing: the destination (our number) is looked up in the ``[[inbound]]`` routes of the
+configuration, digits only (``+351912000000`` and ``351912000000`` are the same number). A
+message with no route is stored under no account (the empty name; no API key reaches it) and
+counted: ``septet_inbound_messages_total{routed="no"}``.
+
+Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
+
+    inbound        account 0x00 id -> msgpack [received_at, connector, source, destination,
+                                               text, encoding, parts]
+    inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
+                   -> msgpack [received_at, destination, encoding, text]
+
+``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
+an account's messages read oldest first by key. Incomplete groups older than
+``PART_TTL`` are removed by :func:`purge_parts` (the serve command runs it hourly).
+
+Must not be imported by actors or adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, NamedTuple
+
+import lmdb
+import msgpack
+from prometheus_client import Counter
+
+from adapters.smpp.inbound import InboundPart
+from codec import CodecError, reassemble
+from codec.receive import ReceivedPart
+from codec.udh import Concat
+from gateway.store import STORE_DATABASES, u64
+
+logger = logging.getLogger(__name__)
+
+DB: Final = b"inbound"
+PARTS: Final = b"inbound_parts"
+for _name in (DB, PARTS):
+    if _name not in STORE_DATABASES:
+        STORE_DATABASES.append(_name)
+
+_SEQ_KEY: Final = b"inbound_seq"
+_GROUP: Final = struct.Struct(">BHB")
+PART_TTL: Final = 24 * 3600.0
+"""Seconds an incomplete concatenated message waits for its missing parts."""
+
+MESSAGES: Final = Counter(
+    "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
+    "account", ["routed"])
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One stored inbound message (parts joined)."""
+
+    id: str
+    account: str
+    received_at: float
+    connector: str
+    source: str
+    destination: str
+    text: str
+    encoding: str
+    parts: int
+
+
+def digits(number: str) -> str:
+    """The routing form of a number: without its leading "+"."""
+    return number.removeprefix("+")
+
+
+class Router:
+    """Our numbers -> account, from the ``[[inbound]]`` routes (number, account) pairs."""
+
+    def __init__(self, routes: Mapping[str, str] | Sequence[tuple[str, str]] = ()) -> None:
+        pairs = routes.items() if isinstance(routes, Mapping) else routes
+        self._table = {digits(number): account for number, account in pairs}
+
+    def account(self, destination: str) -> str | None:
+        return self._table.get(digits(destination))
+
+
+class InboundBook:
+    """Stores inbound parts and messages; reads an account's messages."""
+
+    def __init__(self, store: Any, router: Router | None = None) -> None:
+        self._store = store
+        self._router = router or Router()
+        self.stored = 0
+        self.unrouted = 0
+
+    async def sink(self, parts: Sequence[InboundPart]) -> None:
+        """The connectors' inbound sink: durable when it returns."""
+        if not parts:
+            return
+        dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta")))
+        accounts = await self._store.write(partial(op_store, dbs=dbs, parts=list(parts),
+                                                   route=self._router.account))
+        for account in accounts:
+            routed = "yes" if account else "no"
+            MESSAGES.labels(routed=routed).inc()
+            self.stored += 1
+            self.unrouted += account == ""
+        if accounts:
+            logger.debug("inbound: %d messages stored (%d parts)", len(accounts), len(parts))
+
+    def page(self, account: str, *, after: str | None = None, limit: int = 100,
+             max_scan: int = 10_000, since: float | None = None, to: str | None = None,
+             sender: str | None = None) -> tuple[list[InboundMessage], str | None]:
+        """Up to ``limit`` of ``account``'s messages after id ``after``, oldest first.
+
+        Reads at most ``max_scan`` records. Returns (messages, cursor): the cursor is the id
+        of the last record read (pass it as ``after`` for what follows), None when nothing
+        after ``after`` was read.
+        """
+        prefix = account.encode() + b"\x00"
+        start = prefix + (after.encode() if after else b"")
+        found: list[InboundMessage] = []
+        last: str | None = None
+        with self._store.read() as txn:
+            cur = txn.cursor(db=self._store.db(DB))
+            ok = cur.set_range(start)
+            scanned = 0
+            while ok and scanned < max_scan and len(found) < limit:
+                key = bytes(cur.key())
+                if not key.startswith(prefix):
+                    break
+                if key != start or not after:
+                    scanned += 1
+                    msg = _message(account, key[len(prefix):].decode(), cur.value())
+                    last = msg.id
+                    if _matches(msg, since, to, sender):
+                        found.append(msg)
+                ok = cur.next()
+        return found, last
+
+
+def _matches(msg: InboundMessage, since: float | None, to: str | None,
+             sender: str | None) -> bool:
+    return ((since is None or msg.received_at >= since)
+            and (to is None or digits(msg.destination) == digits(to))
+            and (sender is None or digits(msg.source) == digits(sender)))
+
+
+def _message(account: str, msg_id: str, value: bytes) -> InboundMessage:
+    received_at, connector, source, destination, text, encoding, parts = msgpack.unpackb(value)
+    return InboundMessage(msg_id, account, received_at, connector, source, destination, text,
+                          encoding, parts)
+
+
+# ---------------------------------------------------------------------------- write ops
+
+
+class _Dbs(NamedTuple):
+    messages: Any
+    parts: Any
+    meta: Any
+
+
+def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
+             route: Callable[[str], str | None]) -> list[str]:
+    """Store whole messages and parts; returns the account ("" = unrouted) of each message
+    stored (a part completing its group stores its message)."""
+    stored = []
+    for part in parts:
+        whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
+        if whole is None:
+            continue
+        message, count = whole
+        account = route(message.destination) or ""
+        _put_message(txn, dbs, account, message, count)
+        stored.append(account)
+    return stored
+
+
+def _add_part(txn: lmdb.Transaction, db: Any, part: InboundPart
+              ) -> tuple[InboundPart, int] | None:
+    """Keep ``part``; when its group is complete, remove the group and return it joined."""
+    c = part.concat
+    assert c is not None
+    prefix = (part.connector.encode() + b"\x00" + part.source.encode() + b"\x00"
+              + _GROUP.pack(c.ref_bits, c.reference & 0xFFFF, c.total))
+    txn.put(prefix + bytes((c.sequence,)), msgpack.packb(
+        [part.received_at, part.destination, part.encoding, part.text]), db=db)
+    group = _scan(txn, db, prefix)
+    if len(group) < c.total:
+        return None
+    received = [ReceivedPart(text, (), Concat(c.reference, c.total, seq, c.ref_bits))
+                for seq, (_, _, _, text) in group]
+    try:
+        text = reassemble(received)
+    except CodecError:  # sequence numbers outside 1..total: keep waiting (purged later)
+        return None
+    for seq, _ in group:
+        txn.delete(prefix + bytes((seq,)), db=db)
+    latest = max(row[0] for _, row in group)
+    return part._replace(text=text, received_at=latest, concat=None), c.total
+
+
+def _scan(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[int, list[Any]]]:
+    cur = txn.cursor(db=db)
+    out = []
+    ok = cur.set_range(prefix)
+    while ok:
+        key = bytes(cur.key())
+        if not key.startswith(prefix) or len(key) != len(prefix) + 1:
+            break
+        out.append((key[-1], msgpack.unpackb(cur.value())))
+        ok = cur.next()
+    return out
+
+
+def _put_message(txn: lmdb.Transaction, dbs: _Dbs, account: str, part: InboundPart,
+                 count: int) -> None:
+    raw = txn.get(_SEQ_KEY, db=dbs.meta)
+    seq = (int.from_bytes(raw, "big") if raw else 0) + 1
+    txn.put(_SEQ_KEY, u64(seq), db=dbs.meta)
+    key = account.encode() + b"\x00" + f"{seq:016d}".encode()
+    txn.put(key, msgpack.packb([part.received_at, part.connector, part.source,
+                                part.destination, part.text, part.encoding, count]),
+            db=dbs.messages)
+
+
+async def purge_parts(store: Any, *, older_than: float, limit: int = 10_000) -> int:
+    """Remove parts of incomplete messages received before ``older_than``; how many."""
+    return int(await store.write(partial(_op_purge, db=store.db(PARTS), before=older_than,
+                                         limit=limit)))
+
+
+def _op_purge(txn: lmdb.Transaction, *, db: Any, before: float, limit: int) -> int:
+    cur = txn.cursor(db=db)
+    stale: list[bytes] = []
+    for key, value in cur:
+        if len(stale) >= limit:
+            break
+        if msgpack.unpackb(value)[0] < before:
+            stale.append(bytes(key))
+    for key in stale:
+        txn.delete(key, db=db)
+    return len(stale)
