@@ -22,6 +22,7 @@ from typing import Any, Final
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
+from gateway.api.inbound import InboundRoutes
 from gateway.api.messages import MessageRoutes
 from gateway.api.problems import (
     FieldError,
@@ -65,6 +66,9 @@ ROUTES: Final = (
           "Change the calling account's settings (default prefix, encoding, callbacks)"),
     Route("POST", "/v1/receipts/{connector}", "receipts", False,
           "Delivery receipts pushed by an HTTP carrier"),
+    Route("GET", "/v1/inbound", "inbound", True,
+          "The account's inbound (mobile-originated) messages, oldest first, cursor-paged "
+          "(cursor, limit, since, to, from)"),
     # Campaigns and templates (gateway/api/campaigns.py, issue 8)
     Route("POST", "/v1/templates", "campaigns.template_put", True, "Create or replace a template"),
     Route("GET", "/v1/templates", "campaigns.template_list", True, "List templates"),
@@ -127,6 +131,7 @@ class Api:
         self._templated: list[tuple[str, str, dict[str, Route]]] = []
         self.campaigns: Any = None  # gateway.api.campaigns.CampaignRoutes (set by create_api)
         self.dead_letters: Any = None  # gateway.api.dead_letters.DeadLetterRoutes (create_api)
+        self.inbound: InboundRoutes | None = None  # made on first use, over the gateway's store
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
@@ -347,6 +352,11 @@ class Api:
         if self.dead_letters is None:
             raise not_found("callback dead letters are not enabled on this server")
         return await self.dead_letters.replay(request, account)  # type: ignore[no-any-return]
+
+    async def _inbound(self, request: Request, account: Account, _: None) -> Response:
+        if self.inbound is None:
+            self.inbound = InboundRoutes(self._gateway.store)
+        return await self.inbound.list(request, account)
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
         liveness = getattr(self._gateway, "liveness", None)

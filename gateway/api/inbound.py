@@ -1,0 +1,93 @@
+"""Inbound (mobile-originated) messages of API v1: ``GET /v1/inbound``.
+
+    GET /v1/inbound?cursor=<id>&limit=<n>&since=<time>&to=<our number>&from=<handset>
+
+The authenticated account's inbound messages (``gateway.inbound``), OLDEST FIRST, so that a
+client reads them as a feed: it passes the ``next_cursor`` of one answer as the ``cursor`` of
+the next, and an answer with ``next_cursor: null`` means nothing newer is stored yet (keep the
+cursor you have and ask again later). A request reads at most ``max_scan`` stored messages, so
+a sparse filter can answer fewer than ``limit`` messages with a non-null cursor: follow it.
+``since`` takes RFC 3339 or Unix seconds (inclusive); ``to``/``from`` match numbers with or
+without their "+". Unrouted messages (no ``[[inbound]]`` route) belong to no account and are
+never listed.
+
+Must not import: gateway.http.server internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from gateway.accounts import Account
+from gateway.api import bodies
+from gateway.api.problems import FieldError, invalid
+from gateway.api.query import _time
+from gateway.api.views import rfc3339
+from gateway.http import Request, Response
+from gateway.inbound import InboundBook, InboundMessage
+
+PARAMS: Final = frozenset({"cursor", "limit", "since", "to", "from"})
+MAX_LIMIT: Final = 1000
+
+
+class InboundRoutes:
+    """The handler of ``GET /v1/inbound`` for an authenticated account."""
+
+    def __init__(self, store: Any, *, page_size: int = 100, max_scan: int = 10_000) -> None:
+        self._book = InboundBook(store)
+        self._page_size = min(page_size, MAX_LIMIT)
+        self._max_scan = max_scan
+
+    async def list(self, request: Request, account: Account) -> Response:
+        """A page of the account's inbound messages, oldest first (see the module docstring)."""
+        q = self._query(request.query)
+        found, cursor = self._book.page(
+            account.name, after=q.get("cursor"), limit=q.get("limit", self._page_size),
+            max_scan=self._max_scan, since=q.get("since"), to=q.get("to"), sender=q.get("from"))
+        doc = {"messages": [message_json(m) for m in found], "next_cursor": cursor}
+        return Response(200, bodies.encode(doc, bodies.JSON))
+
+    def _query(self, query: str) -> dict[str, Any]:
+        errors: list[FieldError] = []
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, errors="strict",
+                              max_num_fields=len(PARAMS) * 2)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
+        out: dict[str, Any] = {}
+        for name, value in pairs:
+            where = f"query:{name[:40]}"
+            if name not in PARAMS:
+                errors.append(FieldError(where, "unknown parameter"))
+            elif name in out:
+                errors.append(FieldError(where, "given more than once"))
+            elif not value:
+                continue
+            elif name == "cursor":
+                if not (len(value) <= 32 and value.isascii() and value.isdigit()):
+                    errors.append(FieldError(where, "is not a cursor this server gave"))
+                out[name] = value
+            elif name == "limit":
+                if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LIMIT):
+                    errors.append(FieldError(where, f"must be an integer from 1 to {MAX_LIMIT}"))
+                else:
+                    out[name] = int(value)
+            elif name == "since":
+                out[name] = _time(value, "since", errors)
+            else:  # to, from: an unencoded "+" in a query string reads as a space
+                number = "+" + value[1:] if value.startswith(" ") else value
+                bare = number.removeprefix("+")
+                if not (bare.isascii() and bare.isdigit() and len(bare) <= 20):
+                    errors.append(FieldError(where, "must be a number: + and digits"))
+                out[name] = number
+        if errors:
+            raise invalid(errors)
+        return out
+
+
+def message_json(m: InboundMessage) -> dict[str, Any]:
+    """The API form of one inbound message."""
+    return {"id": m.id, "from": m.source, "to": m.destination, "text": m.text,
+            "received_at": rfc3339(m.received_at), "connector": m.connector,
+            "encoding": m.encoding, "parts": m.parts}
