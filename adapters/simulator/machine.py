@@ -169,7 +169,7 @@ class SmscSession:
             if type(pdu) is p.SubmitSm:
                 self._submit(pdu, now)
                 if self.drop:  # _submit may set it; mypy keeps the narrowing from the top
-                    return  # type: ignore[unreachable]
+                    return  # type: ignore[unreachable, unused-ignore]  # only with warn_unreachable
             elif type(pdu) is p.DeliverSmResp:
                 self._delivered(pdu)
             else:
