@@ -40,8 +40,7 @@ import trio
 
 from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
-from gateway import inbound, logs, retention  # noqa: F401  (their metrics register with the
-# others; inbound also registers its databases before open_store)
+from gateway import inbound, logs, retention  # their metrics register with the others
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
 
@@ -296,8 +295,10 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
         key = await _dev_account(config, store)
         if key and key_file:
             Path(key_file).write_text(key + "\n")
+        book = inbound.InboundBook(store, inbound.Router(inbound_routes(config)))
         async with trio.open_nursery() as nursery:
-            carriers = await _carriers(config, nursery)
+            carriers = await _carriers(config, nursery, book.sink)
+            nursery.start_soon(_purge_inbound_parts, store)
             await _run_gateway(config, store, carriers, key, task_status)
             nursery.cancel_scope.cancel()  # the simulator
 
@@ -439,7 +440,29 @@ async def _purge_idempotency(book: Any) -> None:
         logger.info("idempotency: %d expired keys removed", removed)
 
 
-async def _carriers(config: cfg.Config, nursery: trio.Nursery) -> list[Any]:
+def inbound_routes(config: cfg.Config) -> list[tuple[str, str]]:
+    """(number, account) for inbound messages: ``[[inbound]]``, plus ``dev.inbound_number``
+    for the dev account when it is created and no route names that number."""
+    routes = [(r.number, r.account) for r in config.inbound]
+    dev = config.dev
+    taken = {inbound.digits(n) for n, _ in routes}
+    if dev.create_account and dev.inbound_number and \
+            inbound.digits(dev.inbound_number) not in taken:
+        routes.append((dev.inbound_number, dev.account))
+    return routes
+
+
+async def _purge_inbound_parts(store: Any, *, every: float = 3600.0) -> None:
+    """Every hour, drop parts of inbound messages still incomplete after ``PART_TTL``."""
+    while True:
+        await trio.sleep(every)
+        removed = await inbound.purge_parts(store, older_than=time.time() - inbound.PART_TTL)
+        if removed:
+            logger.info("inbound: %d parts of incomplete messages removed", removed)
+
+
+async def _carriers(config: cfg.Config, nursery: trio.Nursery,
+                    inbound_sink: Any = None) -> list[Any]:
     from adapters.smpp.client import SmppCarrier
 
     carriers: list[Any] = []
@@ -449,15 +472,18 @@ async def _carriers(config: cfg.Config, nursery: trio.Nursery) -> list[Any]:
 
         sim_config = SimulatorConfig(system_id=sim.system_id, password=sim.password,
                                      receipt_delay_min=sim.delivery_delay,
-                                     receipt_delay_max=sim.delivery_delay)
+                                     receipt_delay_max=sim.delivery_delay,
+                                     mo_reply=sim.mo_reply, mo_numbers=sim.mo_numbers)
         port = await nursery.start(partial(serve_simulator, sim_config, host=sim.host,
                                            port=sim.port))
-        carriers.append(SmppCarrier("simulator", sim.host, port, sim.system_id, sim.password))
+        carriers.append(SmppCarrier("simulator", sim.host, port, sim.system_id, sim.password,
+                                    inbound=inbound_sink))
         logger.info("built-in SMSC simulator on %s:%d", sim.host, port)
     for c in config.smpp:
         carriers.append(SmppCarrier(c.name, c.host, c.port, c.system_id, c.password,
                                     window=c.window, packed_gsm7=c.packed_gsm7,
-                                    concat="sar" if c.concat == "sar" else "udh"))
+                                    concat="sar" if c.concat == "sar" else "udh",
+                                    inbound=inbound_sink))
     for h in config.http_providers:
         carriers.append(ReceiptTap(_http_carrier(h), h.receipt_token))
     if not carriers:
