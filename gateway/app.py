@@ -324,7 +324,7 @@ class _Channels:
 
     @classmethod
     def open(cls, buffer: int) -> _Channels:
-        pairs = []
+        pairs: list[Any] = []
         # wake: ingress batches (many concurrent HTTP requests); released: small id batches
         for size in (64, 64, buffer, buffer, buffer, 64, 16, 16, buffer):
             pairs.extend(trio.open_memory_channel[bytes](size))

@@ -121,7 +121,7 @@ class _StoreCollector:
 
 
 _STORE = _StoreCollector()
-REGISTRY.register(_STORE)  # type: ignore[arg-type]
+REGISTRY.register(_STORE)
 
 
 def bind_store(store: Any) -> None:

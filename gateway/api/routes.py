@@ -153,7 +153,7 @@ class Api:
         name = route.template if route is not None else "unmatched"
         try:
             if route is None:
-                raise arg  # type: ignore[misc]
+                raise arg
             account = self._authenticate(request) if route.auth else None
             if route.handler.startswith("campaigns."):
                 response = await self._campaign_route(route.handler[10:], request, account, arg)
