@@ -2,7 +2,7 @@
 
 It owns the sockets and nothing else of substance: the session decides, this moves bytes.
 ``submit_many`` encodes its parts once and appends them to one queue shared by the
-connector's ``binds`` connections. Per connection three tasks run in one nursery:
+connector's ``binds`` connections (``_queue``). Per connection three tasks run in one nursery:
 
 * the reader: bytes -> session -> results; then it refills the window from the queue and
   writes everything queued in ONE send (the window's round trip bounds throughput, so this
@@ -10,11 +10,12 @@ connector's ``binds`` connections. Per connection three tasks run in one nursery
 * the writer: the session's timers (response deadlines, keep-alive), throttle pauses, and
   parts queued while the reader was idle;
 * the receipt task: parses receipts and mobile-originated (MO) messages, hands them to their
-  sinks and acknowledges them only after the sink returns (``adapters.smpp.inbound``).
+  sinks and acknowledges them only after the sink returns (``_deliveries``).
 
-``run`` keeps every connection bound, reconnecting with exponential back-off.
-``submit_many`` never raises per part: each part gets a ``SubmitResult``; throttling (0x58,
-0x14) pauses sending and re-queues the part without failing it until the part's deadline.
+``run`` keeps every connection bound, reconnecting with exponential back-off; binding and
+unbinding one connection live in ``_link``. ``submit_many`` never raises per part: each part
+gets a ``SubmitResult``; throttling (0x58, 0x14) pauses sending and re-queues the part without
+failing it until the part's deadline.
 
 Must not import: gateway, any actor module.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,110 +33,27 @@ import trio
 
 from actors.messages import SubmitPart
 from actors.ports import ReceiptSink, SubmitResult
-from adapters._doorbell import Doorbell
-from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
+from adapters.errors import LocalProtocolViolation
 from adapters.smpp import _metrics
 from adapters.smpp import pdu as p
-from adapters.smpp import status as st
-from adapters.smpp.inbound import (
-    ESME_RX_P_APPN,
-    InboundPart,
-    InboundSink,
-    InvalidMo,
-    parse_mo,
-)
-from adapters.smpp.receipts import parse_receipt
+from adapters.smpp._deliveries import Deliveries
+from adapters.smpp._link import NETWORK_ERRORS, READ_SIZE, Link, bind, goodbye
+from adapters.smpp._queue import NOT_BOUND, Call, Item, SubmitQueue, result
+from adapters.smpp._stats import CarrierStats
+from adapters.smpp.inbound import InboundSink
 from adapters.smpp.session import (
-    BindFailed,
-    Bound,
     Closed,
     DeliverReceived,
     EsmeSession,
     Event,
     RequestTimedOut,
-    State,
     SubmitAnswered,
 )
 from adapters.smpp.submit import Concat, SubmitOptions, encode_part
 
+__all__ = ["CarrierStats", "SmppCarrier"]
+
 logger = logging.getLogger(__name__)
-
-READ_SIZE = 256 * 1024
-_NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError,
-                   RemoteProtocolViolation)
-
-
-class _Link:
-    """One connection: its session, socket, wake-up bell and write lock."""
-
-    __slots__ = ("session", "stream", "bell", "send_lock", "close_reason")
-
-    def __init__(self, session: EsmeSession, stream: trio.SocketStream) -> None:
-        self.session = session
-        self.stream = stream
-        self.bell = Doorbell()
-        self.send_lock = trio.StrictFIFOLock()
-        self.close_reason = "closed by the SMSC"
-
-    async def send(self, data: bytes) -> None:
-        async with self.send_lock:
-            await self.stream.send_all(data)
-
-
-class _Call:
-    """One ``submit_many`` call: its results fill in as answers come, then ``done`` fires."""
-
-    __slots__ = ("results", "remaining", "done", "cancelled")
-
-    def __init__(self, n: int) -> None:
-        self.results: list[SubmitResult | None] = [None] * n
-        self.remaining = n
-        self.done = trio.Event()
-        self.cancelled = False
-
-    def set(self, index: int, result: SubmitResult) -> None:
-        if self.results[index] is None:
-            self.results[index] = result
-            self.remaining -= 1
-            if self.remaining == 0:
-                self.done.set()
-
-
-@dataclass(slots=True)
-class _Item:
-    """A part waiting for, or in, the window."""
-
-    frame: bytes
-    call: _Call
-    index: int
-    deadline: float
-    slowed_by: int = 0  # the last slow-down status (0x58/0x14) this part got, if any
-    sent_at: float = 0.0
-
-
-@dataclass(slots=True)
-class CarrierStats:
-    """Cheap counters for metrics and the benchmark."""
-
-    submitted: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    throttled: int = 0
-    in_doubt: int = 0
-    receipts: int = 0
-    other_deliveries: int = 0  # MO acknowledged and dropped: no inbound sink
-    inbound: int = 0  # MO parts stored by the inbound sink
-    inbound_refused: int = 0  # MO parts refused (0x64) because the sink failed
-    inbound_invalid: int = 0  # MO parts that cannot be decoded, refused for good (0x65)
-    connects: int = 0
-    binds: int = 0
-
-
-def _result(error: str, code: str, *, transient: bool, in_doubt: bool = False) -> SubmitResult:
-    return SubmitResult(error=error, code=code, transient=transient, in_doubt=in_doubt)
-
-
-NOT_BOUND = _result("not bound", "not_bound", transient=True)
 
 
 @dataclass(eq=False)  # identity semantics: a connector is a resource, usable as a dict key
@@ -190,10 +107,15 @@ class SmppCarrier:
 
     def __post_init__(self) -> None:
         self._options = SubmitOptions(self.concat, self.packed_gsm7, self.registered_delivery)
-        self._links: list[_Link] = []
-        self._pending: deque[_Item] = deque()
-        self._paused_until = 0.0
-        self._throttle = self.throttle_min
+        self._links: list[Link] = []
+        self._queue = SubmitQueue(self.stats, throttle_min=self.throttle_min,
+                                  throttle_max=self.throttle_max,
+                                  extra_transient=self.extra_transient,
+                                  latency_samples=self.latency_samples)
+        self._deliveries = Deliveries(self.name, inbound=self.inbound,
+                                      packed_gsm7=self.packed_gsm7,
+                                      sink_timeout=self.sink_timeout, clock=self.clock,
+                                      stats=self.stats)
         _metrics.track(self)  # septet_smpp_window_in_use / _size, read at scrape time
 
     def window_usage(self) -> tuple[int, int]:
@@ -216,15 +138,16 @@ class SmppCarrier:
             return []
         if not self.ready:
             return [NOT_BOUND] * len(parts)
-        call = _Call(len(parts))
+        call = Call(len(parts))
         deadline = trio.current_time() + self.submit_timeout
+        pending = self._queue.pending
         for index, part in enumerate(parts):
             try:
                 frame = encode_part(part, self._options)
             except LocalProtocolViolation as exc:
-                call.set(index, _result(str(exc), "local_protocol_violation", transient=False))
+                call.set(index, result(str(exc), "local_protocol_violation", transient=False))
                 continue
-            self._pending.append(_Item(frame, call, index, deadline))
+            pending.append(Item(frame, call, index, deadline))
         self.stats.submitted += len(parts)
         self._ring()
         try:
@@ -233,7 +156,7 @@ class SmppCarrier:
                 await call.done.wait()
         finally:
             call.cancelled = True
-        timeout = _result("timeout", "timeout", transient=True, in_doubt=True)
+        timeout = result("timeout", "timeout", transient=True, in_doubt=True)
         return [r if r is not None else timeout for r in call.results]
 
     async def run(
@@ -272,13 +195,13 @@ class SmppCarrier:
         while True:
             try:
                 reason = await self._connect_and_serve(receipts, bound)
-            except* _NETWORK_ERRORS as group:
+            except* NETWORK_ERRORS as group:
                 reason = f"{type(group.exceptions[0]).__name__}: {group.exceptions[0]}"
             logger.warning("smpp %s: connection %d ended (%s); reconnecting in %.1fs", self.name,
                            index, reason, backoff, extra={"carrier": self.name})
             first_attempt_done(index, False)
             if not self.ready:  # no other bind can take the queue: fail it now, not later
-                self._fail_pending("connection lost", "connection_lost")
+                self._queue.fail_all("connection lost", "connection_lost")
             await trio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, self.reconnect_max)
 
@@ -287,7 +210,7 @@ class SmppCarrier:
         return {
             **{k: getattr(self.stats, k) for k in self.stats.__dataclass_fields__},
             "in_flight": sum(link.session.in_flight for link in self._links),
-            "pending": len(self._pending),
+            "pending": len(self._queue.pending),
             "bound": sum(link.session.bound for link in self._links),
             "ready": self.ready,
         }
@@ -303,8 +226,11 @@ class SmppCarrier:
             session = EsmeSession(now=trio.current_time(), window=self.window,
                                   response_timeout=self.response_timeout,
                                   enquire_link_interval=self.enquire_link_interval)
-            link = _Link(session, stream)
-            early = await self._bind(link)
+            link = Link(session, stream)
+            early = await bind(link, name=self.name, mode=self.bind_mode,
+                               system_id=self.system_id, password=self.password,
+                               system_type=self.system_type,
+                               response_timeout=self.response_timeout)
             if early is None:
                 return "bind refused"
             self._links.append(link)
@@ -316,71 +242,24 @@ class SmppCarrier:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, link)
-                    nursery.start_soon(self._receipt_loop, link, recv, sink)
+                    nursery.start_soon(self._deliveries.serve, link, recv, sink)
                     async with send:
                         await self._read_loop(link, send, early)
                     nursery.cancel_scope.cancel()
             finally:
                 self._links.remove(link)
-                await self._goodbye(link)
+                await goodbye(link, self._handle)
                 self._handle(link, session.connection_lost(), trio.current_time(), None)
                 self._ring()  # the other binds take over the queue
             return link.close_reason
 
-    async def _bind(self, link: _Link) -> list[Event] | None:
-        """Bind; returns the events that came after ``bind_resp`` in the same read (an SMSC
-        sends receipts it held for us right after it: they are ours to acknowledge), or None
-        when the bind is refused."""
-        session = link.session
-        session.bind(self.bind_mode, self.system_id, self.password, now=trio.current_time(),
-                     system_type=self.system_type)
-        await link.send(session.data_to_send())
-        with trio.fail_after(self.response_timeout):
-            while True:
-                data = await link.stream.receive_some(READ_SIZE)
-                if not data:
-                    raise trio.BrokenResourceError("closed during bind")
-                events = session.receive_data(data, trio.current_time())
-                for i, event in enumerate(events):
-                    if isinstance(event, Bound):
-                        return events[i + 1:]
-                    if isinstance(event, BindFailed):
-                        logger.error("smpp %s: bind refused: %s", self.name,
-                                     st.name(event.status), extra={"carrier": self.name})
-                        return None
-                    if isinstance(event, Closed):
-                        raise trio.BrokenResourceError(event.reason)
+    # -- the read and write loops ----------------------------------------------------------
 
-    async def _goodbye(self, link: _Link) -> None:
-        """On shutdown: let the window drain, then unbind (§4.2); bounded and shielded."""
-        session = link.session
-        if not session.bound:
-            return
-        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-            try:
-                await link.send(session.data_to_send())
-                if session.in_flight:
-                    await self._drain(link, lambda: session.in_flight > 0)
-                session.unbind(now=trio.current_time())
-                await link.send(session.data_to_send())
-                await self._drain(link, lambda: session.state is State.UNBINDING)
-            except (*_NETWORK_ERRORS, LocalProtocolViolation):
-                pass
-
-    async def _drain(self, link: _Link, condition: Callable[[], bool]) -> None:
-        while condition():
-            data = await link.stream.receive_some(READ_SIZE)
-            if not data:
-                return
-            now = trio.current_time()
-            self._handle(link, link.session.receive_data(data, now), now, None)
-
-    # -- the three loops -------------------------------------------------------------------
-
-    async def _read_loop(self, link: _Link, deliveries: trio.abc.SendChannel[list[p.DeliverSm]],
+    async def _read_loop(self, link: Link, deliveries: trio.abc.SendChannel[list[p.DeliverSm]],
                          early: list[Event]) -> None:
         """Handle ``early`` (what arrived with bind_resp), then every read until the close."""
         events = early
+        pending = self._queue.pending
         while True:
             batch: list[p.DeliverSm] = []
             now = trio.current_time()
@@ -388,7 +267,7 @@ class SmppCarrier:
             # Refill the window and write before anything else: receipts can wait a little,
             # the round trip of the window is what bounds throughput.
             await self._flush(link, now)
-            if self._pending:  # parts left (window full or paused): the writer times them
+            if pending:  # parts left (window full or paused): the writer times them
                 link.bell.ring()
             if batch:
                 await deliveries.send(batch)
@@ -399,11 +278,12 @@ class SmppCarrier:
                 return
             events = link.session.receive_data(data, trio.current_time())
 
-    async def _flush(self, link: _Link, now: float) -> None:
+    async def _flush(self, link: Link, now: float) -> None:
         """Move pending parts into the window and write everything queued in one send."""
-        pending = self._pending
+        queue = self._queue
+        pending = queue.pending
         session = link.session
-        if now >= self._paused_until:
+        if now >= queue.paused_until:
             while pending and session.can_submit:
                 item = pending.popleft()
                 if not item.call.cancelled:
@@ -413,9 +293,10 @@ class SmppCarrier:
         if data:
             await link.send(data)
 
-    async def _write_loop(self, link: _Link) -> None:
+    async def _write_loop(self, link: Link) -> None:
         """Timers (response deadlines, keep-alive, throttle pauses) and new submits."""
-        pending = self._pending
+        queue = self._queue
+        pending = queue.pending
         session = link.session
         while True:
             wake = session.next_deadline()
@@ -424,136 +305,31 @@ class SmppCarrier:
                 if session.can_submit:
                     # Room in the window but parts still queued: only a throttle pause holds
                     # them. Wake when it ends (at once if it ended while we were busy).
-                    wake = min(wake, self._paused_until)
+                    wake = min(wake, queue.paused_until)
             await link.bell.wait_until(wake)
             now = trio.current_time()
             if self._handle(link, session.tick(now), now, None):
                 return
-            self._expire_pending(now)
+            queue.expire(now)
             await self._flush(link, now)
 
-    async def _receipt_loop(self, link: _Link, recv: trio.MemoryReceiveChannel[list[p.DeliverSm]],
-                            sink: ReceiptSink) -> None:
-        async with recv:
-            async for batch in recv:
-                while True:  # drain what is waiting: one sink call for all of it
-                    try:
-                        batch += recv.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._store_and_acknowledge(link.session, batch, sink)
-                link.bell.ring()
-
-    async def _store_and_acknowledge(self, session: EsmeSession, batch: list[p.DeliverSm],
-                                     sink: ReceiptSink) -> None:
-        """Hand receipts and MO parts to their sinks; answer each deliver_sm after (§4.6.2)."""
-        received_at = self.clock()
-        receipts = []
-        mo: list[tuple[int, InboundPart]] = []
-        answers: dict[int, int] = {}  # sequence -> status, for what needs no sink
-        for d in batch:
-            receipt = parse_receipt(d, connector=self.name, received_at=received_at)
-            if receipt is not None:
-                receipts.append((d.sequence, receipt))
-            elif self.inbound is None:
-                self.stats.other_deliveries += 1  # MO without a sink: acknowledged, not kept
-                answers[d.sequence] = st.ESME_ROK
-            else:
-                try:
-                    mo.append((d.sequence, parse_mo(d, connector=self.name,
-                                                    received_at=received_at,
-                                                    packed_gsm7=self.packed_gsm7)))
-                except InvalidMo as exc:  # resending cannot help: refuse it for good
-                    logger.warning("smpp %s: MO refused: %s", self.name, exc,
-                                   extra={"carrier": self.name})
-                    self.stats.inbound_invalid += 1
-                    answers[d.sequence] = ESME_RX_P_APPN
-        if receipts:
-            status = await self._to_sink(sink, [r for _, r in receipts], "receipt")
-            self.stats.receipts += len(receipts) if status == st.ESME_ROK else 0
-            answers.update((seq, status) for seq, _ in receipts)
-        if mo:
-            assert self.inbound is not None
-            status = await self._to_sink(self.inbound, [m for _, m in mo], "inbound")
-            if status == st.ESME_ROK:
-                self.stats.inbound += len(mo)
-            else:
-                self.stats.inbound_refused += len(mo)
-            answers.update((seq, status) for seq, _ in mo)
-        for d in batch:
-            session.acknowledge(d.sequence, answers[d.sequence])
-
-    async def _to_sink(self, sink: Callable[[Any], Any], items: list[Any], what: str) -> int:
-        """Call ``sink`` within ``sink_timeout``; the deliver_sm_resp status to answer with."""
-        try:
-            with trio.fail_after(self.sink_timeout):
-                await sink(items)
-        except Exception:  # not stored: refuse them so that the SMSC resends (§4.6.2)
-            logger.exception("smpp %s: %s sink failed", self.name, what,
-                             extra={"carrier": self.name})
-            return st.ESME_RX_T_APPN
-        return st.ESME_ROK
-
-    # -- outcomes --------------------------------------------------------------------------
-
-    def _handle(self, link: _Link, events: list[Event], now: float,
+    def _handle(self, link: Link, events: list[Event], now: float,
                 deliveries: list[p.DeliverSm] | None) -> bool:
         """Apply session events; returns True when the session closed."""
         closed = False
+        answered = self._queue.answered
         for event in events:
             if type(event) is SubmitAnswered:
-                self._answered(event, now)
+                answered(event, now)
             elif type(event) is DeliverReceived:
                 if deliveries is not None:  # else: not acknowledged, so the SMSC resends it
                     deliveries.append(event.pdu)
             elif type(event) is RequestTimedOut:
-                item: _Item = event.token
+                item: Item = event.token
                 self.stats.in_doubt += 1
-                item.call.set(item.index, _result("no response", "timeout", transient=True,
-                                                  in_doubt=True))
+                item.call.set(item.index, result("no response", "timeout", transient=True,
+                                                 in_doubt=True))
             elif type(event) is Closed:
                 link.close_reason = event.reason
                 closed = True
         return closed
-
-    def _answered(self, event: SubmitAnswered, now: float) -> None:
-        item: _Item = event.token
-        status = event.status
-        if self.latency_samples is not None:
-            self.latency_samples.append(now - item.sent_at)
-        if status == st.ESME_ROK and not event.malformed:
-            self.stats.accepted += 1
-            self._throttle = self.throttle_min
-            item.call.set(item.index, SubmitResult(carrier_id=event.message_id))
-        elif status in st.SLOW_DOWN and now < item.deadline and not item.call.cancelled:
-            # §5.1.3: slow down and send again; the part is not failed (until its deadline).
-            self.stats.throttled += 1
-            item.slowed_by = status
-            if now >= self._paused_until:
-                self._paused_until = now + self._throttle
-                self._throttle = min(self._throttle * 2, self.throttle_max)
-            self._pending.appendleft(item)
-        elif event.malformed:
-            self.stats.in_doubt += 1
-            item.call.set(item.index, _result("malformed response", "remote_protocol_violation",
-                                              transient=True, in_doubt=True))
-        else:
-            self.stats.rejected += 1
-            item.call.set(item.index, _result(st.name(status), st.code(status),
-                                              transient=st.is_transient(status,
-                                                                        self.extra_transient)))
-
-    def _expire_pending(self, now: float) -> None:
-        pending = self._pending
-        while pending and (pending[0].deadline <= now or pending[0].call.cancelled):
-            item = pending.popleft()
-            if item.slowed_by:  # still throttled at its deadline: say so (rate feedback)
-                result = _result(st.name(item.slowed_by), st.code(item.slowed_by), transient=True)
-            else:
-                result = _result("deadline passed before sending", "timeout", transient=True)
-            item.call.set(item.index, result)
-
-    def _fail_pending(self, error: str, code: str) -> None:
-        while self._pending:
-            item = self._pending.popleft()
-            item.call.set(item.index, _result(error, code, transient=True))
