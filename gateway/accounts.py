@@ -2,7 +2,8 @@
 
 Layout of ``accounts`` (keys are bytes):
     ``a:`` name      → msgpack [version, default_prefix, policy, max_parts, callback_url,
-                                callback_secret, created_at]
+                                callback_secret, created_at, inbound_url]
+                       (records written before inbound_url existed have 7 items: "")
     ``k:`` sha256(key) → msgpack [name, created_at, label]
 
 API keys are 32 random bytes (``sk_`` + base64url); only their SHA-256 is stored. A key of
@@ -28,6 +29,7 @@ import msgpack
 
 from gateway.config import POLICIES
 from gateway.errors import AccountError
+from gateway.ssrf import CallbackUrlRefused, parse_callback_url
 
 DB: Final = b"accounts"
 VERSION: Final = 1
@@ -47,15 +49,17 @@ class Account:
     callback_url: str = ""
     callback_secret: str = ""
     created_at: float = 0.0
+    inbound_url: str = ""  # where inbound (MO) messages are pushed; "" = callback_url
 
     def to_bytes(self) -> bytes:
         return bytes(msgpack.packb([VERSION, self.default_prefix, self.policy, self.max_parts,
-                                    self.callback_url, self.callback_secret, self.created_at]))
+                                    self.callback_url, self.callback_secret, self.created_at,
+                                    self.inbound_url]))
 
     @classmethod
     def from_bytes(cls, name: str, data: bytes) -> Account:
-        _version, prefix, policy, max_parts, url, secret, created = msgpack.unpackb(data)
-        return cls(name, prefix, policy, max_parts, url, secret, created)
+        _version, prefix, policy, max_parts, url, secret, created, *rest = msgpack.unpackb(data)
+        return cls(name, prefix, policy, max_parts, url, secret, created, *rest[:1])
 
 
 def check_settings(account: Account) -> list[str]:
@@ -70,6 +74,11 @@ def check_settings(account: Account) -> list[str]:
         errs.append(f"policy: one of {', '.join(POLICIES)}")
     if not 1 <= account.max_parts <= 255:
         errs.append("max_parts: between 1 and 255")
+    if account.inbound_url:
+        try:  # syntax only: every request re-checks the address (gateway.callbacks)
+            parse_callback_url(account.inbound_url)
+        except CallbackUrlRefused as exc:
+            errs.append(f"inbound_url: refused ({exc.reason})")
     return errs
 
 

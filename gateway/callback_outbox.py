@@ -23,6 +23,11 @@ latter). A dead letter's id is ``"<msg_id>:<seq>"``.
 
 ``cb_done`` keeps one small entry per message that had a callback; :func:`prune_done` removes
 those of messages older than a cut-off id (ids are time-ordered).
+
+Inbound (MO) pushes share the outbox: their "message id" is ``mo-<inbound id>`` (a key of its
+own kind, see :func:`inbound_msg_id`), always seq 1, written by :meth:`CallbackOutbox.enqueue_in`
+inside the write that stores the inbound message. They get no ``cb_done`` mark: each is
+enqueued once, by the write that creates its id, so there is no repeat to recognise.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Collection, Container, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
@@ -50,6 +56,13 @@ for _name in CALLBACK_DATABASES:
         STORE_DATABASES.append(_name)
 
 WAITING: Final = -1
+INBOUND_PREFIX: Final = "mo-"
+"""Outbox message ids of inbound pushes start with this (outbound ids never do)."""
+
+
+def inbound_msg_id(inbound_id: str) -> str:
+    """The outbox's message id of inbound message ``inbound_id``: ``mo-0000000000000042``."""
+    return INBOUND_PREFIX + inbound_id
 
 
 def _ms_not_before(at: float) -> int:
@@ -152,6 +165,22 @@ class CallbackOutbox:
         self._remember(scheduled, waiting, now)
         return new
 
+    def enqueue_in(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], *, now: float
+                   ) -> int:
+        """As :meth:`enqueue`, inside a write the caller runs (so the callback is durable
+        exactly when what it reports is). Run that write inside :meth:`writing` (``now``)."""
+        return self._enqueue(txn, sorted(events, key=lambda e: (e.msg_id, e.seq)), now)[0]
+
+    @contextmanager
+    def writing(self, now: float) -> Iterator[None]:
+        """Around a write that enqueues at ``now`` (:meth:`enqueue_in`): :meth:`due` does not
+        resume its scan past ``now`` meanwhile, so the entry is read on the next pass."""
+        self._writing.append(now)
+        try:
+            yield
+        finally:
+            self._writing.remove(now)
+
     def _enqueue(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], now: float
                  ) -> tuple[int, list[tuple[bytes, StatusEvent]], list[tuple[bytes, StatusEvent]]]:
         """``events`` sorted by (msg_id, seq): a message's later events reuse what its first
@@ -244,6 +273,8 @@ class CallbackOutbox:
         return key
 
     def _mark_done(self, txn: lmdb.Transaction, event: StatusEvent) -> None:
+        if event.msg_id.startswith(INBOUND_PREFIX):
+            return  # enqueued once, by the write that created it: nothing to recognise later
         key = event.msg_id.encode()
         done = txn.get(key, db=self._done)
         if done is None or int.from_bytes(done, "big") < event.seq:

@@ -8,6 +8,15 @@ as a JSON array of the same objects (see docs/callbacks.md)::
               "campaign": ..., "parts": 2, "error_code": "", "reason": "",
               "client_ref": ..., "occurred_at": 1795644001.25}}
 
+An inbound (MO) message goes the same way as ``SMS_RECEIVED``; its outbox entry is a
+``StatusEvent`` naming it (:func:`inbound_event`), and the sender reads the message itself from
+the store when it builds the body (``received``, see :class:`HttpCallbackSender`)::
+
+    {"type": "SMS_RECEIVED", "timestamp": "2026-11-25T22:00:01.250Z",
+     "data": {"id": "0000000000000042", "account": ..., "from": "+351910000000",
+              "to": "+351912000000", "text": ..., "received_at": "2026-11-25T22:00:01.250Z",
+              "connector": ..., "encoding": "gsm7", "parts": 1}}
+
 Headers (https://www.standardwebhooks.com/): ``webhook-id`` (stable per (message, sequence), so
 a receiver can drop repeats), ``webhook-timestamp`` (Unix seconds of this attempt) and
 ``webhook-signature`` = ``"v1," + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}"))``.
@@ -43,7 +52,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import trio
 
-from actors.messages import StatusEvent
+from actors.messages import MsgId, StatusEvent
 from actors.ports import CallbackResult
 from gateway.ssrf import (
     DEFAULT_PORTS,
@@ -54,6 +63,8 @@ from gateway.ssrf import (
 )
 
 EVENTS: Final = frozenset({"SMS_SENT", "SMS_NOT_SENT", "SMS_DELIVERED", "SMS_NOT_DELIVERED"})
+RECEIVED: Final = "SMS_RECEIVED"
+"""The event of an inbound (MO) message pushed to its account."""
 MAX_RESPONSE: Final = 64 * 1024
 USER_AGENT: Final = "Septet-Webhooks/1"
 SECRET_PREFIX: Final = "whsec_"
@@ -107,6 +118,33 @@ def event_payload(event: StatusEvent) -> dict[str, Any]:
     }
 
 
+def inbound_event(msg_id: str, account: str, received_at: float, connector: str) -> StatusEvent:
+    """The outbox entry of an inbound message's push. ``msg_id`` is the outbox's id for it
+    (``gateway.callback_outbox.inbound_msg_id``); the body is read from the store at send."""
+    return StatusEvent(MsgId(msg_id), account, RECEIVED, 1, received_at, carrier_id=connector)
+
+
+Received = Callable[[StatusEvent], "dict[str, Any] | None"]
+"""``SMS_RECEIVED`` event -> the ``data`` object of its body (the stored message), or None
+when that message is no longer stored."""
+
+
+class InboundGone(LookupError):
+    """The inbound message an ``SMS_RECEIVED`` entry names is not stored (any more)."""
+
+
+def received_payload(event: StatusEvent, data: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object of an inbound message's push (``data`` as ``received`` gives it)."""
+    return {"type": RECEIVED, "timestamp": _rfc3339(event.at), "data": data}
+
+
+def _received_json(e: StatusEvent, received: Received | None) -> str:
+    data = received(e) if received is not None else None
+    if data is None:
+        raise InboundGone(e.msg_id)
+    return json.dumps(received_payload(e, data), separators=(",", ":"), ensure_ascii=False)
+
+
 def build_body_slow(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
     """The reference form (``json.dumps`` of :func:`event_payload`); :func:`build_body` equals it."""
     as_array = len(events) != 1 if batched is None else batched
@@ -141,15 +179,24 @@ def _fast_event_json(e: StatusEvent) -> str:
             f'{_str(e.client_ref)},"occurred_at":{e.at!r}}}}}')
 
 
-def build_body(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
+def build_body(events: Sequence[StatusEvent], *, batched: bool | None = None,
+               received: Received | None = None) -> bytes:
     """One event as an object, several (or ``batched=True``) as an array. Compact UTF-8 JSON.
 
-    Written field by field (equal to :func:`build_body_slow`, which a property test checks).
+    Status events are written field by field (equal to :func:`build_body_slow`, which a
+    property test checks); ``SMS_RECEIVED`` ones carry what ``received`` reads.
+
+    Raises:
+        InboundGone: an ``SMS_RECEIVED`` event whose message ``received`` does not find.
     """
     as_array = len(events) != 1 if batched is None else batched
+
+    def one(e: StatusEvent) -> str:
+        return _received_json(e, received) if e.event == RECEIVED else _event_json(e)
+
     if not as_array:
-        return _event_json(events[0]).encode()
-    return ("[" + ",".join(map(_event_json, events)) + "]").encode()
+        return one(events[0]).encode()
+    return ("[" + ",".join(map(one, events)) + "]").encode()
 
 
 def webhook_id(events: Sequence[StatusEvent]) -> str:
@@ -190,7 +237,7 @@ def secret_bytes(secret: str) -> bytes:
 
 
 def endpoint_resolver(
-    account_settings: Callable[[str], tuple[str, str] | None],
+    account_settings: Callable[[str], tuple[str, str] | tuple[str, str, str] | None],
     *,
     version: Callable[[], int] = lambda: 0,
     ttl: float = 5.0,
@@ -199,6 +246,8 @@ def endpoint_resolver(
     """Build the notifier's ``endpoint_for`` from ``account -> (default_url, secret) | None``.
 
     The event's own ``callback_url`` wins over the account default; no URL means no callback.
+    ``account_settings`` may give a third item, the account's ``inbound_url``: where its
+    ``SMS_RECEIVED`` pushes go (the default URL when empty).
 
     The notifier asks once per event at enqueue and once more when it reads the event back to
     send it, so each account's ``(default_url, secret as bytes)`` is cached: all of it is
@@ -206,10 +255,10 @@ def endpoint_resolver(
     this process) and each account's entry is read again after ``ttl`` seconds (an update made
     by another process, e.g. ``septet accounts update``, shows within that time).
     """
-    cache: dict[str, tuple[float, str, bytes]] = {}  # account -> (expires, url, secret)
+    cache: dict[str, tuple[float, str, bytes, str]] = {}  # account -> (expires, url, secret, mo url)
     seen = [version()]
 
-    def settings_of(account: str) -> tuple[float, str, bytes]:
+    def settings_of(account: str) -> tuple[float, str, bytes, str]:
         now, current = clock(), version()
         if current != seen[0]:
             cache.clear()
@@ -220,13 +269,16 @@ def endpoint_resolver(
         found = account_settings(account)  # an unknown account is cached as "no default URL"
         if len(cache) >= 10_000:
             cache.clear()
-        url, secret = found if found is not None else ("", "")
-        entry = cache[account] = (now + ttl, url, secret_bytes(secret))
+        url, secret, *mo_url = found if found is not None else ("", "")
+        entry = cache[account] = (now + ttl, url, secret_bytes(secret), "".join(mo_url))
         return entry
 
     def endpoint_for(event: StatusEvent) -> tuple[str, bytes] | None:
-        _expires, default_url, secret = settings_of(event.account)
-        url = event.callback_url or default_url
+        _expires, default_url, secret, inbound_url = settings_of(event.account)
+        if event.event == RECEIVED:
+            url = inbound_url or default_url
+        else:
+            url = event.callback_url or default_url
         return (url, secret) if url else None
 
     return endpoint_for
@@ -256,6 +308,8 @@ class HttpCallbackSender:
         resolver: async ``(host, port) -> [address, ...]`` used at every send.
         clock: Unix time for ``webhook-timestamp``.
         batched: send a JSON array even for a single event (receivers of batched mode).
+        received: reads the stored inbound message an ``SMS_RECEIVED`` event names (the
+            ``data`` of its body); without it such events are refused as permanent failures.
     """
 
     def __init__(
@@ -267,7 +321,9 @@ class HttpCallbackSender:
         resolver: AsyncResolver = trio_resolver,
         clock: Callable[[], float] = time.time,
         batched: bool = False,
+        received: Received | None = None,
     ) -> None:
+        self._received = received
         self._transport = transport or KeepAliveTransport()
         self._allow_loopback, self._allow_private = allow_loopback, allow_private
         self._resolver, self._clock, self._batched = resolver, clock, batched
@@ -286,7 +342,12 @@ class HttpCallbackSender:
             )
         except CallbackUrlRefused as exc:
             return CallbackResult(ok=False, error=f"url refused: {exc.reason}", permanent=True)
-        body = build_body(events, batched=True if self._batched else None)
+        try:
+            body = build_body(events, batched=True if self._batched else None,
+                              received=self._received)
+        except InboundGone:
+            return CallbackResult(ok=False, error="inbound message no longer stored",
+                                  permanent=True)
         wid, timestamp = webhook_id(events), int(self._clock())
         headers = {
             "host": target.host_header,

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
@@ -43,6 +43,9 @@ from gateway import config as cfg
 from gateway import inbound, logs, retention  # their metrics register with the others
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
+
+if TYPE_CHECKING:
+    from gateway.callback_outbox import CallbackOutbox
 
 logger = logging.getLogger("septet")
 
@@ -138,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
         x.add_argument("--max-parts", type=int)
         x.add_argument("--callback-url")
         x.add_argument("--callback-secret")
+        x.add_argument("--inbound-url", help="where inbound (MO) messages are pushed "
+                       "(default: the callback URL); \"\" clears it")
     asub.add_parser("list")
     asub.add_parser("show").add_argument("name")
     asub.add_parser("key").add_argument("name")
@@ -147,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {"default_prefix": args.prefix, "policy": args.encoding, "max_parts": args.max_parts,
-             "callback_url": args.callback_url, "callback_secret": args.callback_secret}
+             "callback_url": args.callback_url, "callback_secret": args.callback_secret,
+             "inbound_url": args.inbound_url}
     return {k: v for k, v in pairs.items() if v is not None}
 
 
@@ -285,8 +291,10 @@ async def _export(config: cfg.Config, args: argparse.Namespace) -> int:
 async def serve(config: cfg.Config, *, key_file: str | None = None,
                 task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the whole gateway until SIGINT/SIGTERM (or cancellation); reports the HTTP port."""
-    import gateway.callback_outbox  # registers its databases before open_store
     import gateway.importer  # noqa: F401  (campaign and import databases, issue 8)
+    from gateway.api.inbound import received_reader
+    from gateway.callback_outbox import CallbackOutbox  # registers its databases before open_store
+    from gateway.callbacks import endpoint_resolver
     from gateway.store import open_store
 
     Path(config.store.path).mkdir(parents=True, exist_ok=True)
@@ -295,39 +303,47 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
         key = await _dev_account(config, store)
         if key and key_file:
             Path(key_file).write_text(key + "\n")
-        book = inbound.InboundBook(store, inbound.Router(inbound_routes(config)))
+        accounts = AccountBook(store)
+        endpoint_for = endpoint_resolver(partial(_account_endpoints, accounts),
+                                         version=lambda: accounts.version)
+        outbox = CallbackOutbox(store)  # one instance: the inbound book writes, the notifier reads
+        book = inbound.InboundBook(store, inbound.Router(inbound_routes(config)), outbox=outbox,
+                                   endpoint_for=endpoint_for)
         async with trio.open_nursery() as nursery:
             carriers = await _carriers(config, nursery, book.sink)
             nursery.start_soon(_purge_inbound_parts, store)
-            await _run_gateway(config, store, carriers, key, task_status)
+            await _run_gateway(config, store, carriers, key, task_status,
+                               callbacks=(outbox, endpoint_for, received_reader(book)))
             nursery.cancel_scope.cancel()  # the simulator
 
 
+def _account_endpoints(book: AccountBook, name: str) -> tuple[str, str, str] | None:
+    """(callback_url, callback_secret, inbound_url) of account ``name`` for the notifier."""
+    acct = book.get(name)
+    return None if acct is None else (acct.callback_url, acct.callback_secret, acct.inbound_url)
+
+
 async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
-                       task_status: trio.TaskStatus[int]) -> None:
+                       task_status: trio.TaskStatus[int], *,
+                       callbacks: tuple[CallbackOutbox, Any, Any]) -> None:
+    """``callbacks``: the callback outbox, the notifier's ``endpoint_for`` and the sender's
+    ``received`` (shared with the inbound book, which pushes MO through the same outbox)."""
     from actors import notifier
     from gateway import metrics
     from gateway.api import create_api
     from gateway.app import CoreSettings, open_gateway
-    from gateway.callback_outbox import CallbackOutbox
-    from gateway.callbacks import endpoint_resolver, open_callback_sender
+    from gateway.callbacks import open_callback_sender
     from gateway.campaigns import Campaigns
     from gateway.http import HttpServer, ServerLimits
 
     h, a = config.http, config.api
-    book = AccountBook(store)
     campaigns = Campaigns(store)  # its rules are a live view the rate limiter reads
-
-    def account_settings(name: str) -> tuple[str, str] | None:
-        acct = book.get(name)
-        return None if acct is None else (acct.callback_url, acct.callback_secret)
-
+    outbox, endpoint_for, received = callbacks
     policy = callback_policy(config.callbacks)
     async with open_callback_sender(allow_loopback=a.callbacks_allow_loopback,
                                     allow_private=a.callbacks_allow_private,
-                                    batched=policy.batch_size > 1) as sender:
-        endpoint_for = endpoint_resolver(account_settings, version=lambda: book.version)
-        run_notifier = partial(notifier.run, outbox=CallbackOutbox(store), sender=sender,
+                                    batched=policy.batch_size > 1, received=received) as sender:
+        run_notifier = partial(notifier.run, outbox=outbox, sender=sender,
                                policy=policy, endpoint_for=endpoint_for)
         # [shaping] of the config (per account / connector) plus the live campaign rules; the
         # gateway sets the route from its route table (gateway.app.shaping_rules).

@@ -22,6 +22,13 @@ Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
     inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
                    -> msgpack [received_at, destination, encoding, text]
 
+Push (``SMS_RECEIVED``): given a callback outbox and the notifier's ``endpoint_for``, the
+book asks, before its write, which of the accounts the parts route to have a URL for inbound
+messages (``inbound_url``, else ``callback_url``), and the write that stores such an account's
+message also puts its push into the callback outbox (``CallbackOutbox.enqueue_in``). So an MO
+acknowledged to the SMSC always has its push durable too; the notifier delivers it with the
+status callbacks' signing, retries, breaker and dead letters (docs/callbacks.md).
+
 ``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
 an account's messages read oldest first by key. Incomplete groups older than
 ``PART_TTL`` are removed by :func:`purge_parts` (the serve command runs it hourly).
@@ -33,7 +40,9 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Container, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, NamedTuple
@@ -42,10 +51,13 @@ import lmdb
 import msgpack
 from prometheus_client import Counter
 
+from actors.messages import StatusEvent
 from adapters.smpp.inbound import InboundPart
 from codec import CodecError, reassemble
 from codec.receive import ReceivedPart
 from codec.udh import Concat
+from gateway.callback_outbox import CallbackOutbox, inbound_msg_id
+from gateway.callbacks import inbound_event
 from gateway.store import STORE_DATABASES, u64
 
 logger = logging.getLogger(__name__)
@@ -97,22 +109,51 @@ class Router:
         return self._table.get(digits(destination))
 
 
-class InboundBook:
-    """Stores inbound parts and messages; reads an account's messages."""
+EndpointFor = Callable[[StatusEvent], "tuple[str, bytes] | None"]
 
-    def __init__(self, store: Any, router: Router | None = None) -> None:
+
+class InboundBook:
+    """Stores inbound parts and messages; reads an account's messages.
+
+    Args:
+        store: the gateway store.
+        router: our numbers -> account.
+        outbox: the callback outbox the notifier delivers from (the same instance); with
+            ``endpoint_for``, messages of accounts with a URL are pushed as ``SMS_RECEIVED``.
+        endpoint_for: the notifier's ``event -> (url, secret) | None``.
+        now: wall clock (Unix seconds) for the push's first attempt.
+    """
+
+    def __init__(self, store: Any, router: Router | None = None, *,
+                 outbox: CallbackOutbox | None = None, endpoint_for: EndpointFor | None = None,
+                 now: Callable[[], float] = time.time) -> None:
         self._store = store
         self._router = router or Router()
+        self._outbox, self._endpoint_for, self._now = outbox, endpoint_for, now
         self.stored = 0
         self.unrouted = 0
+        self.pushed = 0
+
+    def _pushing(self, parts: Sequence[InboundPart]) -> set[str]:
+        """The accounts among those ``parts`` route to that want their messages pushed."""
+        if self._outbox is None or self._endpoint_for is None:
+            return set()
+        accounts = {self._router.account(p.destination) for p in parts}
+        return {a for a in accounts
+                if a and self._endpoint_for(inbound_event("", a, 0.0, "")) is not None}
 
     async def sink(self, parts: Sequence[InboundPart]) -> None:
-        """The connectors' inbound sink: durable when it returns."""
+        """The connectors' inbound sink: durable (push included) when it returns."""
         if not parts:
             return
         dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta")))
-        accounts = await self._store.write(partial(op_store, dbs=dbs, parts=list(parts),
-                                                   route=self._router.account))
+        push, now, outbox = self._pushing(parts), self._now(), self._outbox
+        enqueue = None if not push or outbox is None else partial(_enqueue_push, outbox, now=now)
+        with outbox.writing(now) if enqueue is not None and outbox is not None else nullcontext():
+            accounts = await self._store.write(partial(
+                op_store, dbs=dbs, parts=list(parts), route=self._router.account, push=push,
+                enqueue=enqueue))
+        self.pushed += sum(a in push for a in accounts)
         for account in accounts:
             routed = "yes" if account else "no"
             MESSAGES.labels(routed=routed).inc()
@@ -120,6 +161,12 @@ class InboundBook:
             self.unrouted += account == ""
         if accounts:
             logger.debug("inbound: %d messages stored (%d parts)", len(accounts), len(parts))
+
+    def get(self, account: str, msg_id: str) -> InboundMessage | None:
+        """``account``'s message ``msg_id``, or None."""
+        with self._store.read() as txn:
+            value = txn.get(account.encode() + b"\x00" + msg_id.encode(), db=self._store.db(DB))
+        return None if value is None else _message(account, msg_id, value)
 
     def page(self, account: str, *, after: str | None = None, limit: int = 100,
              max_scan: int = 10_000, since: float | None = None, to: str | None = None,
@@ -174,10 +221,17 @@ class _Dbs(NamedTuple):
     meta: Any
 
 
+def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEvent, *,
+                  now: float) -> None:
+    outbox.enqueue_in(txn, [event], now=now)
+
+
 def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
-             route: Callable[[str], str | None]) -> list[str]:
+             route: Callable[[str], str | None], push: Container[str] = (),
+             enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None) -> list[str]:
     """Store whole messages and parts; returns the account ("" = unrouted) of each message
-    stored (a part completing its group stores its message)."""
+    stored (a part completing its group stores its message). A message of an account in
+    ``push`` also goes to ``enqueue`` (the callback outbox), in this same transaction."""
     stored = []
     for part in parts:
         whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
@@ -185,7 +239,10 @@ def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
             continue
         message, count = whole
         account = route(message.destination) or ""
-        _put_message(txn, dbs, account, message, count)
+        msg_id = _put_message(txn, dbs, account, message, count)
+        if enqueue is not None and account in push:
+            enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
+                                       message.connector))
         stored.append(account)
     return stored
 
@@ -228,14 +285,17 @@ def _scan(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[int, list
 
 
 def _put_message(txn: lmdb.Transaction, dbs: _Dbs, account: str, part: InboundPart,
-                 count: int) -> None:
+                 count: int) -> str:
+    """Store one whole message under the next id; returns that id."""
     raw = txn.get(_SEQ_KEY, db=dbs.meta)
     seq = (int.from_bytes(raw, "big") if raw else 0) + 1
     txn.put(_SEQ_KEY, u64(seq), db=dbs.meta)
-    key = account.encode() + b"\x00" + f"{seq:016d}".encode()
+    msg_id = f"{seq:016d}"
+    key = account.encode() + b"\x00" + msg_id.encode()
     txn.put(key, msgpack.packb([part.received_at, part.connector, part.source,
                                 part.destination, part.text, part.encoding, count]),
             db=dbs.messages)
+    return msg_id
 
 
 async def purge_parts(store: Any, *, older_than: float, limit: int = 10_000) -> int:

@@ -16,14 +16,17 @@ Must not import: gateway.http.server internals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from actors.messages import StatusEvent
 from gateway.accounts import Account
 from gateway.api import bodies
 from gateway.api.problems import FieldError, invalid
 from gateway.api.query import _time
 from gateway.api.views import rfc3339
+from gateway.callback_outbox import INBOUND_PREFIX
 from gateway.http import Request, Response
 from gateway.inbound import InboundBook, InboundMessage
 
@@ -84,6 +87,17 @@ class InboundRoutes:
         if errors:
             raise invalid(errors)
         return out
+
+
+def received_reader(book: InboundBook) -> Callable[[StatusEvent], dict[str, Any] | None]:
+    """The callback sender's ``received``: the ``data`` of an ``SMS_RECEIVED`` push is the
+    message as this route lists it, plus its account; None when it is no longer stored."""
+
+    def received(event: StatusEvent) -> dict[str, Any] | None:
+        found = book.get(event.account, event.msg_id.removeprefix(INBOUND_PREFIX))
+        return None if found is None else {"account": found.account, **message_json(found)}
+
+    return received
 
 
 def message_json(m: InboundMessage) -> dict[str, Any]:
