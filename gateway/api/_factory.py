@@ -10,6 +10,7 @@ from typing import Any
 from gateway.accounts import AccountBook
 from gateway.api._ids import FastMsgIds
 from gateway.api.dead_letters import DeadLetterRoutes
+from gateway.api.inbound import InboundRoutes
 from gateway.api.messages import MessageRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
 from gateway.config import ApiConfig
@@ -43,6 +44,8 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
               receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
     api.idempotency = book
     api.dead_letters = DeadLetterRoutes(store, page_size=config.page_size, now=now)
+    api.inbound = InboundRoutes(store, page_size=config.page_size,
+                                max_page_size=config.max_page_size, max_scan=config.max_scan)
     if campaigns is not None:  # gateway.campaigns.Campaigns (issue 8)
         from gateway.api.campaigns import CampaignRoutes
 

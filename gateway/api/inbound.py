@@ -37,9 +37,11 @@ MAX_LIMIT: Final = 1000
 class InboundRoutes:
     """The handler of ``GET /v1/inbound`` for an authenticated account."""
 
-    def __init__(self, store: Any, *, page_size: int = 100, max_scan: int = 10_000) -> None:
+    def __init__(self, store: Any, *, page_size: int = 100, max_page_size: int = MAX_LIMIT,
+                 max_scan: int = 10_000) -> None:
         self._book = InboundBook(store)
-        self._page_size = min(page_size, MAX_LIMIT)
+        self._max_limit = max_page_size
+        self._page_size = min(page_size, self._max_limit)
         self._max_scan = max_scan
 
     async def list(self, request: Request, account: Account) -> Response:
@@ -72,8 +74,10 @@ class InboundRoutes:
                     errors.append(FieldError(where, "is not a cursor this server gave"))
                 out[name] = value
             elif name == "limit":
-                if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LIMIT):
-                    errors.append(FieldError(where, f"must be an integer from 1 to {MAX_LIMIT}"))
+                if not (value.isascii() and value.isdigit() and len(value) <= 9
+                        and 1 <= int(value) <= self._max_limit):
+                    errors.append(FieldError(where,
+                                             f"must be an integer from 1 to {self._max_limit}"))
                 else:
                     out[name] = int(value)
             elif name == "since":

@@ -73,6 +73,20 @@ SCHEMAS: Final[dict[str, Any]] = {
     "Page": {"type": "object", "properties": {
         "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageView"}},
         "next_cursor": {"type": ["string", "null"]}}},
+    "InboundMessage": {"type": "object", "description": "A mobile-originated message "
+                       "(docs/api.md, Inbound); also the data of an SMS_RECEIVED push",
+                       "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]{16}$"},
+        "from": {"type": "string", "description": "the handset's number"},
+        "to": {"type": "string", "description": "our number it was sent to"},
+        "text": {"type": "string"}, "received_at": {"type": "string", "format": "date-time"},
+        "connector": {"type": "string"},
+        "encoding": {"type": "string", "enum": ["gsm7", "ucs2", "latin1", "ascii"]},
+        "parts": {"type": "integer", "minimum": 1}}},
+    "InboundPage": {"type": "object", "required": ["messages", "next_cursor"], "properties": {
+        "messages": {"type": "array", "items": {"$ref": "#/components/schemas/InboundMessage"}},
+        "next_cursor": {"type": ["string", "null"], "description": "pass as cursor; null: "
+                        "nothing newer yet (keep your cursor and ask again later)"}}},
     "FieldError": {"type": "object", "properties": {"field": {"type": "string"},
                                                     "reason": {"type": "string"}}},
     "Problem": {"type": "object", "description": "RFC 9457 problem details", "properties": {
@@ -92,6 +106,21 @@ _SEARCH_PARAMS: Final = [
         ("q", {"type": "string"}, "case-insensitive text substring"),
         ("cursor", {"type": "string"}, "next_cursor of the previous page"),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+    )
+]
+
+
+_NUMBER: Final = {"type": "string", "pattern": "^[+ ]?[0-9]{1,20}$"}
+_INBOUND_PARAMS: Final = [
+    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+    for n, s, d in (
+        ("cursor", {"type": "string", "pattern": "^[0-9]{1,32}$"},
+         "next_cursor of the previous answer (absent: from the oldest)"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+         "messages per answer at most (default [api] page_size, at most [api] max_page_size)"),
+        ("since", {"type": "string"}, "received at or after: RFC 3339 or Unix seconds"),
+        ("to", _NUMBER, "only those sent to this number of ours (with or without +)"),
+        ("from", _NUMBER, "only those sent by this number (with or without +)"),
     )
 ]
 
@@ -130,6 +159,15 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "responses": {"200": {"description": "the message", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/MessageView"}}}},
             **_problems(401, 404)}},
+    ("GET", "/v1/inbound"): {
+        "description": "The account's inbound (MO) messages, oldest first, as a feed. A request "
+                       "reads at most [api] max_scan stored messages, so a sparse filter may "
+                       "answer fewer than limit with a non-null next_cursor: follow it.",
+        "parameters": _INBOUND_PARAMS,
+        "responses": {"200": {"description": "a page of inbound messages",
+                              "content": {"application/json": {"schema": {
+                                  "$ref": "#/components/schemas/InboundPage"}}}},
+                      **_problems(401, 422)}},
     ("POST", "/v1/preview"): {
         "requestBody": {"required": True, "content": _json("Message")},
         "responses": {"200": {"description": "what the text costs", "content": _json("Preview")},

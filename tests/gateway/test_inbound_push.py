@@ -219,3 +219,42 @@ def test_septet_accounts_set_inbound_url(tmp_path: Path, monkeypatch: pytest.Mon
     assert "inbound_url" in capsys.readouterr().err
     assert cli.main(["accounts", "set", "shop", "--inbound-url", ""]) == 0
     assert json.loads(capsys.readouterr().out)["inbound_url"] == ""
+
+
+async def test_get_inbound_takes_the_api_page_settings_and_is_documented(tmp_path: Path) -> None:
+    from gateway.api._factory import create_api
+    from gateway.api.openapi import document
+    from gateway.api.problems import Problem
+    from gateway.api.routes import ROUTES
+    from gateway.config import ApiConfig
+    from gateway.http import Request
+
+    async with open_store(tmp_path / "db", sync=False) as store:
+        book = InboundBook(store, Router({OURS: "alpha"}))
+        await book.sink([part(str(i)) for i in range(5)])
+
+        class Gateway:
+            pass
+
+        gw = Gateway()
+        gw.store = store  # type: ignore[attr-defined]
+        api = create_api(gw, ApiConfig(page_size=2, max_page_size=3, max_scan=4))
+        assert api.inbound is not None
+        alpha = Account("alpha")
+
+        async def get(query: str) -> Any:
+            answer = await api.inbound.list(  # type: ignore[union-attr]
+                Request("GET", "/v1/inbound", {}, b"", True, query=query), alpha)
+            assert answer.status == 200
+            return json.loads(answer.body)
+
+        doc = await get("")
+        assert [m["text"] for m in doc["messages"]] == ["0", "1"]  # page_size
+        doc = await get("limit=3&cursor=" + doc["next_cursor"])
+        assert [m["text"] for m in doc["messages"]] == ["2", "3", "4"]
+        with pytest.raises(Problem, match="from 1 to 3"):  # over max_page_size
+            await get("limit=4")
+    op = document(ROUTES)["paths"]["/v1/inbound"]["get"]
+    assert {p["name"] for p in op["parameters"]} == {"cursor", "limit", "since", "to", "from"}
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/InboundPage")
