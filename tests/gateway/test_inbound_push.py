@@ -27,7 +27,7 @@ from bench.callbacks import Receiver, serve_receiver
 from gateway.accounts import DB as ACCOUNTS
 from gateway.accounts import Account, AccountBook
 from gateway.api.inbound import received_reader
-from gateway.callback_outbox import CallbackOutbox, list_dead_letters
+from gateway.callback_outbox import CallbackOutbox, list_dead_letters, replay_dead_letters
 from gateway.callbacks import RECEIVED, endpoint_resolver, open_callback_sender, verify
 from gateway.cli import _account_endpoints
 from gateway.inbound import InboundBook, Router
@@ -118,8 +118,10 @@ async def _no_receipts(_: Any) -> None:
     pass
 
 
-async def test_a_receiver_down_is_retried_then_dead_lettered(tmp_path: Path) -> None:
-    receiver = Receiver(respond=lambda n: 503)
+async def test_a_receiver_down_is_retried_then_dead_lettered_and_replayed(tmp_path: Path
+                                                                          ) -> None:
+    answers = [503]
+    receiver = Receiver(respond=lambda n: answers[0])
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_receiver, receiver)
         async with open_store(tmp_path / "db", sync=False) as store:
@@ -129,11 +131,17 @@ async def test_a_receiver_down_is_retried_then_dead_lettered(tmp_path: Path) -> 
             async with running_notifier(store, book, outbox, endpoint_for) as stats:
                 await book.sink([part("call me")])
                 await until(lambda: stats.dead == 1)
-            dead = list_dead_letters(store, "alpha")
-            assert outbox.pending_count() == 0
+                dead = list_dead_letters(store, "alpha")
+                assert outbox.pending_count() == 0
+                failed = len(receiver.requests)
+                answers[0] = 200  # the receiver is back; the operator replays
+                assert await replay_dead_letters(store, "alpha", "all") == 1
+                await until(lambda: stats.delivered == 1)
+            assert list_dead_letters(store, "alpha") == [] and outbox.pending_count() == 0
         nursery.cancel_scope.cancel()
-    assert stats.retried >= 2 and len(receiver.requests) == stats.retried + 1
+    assert stats.retried >= 2 and failed == stats.retried + 1
     assert {r.headers["webhook-id"] for r in receiver.requests} == {"msg_mo-0000000000000001_1"}
+    assert json.loads(receiver.requests[-1].body)["data"]["text"] == "call me"
     [letter] = dead
     assert letter.id == "mo-0000000000000001:1" and letter.event.event == RECEIVED
     assert "retries exhausted" in letter.error
