@@ -179,7 +179,8 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                 "encoding": {"type": "string", "enum": list(POLICIES)},
                 "max_parts": {"type": "integer", "minimum": 1, "maximum": 255},
                 "callback_url": {"type": "string", "format": "uri"},
-                "callback_secret": {"type": "string"}}}}}},
+                "callback_secret": {"type": "string"},
+                "inbound_url": {"type": "string", "format": "uri"}}}}}},
         "responses": {"200": {"description": "the updated settings"},
                       **_problems(400, 401, 415, 422)}},
     ("GET", "/v1/callbacks/dead-letters"): {

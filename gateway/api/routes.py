@@ -38,7 +38,7 @@ from gateway.http import Request, Response
 
 _ACCOUNT_FIELDS: Final = {"default_country_prefix": "default_prefix", "encoding": "policy",
                           "max_parts": "max_parts", "callback_url": "callback_url",
-                          "callback_secret": "callback_secret"}
+                          "callback_secret": "callback_secret", "inbound_url": "inbound_url"}
 _API_NAME: Final = {v: k for k, v in _ACCOUNT_FIELDS.items()}
 ReceiptParser = Callable[[bytes, str], list[Any]]
 ReceiptSink = Callable[[str, list[Any]], Awaitable[None]]  # (connector, receipts)
@@ -281,6 +281,7 @@ class Api:
         doc = {"name": account.name, "default_country_prefix": account.default_prefix or None,
                "encoding": account.policy, "max_parts": account.max_parts,
                "callback_url": account.callback_url or None,
+               "inbound_url": account.inbound_url or None,
                "callback_secret_set": bool(account.callback_secret)}
         return Response(200, bodies.encode(doc, bodies.JSON))
 
@@ -298,13 +299,14 @@ class Api:
                 errors.append(FieldError(name, "has the wrong type"))
             else:
                 changes[target] = v
-        url = changes.get("callback_url")
-        if isinstance(url, str) and url:
-            try:
-                changes["callback_url"] = await self._messages.check_callback(url)
-            except ValueError as exc:
-                errors.append(FieldError("callback_url",
-                                         f"refused: {getattr(exc, 'reason', '') or exc}"))
+        for field in ("callback_url", "inbound_url"):  # the same SSRF check for both
+            url = changes.get(field)
+            if isinstance(url, str) and url:
+                try:
+                    changes[field] = await self._messages.check_callback(url)
+                except ValueError as exc:
+                    errors.append(FieldError(field,
+                                             f"refused: {getattr(exc, 'reason', '') or exc}"))
         if not errors:
             try:
                 account = await self.accounts.update(account.name, **changes)

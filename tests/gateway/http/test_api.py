@@ -340,12 +340,18 @@ async def test_account_settings_can_be_changed_over_the_api(served: Served) -> N
         assert doc["callback_url"] == "https://crm.example/cb" and doc["callback_secret_set"]
         sent = await c.post("/v1/messages", json={**OK, "to": "07911 123456"})
         assert sent.json()["to"] == "+447911123456"  # the new default prefix applies
+        mo = await c.patch("/v1/account", json={"inbound_url": "https://crm.example/mo"})
+        assert mo.status_code == 200 and mo.json()["inbound_url"] == "https://crm.example/mo"
+        assert (await c.get("/v1/account")).json()["callback_url"] == "https://crm.example/cb"
+        mo_refused = await c.patch("/v1/account", json={"inbound_url": "http://forbidden/"})
         bad = await c.patch("/v1/account", json={"encoding": "utf8", "colour": "red",
                                                   "max_parts": "3"})
         refused = await c.patch("/v1/account", json={"callback_url": "http://forbidden/"})
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"colour", "max_parts"}
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "callback_url"
+    assert mo_refused.status_code == 422
+    assert mo_refused.json()["errors"][0]["field"] == "inbound_url"
     async with served.client("beta") as c:
         r = await c.patch("/v1/account", json={"encoding": "utf8", "default_country_prefix": "x"})
     assert r.status_code == 422
