@@ -24,6 +24,10 @@ Delivery is a scheduling loop over the outbox in due order:
 
 Delivery is at-least-once across a crash (a request that succeeded just before a kill is sent
 again); the ``webhook-id`` header is stable per (msg_id, seq) so receivers drop the repeat.
+Entries someone else writes into the outbox (the inbound book's MO pushes, in its own
+transaction) are read at the next poll, or at once when the writer rings the ``doorbell``
+after its commit.
+
 When the inbox closes the notifier keeps delivering what is due for ``policy.drain_timeout``
 seconds and returns; the rest stays in the outbox for the next start.
 
@@ -37,7 +41,8 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import trio
@@ -74,6 +79,34 @@ class NotifierStats:
     in_flight: int = 0
 
 
+class Doorbell:
+    """Wakes the running notifier when another writer has put due entries into its outbox.
+
+    The writer rings after its write commits, from the event loop (``trio.Event`` is not
+    thread-safe); with no notifier running a ring does nothing and the entry waits for the
+    next start, which reads everything due.
+    """
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def ring(self) -> None:
+        """Tell every listening notifier that the outbox holds new entries."""
+        for listener in self._listeners:
+            listener()
+
+    @contextmanager
+    def listening(self, listener: Callable[[], None]) -> Iterator[None]:
+        """Call ``listener`` on each ring while the block runs."""
+        self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._listeners.remove(listener)
+
+
 def decide(
     entry: CallbackEntry, result: CallbackResult, *, policy: RetryPolicy, now: float, rand: float
 ) -> Settlement:
@@ -103,6 +136,7 @@ async def run(
     now: Callable[[], float] = time.time,
     rand: Callable[[], float] = random.random,
     stats: NotifierStats | None = None,
+    doorbell: Doorbell | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Enqueue status events durably and deliver them as callbacks until the inbox closes.
@@ -116,21 +150,24 @@ async def run(
         now: wall clock (Unix seconds); tests pass ``trio.current_time``.
         rand: uniform [0, 1) source for retry jitter.
         stats: counters to update, if the caller wants them.
+        doorbell: rung by other writers of ``outbox`` after their commit (MO pushes), so
+            their entries go out at once instead of at the next ``policy.poll_interval``.
     """
     delivery = _Delivery(outbox, sender, policy, endpoint_for, now, rand, stats or NotifierStats())
     async with inbox, trio.open_nursery() as nursery:
-        await nursery.start(delivery.run)
-        task_status.started()
-        async for batch in inbox:
-            events = decode_batch_of(StatusEvent, batch)
-            while True:  # whatever else waits goes into the same outbox write
-                try:
-                    events += decode_batch_of(StatusEvent, inbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            await delivery.enqueue(events)
-        await delivery.drain()
-        nursery.cancel_scope.cancel()
+        with (doorbell or Doorbell()).listening(delivery.poke):
+            await nursery.start(delivery.run)
+            task_status.started()
+            async for batch in inbox:
+                events = decode_batch_of(StatusEvent, batch)
+                while True:  # whatever else waits goes into the same outbox write
+                    try:
+                        events += decode_batch_of(StatusEvent, inbox.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await delivery.enqueue(events)
+            await delivery.drain()
+            nursery.cancel_scope.cancel()
 
 
 class _Delivery:
@@ -178,6 +215,11 @@ class _Delivery:
         if wanted:
             self.stats.enqueued += await self._outbox.enqueue(wanted, now=self._now())
             self._dirty = True
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Someone else wrote to the outbox: read it on the next pass, which starts now."""
+        self._dirty = True
         self._wake.set()
 
     async def drain(self) -> None:

@@ -43,6 +43,7 @@ import lmdb
 import msgpack
 
 from actors.messages import StatusEvent, from_wire, to_wire
+from actors.notifier import Doorbell
 from actors.ports import CallbackEntry, Settlement
 from gateway.store import STORE_DATABASES, Store, ms, u64
 
@@ -140,6 +141,8 @@ class CallbackOutbox:
         # due(): [skip object of the last call, where to resume, its now, last full scan]
         self._scan: list[Any] = [None, b"", -math.inf, -math.inf]
         self._writing: list[float] = []  # ``now`` of this outbox's writes not yet committed
+        # Rung by writers of :meth:`enqueue_in` after their commit; the notifier listens.
+        self.doorbell = Doorbell()
 
     def _remember(self, scheduled: list[tuple[bytes, StatusEvent]],
                   waiting: list[tuple[bytes, StatusEvent]], first_at: float) -> None:
@@ -168,7 +171,8 @@ class CallbackOutbox:
     def enqueue_in(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], *, now: float
                    ) -> int:
         """As :meth:`enqueue`, inside a write the caller runs (so the callback is durable
-        exactly when what it reports is). Run that write inside :meth:`writing` (``now``)."""
+        exactly when what it reports is). Run that write inside :meth:`writing` (``now``) and
+        ring :attr:`doorbell` once it has committed, so the notifier sends it at once."""
         return self._enqueue(txn, sorted(events, key=lambda e: (e.msg_id, e.seq)), now)[0]
 
     @contextmanager

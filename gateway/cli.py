@@ -344,7 +344,8 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                                     allow_private=a.callbacks_allow_private,
                                     batched=policy.batch_size > 1, received=received) as sender:
         run_notifier = partial(notifier.run, outbox=outbox, sender=sender,
-                               policy=policy, endpoint_for=endpoint_for)
+                               policy=policy, endpoint_for=endpoint_for,
+                               doorbell=outbox.doorbell)  # the inbound book rings it
         # [shaping] of the config (per account / connector) plus the live campaign rules; the
         # gateway sets the route from its route table (gateway.app.shaping_rules).
         settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules),

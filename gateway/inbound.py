@@ -153,6 +153,8 @@ class InboundBook:
             accounts = await self._store.write(partial(
                 op_store, dbs=dbs, parts=list(parts), route=self._router.account, push=push,
                 enqueue=enqueue))
+        if enqueue is not None and outbox is not None:
+            outbox.doorbell.ring()  # committed: the notifier sends it now, not at its next poll
         self.pushed += sum(a in push for a in accounts)
         for account in accounts:
             routed = "yes" if account else "no"

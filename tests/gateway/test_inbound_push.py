@@ -63,7 +63,8 @@ async def running_notifier(store: Store, book: InboundBook, outbox: CallbackOutb
             as sender, trio.open_nursery() as nursery:
         send, recv = trio.open_memory_channel[bytes](0)
         await nursery.start(partial(notifier.run, recv, outbox=outbox, sender=sender,
-                                    policy=policy, endpoint_for=endpoint_for, stats=stats))
+                                    policy=policy, endpoint_for=endpoint_for, stats=stats,
+                                    doorbell=outbox.doorbell))  # as gateway.cli wires it
         async with send:
             yield stats
         nursery.cancel_scope.cancel()
@@ -145,6 +146,23 @@ async def test_a_receiver_down_is_retried_then_dead_lettered_and_replayed(tmp_pa
     [letter] = dead
     assert letter.id == "mo-0000000000000001:1" and letter.event.event == RECEIVED
     assert "retries exhausted" in letter.error
+
+
+async def test_a_push_goes_out_at_once_not_at_the_next_poll(tmp_path: Path) -> None:
+    receiver = Receiver()
+    idle = RetryPolicy(poll_interval=30.0, request_timeout=1.0, drain_timeout=0.1)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_receiver, receiver)
+        async with open_store(tmp_path / "db", sync=False) as store:
+            await AccountBook(store).create(Account(
+                "alpha", callback_url=f"http://127.0.0.1:{port}/hook", callback_secret=SECRET))
+            book, outbox, endpoint_for = inbound_book(store)
+            async with running_notifier(store, book, outbox, endpoint_for, idle) as stats:
+                await trio.sleep(0.05)  # the notifier has read the empty outbox and sleeps 30 s
+                await book.sink([part("now")])
+                await until(lambda: stats.delivered == 1, timeout=5)  # the doorbell woke it
+        nursery.cancel_scope.cancel()
+    assert [b["data"]["text"] for b in bodies(receiver)] == ["now"]
 
 
 async def test_a_push_stored_before_a_restart_is_delivered_once_after_it(tmp_path: Path) -> None:
