@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 import trio
 import trio.testing
@@ -18,9 +19,19 @@ import gateway.callback_outbox  # noqa: F401  (registers cb_done before open_sto
 from actors import messages as m
 from actors.ingress import MsgIdFactory, id_floor
 from gateway import config as cfg
+from gateway._campaign_model import COUNTERS, DEFS, MSGS, ROWS, Campaign, row_key
 from gateway._store_pipeline import PipelineStore
 from gateway.errors import ConfigError
-from gateway.retention import op_prune, prune_final, run_pruner
+from gateway.inbound import DB as INBOUND
+from gateway.inbound import InboundBook
+from gateway.retention import (
+    op_prune,
+    op_prune_campaign_rows,
+    op_prune_inbound,
+    prune_all,
+    prune_final,
+    run_pruner,
+)
 from gateway.store import Store, open_store
 
 NOW = 1_790_000_000.0  # a fixed "now" (2026)
@@ -89,8 +100,8 @@ async def seeder(tmp_path: Path) -> AsyncIterator[Seeder]:
         yield Seeder(store)
 
 
-def pruned_total() -> float:
-    return REGISTRY.get_sample_value("septet_store_pruned_messages_total") or 0.0
+def pruned_total(kind: str = "message") -> float:
+    return REGISTRY.get_sample_value("septet_store_pruned_messages_total", {"stage": kind}) or 0.0
 
 
 async def test_old_final_messages_go_with_every_row_pointing_to_them(seeder: Seeder) -> None:
@@ -272,3 +283,117 @@ def _items(r: httpx.Response) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     doc = r.json()
     return list(doc["messages"])
+
+
+# ------------------------------------------------------------- inbound, receipts, campaign rows
+
+
+async def _put_inbound(store: Store, account: str, seq: int, at: float) -> str:
+    msg_id = f"{seq:016d}"
+    value = msgpack.packb([at, CONN, "+351912000001", "+351910000000", "hi", "gsm", 1])
+    await store.write(lambda txn: txn.put(f"{account}\x00{msg_id}".encode(), value,
+                                          db=store.db(INBOUND)))
+    return msg_id
+
+
+async def test_old_inbound_messages_go_recent_ones_stay(seeder: Seeder) -> None:
+    store = seeder.store
+    old = [await _put_inbound(store, a, i, OLD + i) for i, a in enumerate(["", "alpha", "beta"] * 3)]
+    recent = [await _put_inbound(store, "alpha", 100 + i, RECENT) for i in range(2)]
+    metric = pruned_total("inbound")
+
+    removed = await prune_all(store, older_than_s=90 * DAY, now=NOW, batch=2, pause=0)
+
+    assert removed == {"message": 0, "inbound": 9, "receipt": 0, "campaign_row": 0}
+    assert pruned_total("inbound") - metric == 9
+    book = InboundBook(store)
+    assert [x.id for x in book.page("alpha")[0]] == recent
+    assert book.get("alpha", old[1]) is None and store.entries(INBOUND) == 2
+    # bounded: an op looks at no more than its limit and says where to go on
+    await _put_inbound(store, "alpha", 200, OLD)
+    first = await store.write(lambda txn: op_prune_inbound(txn, store, NOW - 90 * DAY, 1))
+    assert (first.removed, first.after is not None) == (0, True)  # looked at a recent one only
+
+
+async def test_old_unmatched_receipts_go_recent_and_waiting_ones_stay(seeder: Seeder) -> None:
+    pstore, store = seeder.pstore, seeder.store
+    for i in range(5):  # old receipts nothing matched, moved to the unknown ones
+        await pstore.apply([m.CarrierReceipt(CONN, f"9{i}", "DELIVRD", "", OLD)], OLD)
+    assert await pstore.expire_orphans(OLD + 1, 100) == 5
+    await pstore.apply([m.CarrierReceipt(CONN, "77", "DELIVRD", "", RECENT)], RECENT)
+    assert await pstore.expire_orphans(RECENT + 1, 100) == 1
+    await pstore.apply([m.CarrierReceipt(CONN, "88", "DELIVRD", "", OLD)], OLD)  # still parked
+    await pstore.apply([m.CarrierReceipt(CONN, "99", "DELIVRD", "", NOW)], NOW)  # parked now
+    assert store.entries(b"unknown") == 6
+    orphan_keys = store.entries(b"orphans")
+    metric = pruned_total("receipt")
+
+    removed = await prune_all(store, older_than_s=90 * DAY, now=NOW, batch=2, pause=0)
+
+    assert removed["receipt"] == 6  # 5 unknown + 1 orphan (counted once, whatever its keys)
+    assert pruned_total("receipt") - metric == 6
+    assert store.entries(b"unknown") == 1
+    assert 0 < store.entries(b"orphans") == orphan_keys // 2
+    # the orphan parked now still matches its submit response when it lands
+    msg = await seeder.make("alpha", "SENT", NOW, carrier_id="99")
+    assert seeder.state_of(msg) == "DELIVERED"
+    assert store.entries(b"orphans") == 0
+
+
+async def _put_campaign(store: Store, name: str, state: str, at: float, rows: int) -> Campaign:
+    c = Campaign(name, "alpha", "Septet", "hi", state=state, created_at=at - 3600, rows=rows,
+                 cursor=rows, finished_at=at if state in ("done", "cancelled") else 0.0)
+
+    def op(txn: Any) -> None:
+        txn.put(c.key.encode(), c.pack(), db=store.db(DEFS))
+        for row in range(rows):
+            txn.put(row_key(c.key, row), msgpack.packb({"to": "+351912345678"}),
+                    db=store.db(ROWS))
+            txn.put(row_key(c.key, row), f"id{row}".encode(), db=store.db(MSGS))
+
+    await store.write(op)
+    return c
+
+
+async def test_rows_of_old_finished_campaigns_go_live_ones_stay(seeder: Seeder) -> None:
+    store = seeder.store
+    gone = [await _put_campaign(store, "old-done", "done", OLD, 7),
+            await _put_campaign(store, "old-cancelled", "cancelled", OLD, 3)]
+    kept = [await _put_campaign(store, "recent-done", "done", RECENT, 2)]
+    # live ones keep their rows whatever their age
+    for state in ("draft", "scheduled", "running", "paused"):
+        kept.append(await _put_campaign(store, f"old-{state}", state, OLD - 1000 * DAY, 2))
+    metric = pruned_total("campaign_row")
+
+    removed = await prune_all(store, older_than_s=90 * DAY, now=NOW, batch=3, pause=0)
+
+    assert removed["campaign_row"] == 10
+    assert pruned_total("campaign_row") - metric == 10
+    assert store.entries(ROWS) == store.entries(MSGS) == 2 * len(kept)
+    with store.read() as txn:
+        assert all(txn.get(c.key.encode(), db=store.db(DEFS)) for c in gone + kept)
+        for c in kept:
+            assert txn.get(row_key(c.key, 1), db=store.db(ROWS)) is not None
+        counters = {c.name: txn.get(f"{c.key}\x00pruned_rows".encode(), db=store.db(COUNTERS))
+                    for c in gone + kept}
+    assert {k: msgpack.unpackb(v) if v else None for k, v in counters.items()} == {
+        "old-done": 7, "old-cancelled": 3, "recent-done": None, "old-draft": None,
+        "old-scheduled": None, "old-running": None, "old-paused": None}
+    # a second pass finds nothing more (the records stay, their rows are gone)
+    again = await prune_all(store, older_than_s=90 * DAY, now=NOW, batch=3, pause=0)
+    assert again["campaign_row"] == 0
+
+
+async def test_a_campaign_op_removes_no_more_rows_than_its_limit(seeder: Seeder) -> None:
+    store = seeder.store
+    await _put_campaign(store, "big", "done", OLD, 5)
+    results = []
+    after = b""
+    while True:
+        done = await store.write(
+            lambda txn, a=after: op_prune_campaign_rows(txn, store, NOW - 90 * DAY, 1, after=a))
+        results.append(done.removed)
+        if done.after is None:
+            break
+        after = done.after
+    assert results == [1, 1, 1, 1, 1] and store.entries(ROWS) == 0
