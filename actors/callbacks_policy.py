@@ -4,7 +4,7 @@ Theory of operation. Every decision takes ``now`` (Unix seconds) and, where rand
 involved, a number ``rand`` in [0, 1); nothing here reads a clock or does I/O, so plain pytest
 drives it.
 
-Retry schedule: attempt ``n`` (1 = the first retry) waits
+Retry schedule (``actors.backoff.delay``): attempt ``n`` (1 = the first retry) waits
 ``min(max_delay, initial_delay * factor ** (n - 1))``, scaled by a jitter factor drawn
 uniformly from ``[1 - jitter, 1 + jitter]`` (so endpoints that failed together do not retry
 together), never beyond ``max_delay``. Retrying stops when the next attempt would fall after
@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 from urllib.parse import urlsplit
+
+from actors import backoff
 
 DAY: Final = 86_400.0
 
@@ -89,9 +91,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rand: float) -> float:
         """Wait before retry number ``attempt`` (1-based), jittered by ``rand`` in [0, 1)."""
-        exponent = min(attempt - 1, 64)  # 2.0 ** 64 already dwarfs any max_delay
-        base = min(self.max_delay, self.initial_delay * self.factor**exponent)
-        return min(self.max_delay, base * (1 - self.jitter + 2 * self.jitter * rand))
+        return backoff.delay(attempt, base=self.initial_delay, cap=self.max_delay,
+                             factor=self.factor, jitter=self.jitter, rand=rand)
 
     def next_attempt_at(
         self, *, attempt: int, first_attempt_at: float, now: float, rand: float

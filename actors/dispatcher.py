@@ -32,7 +32,7 @@ from typing import Final
 import msgpack
 import trio
 
-from actors import _metrics, messages
+from actors import _metrics, backoff, messages
 from actors.messages import ConnectorThrottled, PartFailed, PartSubmitted, Released, SubmitPart
 from actors.ports import Carrier, PipelineStore, SubmitResult
 from actors.routing import RouteTable, choose
@@ -61,7 +61,8 @@ class RetryPolicy:
     submit_timeout: float = 30.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.cap, self.base * 2 ** (attempt - 1)))
+        """Wait before retry ``attempt`` (1-based): ``actors.backoff.delay`` without jitter."""
+        return backoff.delay(attempt, base=self.base, cap=self.cap)
 
 
 @dataclass(slots=True)

@@ -202,6 +202,8 @@ class SmppCarrier:
             first_attempt_done(index, False)
             if not self.ready:  # no other bind can take the queue: fail it now, not later
                 self._queue.fail_all("connection lost", "connection_lost")
+            # Not actors.backoff.delay: adapters may not import it (STYLE.md §1), and this one
+            # draws from [0.5, 1) of the wait, reset by a bind rather than counted per attempt.
             await trio.sleep(backoff * (0.5 + random.random() / 2))
             backoff = min(backoff * 2, self.reconnect_max)
 
