@@ -27,6 +27,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgpack
@@ -34,6 +36,7 @@ import trio
 
 from actors import messages as m
 from actors.ingress import MsgIdFactory
+from gateway._store_process import open_process_pipeline, process_map_size
 from gateway.app import CoreSettings, open_gateway
 from gateway.store import open_store
 from tests.fakes import ScriptedCarrier
@@ -71,7 +74,22 @@ def _batch(start: int, n: int, now: float, send_at: float = 0.0) -> list[m.Messa
                       send_at=send_at) for i in range(start, start + n)]
 
 
-async def throughput(args: argparse.Namespace) -> dict[str, float]:
+@asynccontextmanager
+async def _open_core(path: str, writer: str, map_size: int, carrier: Any, settings: CoreSettings,
+                     notifier: Any = None) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """(store, gateway, process pipeline or None) with the pipeline's writes on ``writer``."""
+    if writer == "thread":
+        async with open_store(path, sync=True, map_size=map_size) as store, \
+                open_gateway(store, [carrier], settings, notifier=notifier) as gw:
+            yield store, gw, None
+        return
+    async with open_store(path, sync=True, map_size=process_map_size(map_size)) as store, \
+            open_process_pipeline(store, receipt_timeout=settings.receipt_timeout) as pipe, \
+            open_gateway(store, [carrier], settings, notifier=notifier, pipeline=pipe) as gw:
+        yield store, gw, pipe
+
+
+async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[str, float]:
     n = args.messages
     latencies: list[float] = []
     done = trio.Event()
@@ -94,14 +112,16 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
 
     accepted: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=args.dir) as path:
-        async with open_store(path, sync=True, map_size=1 << 31) as store:
-            carrier = ScriptedCarrier("bench", now=time.time)
-            settings = CoreSettings(receipt_timeout=None)
-            async with open_gateway(store, [carrier], settings, notifier=notifier) as gw:
+        carrier = ScriptedCarrier("bench", now=time.time)
+        settings = CoreSettings(receipt_timeout=None)
+        async with _open_core(path, writer, 1 << 31, carrier, settings,
+                              notifier) as (store, gw, pipe):
+            if True:  # (keeps the measured block's indentation)
                 gc.collect()  # as `septet serve` does once started: the cyclic GC no longer
                 gc.freeze()  # rescans what lives as long as the process (modules, actors)
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
+                child0 = pipe.statistics().child_cpu_seconds if pipe else 0.0
 
                 async def producer(k: int) -> None:
                     for start in range(k * args.batch, n, args.batch * args.producers):
@@ -118,10 +138,12 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
                 elapsed = time.perf_counter() - t0
                 cpu = time.process_time() - cpu0
                 stats = store.statistics()
+                child = pipe.statistics() if pipe else None
         rss = rss_mb()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"--- writer {writer}")
     print(f"messages          {n}")
     print(f"accepted in       {t_accept:.2f} s  ({n / t_accept:,.0f} msgs/s)")
     print(f"final in          {elapsed:.2f} s  ({n / elapsed:,.0f} msgs/s)")
@@ -134,8 +156,22 @@ async def throughput(args: argparse.Namespace) -> dict[str, float]:
           f"{stats.commit_seconds:.2f} s; writer thread CPU {stats.ops_cpu_seconds / n * 1e6:.1f}"
           f" µs per message, {stats.commit_cpu_seconds / n * 1e6:.1f} of it in commits (GIL"
           f" released)")
+    main_us = (cpu - stats.ops_cpu_seconds) / n * 1e6  # main process less its writer thread
+    child_us = 0.0
+    if child is not None:
+        child_us = (child.child_cpu_seconds - child0) / n * 1e6
+        w = child.writer
+        print(f"writer process    commits {w.commits}  ops {w.ops} "
+              f"({w.ops / max(1, w.commits):.1f} ops/commit); CPU {child_us:.1f} µs per message"
+              f" (ops+commits {w.ops_cpu_seconds / n * 1e6:.1f}, of it commits "
+              f"{w.commit_cpu_seconds / n * 1e6:.1f}), {child_us * n / 1e6 / elapsed:.0%} of "
+              f"one core")
+    print(f"CPU per message   main thread {main_us:.1f} µs, writer thread "
+          f"{stats.ops_cpu_seconds / n * 1e6:.1f} µs, writer process {child_us:.1f} µs")
     print(f"RSS               {rss:.0f} MiB")
     return {"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
+            "main_thread_cpu_us_per_msg": round(main_us, 1),
+            "child_cpu_us_per_msg": round(child_us, 1),
             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),
             "cpu_us_per_msg": round(cpu / n * 1e6, 1),
             "writer_cpu_us_per_msg": round(stats.ops_cpu_seconds / n * 1e6, 1),
@@ -224,6 +260,30 @@ def ops(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def compare(args: argparse.Namespace) -> dict[str, float]:
+    """Run the throughput test on each writer asked for (alternating, ``--rounds`` times);
+    the figures of the default writer (thread) keep the plain keys, the best round counts."""
+    writers = ("thread", "process") if args.writer == "both" else (args.writer,)
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(max(1, args.rounds)):
+        for writer in writers:
+            r = trio.run(throughput, args, writer)
+            if writer not in best or r["final_msgs_per_s"] > best[writer]["final_msgs_per_s"]:
+                best[writer] = r
+    result = dict(best.get("thread") or best["process"])
+    for writer, r in best.items():
+        result[f"final_msgs_per_s_{writer}"] = r["final_msgs_per_s"]
+        result[f"main_cpu_us_per_msg_{writer}"] = r["main_thread_cpu_us_per_msg"]
+        result[f"writer_cpu_us_per_msg_{writer}"] = (r["writer_cpu_us_per_msg"] if
+                                                    writer == "thread" else
+                                                    r["child_cpu_us_per_msg"])
+        result[f"p99_ms_{writer}"] = r["p99_ms"]
+    if len(best) == 2:
+        print(f"final msgs/s      thread {best['thread']['final_msgs_per_s']:,}  process "
+              f"{best['process']['final_msgs_per_s']:,}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--messages", type=int, default=100_000)
@@ -233,8 +293,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ops", type=int, default=0,
                    help="time each store op over N messages (no pipeline, no fsync)")
     p.add_argument("--dir", default=None, help="where the LMDB file goes (default: tmp)")
+    p.add_argument("--writer", choices=("thread", "process", "both"), default="both",
+                   help="who runs the pipeline's store writes (both: thread, then process)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --writer both: alternate thread and process this many times")
     args = p.parse_args(argv)
-    result = ops(args) if args.ops else trio.run(park if args.park else throughput, args)
+    if args.ops:
+        result = ops(args)
+    elif args.park:
+        result = trio.run(park, args)
+    else:
+        result = compare(args)
     sys.stdout.flush()
     print(json.dumps(result))
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import lmdb
 import msgpack
@@ -39,6 +39,18 @@ EVENT_OF: Final[dict[State, str]] = {
     State.NOT_SENT: "SMS_NOT_SENT",
 }
 _SEQ = itertools.count(time.time_ns())
+
+
+class Dbs(Protocol):
+    """What the ops need of a store: the named database handles. :class:`gateway.store.Store`
+    has them, and so does the writer process's own small holder (``gateway._store_writer_main``),
+    which opens the same environment without a writer task."""
+
+    _dbs: dict[bytes, Any]
+
+    def db(self, name: bytes) -> Any:
+        """The handle of named database ``name``."""
+        ...
 
 
 _tls = threading.local()
@@ -101,7 +113,7 @@ class _Ctx:
     """Handles and per-batch scratch of one correlation op."""
 
     txn: Any
-    store: Store
+    store: Dbs
     now: float
     timeout_s: float | None
     id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] = field(default_factory=dict)
@@ -154,7 +166,7 @@ class _Ctx:
 
 
 def op_accept(
-    txn: Any, store: Store, batch: Sequence[m.Message], also: Callable[[Any], None] | None
+    txn: Any, store: Dbs, batch: Sequence[m.Message], also: Callable[[Any], None] | None
 ) -> None:
     """Store new messages: record, state ACCEPTED, outbox entry, history, campaign counter."""
     db_msg, db_state, db_out, db_hist = (store.db(n) for n in
@@ -186,7 +198,7 @@ def op_accept(
         also(txn)
 
 
-def _count(txn: Any, store: Store, campaign: str, name: str, n: int = 1) -> None:
+def _count(txn: Any, store: Dbs, campaign: str, name: str, n: int = 1) -> None:
     key = campaign.encode() + b"\x00" + name.encode()
     db = store.db(b"campaigns")
     raw = txn.get(key, db=db)
@@ -238,7 +250,7 @@ def cursor_after_end() -> bytes:
 
 
 def op_mark_submitting(
-    txn: Any, store: Store, parts: Sequence[m.SubmitPart], now: float
+    txn: Any, store: Dbs, parts: Sequence[m.SubmitPart], now: float
 ) -> list[bool]:
     """Mark parts SUBMITTING (in doubt if we crash now). Returns which parts may be sent."""
     ctx = _Ctx(txn, store, now, None)
@@ -284,7 +296,7 @@ work grow with the rows held)."""
 
 
 def op_apply(
-    txn: Any, store: Store, items: Sequence[m.Kind], now: float, timeout_s: float | None,
+    txn: Any, store: Dbs, items: Sequence[m.Kind], now: float, timeout_s: float | None,
     id_bases: Mapping[str, tuple[corr.IdBase, corr.IdBase]] | None = None,
 ) -> Applied:
     """Apply submit outcomes, receipts and finished messages in order; persist the events.
@@ -573,7 +585,7 @@ def read_timeouts(store: Store, now: float, limit: int) -> list[m.MsgId]:
     return out
 
 
-def op_expire_orphans(txn: Any, store: Store, older_than: float, limit: int) -> int:
+def op_expire_orphans(txn: Any, store: Dbs, older_than: float, limit: int) -> int:
     """Move orphans parked before ``older_than`` to the unknown receipts (kept, counted)."""
     db_orph, db_unk = store.db(b"orphans"), store.db(b"unknown")
     moved = 0
@@ -602,7 +614,7 @@ def op_expire_orphans(txn: Any, store: Store, older_than: float, limit: int) -> 
 # ------------------------------------------------------------------------------ recovery
 
 
-def op_recover(txn: Any, store: Store, policy: InDoubtPolicy, now: float) -> Recovered:
+def op_recover(txn: Any, store: Dbs, policy: InDoubtPolicy, now: float) -> Recovered:
     """Settle parts that were in flight when the process stopped (the ``inflight`` db)."""
     ctx = _Ctx(txn, store, now, None)
     result = Recovered()

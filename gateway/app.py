@@ -41,7 +41,15 @@ from typing import Any
 import lmdb
 import trio
 
-from actors import _metrics, dispatcher, rate_limiter, receipt_correlator, scheduler, segmenter
+from actors import (
+    _metrics,
+    dispatcher,
+    ports,
+    rate_limiter,
+    receipt_correlator,
+    scheduler,
+    segmenter,
+)
 from actors.dispatcher import RetryPolicy
 from actors.errors import StoreError
 from actors.ingress import IngressGate, MsgIdFactory
@@ -98,10 +106,13 @@ class Gateway:
         *,
         notifier: NotifierRun | None = None,
         now: Callable[[], float] = time.time,
+        pipeline: ports.PipelineStore | None = None,
     ) -> None:
+        """``pipeline``: the store view the actors use; default a thread-writer
+        :class:`PipelineStore` on ``store`` (``gateway._store_process`` builds the other one)."""
         self.store = store
-        self.pipeline = PipelineStore(store, receipt_timeout=settings.receipt_timeout,
-                                      id_types=settings.carrier_id_types)
+        self.pipeline: ports.PipelineStore = pipeline or PipelineStore(
+            store, receipt_timeout=settings.receipt_timeout, id_types=settings.carrier_id_types)
         self.carriers = {c.name: c for c in carriers}
         self.settings = settings
         self.new_msg_id = MsgIdFactory(now)
@@ -382,9 +393,10 @@ async def open_gateway(
     *,
     notifier: NotifierRun | None = None,
     now: Callable[[], float] = time.time,
+    pipeline: ports.PipelineStore | None = None,
 ) -> AsyncIterator[Gateway]:
     """Run a :class:`Gateway` for the duration of the block; leaving it shuts down gracefully."""
-    gateway = Gateway(store, carriers, settings, notifier=notifier, now=now)
+    gateway = Gateway(store, carriers, settings, notifier=notifier, now=now, pipeline=pipeline)
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
         try:

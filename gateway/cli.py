@@ -30,7 +30,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
@@ -298,8 +299,13 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
     from gateway.store import open_store
 
     Path(config.store.path).mkdir(parents=True, exist_ok=True)
+    map_size = config.store.map_size
+    if config.store.writer == "process":  # both processes must open the same map size
+        from gateway._store_process import process_map_size
+
+        map_size = process_map_size(map_size)
     async with open_store(config.store.path, sync=config.store.sync,
-                          map_size=config.store.map_size) as store:
+                          map_size=map_size) as store:
         key = await _dev_account(config, store)
         if key and key_file:
             Path(key_file).write_text(key + "\n")
@@ -351,7 +357,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules),
                                 in_doubt=config.core.in_doubt,  # type: ignore[arg-type]
                                 carrier_id_types=carrier_id_types(config))
-        async with open_gateway(store, carriers, settings, notifier=run_notifier) as gw:
+        async with open_pipeline(config.store.writer, store, settings) as pipeline, \
+                open_gateway(store, carriers, settings, notifier=run_notifier,
+                             pipeline=pipeline) as gw:
             campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}
 
@@ -393,6 +401,21 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 with trio.move_on_after(h.request_timeout + 1.0):
                     await server.stopped.wait()
                 nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_pipeline(writer: str, store: Any, settings: Any) -> AsyncIterator[Any]:
+    """The pipeline's store view for ``[store] writer``: None (the gateway builds its
+    thread-writer view) or a :class:`gateway._store_process.ProcessPipelineStore`, whose
+    writer process lives as long as the block."""
+    if writer != "process":
+        yield None
+        return
+    from gateway._store_process import open_process_pipeline
+
+    async with open_process_pipeline(store, receipt_timeout=settings.receipt_timeout,
+                                     id_types=settings.carrier_id_types) as pipeline:
+        yield pipeline
 
 
 def callback_policy(c: cfg.CallbacksConfig) -> RetryPolicy:

@@ -108,11 +108,16 @@ class StoreConfig:
     # final messages accepted more than this many days ago are removed (gateway.retention);
     # 0 keeps every message forever
     retention_days: int = 90
+    # who runs the pipeline's hot writes: "thread" (the gateway's own writer thread) or
+    # "process" (a writer process on the same LMDB environment: a second core; docs/core.md)
+    writer: str = "thread"
 
     def check(self) -> list[str]:
         errs = [] if self.map_size >= MIB else ["store.map_size: must be at least 1 MiB"]
         if self.retention_days < 0:
             errs.append("store.retention_days: must be 0 (keep forever) or a number of days")
+        if self.writer not in ("thread", "process"):
+            errs.append("store.writer: must be thread or process")
         return errs
 
 

@@ -1,0 +1,337 @@
+"""The pipeline's hot store writes in a writer process (``[store] writer = "process"``).
+
+The gateway is one process: its trio loop and its LMDB writer thread share one GIL, and the
+writer thread's ops are about half the CPU of a message (bench/RESULTS.md). This module moves
+the pipeline's hot ops (accept without ``also``, mark_submitting, apply, expire_orphans,
+recover) into a child process, ``gateway._store_writer_main``, that opens the same LMDB
+environment; LMDB serialises its write transactions with the gateway's own writer thread,
+which keeps every other write (``Store.write``: idempotency keys, campaigns, callbacks,
+accounts, and ``accept`` with an ``also`` op). Reads stay inline in the gateway.
+
+Theory of operation
+-------------------
+:class:`ProcessPipelineStore` satisfies ``actors.ports.PipelineStore``. A call encodes its op
+as a frame (``gateway._store_process_wire``: an op name and msgpack arguments, the message
+kinds in their wire form), hands it to the one sender task (which writes everything queued in
+one ``send_all``, so several frames are in flight while the child commits) and waits for its
+reply. The reader task reads the child's reply frames (one per commit, sent after the commit)
+and wakes the callers. Nothing is acknowledged before the child's commit.
+
+If the child dies, every waiting and every later call fails with ``StoreError`` and the reader
+task raises, which tears down :func:`open_process_pipeline`'s block: the gateway stops loudly,
+and the next start's recovery (``op_recover``, the in-doubt policy) settles what was in flight.
+The child dies with the gateway (``PR_SET_PDEATHSIG``) and when its stdin closes.
+
+Shutdown: leaving the block waits (bounded) for the replies still due, closes the child's
+stdin, and waits (bounded) for it to exit, then kills it.
+
+Both processes must open the environment with the same map size (a larger map committed by
+one makes the other's next transaction fail with MDB_MAP_RESIZED): open the store with
+``PROCESS_MAP_SIZE`` (see :func:`process_map_size`); the file grows only as pages are used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from actors import messages as m
+from actors.errors import StoreError
+from actors.ports import Applied, InDoubtPolicy, Recovered
+from gateway import metrics
+from gateway._store_pipeline import PipelineStore
+from gateway._store_process_wire import FrameReader, frame, result_from_wire
+from gateway.store import Store, WriterStats
+
+logger = logging.getLogger(__name__)
+
+PROCESS_MAP_SIZE: Final = 64 << 30
+"""Map size both processes open the environment with in process mode (64 GiB of address space;
+without ``writemap`` the file grows only as pages are used: 12 KiB for a fresh store here)."""
+START_TIMEOUT: Final = 30.0
+STOP_TIMEOUT: Final = 10.0
+F_SETPIPE_SZ: Final = 1031
+PIPE_SIZE: Final = 1 << 20
+
+
+def process_map_size(configured: int) -> int:
+    """The map size to open the store with in process mode."""
+    return max(configured, PROCESS_MAP_SIZE)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    op: str
+    done: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
+    payload: Any = None
+
+
+@dataclass(slots=True)
+class ProcessStats:
+    """The writer process's counters, from its reply frames (``statistics()``)."""
+
+    writer: WriterStats = field(default_factory=WriterStats)
+    child_cpu_seconds: float = 0.0  # the child's process CPU time, as of its last reply
+    in_flight: int = 0  # requests sent, not yet answered
+
+
+class ProcessPipelineStore:
+    """``actors.ports.PipelineStore`` whose hot writes run in the writer process.
+
+    Build it with :func:`open_process_pipeline`. Reads and ``accept(..., also=...)`` go to
+    ``thread`` (a plain :class:`gateway._store_pipeline.PipelineStore` on the same store).
+    """
+
+    def __init__(self, store: Store, thread: PipelineStore,
+                 process: trio.Process) -> None:
+        self.store = store
+        self.thread = thread
+        self.process = process
+        self.stats = ProcessStats()
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._queued: list[bytes] = []
+        self._wake = trio.Event()
+        self._dead: str = ""  # why calls are refused (empty: the child is serving)
+        self.closing = False
+
+    @property
+    def pid(self) -> int:
+        """The writer process's pid."""
+        return self.process.pid
+
+    # ------------------------------------------------------------------- PipelineStore
+
+    async def accept(self, batch: Sequence[m.Message],
+                     also: Callable[[Any], None] | None = None) -> None:
+        if also is not None:  # a closure cannot cross the process boundary
+            await self.thread.accept(batch, also)
+            return
+        await self._call("accept", m.encode_batch(batch))
+
+    def read_due(self, cursor: bytes, now: float, limit: int,
+                 skip: set[str]) -> tuple[list[m.Message], bytes, float | None]:
+        return self.thread.read_due(cursor, now, limit, skip)
+
+    def outbox_size(self) -> int:
+        return self.thread.outbox_size()
+
+    async def mark_submitting(self, parts: Sequence[m.SubmitPart], now: float) -> list[bool]:
+        result: list[bool] = await self._call("mark", m.encode_batch(parts), now)
+        return result
+
+    async def apply(self, items: Sequence[m.Kind], now: float) -> Applied:
+        result: Applied = await self._call("apply", m.encode_batch(items), now)
+        return result
+
+    def timeouts_due(self, now: float, limit: int) -> list[m.MsgId]:
+        return self.thread.timeouts_due(now, limit)
+
+    async def expire_orphans(self, older_than: float, limit: int) -> int:
+        result: int = await self._call("expire", older_than, limit)
+        return result
+
+    async def recover(self, policy: InDoubtPolicy, now: float) -> Recovered:
+        result: Recovered = await self._call("recover", policy, now)
+        return result
+
+    def last_contacted(self, account: str, number: str) -> float | None:
+        return self.thread.last_contacted(account, number)
+
+    def statistics(self) -> ProcessStats:
+        """A snapshot of the writer process's counters."""
+        s, w = self.stats, self.stats.writer
+        return ProcessStats(WriterStats(w.commits, w.ops, w.failed_ops, 0, s.in_flight,
+                                        w.ops_seconds, w.commit_seconds, w.failed_commits, 0.0,
+                                        w.ops_cpu_seconds, w.commit_cpu_seconds),
+                            s.child_cpu_seconds, len(self._waiters))
+
+    # ------------------------------------------------------------------------ plumbing
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        if self._dead:
+            raise StoreError(self._dead)
+        rid = next(self._ids)
+        waiter = _Waiter(op)
+        self._waiters[rid] = waiter
+        self._queued.append(frame([rid, op, *args]))
+        self._wake.set()
+        try:
+            await waiter.done.wait()
+        finally:
+            self._waiters.pop(rid, None)
+        if not waiter.ok:
+            raise StoreError(f"store writer process: {op} failed: {': '.join(waiter.payload)}")
+        return result_from_wire(op, waiter.payload)
+
+    async def _send_loop(self, stream: trio.abc.SendStream) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            data, self._queued = b"".join(self._queued), []
+            try:
+                await stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._die(f"store writer process is gone ({exc})")
+                return
+
+    async def _receive_loop(self, stream: trio.abc.ReceiveStream) -> None:
+        reader = FrameReader()
+        while True:
+            try:
+                data = await stream.receive_some(1 << 20)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                break
+            reader.feed(data)
+            for timings, replies in reader.frames():
+                self._answer(timings, replies)
+        code = await self.process.wait()
+        self._die(f"store writer process exited (code {code})")
+        if not self.closing:
+            logger.error("store writer process (pid %d) exited with code %s: stopping",
+                         self.process.pid, code)
+            raise StoreError(f"store writer process exited with code {code}")
+
+    def _answer(self, timings: list[float], replies: list[list[Any]]) -> None:
+        w = self.stats.writer
+        if timings:  # a commit happened (a batch failed whole sends none)
+            took, ops_s, commit_s, ops_cpu, commit_cpu, child_cpu = timings
+            metrics.STORE_COMMIT_LATENCY.observe(took)
+            for s in (w, self.store.stats):  # /metrics sums both writers' commits and ops
+                s.commits += 1
+                s.ops += len(replies)
+                s.ops_seconds += ops_s
+                s.commit_seconds += commit_s
+            w.ops_cpu_seconds += ops_cpu
+            w.commit_cpu_seconds += commit_cpu
+            self.stats.child_cpu_seconds = child_cpu
+        for rid, ok, payload in replies:
+            if not ok:
+                w.failed_ops += 1
+                self.store.stats.failed_ops += 1
+            waiter = self._waiters.get(rid)
+            if waiter is not None:  # None: its caller was cancelled meanwhile
+                waiter.ok, waiter.payload = ok, payload
+                waiter.done.set()
+
+    def _die(self, why: str) -> None:
+        if not self._dead:
+            self._dead = why
+        for waiter in self._waiters.values():
+            if not waiter.done.is_set():
+                waiter.ok, waiter.payload = False, ["StoreError", why]
+                waiter.done.set()
+
+
+def _child_config(store: Store, *, receipt_timeout: float | None,
+                  id_types: Mapping[str, str]) -> str:
+    info, flags = store.env.info(), store.env.flags()
+    return json.dumps({
+        "path": store.env.path(), "sync": flags["sync"], "metasync": flags["metasync"],
+        "map_size": info["map_size"], "dbs": [n.decode("latin-1") for n in store._dbs],
+        "receipt_timeout": receipt_timeout, "id_types": dict(id_types), "parent": os.getpid(),
+        "log_level": logging.getLogger().getEffectiveLevel()})
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the child: ours, with this checkout importable."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _widen_pipe(stream: Any) -> None:
+    try:  # bigger pipes: fewer wake-ups of either side per batch (Linux only)
+        fcntl.fcntl(stream.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError):
+        pass
+
+
+@asynccontextmanager
+async def open_process_pipeline(
+    store: Store, *, receipt_timeout: float | None = 48 * 3600,
+    id_types: Mapping[str, str] | None = None,
+) -> AsyncIterator[ProcessPipelineStore]:
+    """Start the writer process on ``store``'s environment; stop it when the block ends.
+
+    Args:
+        store: the open store (its path, databases, sync flags and map size are the child's).
+        receipt_timeout, id_types: as for :class:`gateway._store_pipeline.PipelineStore`.
+
+    Raises:
+        StoreError: the child did not start, or it died while the block ran.
+    """
+    thread = PipelineStore(store, receipt_timeout=receipt_timeout, id_types=id_types)
+    config = _child_config(store, receipt_timeout=receipt_timeout, id_types=id_types or {})
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "gateway._store_writer_main", config],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
+    assert process.stdin is not None and process.stdout is not None
+    _widen_pipe(process.stdin)
+    pipeline = ProcessPipelineStore(store, thread, process)
+    try:
+        await _handshake(process)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pipeline._send_loop, process.stdin)
+            nursery.start_soon(pipeline._receive_loop, process.stdout)
+            try:
+                yield pipeline
+            finally:
+                await _stop(pipeline, nursery)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
+async def _handshake(process: trio.Process) -> None:
+    assert process.stdout is not None
+    reader = FrameReader()
+    with trio.move_on_after(START_TIMEOUT) as scope:
+        while not (hello := reader.frames()):
+            data = await process.stdout.receive_some(4096)
+            if not data:
+                raise StoreError(f"store writer process failed to start "
+                                 f"(code {await process.wait()})")
+            reader.feed(data)
+    if scope.cancelled_caught or hello[0][0] != "ready":
+        raise StoreError("store writer process did not start in time")
+    logger.info("store writer process started (pid %d, map %d MiB)", hello[0][1],
+                hello[0][2] >> 20)
+
+
+async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery) -> None:
+    """Drain (bounded), close the child's stdin, wait for it (bounded)."""
+    pipeline.closing = True
+    process = pipeline.process
+    t0 = time.monotonic()
+    with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT):
+        while pipeline._waiters and not pipeline._dead:
+            await trio.sleep(0.01)
+        pipeline._dead = pipeline._dead or "store writer process is stopping"
+        assert process.stdin is not None
+        while pipeline._queued:  # the sender task still has frames to write
+            await trio.sleep(0.01)
+        await process.stdin.aclose()
+        code = await process.wait()
+        logger.info("store writer process stopped (code %s) in %.2f s", code,
+                    time.monotonic() - t0)
+    nursery.cancel_scope.cancel()
