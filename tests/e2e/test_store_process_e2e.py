@@ -63,12 +63,12 @@ async def test_2000_messages_reach_their_final_state_through_the_writer_process(
         assert store.entries(b"inflight") == 0
         assert store.entries(b"orphans") == 0
         wrong = []
-        for msg_id, i in by_id.items():
+        for mid, i in by_id.items():
             state, history, code = EXPECTED[kind_of(i)]
-            view = store.get_message(msg_id)
+            view = store.get_message(mid)
             assert view is not None
             got = (view.state, [e.event for e in view.events], view.code)
-            if got != (state, history, code) or [e.event for e in events[msg_id]] != history:
+            if got != (state, history, code) or [e.event for e in events[mid]] != history:
                 wrong.append((i, got))
         assert wrong == []
     assert hexa.duplicates() == 0 and dup.duplicates() == 0
