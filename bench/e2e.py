@@ -81,6 +81,23 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def children_cpu(pid: int) -> float:
+    """utime + stime of the live child processes of ``pid`` (the store writer process with
+    ``--store-writer process``), seconds."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                total += proc_cpu(int(kid))
+            except OSError:
+                pass  # ended meanwhile
+    return total
+
+
 def main_thread_waited(pid: int) -> float:
     """Seconds the main thread has spent runnable but waiting for a CPU (/proc schedstat)."""
     try:
@@ -257,7 +274,7 @@ def timeline(phase: Phase, t0: float) -> dict[str, Any]:
 
 
 def gateway_toml(workdir: Path, http_port: int, sim_port: int, window: int,
-                 callback_batch: int = 1) -> str:
+                 callback_batch: int = 1, store_writer: str = "thread") -> str:
     return f"""log_level = "WARNING"
 [callbacks]
 batch_size = {callback_batch}
@@ -266,6 +283,7 @@ port = {http_port}
 [store]
 path = "{workdir / 'store'}"
 sync = true
+writer = "{store_writer}"
 [simulator]
 enabled = false
 [api]
@@ -330,7 +348,7 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
         await wait_port(sim_port)
         toml = workdir / "septet.toml"
         toml.write_text(gateway_toml(workdir, http_port, sim_port, args.window,
-                                    args.callback_batch))
+                                    args.callback_batch, args.store_writer))
         with trio.fail_after(60):
             made = await trio.run_process(
                 [PY, "-m", "gateway.cli", "--config", str(toml), "accounts", "create", "bench",
@@ -347,7 +365,8 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                 str(Path(PY).parent / "py-spy"), "record", "--pid", str(gw.proc.pid), "--format",
                 "raw", "--rate", str(args.profile_rate), "--nonblocking", "-o", f"{args.profile}.{mode}.txt"])
             await trio.sleep(1)
-        cpu0 = {"gateway": gw.cpu(), "simulator": sim.cpu()}
+        cpu0 = {"gateway": gw.cpu(), "simulator": sim.cpu(),
+                "store writer process": children_cpu(gw.proc.pid)}
         threads0 = thread_cpu(gw.proc.pid)
         rus0 = resource.getrusage(resource.RUSAGE_SELF)
 
@@ -396,6 +415,9 @@ async def run_mode(mode: str, args: argparse.Namespace, workroot: Path) -> dict[
                       len(sink.final_at), done=True)
         _, metrics_text = await http_get(http_port, "/metrics")
         cpu = {"gateway": gw.cpu() - cpu0["gateway"], "simulator": sim.cpu() - cpu0["simulator"]}
+        if args.store_writer == "process":  # the gateway's second process (gateway._store_process)
+            cpu["store writer process"] = (children_cpu(gw.proc.pid)
+                                           - cpu0["store writer process"])
         main_cpu = thread_cpu(gw.proc.pid)["main"] - threads0["main"]
         # threads come and go (trio's worker cache): the others are the rest of the process
         threads = {"main": main_cpu, "other threads": cpu["gateway"] - main_cpu}
@@ -547,6 +569,9 @@ def parser() -> argparse.ArgumentParser:
                     help="record the gateway with py-spy (collapsed stacks to PROFILE.<mode>.txt)")
     ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    ap.add_argument("--store-writer", choices=("thread", "process"), default="thread",
+                    help="the gateway's [store] writer (process: the pipeline's writes in a "
+                         "writer process on a second core)")
     return ap
 
 

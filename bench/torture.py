@@ -77,6 +77,7 @@ class Run:
     load_seconds: float = 0.0
     retried_batches: int = 0
     key: str = ""
+    store_writer: str = "thread"  # [store] writer of the gateway: thread | process
 
     @property
     def url(self) -> str:
@@ -93,6 +94,7 @@ port = {self.http_port}
 [store]
 path = "{self.work / 'store'}"
 sync = true
+writer = "{self.store_writer}"
 [simulator]
 enabled = false
 [dev]
@@ -332,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="resend,mark_unknown")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    ap.add_argument("--store-writer", choices=("thread", "process"), default="thread",
+                    help="the gateway's [store] writer (process: the pipeline's writes in a "
+                         "writer process, which must die with each SIGKILLed gateway)")
     args = ap.parse_args(argv)
     messages = args.messages or (5_000 if args.quick else 50_000)
     rate = args.rate or (300.0 if args.quick else 1_000.0)
@@ -339,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     for n, policy in enumerate(args.policies.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"torture-{policy}-"))
         try:
-            r = trio.run(run_policy, Run(policy, messages, rate, args.seed + n, work))
+            r = trio.run(run_policy, Run(policy, messages, rate, args.seed + n, work,
+                                             store_writer=args.store_writer))
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
