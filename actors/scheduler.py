@@ -220,11 +220,12 @@ async def _take_wakes(
 
 def _released_ids(item: bytes) -> list[str]:
     """The msg_ids of a batch of Released, read off the wire rows (no Released built)."""
-    rows = msgpack.unpackb(item, raw=False)
-    if isinstance(rows, list) and all(
-            type(r) is list and len(r) == _REL_ARITY and r[0] == _REL_TAG
-            and r[1] == _REL_VERSION for r in rows):
-        return [r[2] for r in rows]
+    rows = msgpack.unpackb(item, raw=False, use_list=False)
+    if type(rows) is tuple:
+        ids = [r[2] for r in rows if type(r) is tuple and len(r) == _REL_ARITY
+               and r[0] == _REL_TAG and r[1] == _REL_VERSION]  # a comprehension, not all(...)
+        if len(ids) == len(rows):
+            return ids
     return [r.msg_id for r in messages.decode_batch_of(Released, item)]  # checks, upgrades
 
 

@@ -13,14 +13,19 @@ import functools
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any, Final
 
+import msgpack
 import trio
 
 import codec
 from actors import _metrics, messages
 from actors.messages import Message, MessageFinished, State, SubmitPart
 
-__all__ = ["plan_parts", "run"]
+__all__ = ["part_rows", "plan_parts", "run"]
+
+_TAG: Final = SubmitPart.TAG
+_VERSION: Final = SubmitPart.VERSION
 
 
 @functools.lru_cache(maxsize=64)
@@ -33,11 +38,10 @@ def _reference(msg_id: str) -> int:
     return zlib.crc32(msg_id.encode()) & 0xFF
 
 
-def plan_parts(msg: Message, now: float) -> list[SubmitPart] | MessageFinished:
-    """The parts of ``msg``, or the NOT_SENT outcome when the codec refuses it."""
-    ref = _reference(msg.msg_id)
+def _split(msg: Message, ref: int, now: float) -> list[codec.Part] | MessageFinished:
+    """``codec.split`` of the message's text, or the NOT_SENT outcome when the codec refuses."""
     try:
-        parts = codec.split(msg.text, _policy(msg.policy, msg.max_parts), ref)
+        return codec.split(msg.text, _policy(msg.policy, msg.max_parts), ref)
     except codec.SegmentLimitExceeded as exc:
         return MessageFinished(msg.msg_id, State.NOT_SENT.value, "too_many_parts",
                                f"needs {exc.parts_needed} parts, at most {exc.max_parts}", now)
@@ -46,12 +50,37 @@ def plan_parts(msg: Message, now: float) -> list[SubmitPart] | MessageFinished:
                                f"character at {exc.position} cannot be encoded", now)
     except (codec.CodecError, ValueError) as exc:
         return MessageFinished(msg.msg_id, State.NOT_SENT.value, "encoding_failed", str(exc), now)
+
+
+def plan_parts(msg: Message, now: float) -> list[SubmitPart] | MessageFinished:
+    """The parts of ``msg``, or the NOT_SENT outcome when the codec refuses it."""
+    ref = _reference(msg.msg_id)
+    parts = _split(msg, ref, now)
+    if isinstance(parts, MessageFinished):
+        return parts
     n = len(parts)
     return [
         SubmitPart(msg.msg_id, i + 1, n, msg.to, msg.sender, p.data_coding, p.udh, p.body, ref,
                    msg.account)
         for i, p in enumerate(parts)
     ]
+
+
+def part_rows(msg: Message, now: float) -> list[list[Any]] | MessageFinished:
+    """:func:`plan_parts` as SubmitPart wire rows (``messages.to_wire`` of each part), built
+    without the SubmitPart objects the actor would only encode again (0.5 µs per part)."""
+    msg_id = msg.msg_id
+    ref = zlib.crc32(msg_id.encode()) & 0xFF  # == _reference(msg_id), inlined
+    parts = _split(msg, ref, now)
+    if isinstance(parts, MessageFinished):
+        return parts
+    n, to, sender, account = len(parts), msg.to, msg.sender, msg.account
+    if n == 1:  # most messages: no enumerate, no comprehension
+        p = parts[0]
+        return [[_TAG, _VERSION, msg_id, 1, 1, to, sender, p.data_coding, p.udh, p.body, ref,
+                 account, 0]]
+    return [[_TAG, _VERSION, msg_id, i, n, to, sender, p.data_coding, p.udh, p.body, ref,
+             account, 0] for i, p in enumerate(parts, 1)]
 
 
 async def run(
@@ -70,17 +99,18 @@ async def run(
         task_status.started()
         async for item in inbox:
             t = now()
-            parts: list[SubmitPart] = []
+            rows: list[list[Any]] = []
             refused: list[MessageFinished] = []
             for msg in messages.decode_batch_of(Message, item):
-                planned = plan_parts(msg, t)
+                planned = part_rows(msg, t)
                 if isinstance(planned, MessageFinished):
                     refused.append(planned)
                     _metrics.SEGMENT_REFUSED.labels(planned.code).inc()
                 else:
-                    parts.extend(planned)
+                    rows.extend(planned)
             if refused:
                 await finished.send(messages.encode_batch(refused))
-            if parts:
-                _metrics.SEGMENTED.inc(len(parts))
-                await outbox.send(messages.encode_batch(parts))
+            if rows:
+                _metrics.SEGMENTED.inc(len(rows))
+                # the rows are encode_batch's rows of SubmitPart
+                await outbox.send(msgpack.packb(rows, use_bin_type=True))

@@ -39,6 +39,7 @@ Script = Callable[[SubmitPart, int], Outcome]
 _THROTTLED = SubmitResult(error="throttle", code="throttled", transient=True)
 _TIMEOUT = SubmitResult(error="transient", code="timeout", transient=True, in_doubt=True)
 _REJECTED = SubmitResult(error="invalid destination", code="0x0000000B")
+_new = tuple.__new__  # builds the NamedTuples below without their __new__ call
 
 
 def always(outcome: Outcome) -> Script:
@@ -118,12 +119,15 @@ class ScriptedCarrier:
             limiter.release_on_behalf_of(token)
 
     async def submit_many(self, parts: Sequence[SubmitPart]) -> list[SubmitResult]:
+        # Built with tuple.__new__ and one str per part: this carrier's CPU is charged to
+        # bench.pipeline's figure (1.6 -> 0.9 µs per part, measured).
         self.calls += 1
         results: list[SubmitResult] = []
         receipts: list[CarrierReceipt] = []
         lines = []
         now = self.now()
         script, attempts, submitted = self.script, self.attempts, self.submitted
+        ids, name, hex_ids, duplicate = self._ids, self._name, self.hex_ids, self.duplicate
         for p in parts:
             key = (p.msg_id, p.part)
             attempts[key] = attempt = attempts.get(key, 0) + 1  # get: no Counter.__missing__
@@ -135,17 +139,17 @@ class ScriptedCarrier:
                 results.append(_REJECTED)
                 continue
             submitted[key] = submitted.get(key, 0) + 1
-            number = next(self._ids)
+            number = next(ids)
+            decimal = str(number)
             if self._log is not None:
-                lines.append(f"{p.msg_id} {p.part} {number}\n")
-            results.append(SubmitResult(carrier_id=f"0x{number:016X}" if self.hex_ids
-                                        else str(number)))
+                lines.append(f"{p.msg_id} {p.part} {decimal}\n")
+            results.append(_new(SubmitResult, (f"0x{number:016X}" if hex_ids else decimal,
+                                               "", "", False, False)))
             if outcome != "silent":
-                receipt = CarrierReceipt(self._name, str(number),
-                                         "UNDELIV" if outcome == "fail" else "DELIVRD",
-                                         "001" if outcome == "fail" else "000", now)
+                receipt = _new(CarrierReceipt, (name, decimal, "UNDELIV", "001", now, 0.0)
+                               if outcome == "fail" else (name, decimal, "DELIVRD", "000", now, 0.0))
                 receipts.append(receipt)
-                if self.duplicate:
+                if duplicate:
                     receipts.append(receipt)
         if self._log is not None and lines:
             self._log.write("".join(lines))
