@@ -65,38 +65,47 @@ def encode_sm_tlvs(pdu: ShortMessagePdu) -> bytes:
 
 
 def decode_sm_tlvs(pdu: ShortMessagePdu, buf: Buffer, pos: int, end: int) -> None:
-    """Set ``pdu``'s optional fields from the TLVs in ``buf[pos:end]``."""
-    extra: list[tuple[int, bytes]] = []
+    """Set ``pdu``'s optional fields from the TLVs in ``buf[pos:end]``.
+
+    Receipts carry two or three TLVs per PDU, so the common tags are read in place (no copy
+    of the value, no helper call); a property test checks every TLV against the encoder.
+    """
+    extra: list[tuple[int, bytes]] | None = None
     while pos < end:
         if pos + 4 > end:
             raise ValueError("truncated TLV header")
         tag, length = _unpack_tlv_head(buf, pos)
         pos += 4
-        if pos + length > end:
+        stop = pos + length
+        if stop > end:
             raise ValueError(f"TLV 0x{tag:04X} runs past the end of the PDU")
-        value = bytes(buf[pos : pos + length])
-        pos += length
         if tag == TAG_RECEIPTED_MESSAGE_ID:
-            pdu.receipted_message_id = value.split(b"\0", 1)[0].decode("latin-1")
+            nul = buf.find(0, pos, stop)
+            pdu.receipted_message_id = buf[pos : stop if nul < 0 else nul].decode("latin-1")
         elif tag == TAG_MESSAGE_STATE:
-            pdu.message_state = _one_octet(value, tag)
+            if length != 1:
+                raise ValueError(f"TLV 0x{tag:04X} must be 1 octet")
+            pdu.message_state = buf[pos]
         elif tag == TAG_NETWORK_ERROR_CODE:
             if length != 3:
                 raise ValueError("network_error_code must be 3 octets")
-            pdu.network_error_code = value
+            pdu.network_error_code = bytes(buf[pos:stop])
         elif tag == TAG_SAR_MSG_REF_NUM:
-            pdu.sar_msg_ref_num = _two_octets(value, tag)
+            pdu.sar_msg_ref_num = _two_octets(bytes(buf[pos:stop]), tag)
         elif tag == TAG_SAR_TOTAL_SEGMENTS:
-            pdu.sar_total_segments = _one_octet(value, tag)
+            pdu.sar_total_segments = _one_octet(bytes(buf[pos:stop]), tag)
         elif tag == TAG_SAR_SEGMENT_SEQNUM:
-            pdu.sar_segment_seqnum = _one_octet(value, tag)
+            pdu.sar_segment_seqnum = _one_octet(bytes(buf[pos:stop]), tag)
         elif tag == TAG_MESSAGE_PAYLOAD:
-            pdu.message_payload = value
+            pdu.message_payload = bytes(buf[pos:stop])
         elif tag == TAG_USER_MESSAGE_REFERENCE:
-            pdu.user_message_reference = _two_octets(value, tag)
+            pdu.user_message_reference = _two_octets(bytes(buf[pos:stop]), tag)
         else:
-            extra.append((tag, value))
-    pdu.extra_tlvs = tuple(extra)
+            if extra is None:
+                extra = []
+            extra.append((tag, bytes(buf[pos:stop])))
+        pos = stop
+    pdu.extra_tlvs = tuple(extra) if extra is not None else ()
 
 
 def encode_bind_resp_tlvs(pdu: BindResponse) -> bytes:

@@ -82,35 +82,44 @@ def _smpp_date(value: str) -> float:
         return 0.0
 
 
-def _word_after(text: bytes, key: bytes) -> str | None:
-    """The word after ``key`` (exact case) in ``text``, or None when the key is absent."""
-    start = text.find(key)
-    if start < 0:
-        return None
-    start += len(key)
-    end = text.find(b" ", start)
-    return text[start : end if end >= 0 else len(text)].decode("latin-1")
+_STATE_NAME: Final[dict[int, str]] = {n: str(s) for n, s in STATE_BY_NUMBER.items()}
+_UNKNOWN: Final = str(ReceiptState.UNKNOWN)
 
 
 def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> CarrierReceipt | None:
     """The receipt carried by ``pdu``, or None when it is not a receipt or names no id."""
-    if not pdu.is_receipt:
+    if (pdu.esm_class & 0x3C) != p.ESM_DELIVERY_RECEIPT:  # DeliverSm.is_receipt, inlined
         return None
     text = pdu.short_message or pdu.message_payload or b""
-    done = _word_after(text, b"done date:")
-    if pdu.receipted_message_id and pdu.message_state is not None and done is not None:
-        # Fast path (most SMSCs): the TLVs carry id and state, the text only the done date.
-        fields = {"done date": done}
-        err = _word_after(text, b" err:")
-        if err is not None:
-            fields["err"] = err
-    else:
-        fields = parse_text(text)
-    carrier_id = pdu.receipted_message_id or fields.get("id", "")
+    carrier_id = pdu.receipted_message_id
+    state_number = pdu.message_state
+    start = text.find(b"done date:")
+    if carrier_id and state_number is not None and start >= 0:
+        # Fast path (most SMSCs): the TLVs carry id and state, the text only the done date
+        # and the error (each word up to the next space).
+        start += 10
+        stop = text.find(b" ", start)
+        done = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
+        if pdu.network_error_code is not None:
+            error = f"{int.from_bytes(pdu.network_error_code[1:], 'big'):03d}"
+        else:
+            start = text.find(b" err:")
+            if start < 0:
+                error = ""
+            else:
+                start += 5
+                stop = text.find(b" ", start)
+                error = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
+        if error.strip("0") == "":
+            error = ""
+        return CarrierReceipt(connector, carrier_id, _STATE_NAME.get(state_number, _UNKNOWN),
+                              error, received_at, smpp_date(done))
+    fields = parse_text(text)
+    carrier_id = carrier_id or fields.get("id", "")
     if not carrier_id:
         return None
-    if pdu.message_state is not None:
-        state = STATE_BY_NUMBER.get(pdu.message_state, ReceiptState.UNKNOWN)
+    if state_number is not None:
+        state = _STATE_NAME.get(state_number, _UNKNOWN)
     else:
         state = receipt_state(fields.get("stat", ""))
     if pdu.network_error_code is not None:

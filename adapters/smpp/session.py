@@ -37,7 +37,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from adapters.errors import InvalidPdu, LocalProtocolViolation, RemoteProtocolViolation
 from adapters.smpp import pdu as p
@@ -83,9 +83,12 @@ class BindFailed:
     status: int
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitAnswered:
-    """A submit_sm got its response (or a generic_nack, or a response we could not parse)."""
+class SubmitAnswered(NamedTuple):
+    """A submit_sm got its response (or a generic_nack, or a response we could not parse).
+
+    A NamedTuple rather than a frozen dataclass, as is ``DeliverReceived``: one is made per
+    PDU on the client's hot path and a tuple is made in about half the time.
+    """
 
     sequence: int
     token: Any
@@ -102,8 +105,7 @@ class RequestTimedOut:
     token: Any
 
 
-@dataclass(frozen=True, slots=True)
-class DeliverReceived:
+class DeliverReceived(NamedTuple):
     """A deliver_sm arrived; call ``acknowledge(pdu.sequence)`` once it is handled."""
 
     pdu: p.DeliverSm
