@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
@@ -402,5 +404,33 @@ def _count_request(ok: bool, chunk: Sequence[CallbackEntry], t: float) -> None:
     _REQUESTS[result].inc()
     _EVENTS[result].inc(len(chunk))
     if ok:
-        for e in chunk:
-            _metrics.CALLBACK_LAG.observe(max(0.0, t - e.event.at))
+        observe_many(_metrics.CALLBACK_LAG, [max(0.0, t - e.event.at) for e in chunk])
+
+
+class _Histogram(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+def observe_many(histogram: _Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every ``v``, with one lock per bucket touched.
+
+    prometheus-client has no batch observe, and ``observe`` takes two locks per value (sum
+    and bucket): about 0.8 µs per event of a 100-event request. This adds the values to the
+    sum at once and counts each bucket once, through the client's own bucket values (the
+    same ones ``observe`` increments: upper bounds ascending, the last +Inf, non-cumulative;
+    prometheus-client 0.x). A histogram without them (another client version, a labelled
+    parent) is observed value by value. A test checks both ways give the same samples.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if not values:
+        return
+    if (bounds is None or buckets is None or total is None or len(bounds) != len(buckets)
+            or any(v != v for v in values)):  # NaN: observe() counts it in no bucket
+        for v in values:
+            histogram.observe(v)
+        return
+    total.inc(sum(values))
+    for index, n in Counter(bisect_left(bounds, v) for v in values).items():
+        buckets[index].inc(n)
