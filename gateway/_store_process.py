@@ -20,7 +20,10 @@ and wakes the callers. Nothing is acknowledged before the child's commit.
 If the child dies, every waiting and every later call fails with ``StoreError`` and the reader
 task raises, which tears down :func:`open_process_pipeline`'s block: the gateway stops loudly,
 and the next start's recovery (``op_recover``, the in-doubt policy) settles what was in flight.
-The child dies with the gateway (``PR_SET_PDEATHSIG``) and when its stdin closes.
+The child dies with the gateway (``PR_SET_PDEATHSIG``) and when its stdin closes. It is
+spawned with ``subprocess.Popen`` on the trio thread itself, not with ``trio.open_process``:
+that spawns from a cached worker thread, and the kernel sends PDEATHSIG when the parent
+*thread* ends, which a worker thread does after 10 s idle (the writer died 10 s after start).
 
 Shutdown: leaving the block waits (bounded) for the replies still due, closes the child's
 stdin, and waits (bounded) for it to exit, then kills it.
@@ -97,7 +100,7 @@ class ProcessPipelineStore:
     """
 
     def __init__(self, store: Store, thread: PipelineStore,
-                 process: trio.Process) -> None:
+                 process: subprocess.Popen[bytes]) -> None:
         self.store = store
         self.thread = thread
         self.process = process
@@ -201,7 +204,7 @@ class ProcessPipelineStore:
             reader.feed(data)
             for timings, replies in reader.frames():
                 self._answer(timings, replies)
-        code = await self.process.wait()
+        code = await _wait(self.process)
         self._die(f"store writer process exited (code {code})")
         if not self.closing:
             logger.error("store writer process (pid %d) exited with code %s: stopping",
@@ -280,37 +283,47 @@ async def open_process_pipeline(
     """
     thread = PipelineStore(store, receipt_timeout=receipt_timeout, id_types=id_types)
     config = _child_config(store, receipt_timeout=receipt_timeout, id_types=id_types or {})
-    process = await trio.lowlevel.open_process(
+    # On this (the trio) thread, which lives as long as the gateway: see the module docstring.
+    process = subprocess.Popen(  # noqa: ASYNC220 - a few ms, once at start-up
         [sys.executable, "-m", "gateway._store_writer_main", config],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
     assert process.stdin is not None and process.stdout is not None
-    _widen_pipe(process.stdin)
+    send = trio.lowlevel.FdStream(os.dup(process.stdin.fileno()))
+    receive = trio.lowlevel.FdStream(os.dup(process.stdout.fileno()))
+    process.stdin.close()
+    process.stdout.close()
+    _widen_pipe(send)
     pipeline = ProcessPipelineStore(store, thread, process)
     try:
-        await _handshake(process)
+        await _handshake(process, receive)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(pipeline._send_loop, process.stdin)
-            nursery.start_soon(pipeline._receive_loop, process.stdout)
+            nursery.start_soon(pipeline._send_loop, send)
+            nursery.start_soon(pipeline._receive_loop, receive)
             try:
                 yield pipeline
             finally:
-                await _stop(pipeline, nursery)
+                await _stop(pipeline, nursery, send)
     finally:
-        if process.returncode is None:
+        if process.poll() is None:
             process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
+            process.wait()  # at once: it was killed
+        await send.aclose()
+        await receive.aclose()
 
 
-async def _handshake(process: trio.Process) -> None:
-    assert process.stdout is not None
+async def _wait(process: subprocess.Popen[bytes]) -> int:
+    """The child's exit code, once it has exited (waitpid in a worker thread)."""
+    return await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
+
+
+async def _handshake(process: subprocess.Popen[bytes], receive: trio.abc.ReceiveStream) -> None:
     reader = FrameReader()
     with trio.move_on_after(START_TIMEOUT) as scope:
         while not (hello := reader.frames()):
-            data = await process.stdout.receive_some(4096)
+            data = await receive.receive_some(4096)
             if not data:
                 raise StoreError(f"store writer process failed to start "
-                                 f"(code {await process.wait()})")
+                                 f"(code {await _wait(process)})")
             reader.feed(data)
     if scope.cancelled_caught or hello[0][0] != "ready":
         raise StoreError("store writer process did not start in time")
@@ -318,7 +331,8 @@ async def _handshake(process: trio.Process) -> None:
                 hello[0][2] >> 20)
 
 
-async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery) -> None:
+async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery,
+                send: trio.abc.SendStream) -> None:
     """Drain (bounded), close the child's stdin, wait for it (bounded)."""
     pipeline.closing = True
     process = pipeline.process
@@ -327,11 +341,10 @@ async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery) -> None:
         while pipeline._waiters and not pipeline._dead:
             await trio.sleep(0.01)
         pipeline._dead = pipeline._dead or "store writer process is stopping"
-        assert process.stdin is not None
         while pipeline._queued:  # the sender task still has frames to write
             await trio.sleep(0.01)
-        await process.stdin.aclose()
-        code = await process.wait()
+        await send.aclose()
+        code = await _wait(process)
         logger.info("store writer process stopped (code %s) in %.2f s", code,
                     time.monotonic() - t0)
     nursery.cancel_scope.cancel()

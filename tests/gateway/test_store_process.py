@@ -122,7 +122,7 @@ async def test_replies_come_after_the_commit_and_a_killed_child_stops_the_pipeli
             await pipe.accept(msgs)
             os.kill(pipe.pid, signal.SIGKILL)  # right after the reply: it must be on disk
             with trio.fail_after(10):
-                await pipe.process.wait()
+                await trio.to_thread.run_sync(pipe.process.wait)
             await trio.sleep_forever()  # the block is torn down by the writer's death
     async with open_store(tmp_path / "db") as store:  # a fresh open of the file
         assert store.entries(b"messages") == 50 and store.entries(b"outbox") == 50
@@ -148,6 +148,21 @@ async def test_a_dead_child_fails_waiting_and_new_calls(tmp_path: Path) -> None:
                 with pytest.raises(StoreError):
                     await pipe.expire_orphans(NOW, 1)
     assert len(errors) == 1
+
+
+async def test_the_child_outlives_idle_worker_threads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: spawned from a trio worker thread (``trio.open_process``), the child got
+    PDEATHSIG when that thread ended after 10 s idle, and the gateway stopped."""
+    import trio._core._thread_cache as thread_cache
+
+    monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 0.01)
+    async with process_pipeline(tmp_path / "db") as (store, pipe):
+        await pipe.accept(messages(5))
+        await trio.sleep(0.3)  # real time for idle worker threads to end (not program logic)
+        await pipe.accept(messages(5, 5))
+        assert store.entries(b"messages") == 10
+        assert pipe.process.poll() is None
 
 
 def _state(pid: int) -> str:
