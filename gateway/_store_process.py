@@ -111,6 +111,7 @@ class ProcessPipelineStore:
         self._wake = trio.Event()
         self._dead: str = ""  # why calls are refused (empty: the child is serving)
         self.closing = False
+        self.ready = trio.Event()  # the child has opened the environment
 
     @property
     def pid(self) -> int:
@@ -202,8 +203,13 @@ class ProcessPipelineStore:
             if not data:
                 break
             reader.feed(data)
-            for timings, replies in reader.frames():
-                self._answer(timings, replies)
+            for reply in reader.frames():
+                if reply[0] == "ready":  # the child's hello: [ready, pid, map size]
+                    self.ready.set()
+                    logger.info("store writer process ready (pid %d, map %d MiB)", reply[1],
+                                reply[2] >> 20)
+                else:
+                    self._answer(*reply)
         code = await _wait(self.process)
         self._die(f"store writer process exited (code {code})")
         if not self.closing:
@@ -295,10 +301,10 @@ async def open_process_pipeline(
     _widen_pipe(send)
     pipeline = ProcessPipelineStore(store, thread, process)
     try:
-        await _handshake(process, receive)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pipeline._send_loop, send)
             nursery.start_soon(pipeline._receive_loop, receive)
+            nursery.start_soon(_start_deadline, pipeline)
             try:
                 yield pipeline
             finally:
@@ -316,19 +322,15 @@ async def _wait(process: subprocess.Popen[bytes]) -> int:
     return await trio.to_thread.run_sync(process.wait, abandon_on_cancel=True)
 
 
-async def _handshake(process: subprocess.Popen[bytes], receive: trio.abc.ReceiveStream) -> None:
-    reader = FrameReader()
-    with trio.move_on_after(START_TIMEOUT) as scope:
-        while not (hello := reader.frames()):
-            data = await receive.receive_some(4096)
-            if not data:
-                raise StoreError(f"store writer process failed to start "
-                                 f"(code {await _wait(process)})")
-            reader.feed(data)
-    if scope.cancelled_caught or hello[0][0] != "ready":
-        raise StoreError("store writer process did not start in time")
-    logger.info("store writer process started (pid %d, map %d MiB)", hello[0][1],
-                hello[0][2] >> 20)
+async def _start_deadline(pipeline: ProcessPipelineStore) -> None:
+    """Kill a child that has not opened the environment within ``START_TIMEOUT`` (the
+    receive loop then fails every call and stops the block). The block does not wait for it:
+    requests queue in the pipe meanwhile, so its start overlaps the gateway's own."""
+    with trio.move_on_after(START_TIMEOUT):
+        await pipeline.ready.wait()
+        return
+    logger.error("store writer process did not start within %.0f s", START_TIMEOUT)
+    pipeline.process.kill()
 
 
 async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery,

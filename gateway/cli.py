@@ -305,7 +305,9 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
 
         map_size = process_map_size(map_size)
     async with open_store(config.store.path, sync=config.store.sync,
-                          map_size=map_size) as store:
+                          map_size=map_size) as store, \
+            open_pipeline(config.store.writer, store, carrier_id_types(config)) as pipeline:
+        # (the writer process, if any, starts now: its start overlaps the rest of ours)
         key = await _dev_account(config, store)
         if key and key_file:
             Path(key_file).write_text(key + "\n")
@@ -319,7 +321,8 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
             carriers = await _carriers(config, nursery, book.sink)
             nursery.start_soon(_purge_inbound_parts, store)
             await _run_gateway(config, store, carriers, key, task_status,
-                               callbacks=(outbox, endpoint_for, received_reader(book)))
+                               callbacks=(outbox, endpoint_for, received_reader(book)),
+                               pipeline=pipeline)
             nursery.cancel_scope.cancel()  # the simulator
 
 
@@ -331,9 +334,10 @@ def _account_endpoints(book: AccountBook, name: str) -> tuple[str, str, str] | N
 
 async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
                        task_status: trio.TaskStatus[int], *,
-                       callbacks: tuple[CallbackOutbox, Any, Any]) -> None:
+                       callbacks: tuple[CallbackOutbox, Any, Any], pipeline: Any = None) -> None:
     """``callbacks``: the callback outbox, the notifier's ``endpoint_for`` and the sender's
-    ``received`` (shared with the inbound book, which pushes MO through the same outbox)."""
+    ``received`` (shared with the inbound book, which pushes MO through the same outbox).
+    ``pipeline``: the writer process's store view (``[store] writer = "process"``) or None."""
     from actors import notifier
     from gateway import metrics
     from gateway.api import create_api
@@ -357,9 +361,8 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules),
                                 in_doubt=config.core.in_doubt,  # type: ignore[arg-type]
                                 carrier_id_types=carrier_id_types(config))
-        async with open_pipeline(config.store.writer, store, settings) as pipeline, \
-                open_gateway(store, carriers, settings, notifier=run_notifier,
-                             pipeline=pipeline) as gw:
+        async with open_gateway(store, carriers, settings, notifier=run_notifier,
+                                pipeline=pipeline) as gw:
             campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}
 
@@ -404,17 +407,18 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
 
 
 @asynccontextmanager
-async def open_pipeline(writer: str, store: Any, settings: Any) -> AsyncIterator[Any]:
+async def open_pipeline(writer: str, store: Any, id_types: Any) -> AsyncIterator[Any]:
     """The pipeline's store view for ``[store] writer``: None (the gateway builds its
     thread-writer view) or a :class:`gateway._store_process.ProcessPipelineStore`, whose
-    writer process lives as long as the block."""
+    writer process lives as long as the block (``CoreSettings``' receipt timeout)."""
     if writer != "process":
         yield None
         return
     from gateway._store_process import open_process_pipeline
+    from gateway.app import CoreSettings
 
-    async with open_process_pipeline(store, receipt_timeout=settings.receipt_timeout,
-                                     id_types=settings.carrier_id_types) as pipeline:
+    async with open_process_pipeline(store, receipt_timeout=CoreSettings().receipt_timeout,
+                                     id_types=id_types) as pipeline:
         yield pipeline
 
 
