@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -100,7 +100,8 @@ async def run(
         ctx = _Ctx(carriers, routes, outbox, feedback, retry, now, nursery)
         task_status.started()
         async for item in inbox:
-            parts = messages.decode_batch_of(SubmitPart, item)
+            # keeps ``item``: mark_submitting's writer process re-sends it as it is
+            parts = messages.decode_wire_batch_of(SubmitPart, item)
             token = object()
             await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
             nursery.start_soon(_batch, ctx, store, released, parts, limiter, token)
@@ -110,7 +111,7 @@ async def run(
 
 
 async def _release_idle(
-    released: trio.abc.SendChannel[bytes] | None, parts: list[SubmitPart],
+    released: trio.abc.SendChannel[bytes] | None, parts: Sequence[SubmitPart],
     go: list[SubmitPart], now: float,
 ) -> None:
     if released is None or len(go) == len(parts):
@@ -123,7 +124,7 @@ async def _release_idle(
 
 
 async def _batch(ctx: _Ctx, store: PipelineStore, released: trio.abc.SendChannel[bytes] | None,
-                 parts: list[SubmitPart], limiter: trio.CapacityLimiter, token: object) -> None:
+                 parts: Sequence[SubmitPart], limiter: trio.CapacityLimiter, token: object) -> None:
     """Mark a batch SUBMITTING (durably), then submit what may go. Several run at once, so
     their marks share group commits and the connectors' windows stay full."""
     try:

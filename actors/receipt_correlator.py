@@ -36,6 +36,7 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
+from actors._wire import array_header
 from actors.errors import StoreError
 from actors.messages import CarrierReceipt, MessageFinished, PendingReceipt, Released, State
 from actors.ports import Applied, PipelineStore
@@ -132,7 +133,7 @@ class _Correlator:
         self.stats = stats
         self.lock = trio.Lock()
 
-    async def apply(self, items: list[messages.Kind]) -> None:
+    async def apply(self, items: Sequence[messages.Kind]) -> None:
         """Apply ``items`` in one commit, then pass on what it decided (in commit order)."""
         async with self.lock:
             t = self.now()
@@ -204,17 +205,30 @@ async def run(
         nursery.start_soon(_timers, corr, receipt_timeout, orphan_ttl, tick)
         task_status.started()
         async for item in inbox:
-            batch = messages.decode_batch(item)
-            while len(batch) < MAX_BATCH:
+            items = [item]
+            size = _length(item)
+            while size < MAX_BATCH:
                 try:
-                    batch.extend(messages.decode_batch(inbox.receive_nowait()))
+                    more = inbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-            await corr.apply(batch)
+                items.append(more)
+                size += _length(more)
+            # one sequence keeping the items' bytes: apply's writer process re-sends them as
+            # they are instead of packing the decoded messages again (~0.4 µs an item)
+            await corr.apply(messages.decode_batches(items))
         nursery.cancel_scope.cancel()
     for ch in (events, released):
         if ch is not None:
             await ch.aclose()
+
+
+def _length(item: bytes) -> int:
+    """Messages in a channel item, from its array header (a bad item fails in the decode)."""
+    try:
+        return array_header(item)[0]
+    except ValueError:
+        return 1
 
 
 async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: float,

@@ -28,6 +28,9 @@ class RouteTable:
 
     def candidates(self, to: str) -> tuple[str, ...]:
         """Connectors for destination ``to`` in preference order (empty: no route)."""
+        routes = self.routes
+        if routes and not routes[0][0]:  # longest first: only the default route (per part)
+            return routes[0][1]
         digits = to.lstrip("+")
         for prefix, connectors in self.routes:
             if digits.startswith(prefix):

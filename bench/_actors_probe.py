@@ -7,7 +7,7 @@ probe runs the same throughput run and reads the main thread's own CPU
 (``time.thread_time``) at the two instants ``bench.pipeline`` reads ``process_time``, so the
 figure covers exactly the measured interval.
 
-    python -m bench._actors_probe --messages 60000     # same options as bench.pipeline
+    python -m bench._actors_probe --messages 60000 --writer process   # as bench.pipeline
 
 Last line: one JSON object, bench.pipeline's figures plus ``loop_cpu_us_per_msg``.
 """
@@ -39,10 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--producers", type=int, default=16)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--dir", default=None)
+    p.add_argument("--writer", choices=("thread", "process"), default="process",
+                   help="who runs the store writes (bench.pipeline's --writer)")
     args = p.parse_args(argv)
     time.process_time = _process_time_marked  # bench.pipeline reads it via the time module
     try:
-        result = trio.run(pipeline.throughput, args)
+        result = trio.run(pipeline.throughput, args, args.writer)
     finally:
         time.process_time = _process_time
     loop = (_marks[-1] - _marks[0]) / args.messages * 1e6

@@ -13,13 +13,14 @@ from actors import messages as m
 from actors import segmenter
 
 _TEXT = st.one_of(
-    st.text(alphabet=st.sampled_from("Hello world 0123456789 @£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ^{}\\[~]|€"),
-            max_size=500),
+    st.text(alphabet=st.sampled_from(
+        "Hello world 0123456789 @£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ^{}\\[~]|€"), max_size=500),
     st.text(max_size=300),
 )
 
 
-def _message(text: str, policy: str, max_parts: int, msg_id: str = "01ABCDEFGHJKMNPQRS") -> m.Message:
+def _message(text: str, policy: str, max_parts: int,
+             msg_id: str = "01ABCDEFGHJKMNPQRS") -> m.Message:
     return m.Message(m.MsgId(msg_id), "acc", "+351911111111", "Septet", text, policy, 1.0,
                      max_parts=max_parts)
 
