@@ -29,6 +29,7 @@ Must not import: gateway, adapters, lmdb.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
+from actors._wire import WireBatch, join_arrays
 from actors.ingress import due_key
 from actors.messages import Message, Released
 from actors.ports import PipelineStore
@@ -57,28 +59,31 @@ class Pump:
     cursor: bytes = b""
     caught_up: bool = False
     inflight: set[str] = field(default_factory=set)
-    ready: list[Message] = field(default_factory=list)
+    # what to hand on, in order, in chunks as they came (a whole ingress batch stays one
+    # chunk: a WireBatch whose bytes go on as they are, see take)
+    ready: deque[Sequence[Message]] = field(default_factory=deque)
     next_due: float | None = None
 
     @property
     def room(self) -> int:
         return self.max_inflight - len(self.inflight)  # ``ready`` ids are in ``inflight`` too
 
-    def offered(self, batch: list[Message], now: float) -> None:
+    def offered(self, batch: Sequence[Message], now: float) -> None:
         """Ingress committed ``batch``: take what fits now, remember the rest by key."""
         room = self.room
-        taken = 0
+        taken: list[Message] = []
         for msg in batch:
             if msg.msg_id in self.inflight:
                 continue
             due = max(msg.send_at, msg.accepted_at)
-            if self.caught_up and taken < room and due <= now:
+            if self.caught_up and len(taken) < room and due <= now:
                 self.inflight.add(msg.msg_id)
-                self.ready.append(msg)
-                taken += 1
+                taken.append(msg)
             else:
                 self.missed(due_key(msg), due)
-        _FAST.inc(taken)
+        if taken:
+            self.ready.append(batch if len(taken) == len(batch) else taken)
+        _FAST.inc(len(taken))
 
     def missed(self, key: bytes, due: float) -> None:
         """An entry at ``key`` was not taken: make the next read start at or before it."""
@@ -108,15 +113,34 @@ class Pump:
         found, cursor, next_due = store.read_due(self.cursor, now, limit, self.inflight)
         for msg in found:
             self.inflight.add(msg.msg_id)
-        self.ready.extend(found)
+        if found:
+            self.ready.append(found)
         _STORE.inc(len(found))
         self.cursor = cursor
         self.next_due = next_due
         self.caught_up = len(found) < limit
 
-    def take(self, batch: int) -> list[Message]:
-        out, self.ready = self.ready[:batch], self.ready[batch:]
-        return out
+    def take(self, batch: int) -> Sequence[Message]:
+        """Up to ``batch`` ready messages, oldest first (call only when ``ready``).
+
+        Whole chunks while they fit; chunks that all kept their channel bytes come out as one
+        WireBatch of those bytes joined, so the hop on packs nothing (0.4 µs a message).
+        """
+        ready = self.ready
+        chunks: list[Sequence[Message]] = []
+        total = 0
+        while ready and total + len(ready[0]) <= batch:
+            chunks.append(ready.popleft())
+            total += len(chunks[-1])
+        if not chunks:  # the first chunk alone is more than a batch: split it
+            first = ready[0]
+            ready[0] = first[batch:]
+            return first[:batch]
+        if len(chunks) == 1:
+            return chunks[0]
+        out = [msg for chunk in chunks for msg in chunk]
+        wires = [c.wire for c in chunks if isinstance(c, WireBatch)]
+        return WireBatch(out, join_arrays(wires)) if len(wires) == len(chunks) else out
 
 
 async def run(
@@ -212,7 +236,8 @@ async def _take_wakes(
     poke: Callable[[], None], ended: trio.Event,
 ) -> None:
     async for item in wake:
-        pump.offered(messages.decode_batch_of(Message, item), now())
+        # keeps ``item``'s bytes: a batch taken whole is handed on without packing it again
+        pump.offered(messages.decode_wire_batch_of(Message, item), now())
         poke()
     ended.set()
     poke()
