@@ -47,3 +47,23 @@ def test_sink_sends_pending_receipts_and_waits_for_their_commit(
             await returned.wait()
 
     trio.run(main)
+
+
+def test_status_events_are_counted_per_event_name() -> None:
+    from prometheus_client import REGISTRY
+
+    from actors.ports import Applied
+
+    def value(event: str) -> float:
+        return REGISTRY.get_sample_value("septet_correlator_events_total", {"event": event}) or 0.0
+
+    names = ["SMS_SENT", "SMS_DELIVERED", "SMS_SENT", "SMS_NOT_SENT", "SMS_SENT"]
+    rows = [m.to_wire(m.StatusEvent(m.MsgId(f"id{i}"), "acc", name, 1, 1.0))
+            for i, name in enumerate(names)]
+    before = {n: value(n) for n in set(names)}
+    corr = receipt_correlator._Correlator(None, None, None, lambda: 0.0,  # type: ignore[arg-type]
+                                          receipt_correlator.CorrelatorStats())
+    corr._count(Applied(event_rows=rows), len(rows))
+    assert {n: value(n) - before[n] for n in before} == {
+        "SMS_SENT": 3, "SMS_DELIVERED": 1, "SMS_NOT_SENT": 1}
+    assert corr.stats.events == 5
