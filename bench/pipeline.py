@@ -6,7 +6,8 @@ Producers call ``Gateway.accept`` concurrently with batches (as the HTTP layer w
 clock runs from the first accept to the last final event. Latency is per message, from its
 ``accepted_at`` to its final event.
 
-    python -m bench.pipeline                 # 100,000 messages
+    python -m bench.pipeline                 # 100,000 messages, thread writer then process
+    python -m bench.pipeline --writer process --rounds 3   # or alternate both, 3 times each
     python -m bench.pipeline --messages 20000 --producers 8 --batch 100
     python -m bench.pipeline --park 1000000  # park 1M future messages, report RSS
     python -m bench.pipeline --ops 20000     # CPU µs per message of each writer op, no pipeline
@@ -14,6 +15,12 @@ clock runs from the first accept to the last final event. Latency is per message
 Prints figures; the last line is one JSON object (final_msgs_per_s, p50_ms, p99_ms, rss_mb,
 cpu_us_per_msg, writer_cpu_us_per_msg, commit_cpu_us_per_msg; in --park mode parked,
 park_accept_msgs_per_s, rss_parked_mb; in --ops mode <op>_us per message and ops_total_us).
+With ``--writer`` (``thread``: the gateway's writer thread; ``process``: the writer process of
+``[store] writer = "process"``; ``both``, the default: thread then process, ``--rounds`` times)
+the plain keys are the thread writer's best round, and ``final_msgs_per_s_<writer>``,
+``main_cpu_us_per_msg_<writer>`` (main thread), ``writer_cpu_us_per_msg_<writer>`` (writer
+thread or writer process), ``p99_ms_<writer>``, ``main_waiting_for_cpu_s_<writer>`` and
+``rounds_msgs_per_s_<writer>`` (every round) are added for each.
 """
 
 from __future__ import annotations
@@ -52,6 +59,16 @@ def rss_mb() -> float:
 
 
 _ids = MsgIdFactory()
+
+
+def schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(seconds running, seconds runnable but waiting for a CPU) of a thread, from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{tid or pid}/schedstat") as f:
+            run, wait, _ = f.read().split()
+        return int(run) / 1e9, int(wait) / 1e9
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
 
 
 def rss_parts_mb() -> dict[str, float]:
@@ -122,6 +139,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
                 child0 = pipe.statistics().child_cpu_seconds if pipe else 0.0
+                sched0 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
 
                 async def producer(k: int) -> None:
                     for start in range(k * args.batch, n, args.batch * args.producers):
@@ -139,6 +157,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 cpu = time.process_time() - cpu0
                 stats = store.statistics()
                 child = pipe.statistics() if pipe else None
+                sched1 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
         rss = rss_mb()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
@@ -168,8 +187,14 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
               f"one core")
     print(f"CPU per message   main thread {main_us:.1f} µs, writer thread "
           f"{stats.ops_cpu_seconds / n * 1e6:.1f} µs, writer process {child_us:.1f} µs")
+    # CPU contention: time runnable but not running (the machine's 2 cores are shared)
+    main_wait = sched1[0][1] - sched0[0][1]
+    child_wait = sched1[1][1] - sched0[1][1]
+    print(f"waiting for a CPU main thread {main_wait:.2f} s, writer process {child_wait:.2f} s"
+          f" of {elapsed:.2f} s (runnable, not running: other work on the machine)")
     print(f"RSS               {rss:.0f} MiB")
-    return {"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
+    return {"main_waiting_for_cpu_s": round(main_wait, 2),
+            "child_waiting_for_cpu_s": round(child_wait, 2),"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
             "main_thread_cpu_us_per_msg": round(main_us, 1),
             "child_cpu_us_per_msg": round(child_us, 1),
             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),
@@ -265,19 +290,23 @@ def compare(args: argparse.Namespace) -> dict[str, float]:
     the figures of the default writer (thread) keep the plain keys, the best round counts."""
     writers = ("thread", "process") if args.writer == "both" else (args.writer,)
     best: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[float]] = {w: [] for w in writers}
     for _ in range(max(1, args.rounds)):
         for writer in writers:
             r = trio.run(throughput, args, writer)
+            rounds[writer].append(r["final_msgs_per_s"])
             if writer not in best or r["final_msgs_per_s"] > best[writer]["final_msgs_per_s"]:
                 best[writer] = r
     result = dict(best.get("thread") or best["process"])
     for writer, r in best.items():
         result[f"final_msgs_per_s_{writer}"] = r["final_msgs_per_s"]
         result[f"main_cpu_us_per_msg_{writer}"] = r["main_thread_cpu_us_per_msg"]
+        result[f"rounds_msgs_per_s_{writer}"] = rounds[writer]  # type: ignore[assignment]
         result[f"writer_cpu_us_per_msg_{writer}"] = (r["writer_cpu_us_per_msg"] if
                                                     writer == "thread" else
                                                     r["child_cpu_us_per_msg"])
         result[f"p99_ms_{writer}"] = r["p99_ms"]
+        result[f"main_waiting_for_cpu_s_{writer}"] = r["main_waiting_for_cpu_s"]
     if len(best) == 2:
         print(f"final msgs/s      thread {best['thread']['final_msgs_per_s']:,}  process "
               f"{best['process']['final_msgs_per_s']:,}")
