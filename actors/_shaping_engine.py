@@ -69,6 +69,16 @@ def rows_from_batch(data: bytes) -> list[Row]:
     Raises:
         messages.DecodeError: not a batch of messages.
     """
+    return decode_rows(data)[0]
+
+
+def decode_rows(data: bytes) -> tuple[list[Row], bool]:
+    """:func:`rows_from_batch`, and whether every row was already current: then ``data`` is
+    exactly the encoding of the rows (and may be sent on for them as it is).
+
+    Raises:
+        messages.DecodeError: not a batch of messages.
+    """
     try:
         rows = msgpack.unpackb(data, raw=False, use_list=True)
     except (ValueError, msgpack.UnpackException) as exc:
@@ -76,13 +86,15 @@ def rows_from_batch(data: bytes) -> list[Row]:
     if not isinstance(rows, list):
         raise messages.DecodeError("a batch is a list")
     tag, version, width = Message.TAG, Message.VERSION, WIDTH
+    current = True
     for i, row in enumerate(rows):
         if type(row) is not list or len(row) != width or row[0] != tag or row[1] != version:
             m = messages.from_wire(row)
             if not isinstance(m, Message):
                 raise messages.DecodeError(f"expected Message, got {type(m).__name__}")
             rows[i] = messages.to_wire(m)
-    return rows
+            current = False
+    return rows, current
 
 
 class Shaper:

@@ -29,10 +29,10 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
-from actors._shaping_engine import Row
+from actors._shaping_engine import Row, decode_rows
 from actors.messages import ConnectorThrottled, MessageFinished
 from actors.ports import RecentContacts
-from actors.shaping import Shaper, ShapingRules, rows_from_batch
+from actors.shaping import Shaper, ShapingRules
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,12 @@ async def _shape(
         else:
             await trio.sleep_until(at)
         t = now()
+        whole: tuple[bytes, list[Row]] | None = None  # the batch, if its bytes are its rows'
         if batch is not None:
-            for row in rows_from_batch(batch):
+            rows, current = decode_rows(batch)
+            for row in rows:
                 shaper.admit(row, t)
+            whole = (batch, rows) if current else None
         shaper.poll(t)
         _metrics.LIMITER_HELD.set(shaper.statistics()["held"])
         if shaper.finished:
@@ -122,7 +125,7 @@ async def _shape(
         if shaper.released:
             out, shaper.released = shaper.released, []
             _metrics.LIMITER_RELEASED.inc(len(out))
-            await _send(outbox, out)
+            await _send_released(outbox, out, whole)
 
 
 _CODE: Final = 2 + MessageFinished._fields.index("code")  # in a MessageFinished wire row
@@ -138,6 +141,17 @@ async def _send(channel: trio.abc.SendChannel[bytes], rows: list[Row]) -> None:
     """Send ``rows`` as batches of at most ``MAX_BATCH`` (a window opening frees thousands)."""
     for i in range(0, len(rows), MAX_BATCH):
         await channel.send(msgpack.packb(rows[i:i + MAX_BATCH], use_bin_type=True))
+
+
+async def _send_released(channel: trio.abc.SendChannel[bytes], rows: list[Row],
+                         whole: tuple[bytes, list[Row]] | None) -> None:
+    """Send released ``rows``; when they are the whole batch just read, as it came (no limit
+    held anything), its bytes go on as they are instead of packing the rows again (0.35 µs a
+    message)."""
+    if whole is not None and len(rows) <= MAX_BATCH and rows == whole[1]:
+        await channel.send(whole[0])
+    else:
+        await _send(channel, rows)
 
 
 def _maybe(channel: trio.abc.AsyncResource | None) -> AbstractAsyncContextManager[object]:
