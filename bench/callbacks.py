@@ -1,12 +1,14 @@
 """Benchmark: status callbacks delivered per second to a local receiver in another process.
 
     python -m bench.callbacks [--events 20000] [--batch 1,100] [--per-endpoint 32]
-                              [--max-in-flight N]
+                              [--max-in-flight N] [--statuses 1]
 
 For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
 StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
 them to a receiver running in a separate process (``python -m bench.callbacks --serve``), and
-the clock stops when the receiver has acknowledged every event. Batch size 1 is one request per
+the clock stops when the receiver has acknowledged every event. ``--statuses 2`` gives each
+message SMS_SENT and SMS_DELIVERED (the second released when the first is delivered), the
+outbox's work per message in bench.e2e. Batch size 1 is one request per
 callback (a JSON object); larger sizes send JSON arrays (the batched mode). The last line is
 one JSON object with ``callbacks_per_s`` (the best mode), per-mode rates and CPU µs per
 callback of the notifier's process (all threads, so the LMDB writer too; the receiver's process
@@ -160,19 +162,26 @@ async def _serve_forever_reporting(port_file: str) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _events(n: int, url: str) -> list[object]:
+def _events(n: int, url: str, statuses: int = 1) -> list[object]:
+    """``n`` events: ``statuses`` per message (SMS_SENT seq 1, then SMS_DELIVERED seq 2..),
+    each message's later statuses 500 events after its first, as receipts come after submits
+    (so they wait in the outbox behind seq 1 and are released when it is delivered)."""
     from actors.messages import MsgId, StatusEvent
 
-    return [
-        StatusEvent(MsgId(f"m{i:08d}"), "bench", "SMS_DELIVERED", 1, time.time(),
-                    carrier_id=f"c{i}", campaign="bench", parts=1, client_ref=f"r{i}",
-                    callback_url=url)
-        for i in range(n)
-    ]
+    per_chunk = max(1, 500 // statuses)
+    out: list[object] = []
+    for first in range(0, -(-n // statuses), per_chunk):
+        ids = range(first, min(first + per_chunk, -(-n // statuses)))
+        for seq in range(1, statuses + 1):
+            out += [StatusEvent(MsgId(f"m{i:08d}"), "bench",
+                                "SMS_SENT" if seq == 1 and statuses > 1 else "SMS_DELIVERED",
+                                seq, time.time(), carrier_id=f"c{i}", campaign="bench",
+                                parts=1, client_ref=f"r{i}", callback_url=url) for i in ids]
+    return out[:n]
 
 
 async def _run_mode(
-    n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int
+    n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int, statuses: int = 1
 ) -> tuple[float, float]:
     """One mode: ``(callbacks per second, CPU µs of this process per callback)``."""
     from actors import messages, notifier
@@ -185,7 +194,7 @@ async def _run_mode(
     policy = RetryPolicy(batch_size=batch, per_endpoint=per_endpoint,
                          max_in_flight=max_in_flight or per_endpoint)
     stats = notifier.NotifierStats()
-    events = _events(n, url)
+    events = _events(n, url, statuses)
     with tempfile.TemporaryDirectory() as tmp:
         async with open_store(tmp, sync=True) as store, open_callback_sender(allow_loopback=True) as sender:
             outbox = CallbackOutbox(store)
@@ -209,6 +218,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", metavar="PORT_FILE", help="run only the receiver (internal)")
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--statuses", type=int, default=1,
+                        help="statuses per message (2: SMS_SENT then SMS_DELIVERED, as in "
+                             "bench.e2e; the second waits in the outbox behind the first)")
     parser.add_argument("--batch", default="1,100", help="comma-separated batch sizes")
     parser.add_argument("--per-endpoint", type=int, default=32)
     parser.add_argument("--max-in-flight", type=int, default=0,
@@ -238,7 +250,7 @@ def main() -> None:
             for batch in (int(b) for b in args.batch.split(",")):
                 before = ask()["events"]
                 rate, us = trio.run(_run_mode, args.events, batch, args.per_endpoint,
-                                   args.max_in_flight, port)
+                                   args.max_in_flight, port, args.statuses)
                 got = ask()
                 assert got["events"] - before >= args.events, (got, before)
                 figures[f"batch_{batch}"] = round(rate)
@@ -256,6 +268,7 @@ def main() -> None:
         **{f"callbacks_per_s_{k}": v for k, v in figures.items()},
         **{f"cpu_us_per_callback_{k}": v for k, v in cpu_us.items()},
         "events": args.events,
+        "statuses": args.statuses,
         "receiver_duplicates": final["duplicates"],
     }))
 

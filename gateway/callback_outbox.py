@@ -40,6 +40,7 @@ import time
 from collections.abc import Collection, Container, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final, Literal, cast
 
 import lmdb
@@ -79,6 +80,9 @@ def _now_ms(now: float) -> int:
     """``now`` in ms for "what is due": 1 µs of tolerance absorbs float noise (2.01 * 1000
     is 2009.9999999999998), so an entry is never due for the scheduler yet not for the scan."""
     return max(0, math.floor(now * 1000 + 1e-3))
+
+
+_BY_MESSAGE: Final = attrgetter("msg_id", "seq")  # enqueue's order: each message's seqs together
 
 
 def event_key(msg_id: str, seq: int) -> bytes:
@@ -185,7 +189,7 @@ class CallbackOutbox:
 
     async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
         """Store ``events`` (one write); returns how many were new. See the module rules."""
-        ordered = sorted(events, key=lambda e: (e.msg_id, e.seq))
+        ordered = sorted(events, key=_BY_MESSAGE)
         self._writing.append(now)  # due() must not resume past what this write schedules
         try:
             new, scheduled, waiting = await self._store.write(
@@ -200,7 +204,7 @@ class CallbackOutbox:
         """As :meth:`enqueue`, inside a write the caller runs (so the callback is durable
         exactly when what it reports is). Run that write inside :meth:`writing` (``now``) and
         ring :attr:`doorbell` once it has committed, so the notifier sends it at once."""
-        return self._enqueue(txn, sorted(events, key=lambda e: (e.msg_id, e.seq)), now)[0]
+        return self._enqueue(txn, sorted(events, key=_BY_MESSAGE), now)[0]
 
     @contextmanager
     def writing(self, now: float) -> Iterator[None]:
