@@ -32,9 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
+
+if TYPE_CHECKING:
+    from actors.messages import StatusEvent
 
 RESPONSE_OK: Final = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
 
@@ -162,14 +165,14 @@ async def _serve_forever_reporting(port_file: str) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _events(n: int, url: str, statuses: int = 1) -> list[object]:
+def _events(n: int, url: str, statuses: int = 1) -> list[StatusEvent]:
     """``n`` events: ``statuses`` per message (SMS_SENT seq 1, then SMS_DELIVERED seq 2..),
     each message's later statuses 500 events after its first, as receipts come after submits
     (so they wait in the outbox behind seq 1 and are released when it is delivered)."""
     from actors.messages import MsgId, StatusEvent
 
     per_chunk = max(1, 500 // statuses)
-    out: list[object] = []
+    out: list[StatusEvent] = []
     for first in range(0, -(-n // statuses), per_chunk):
         ids = range(first, min(first + per_chunk, -(-n // statuses)))
         for seq in range(1, statuses + 1):
