@@ -421,11 +421,13 @@ def observe_many(histogram: _Histogram, values: Sequence[float]) -> None:
     prometheus-client 0.x). A histogram without them (another client version, a labelled
     parent) is observed value by value. A test checks both ways give the same samples.
     """
+    if len(values) < 2:  # one lock per bucket touched saves nothing (one request per event)
+        for v in values:
+            histogram.observe(v)
+        return
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)
     total = getattr(histogram, "_sum", None)
-    if not values:
-        return
     if (bounds is None or buckets is None or total is None or len(bounds) != len(buckets)
             or any(v != v for v in values)):  # NaN: observe() counts it in no bucket
         for v in values:
