@@ -2,6 +2,7 @@
 
     python -m bench.callbacks [--events 20000] [--batch 1,100] [--per-endpoint 32]
                               [--max-in-flight N] [--statuses 1]
+    python -m bench.callbacks --micro     # the outbox's CPU per message, no HTTP
 
 For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
 StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -217,6 +219,74 @@ async def _run_mode(
     return n / elapsed, cpu / n * 1e6
 
 
+def micro(messages: int = 2000, rounds: int = 5) -> dict[str, float]:
+    """CPU µs per message of the callback outbox's work for SMS_SENT + SMS_DELIVERED, without
+    HTTP (best of ``rounds``): the writer-side ops (enqueue of each, the first's settlement
+    releasing the second, the second's settlement; timed inside their transactions, sync off)
+    and the reads (``due``) the notifier makes."""
+    from actors.messages import MsgId, StatusEvent
+    from actors.ports import Settlement
+    from gateway.callback_outbox import CallbackOutbox
+    from gateway.store import open_env
+
+    class _Timed:  # gateway.store.Store's interface, writes inline and timed
+        def __init__(self, path: str) -> None:
+            self.env, self._dbs = open_env(Path(path), sync=False, metasync=False)
+            self.spent = 0.0
+
+        def db(self, name: bytes) -> object:
+            return self._dbs[name]
+
+        async def write(self, op: Callable[[object], object]) -> object:
+            with self.env.begin(write=True) as txn:
+                t0 = time.perf_counter()
+                try:
+                    return op(txn)
+                finally:
+                    self.spent += time.perf_counter() - t0
+
+        def read(self) -> object:
+            return self.env.begin()
+
+    async def one(path: str, r: int) -> dict[str, float]:
+        store = _Timed(path)
+        outbox = CallbackOutbox(store)  # type: ignore[arg-type]
+        t = 1.8e9 + r * 100
+        ids = [MsgId(f"{r:04d}{i:012x}") for i in range(messages)]
+
+        def events(seq: int, kind: str, at: float) -> list[StatusEvent]:
+            return [StatusEvent(m, "acct", kind, seq, at, carrier_id="c" + m, parts=1,
+                                client_ref="r") for m in ids]
+
+        spent: dict[str, float] = {}
+
+        async def timed(name: str, step: Callable[[], object]) -> None:
+            store.spent = 0.0
+            await step()  # type: ignore[misc]
+            spent[name] = store.spent
+
+        await timed("enqueue_sent", lambda: outbox.enqueue(events(1, "SMS_SENT", t), now=t))
+        await timed("enqueue_delivered", lambda: outbox.enqueue(
+            events(2, "SMS_DELIVERED", t + 0.1), now=t + 0.1))
+        for name, at in (("settle_sent", t + 1), ("settle_delivered", t + 2)):
+            t0 = time.perf_counter()
+            due = outbox.due(at, limit=2 * messages, skip=set())
+            spent["due_" + name[7:]] = time.perf_counter() - t0
+            assert len(due) == messages
+            await timed(name, lambda: outbox.settle([Settlement(e, "delivered") for e in due],
+                                                    now=at))
+        return {k: v / messages * 1e6 for k, v in spent.items()}
+
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for k, v in trio.run(one, tmp, r).items():
+                best[k] = min(best.get(k, math.inf), v)
+    writer = sum(v for k, v in best.items() if not k.startswith("due_"))
+    return {**{k + "_us": round(v, 2) for k, v in best.items()},
+            "writer_us_per_message": round(writer, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", metavar="PORT_FILE", help="run only the receiver (internal)")
@@ -229,7 +299,15 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=0,
                         help="requests in flight overall (default: --per-endpoint); the gateway's "
                              "defaults are --per-endpoint 8 --max-in-flight 256")
+    parser.add_argument("--micro", action="store_true",
+                        help="only the outbox's CPU per message (SENT + DELIVERED), no HTTP")
     args = parser.parse_args()
+    if args.micro:
+        outbox_figures = micro()
+        for name, value in outbox_figures.items():
+            print(f"{name:28} {value:7.2f}")
+        print(json.dumps(outbox_figures))
+        return
     if args.serve:
         trio.run(_serve_forever_reporting, args.serve)
         return

@@ -1,6 +1,7 @@
 """SMPP throughput: SmppCarrier -> simulator in ANOTHER process, window 64, receipts flowing back.
 
     python -m bench.smpp [--seconds 10] [--window 64] [--binds 1] [--callers 4] [--batch 512]
+    python -m bench.smpp --micro     # CPU µs per PDU of the client's hot steps, no sockets
 
 Starts ``python -m adapters.simulator`` as a subprocess (receipts after U(0, 50 ms)), binds
 one transceiver, keeps ``callers`` concurrent ``submit_many`` batches going for ``--seconds``,
@@ -107,8 +108,50 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def micro(rounds: int = 7) -> dict[str, float]:
+    """CPU µs per PDU of the client's hot steps, without sockets (best of ``rounds``):
+    framing + decoding 64 submit_sm_resp / 64 receipt deliver_sm (as the simulator writes
+    them), the session answering 64 submits, and parsing 64 receipts."""
+    import timeit
+
+    from adapters.simulator.machine import encode_receipt, receipt_text
+    from adapters.smpp import pdu as p
+    from adapters.smpp.receipts import parse_receipt
+    from adapters.smpp.session import EsmeSession, State
+
+    n = 64
+    now = time.time()
+    ids = [f"{i + 100000:016x}" for i in range(n)]
+    resps = b"".join(p.encode_submit_sm_resp(i + 1, 0, ids[i]) for i in range(n))
+    receipts = b"".join(
+        encode_receipt(1000 + i, "447700900123", "SEPTET",
+                       receipt_text(ids[i], "DELIVRD", 0, now, now, b"hello world this is"),
+                       ids[i], 2, 0)
+        for i in range(n))
+    pdus = [d for d in p.Framer().feed(receipts) if isinstance(d, p.DeliverSm)]
+
+    def answer() -> object:
+        session = EsmeSession(now=0.0, window=n)
+        session.state, session.mode = State.BOUND, "transceiver"
+        for i in range(n):
+            session.submit_encoded(b"\0" * 40, now=0.0, token=i)
+        return session.receive_data(resps, 0.0)
+
+    steps = {
+        "decode_submit_sm_resp_us": lambda: p.Framer().feed(resps),
+        "decode_receipt_us": lambda: p.Framer().feed(receipts),
+        "session_submit_and_answer_us": answer,
+        "parse_receipt_us": lambda: [parse_receipt(d, connector="c", received_at=1.0)
+                                     for d in pdus],
+    }
+    return {name: round(min(timeit.repeat(fn, number=200, repeat=rounds)) / 200 / n * 1e6, 3)
+            for name, fn in steps.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.smpp")
+    ap.add_argument("--micro", action="store_true",
+                    help="only the per-PDU CPU of the client's hot steps (no sockets, ~5 s)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--binds", type=int, default=1, help="connections (each with its window)")
@@ -116,6 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--receipt-delay", default="0,0.05")
     args = ap.parse_args(argv)
+    if args.micro:
+        figures = micro()
+        for name, value in figures.items():
+            print(f"{name:32} {value:7.3f} per PDU")
+        print(json.dumps(figures))
+        return
     proc, port = _start_simulator(args.receipt_delay)
     try:
         wall = time.time()
