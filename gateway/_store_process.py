@@ -159,7 +159,7 @@ class ProcessPipelineStore:
     def statistics(self) -> ProcessStats:
         """A snapshot of the writer process's counters."""
         s, w = self.stats, self.stats.writer
-        return ProcessStats(WriterStats(w.commits, w.ops, w.failed_ops, 0, s.in_flight,
+        return ProcessStats(WriterStats(w.commits, w.ops, w.failed_ops, 0, len(self._waiters),
                                         w.ops_seconds, w.commit_seconds, w.failed_commits, 0.0,
                                         w.ops_cpu_seconds, w.commit_cpu_seconds),
                             s.child_cpu_seconds, len(self._waiters))

@@ -28,7 +28,9 @@ HTTP client is waiting) and runs the others again after a back-off, up to 1 s ap
 thread writer does.
 
 Lifecycle: the process dies with its parent (``PR_SET_PDEATHSIG``), and exits when stdin
-reaches EOF (the gateway closed it: graceful shutdown), after answering what it read.
+reaches EOF (the gateway closed it: graceful shutdown), after answering what it read. It
+ignores SIGINT and SIGTERM, which a terminal or a service manager sends to the whole group:
+the gateway then shuts down gracefully and stops it.
 It logs counts and errors on stderr, never message bodies or numbers.
 """
 
@@ -217,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(cfg["parent"])
     logging.basicConfig(level=cfg.get("log_level", logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop (Ctrl-C
-    # reaches the whole process group; the gateway then drains us and closes stdin)
+    # The gateway decides when we stop: Ctrl-C reaches the whole process group, and systemd or
+    # docker send SIGTERM to every process of the unit; the gateway then drains us and closes
+    # stdin. If the gateway dies instead, PDEATHSIG kills us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     outfd = os.dup(1)  # replies go to a private fd; anything printed goes to stderr
     os.dup2(2, 1)
     from gateway.store import open_env

@@ -226,3 +226,13 @@ def test_process_map_is_sparse_on_disk(tmp_path: Path) -> None:
         txn.put(b"k", b"v")
     env.close()
     assert (tmp_path / "data.mdb").stat().st_size < 1 << 20
+
+
+async def test_sigterm_to_the_child_is_left_to_the_gateway(tmp_path: Path) -> None:
+    """A service manager signals every process of the unit: the gateway drains the child."""
+    async with process_pipeline(tmp_path / "db") as (store, pipe):
+        await pipe.accept(messages(3))  # the child is up (its handlers are set)
+        os.kill(pipe.pid, signal.SIGTERM)
+        await pipe.accept(messages(3, 3))
+        assert store.entries(b"messages") == 6
+    assert pipe.process.returncode == 0  # stopped by the gateway closing its stdin
