@@ -28,9 +28,9 @@ that spawns from a cached worker thread, and the kernel sends PDEATHSIG when the
 Shutdown: leaving the block waits (bounded) for the replies still due, closes the child's
 stdin, and waits (bounded) for it to exit, then kills it.
 
-Both processes must open the environment with the same map size (a larger map committed by
-one makes the other's next transaction fail with MDB_MAP_RESIZED): open the store with
-``PROCESS_MAP_SIZE`` (see :func:`process_map_size`); the file grows only as pages are used.
+Both processes must open the environment with the same map size (once the data of one grows
+past the other's map, the other's next transaction fails with MDB_MAP_RESIZED): open the store
+with ``PROCESS_MAP_SIZE`` (see :func:`process_map_size`); the file grows only as pages are used.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ next batch. LMDB serialises this process's write transactions with the gateway's
 thread (idempotency keys, campaigns, callbacks...) on its environment lock.
 
 Map: both processes open the environment with the same, large map (``PROCESS_MAP_SIZE``; the
-file grows only as pages are used). This process never grows the map (that would make the
-gateway's next transaction fail with MDB_MAP_RESIZED while its other threads may hold
-transactions): a batch that fills it fails with ``MapFullError`` for its callers, the gateway
+file grows only as pages are used). This process never grows the map (data grown past the
+gateway's map would make its next transaction fail with MDB_MAP_RESIZED, and the gateway can
+adopt a new size only with no transaction open in any of its threads): a batch that fills it fails with ``MapFullError`` for its callers, the gateway
 stops loudly. If the gateway grew the map, this process adopts the new size
 (``set_mapsize(0)``, it never holds a transaction between batches) and runs the batch again.
 
