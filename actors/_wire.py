@@ -14,7 +14,7 @@ Must not import: trio, lmdb, gateway, adapters (pure data, as actors.messages).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["WireBatch", "array_header", "join_arrays"]
 
@@ -24,7 +24,7 @@ class WireBatch(tuple[Any, ...]):
 
     wire: bytes
 
-    def __new__(cls, messages: Iterable[Any], wire: bytes) -> WireBatch:
+    def __new__(cls, messages: Iterable[Any], wire: bytes) -> Self:
         self = super().__new__(cls, messages)
         self.wire = wire
         return self
