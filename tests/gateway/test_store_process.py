@@ -236,3 +236,51 @@ async def test_sigterm_to_the_child_is_left_to_the_gateway(tmp_path: Path) -> No
         await pipe.accept(messages(3, 3))
         assert store.entries(b"messages") == 6
     assert pipe.process.returncode == 0  # stopped by the gateway closing its stdin
+
+
+def _children() -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+async def test_serve_with_the_process_writer_delivers_with_and_without_idempotency_keys(
+        tmp_path: Path) -> None:
+    """``septet serve`` with ``[store] writer = "process"``: an accept without ``also`` goes
+    to the writer process, one with an Idempotency-Key (an ``also`` op) to the writer thread;
+    both are delivered, and the writer process stops with the gateway."""
+    import httpx
+
+    from gateway import cli
+    from gateway import config as cfg
+
+    before = set(_children())
+    config = cfg.load(None, env={"SEPTET_STORE__PATH": str(tmp_path / "db"),
+                                 "SEPTET_HTTP__PORT": "0", "SEPTET_STORE__WRITER": "process",
+                                 "SEPTET_SIMULATOR__DELIVERY_DELAY": "0"})
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(lambda task_status: cli.serve(
+            config, key_file=str(tmp_path / "key"), task_status=task_status))
+        writers = set(_children()) - before
+        assert len(writers) == 1
+        key = (tmp_path / "key").read_text().strip()
+        auth = {"authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            ids = []
+            for extra in ({}, {"idempotency-key": "k-1"}):
+                r = await c.post("/v1/messages", headers={**auth, **extra},
+                                 json={"to": "+351912345678", "from": "Septet", "text": "hi"})
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+            with trio.fail_after(10):
+                for msg_id in ids:
+                    while (await c.get(f"/v1/messages/{msg_id}", headers=auth)
+                           ).json()["state"] != "DELIVERED":
+                        await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    (writer,) = writers
+    assert _state(writer) in ("gone", "Z", "X")
