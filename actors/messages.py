@@ -408,6 +408,14 @@ def encode_batch(messages: Iterable[Kind]) -> bytes:
     return data
 
 
+def with_wire(batch: Iterable[Kind]) -> WireBatch:
+    """``batch`` packed once: a read-only sequence of its messages whose every later
+    :func:`encode_batch` (a store call crossing to the writer process, the next channel hop)
+    returns those bytes instead of packing again."""
+    items = tuple(batch)
+    return WireBatch(items, encode_batch(items))
+
+
 def _rows(data: bytes) -> tuple[Any, ...]:
     """The rows of a batch, each a tuple (msgpack arrays as tuples unpack ~2x faster than
     lists, and every field of every kind is a scalar)."""

@@ -73,3 +73,11 @@ def test_a_wire_batch_is_read_only() -> None:
     assert isinstance(batch, tuple)
     with pytest.raises(AttributeError):
         batch.append(m.Released(m.MsgId("b"), 2.0))  # type: ignore[attr-defined]
+
+
+@given(st.lists(any_message, max_size=20))
+def test_with_wire_packs_once_what_encode_batch_would(batch: list[m.Kind]) -> None:
+    kept = m.with_wire(batch)
+    assert list(kept) == batch
+    assert kept.wire == m.encode_batch(batch)
+    assert m.encode_batch(kept) is kept.wire
