@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import logging
 import math
-from bisect import bisect_left
 import random
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -429,7 +429,7 @@ def observe_many(histogram: _Histogram, values: Sequence[float]) -> None:
     buckets = getattr(histogram, "_buckets", None)
     total = getattr(histogram, "_sum", None)
     if (bounds is None or buckets is None or total is None or len(bounds) != len(buckets)
-            or any(v != v for v in values)):  # NaN: observe() counts it in no bucket
+            or any(math.isnan(v) for v in values)):  # observe() counts NaN in no bucket
         for v in values:
             histogram.observe(v)
         return

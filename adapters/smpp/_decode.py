@@ -62,7 +62,7 @@ _Sm = TypeVar("_Sm", SubmitSm, DeliverSm)
 # replace_if_present_flag, data_coding, sm_default_msg_id and sm_length (the last 5 octets).
 # Each ``[^\0]*\0`` is a C-Octet string up to its first NUL, as ``read_cstr`` reads it.
 _SM_FIXED: Final = re.compile(
-    rb"([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)(.)([^\0]*)\0([^\0]*)\0.....", re.S
+    rb"([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)(.)([^\0]*)\0([^\0]*)\0.....", re.DOTALL
 ).match
 
 

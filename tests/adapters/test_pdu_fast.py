@@ -18,7 +18,13 @@ from adapters.errors import InvalidPdu
 from adapters.simulator.machine import encode_receipt, receipt_text
 from adapters.smpp import _decode, _tlv
 from adapters.smpp import pdu as p
-from adapters.smpp.receipts import STATE_BY_NUMBER, parse_receipt, parse_text, receipt_state, smpp_date
+from adapters.smpp.receipts import (
+    STATE_BY_NUMBER,
+    parse_receipt,
+    parse_text,
+    receipt_state,
+    smpp_date,
+)
 from tests.adapters.test_pdu import sm_pdus
 
 # ---------------------------------------------------------------- references (pre-fast-path)
