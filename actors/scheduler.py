@@ -81,8 +81,9 @@ class Pump:
                 taken.append(msg)
             else:
                 self.missed(due_key(msg), due)
-        if taken:
-            self.ready.append(batch if len(taken) == len(batch) else taken)
+        if taken:  # a WireBatch taken whole stays itself (immutable; keeps its bytes)
+            whole = isinstance(batch, WireBatch) and len(taken) == len(batch)
+            self.ready.append(batch if whole else taken)
         _FAST.inc(len(taken))
 
     def missed(self, key: bytes, due: float) -> None:
