@@ -1,17 +1,25 @@
-"""Coalesce concurrent submissions into one ``Gateway.accept`` call.
+"""Coalesce concurrent submissions into few ``Gateway.accept`` calls.
 
-While one accept is committing (an fsync takes milliseconds), requests keep arriving; each
-would otherwise become its own store op and its own one-message batch through every pipeline
-stage. Here they wait together, and when the commit in progress returns, all waiting
-submissions go in ONE accept: one store op, one transaction, one batch for the pump —
-DESIGN.md §1's "channel items are batches" applied at the door. Under light load a request
-finds nobody committing and goes alone at once, so latency does not grow.
+While an accept is committing (a store round trip takes milliseconds), requests keep arriving;
+each would otherwise become its own store op and its own one-message batch through every
+pipeline stage. Here they wait together and go in ONE accept: one store op, one batch for
+the pump — DESIGN.md §1's "channel items are batches" applied at the door. Under light load a
+request finds nothing in flight and goes alone at once, so latency does not grow.
 
-The caller that finds no accept running leads: it takes everything pending, accepts it, hands
-each waiter its outcome, and, if more piled up meanwhile, passes the lead to the next waiter.
-The accept is shielded from cancellation (a commit already under way finishes; the store
-bounds it), so one request's cancellation never decides the fate of the others. A failure
-(Saturated, StoreError) is every member's failure: nothing of the group was committed.
+Up to ``max_in_flight`` accepts run at once (a slot each). A request that finds every slot
+idle leads a group of itself at once. One that finds a slot free while another accept is in
+flight leads a new group too, but first gathers ``gather`` seconds of arrivals into it. One
+that finds every slot taken waits; when an accept returns, its leader forms the next group of
+everything waiting and hands the slot to that group's first member, which leads it. With one
+slot, N closed-loop clients settle into two cohorts of N/2 each, one committing while the
+other waits for it, so every answer costs up to two store round trips; a second slot lets the
+waiting cohort go while the first commits, and the store's writer still puts whatever is
+queued in one transaction.
+
+The accept is shielded from cancellation once anyone else's messages ride on it (a commit
+already under way finishes; the store bounds it), so one request's cancellation never decides
+the fate of the others. A failure (Saturated, StoreError) is every member's failure: nothing
+of the group was committed.
 
 Must not import: gateway.http.server internals.
 """
@@ -25,77 +33,97 @@ import trio
 
 
 class _Waiter:
-    __slots__ = ("also", "done", "error", "lead", "messages")
+    __slots__ = ("also", "done", "error", "group", "messages")
 
     def __init__(self, messages: Sequence[Any], also: Callable[[Any], None] | None) -> None:
         self.messages = messages
         self.also = also
-        self.done = trio.Event()
+        self.done = trio.Event()  # set when its group returned, or when handed a group to lead
         self.error: BaseException | None = None
-        self.lead = False
+        self.group: list[_Waiter] | None = None  # the group it was handed to lead
 
 
 class AcceptBatcher:
     """``await batcher.accept(messages, also=op)`` with the semantics of ``Gateway.accept``."""
 
     def __init__(self, gateway: Any, *, max_messages: int = 5000, gather: float = 0.002,
-                 gather_below: int = 64) -> None:
+                 gather_below: int = 64, max_in_flight: int = 2) -> None:
         self._gateway = gateway
         self._max = max_messages
-        # Under load (a group handed on by the commit just finished) that holds fewer than
+        # Under load (a group formed while another accept is in flight) that holds fewer than
         # ``gather_below`` messages waits ``gather`` seconds for more: a commit costs ~0.5 ms
         # of CPU (thread hand-off, LMDB commit, fsync), so at a few thousand single-message
         # requests/s a 2 ms wait halves the commits. A request arriving at an idle batcher
         # never waits.
         self._gather = gather
         self._gather_below = gather_below
+        self._max_in_flight = max(1, max_in_flight)
         self._pending: list[_Waiter] = []
-        self._busy = False
+        self._pending_messages = 0
+        self._in_flight = 0  # slots taken: accepts running, or groups gathering for one
         self.groups = 0  # accept calls made (statistics)
         self.requests = 0  # submissions they carried
 
     async def accept(self, messages: Sequence[Any], also: Callable[[Any], None] | None = None
                      ) -> None:
         waiter = _Waiter(messages, also)
-        self._pending.append(waiter)
-        if self._busy:
+        if self._in_flight == 0:
+            # Idle: nobody else's messages ride on this accept, so no shield is needed;
+            # whoever arrives meanwhile takes the other slot or waits in _pending.
+            self._in_flight = 1
+            await self._lead([waiter], gather=False)
+        elif self._in_flight < self._max_in_flight:
+            self._in_flight += 1
+            try:
+                # Alone in its group until the gathering ends: a cancellation drops only it.
+                if self._gather > 0 and len(messages) + self._pending_messages < self._gather_below:
+                    await trio.sleep(self._gather)
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                self._hand_on()
+                raise
+            with trio.CancelScope(shield=True):  # those it takes now ride on its accept
+                await self._lead([waiter], gather=False)
+        else:
+            self._pending.append(waiter)
+            self._pending_messages += len(messages)
             try:
                 await waiter.done.wait()
             except BaseException:
-                if waiter.lead:  # others wait on the group this caller was to lead
+                if waiter.group is not None:  # others wait on the group it was handed
                     with trio.CancelScope(shield=True):
-                        await self._lead(handed_on=True)
+                        await self._lead(waiter.group, gather=True)
                 elif waiter in self._pending:
                     self._pending.remove(waiter)
+                    self._pending_messages -= len(messages)
                 raise
-            if not waiter.lead:
-                if waiter.error is not None:
-                    raise waiter.error
-                return
-        else:
-            self._busy = True
-            if len(self._pending) == 1:
-                # Alone: nobody else's messages ride on this accept, so no shield is needed;
-                # whoever arrives meanwhile waits in _pending and is handed the lead after.
-                await self._lead()
-                if waiter.error is not None:
-                    raise waiter.error
-                return
-        with trio.CancelScope(shield=True):
-            await self._lead(handed_on=waiter.lead)
+            if waiter.group is not None:
+                with trio.CancelScope(shield=True):
+                    await self._lead(waiter.group, gather=True)
         if waiter.error is not None:
             raise waiter.error
 
-    async def _lead(self, handed_on: bool = False) -> None:
-        if handed_on and self._gather > 0 and \
-                sum(len(w.messages) for w in self._pending[:self._gather_below]) < self._gather_below:
+    def _take(self, group: list[_Waiter], total: int) -> int:
+        """Move waiting requests into ``group`` (in arrival order, up to ``max_messages``,
+        at least one when it is empty); returns its message count."""
+        pending = self._pending
+        n = 0
+        while n < len(pending) and (not group or total + len(pending[n].messages) <= self._max):
+            group.append(pending[n])
+            total += len(pending[n].messages)
+            n += 1
+        if n:
+            del pending[:n]
+            self._pending_messages -= sum(len(w.messages) for w in group[-n:])
+        return total
+
+    async def _lead(self, group: list[_Waiter], *, gather: bool) -> None:
+        """Run ``group``'s accept in the slot this caller holds, then hand the slot on."""
+        total = sum(len(w.messages) for w in group)
+        if gather and self._gather > 0 and total + self._pending_messages < self._gather_below:
             await trio.sleep(self._gather)
-        group: list[_Waiter] = []
-        total = 0
-        while self._pending and (not group or total + len(self._pending[0].messages) <= self._max):
-            w = self._pending.pop(0)
-            group.append(w)
-            total += len(w.messages)
+        self._take(group, total)
         alsos = [w.also for w in group if w.also is not None]
         try:
             await self._call([m for w in group for m in w.messages], alsos)
@@ -107,12 +135,17 @@ class AcceptBatcher:
             self.requests += len(group)
             for w in group:
                 w.done.set()
-            if self._pending:
-                nxt = self._pending[0]
-                nxt.lead = True
-                nxt.done.set()  # it leads the next group (and will find itself in it)
-            else:
-                self._busy = False
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give up this caller's slot: to the next group of what waits, or free it."""
+        if self._pending:
+            nxt: list[_Waiter] = []
+            self._take(nxt, 0)
+            nxt[0].group = nxt
+            nxt[0].done.set()  # it leads the next group in this slot
+        else:
+            self._in_flight -= 1
 
     async def _call(self, messages: list[Any], alsos: list[Callable[[Any], None]]) -> None:
         if not alsos:
