@@ -211,8 +211,10 @@ async def test_a_full_map_fails_the_batch_and_the_child_keeps_serving(tmp_path: 
         assert await pipe.expire_orphans(NOW, 1) == 0  # still serving
         # The gateway's own writer grows the map; the child adopts the new size.
         db = store.db(b"meta")
-        await store.write(lambda txn: txn.put(b"big", b"x" * (1 << 20), db=db))
-        assert store.stats.map_grown >= 1
+        # 2 MiB on top of the full 1 MiB map: doubled twice (4 MiB), leaving ~0.9 MiB free.
+        # (A 1 MiB value could just fit the first doubling and leave the accept below no room.)
+        await store.write(lambda txn: txn.put(b"big", b"x" * (2 << 20), db=db))
+        assert store.stats.map_grown >= 2
         await pipe.accept(messages(100, 10_000, campaign=""))
         assert store.entries(b"messages") == kept + 100
 
