@@ -43,6 +43,7 @@ import trio
 
 from actors import messages as m
 from actors.ingress import MsgIdFactory
+from gateway._gc import settle_after_start
 from gateway._store_process import open_process_pipeline, process_map_size
 from gateway.app import CoreSettings, open_gateway
 from gateway.store import open_store
@@ -134,8 +135,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
         async with _open_core(path, writer, 1 << 31, carrier, settings,
                               notifier) as (store, gw, pipe):
             if True:  # (keeps the measured block's indentation)
-                gc.collect()  # as `septet serve` does once started: the cyclic GC no longer
-                gc.freeze()  # rescans what lives as long as the process (modules, actors)
+                settle_after_start()  # the cyclic GC as `septet serve` sets it once started
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
                 child0 = pipe.statistics().child_cpu_seconds if pipe else 0.0

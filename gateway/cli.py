@@ -22,7 +22,6 @@ This module is the composition root's entry point: the only place reading ``sys.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ import trio
 from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
 from gateway import inbound, logs, retention  # their metrics register with the others
+from gateway._gc import settle_after_start
 from gateway.accounts import Account, AccountBook
 from gateway.errors import AccountError, ConfigError
 
@@ -392,9 +392,8 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 await nursery.start(campaigns.run)
                 await _start_importer(config, campaigns, nursery)
                 # Everything loaded so far lives as long as the process: keep the cyclic GC
-                # from rescanning it on every collection under load.
-                gc.collect()
-                gc.freeze()
+                # from rescanning it, and from running every 700 allocations under load.
+                settle_after_start()
                 _announce(h.host, port, config.dev.account if config.dev.create_account else "",
                           key)
                 task_status.started(port)
