@@ -114,6 +114,11 @@ window = {WINDOW}
             [PY, "-m", "gateway.cli", "--config", str(self.config()), "serve"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         log.close()
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of gateway.log (a failed restart's reason)."""
+        text = (self.work / "gateway.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
     async def wait_ready(self, client: httpx.AsyncClient, timeout: float = 30.0) -> float:
         started = time.monotonic()
         while True:
@@ -122,8 +127,11 @@ window = {WINDOW}
                     return time.monotonic() - started
             except httpx.TransportError:
                 pass
-            assert self.gateway is not None and self.gateway.poll() is None, \
-                f"gateway exited: see {self.work / 'gateway.log'}"
+            assert self.gateway is not None
+            if self.gateway.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited with code {self.gateway.returncode}; last lines of "
+                    f"{self.work / 'gateway.log'} (kept):\n{self.log_tail()}")
             if time.monotonic() - started > timeout:
                 raise RuntimeError("gateway not ready in time")
             await trio.sleep(0.01)
@@ -343,11 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for n, policy in enumerate(args.policies.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"torture-{policy}-"))
+        failed = True
         try:
             r = trio.run(run_policy, Run(policy, messages, rate, args.seed + n, work,
                                              store_writer=args.store_writer))
+            failed = bool(verdict(r))
         finally:
-            if not args.keep:
+            if failed:  # the gateway's log says why: never delete it
+                print(f"[{policy}] failed: work directory kept: {work}", file=sys.stderr)
+            elif not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
             else:
                 print(f"[{policy}] work directory kept: {work}", file=sys.stderr)

@@ -56,8 +56,8 @@ from actors.errors import StoreError
 from actors.ports import Applied, InDoubtPolicy, Recovered
 from gateway import metrics
 from gateway._store_pipeline import PipelineStore
-from gateway._store_process_wire import FrameReader, frame, result_from_wire
-from gateway.store import Store, WriterStats
+from gateway._store_process_wire import WIRE_VERSION, FrameReader, frame, result_from_wire
+from gateway.store import FAILED_COMMIT_PAUSE, Store, WriterStats
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class ProcessPipelineStore:
         self._dead: str = ""  # why calls are refused (empty: the child is serving)
         self.closing = False
         self.ready = trio.Event()  # the child has opened the environment
+        self.spawned = time.time()  # wall clock: the child reports its own start on it
 
     @property
     def pid(self) -> int:
@@ -125,6 +126,8 @@ class ProcessPipelineStore:
         if also is not None:  # a closure cannot cross the process boundary
             await self.thread.accept(batch, also)
             return
+        if trio.current_time() < self.stats.writer.failing_until:  # as Store.write(fail_fast)
+            raise StoreError("the store cannot commit now (disk full or I/O error)")
         await self._call("accept", m.encode_batch(batch))
 
     def read_due(self, cursor: bytes, now: float, limit: int,
@@ -203,23 +206,43 @@ class ProcessPipelineStore:
             if not data:
                 break
             reader.feed(data)
-            for reply in reader.frames():
-                if reply[0] == "ready":  # the child's hello: [ready, pid, map size]
-                    self.ready.set()
-                    logger.info("store writer process ready (pid %d, map %d MiB)", reply[1],
-                                reply[2] >> 20)
-                else:
-                    self._answer(*reply)
+            try:
+                for reply in reader.frames():
+                    if reply[0] == "ready":
+                        self._hello(*reply[1:])
+                    else:
+                        self._answer(*reply)
+            except Exception as exc:  # a garbled frame: nothing it says can be trusted
+                self.process.kill()
+                self._die(f"store writer process sent a bad frame ({exc!r})")
+                raise StoreError(f"store writer process sent a bad frame ({exc!r})") from exc
         code = await _wait(self.process)
-        self._die(f"store writer process exited (code {code})")
+        why = f"store writer process exited (code {code})"
+        if reader.pending:  # it died writing a reply: those callers are in doubt, not lost
+            why += f" in the middle of a reply ({reader.pending} bytes)"
+        self._die(why)
         if not self.closing:
-            logger.error("store writer process (pid %d) exited with code %s: stopping",
-                         self.process.pid, code)
-            raise StoreError(f"store writer process exited with code {code}")
+            logger.error("store writer process (pid %d): %s: stopping", self.process.pid, why)
+            raise StoreError(why)
 
-    def _answer(self, timings: list[float], replies: list[list[Any]]) -> None:
+    def _hello(self, pid: int, map_size: int, started: float = 0.0, open_s: float = 0.0,
+               stale_readers: int = 0) -> None:
+        """The child's first frame: it has opened the environment."""
+        self.ready.set()
+        logger.info("store writer process ready (pid %d, map %d MiB) %.3f s after spawn: "
+                    "interpreter and imports %.3f s, environment open %.3f s; %d stale reader "
+                    "slots cleared", pid, map_size >> 20, time.time() - self.spawned,
+                    started - self.spawned, open_s, stale_readers)
+
+    def _answer(self, timings: list[float], replies: list[list[Any]],
+                failed_commits: int = 0) -> None:
         w = self.stats.writer
+        if failed_commits:  # the child tries again with back-off; accepts fail meanwhile
+            w.failed_commits += failed_commits
+            self.store.stats.failed_commits += failed_commits
+            w.failing_until = trio.current_time() + FAILED_COMMIT_PAUSE
         if timings:  # a commit happened (a batch failed whole sends none)
+            w.failing_until = 0.0
             took, ops_s, commit_s, ops_cpu, commit_cpu, child_cpu = timings
             metrics.STORE_COMMIT_LATENCY.observe(took)
             for s in (w, self.store.stats):  # /metrics sums both writers' commits and ops
@@ -255,7 +278,13 @@ def _child_config(store: Store, *, receipt_timeout: float | None,
         "path": store.env.path(), "sync": flags["sync"], "metasync": flags["metasync"],
         "map_size": info["map_size"], "dbs": [n.decode("latin-1") for n in store._dbs],
         "receipt_timeout": receipt_timeout, "id_types": dict(id_types), "parent": os.getpid(),
+        "wire": WIRE_VERSION,
         "log_level": logging.getLogger().getEffectiveLevel()})
+
+
+def _child_argv(config: str) -> list[str]:
+    """The child's command line (tests replace it with a scripted child)."""
+    return [sys.executable, "-m", "gateway._store_writer_main", config]
 
 
 def _child_env() -> dict[str, str]:
@@ -289,10 +318,10 @@ async def open_process_pipeline(
     """
     thread = PipelineStore(store, receipt_timeout=receipt_timeout, id_types=id_types)
     config = _child_config(store, receipt_timeout=receipt_timeout, id_types=id_types or {})
+    spawned = time.time()
     # On this (the trio) thread, which lives as long as the gateway: see the module docstring.
     process = subprocess.Popen(  # noqa: ASYNC220 - a few ms, once at start-up
-        [sys.executable, "-m", "gateway._store_writer_main", config],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
+        _child_argv(config), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env())
     assert process.stdin is not None and process.stdout is not None
     send = trio.lowlevel.FdStream(os.dup(process.stdin.fileno()))
     receive = trio.lowlevel.FdStream(os.dup(process.stdout.fileno()))
@@ -300,6 +329,7 @@ async def open_process_pipeline(
     process.stdout.close()
     _widen_pipe(send)
     pipeline = ProcessPipelineStore(store, thread, process)
+    pipeline.spawned = spawned
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pipeline._send_loop, send)
@@ -349,4 +379,5 @@ async def _stop(pipeline: ProcessPipelineStore, nursery: trio.Nursery,
         code = await _wait(process)
         logger.info("store writer process stopped (code %s) in %.2f s", code,
                     time.monotonic() - t0)
+    pipeline._die("store writer process is stopping")  # (any caller still waiting: timed out)
     nursery.cancel_scope.cancel()

@@ -11,9 +11,15 @@ Requests (gateway → writer), one frame each::
     [rid, "expire", older_than, limit]
     [rid, "recover", policy, now]
 
-Replies (writer → gateway), one frame per commit, sent only after the commit returned::
+Replies (writer → gateway), one frame per commit, sent only after the commit returned, and one
+per failed commit (``timings`` empty; its failed requests, if any)::
 
-    [[took, ops_s, commit_s, ops_cpu_s, commit_cpu_s], [[rid, ok, payload], ...]]
+    [[took, ops_s, commit_s, ops_cpu_s, commit_cpu_s, child_cpu_s], [[rid, ok, payload], ...],
+     failed_commits]
+
+The child's first frame, once it has opened the environment::
+
+    ["ready", pid, map_size, started (wall clock), open_s, stale_readers_cleared]
 
 ``payload`` is the op's result in wire form (:func:`result_to_wire`) when ``ok``, else
 ``[exception class name, text]``. No closures or pickles cross the boundary: only op names and
@@ -32,6 +38,11 @@ import msgpack
 from actors import messages as m
 from actors.ports import Applied, Recovered
 
+WIRE_VERSION: Final = 2
+"""Bumped whenever a frame's layout changes. The gateway passes its version to the child, which
+refuses to serve another: the child is a fresh import of the installed code at each start, and
+code replaced under a running gateway (an upgrade in place) must not be half understood.
+2: reply frames carry the failed-commit count; the hello carries start-up timings."""
 HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 1 << 30  # a frame longer than this is a protocol error, not a batch
 

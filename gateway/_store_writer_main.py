@@ -39,12 +39,13 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import math
 import os
 import select
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import lmdb
@@ -53,7 +54,7 @@ from actors import correlation as corr
 from actors import messages as m
 from gateway import _store_pipeline as sp
 from gateway._gc import settle_after_start
-from gateway._store_process_wire import FrameReader, frame, result_to_wire
+from gateway._store_process_wire import WIRE_VERSION, FrameReader, frame, result_to_wire
 
 logger = logging.getLogger("gateway.store_writer")
 
@@ -150,50 +151,94 @@ def _failed(reqs: list[list[Any]], exc: BaseException, text: str) -> list[list[A
     return [[req[0], False, [type(exc).__name__, text]] for req in reqs]
 
 
-def commit_with_retry(writer: Writer, reqs: list[list[Any]]) -> tuple[list[list[Any]],
-                                                                       list[float]]:
-    """:meth:`Writer.run_batch`, with the failure policy of the module docstring."""
+Reply = Callable[[list[float], list[list[Any]], int], None]
+"""Sends one reply frame: ``(timings, replies, failed_commits)``."""
+
+
+def commit_with_retry(writer: Writer, reqs: list[list[Any]], reply: Reply,
+                      more: Callable[[float], list[list[Any]]]) -> None:
+    """:meth:`Writer.run_batch`, with the failure policy of the module docstring.
+
+    Every outcome is sent through ``reply`` as soon as it is known: a failed commit sends a
+    frame at once with the batch's ``accept`` requests failed (their HTTP clients wait) and
+    the failed commit counted (``septet_store_*`` includes the child's failures). While it
+    backs off, ``more(pause)`` takes the requests that arrive meanwhile: new accepts fail at
+    once too, the others join the next try (as the thread writer's ``fail_fast``).
+    """
     pause = 0.05
-    replies: list[list[Any]] = []
     while True:
         try:
             done, timings = writer.run_batch(reqs)
-            return replies + done, timings
         except lmdb.MapFullError as exc:
             size = writer.env.info()["map_size"]
             logger.error("store map full (%d MiB): %d requests fail; raise [store] map_size",
                          size >> 20, len(reqs))
-            return replies + _failed(reqs, exc, f"store map is full ({size >> 20} MiB)"), []
+            reply([], _failed(reqs, exc, f"store map is full ({size >> 20} MiB)"), 0)
+            return
         except lmdb.Error as exc:
-            fast = [r for r in reqs if r[1] == "accept"]
-            replies += _failed(fast, exc, f"commit failed: {exc}")
-            reqs = [r for r in reqs if r[1] != "accept"]
+            logger.error("store commit failed (%s); ops other than accepts are tried again "
+                         "in %.2f s", exc, pause)
+            failed_commits, deadline = 1, time.monotonic() + pause
+            while True:  # the back-off, taking what arrives meanwhile
+                fast = [r for r in reqs if r[1] == "accept"]
+                reqs = [r for r in reqs if r[1] != "accept"]
+                if fast or failed_commits:
+                    reply([], _failed(fast, exc, f"commit failed: {exc}"), failed_commits)
+                failed_commits, left = 0, deadline - time.monotonic()
+                arrived = more(left) if reqs and left > 0 else []
+                if not arrived:  # (the pause is over)
+                    break
+                reqs += arrived
             if not reqs:
-                return replies, []
-            logger.error("store commit failed (%s); %d ops are tried again in %.2f s",
-                         exc, len(reqs), pause)
-            time.sleep(pause)
+                return
             pause = min(pause * 2, RETRY_PAUSE_MAX)
+            continue
+        reply(timings, done, 0)
+        return
+
+
+class Inbox:
+    """The request frames arriving on ``fd`` (the gateway's pipe)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.reader = FrameReader()
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
+        self.eof = False
+
+    def take(self, timeout: float | None = None) -> list[list[Any]]:
+        """The requests that arrive within ``timeout`` seconds (None: block for the first
+        bytes), with every further byte already waiting. After EOF: none (sleeps ``timeout``).
+        """
+        if self.eof:
+            time.sleep(timeout or 0.0)
+            return []
+        if timeout is not None and not self.poller.poll(math.ceil(timeout * 1000)):
+            return []
+        self._read()
+        while not self.eof and self.poller.poll(0):
+            self._read()
+        frames: list[list[Any]] = self.reader.frames()
+        return frames
+
+    def _read(self) -> None:
+        data = os.read(self.fd, READ_SIZE)
+        self.eof = not data
+        self.reader.feed(data)
 
 
 def serve(writer: Writer, infd: int, outfd: int) -> None:
     """The loop of the module docstring; returns at EOF on ``infd``."""
-    reader = FrameReader()
-    poller = select.poll()
-    poller.register(infd, select.POLLIN)
-    eof = False
-    while not eof:
-        data = os.read(infd, READ_SIZE)  # blocks for the first bytes
-        eof = not data
-        reader.feed(data)
-        while not eof and poller.poll(0):  # then takes whatever else already waits
-            more = os.read(infd, READ_SIZE)
-            eof = not more
-            reader.feed(more)
-        reqs = reader.frames()
+    inbox = Inbox(infd)
+
+    def reply(timings: list[float], replies: list[list[Any]], failed_commits: int) -> None:
+        _write_all(outfd, frame([timings, replies, failed_commits]))
+
+    while not inbox.eof:
+        reqs = inbox.take()
         for start in range(0, len(reqs), MAX_REQUESTS):
-            replies, timings = commit_with_retry(writer, reqs[start:start + MAX_REQUESTS])
-            _write_all(outfd, frame([timings, replies]))
+            commit_with_retry(writer, reqs[start:start + MAX_REQUESTS], reply, inbox.take)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -217,10 +262,15 @@ def die_with_parent(parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point. ``argv[0]``: the JSON config written by ``gateway._store_process``."""
+    started = time.time()  # interpreter start and imports are behind us (the gateway times them)
     cfg = json.loads((argv or sys.argv[1:])[0])
     die_with_parent(cfg["parent"])
     logging.basicConfig(level=cfg.get("log_level", logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    if cfg.get("wire") != WIRE_VERSION:
+        logger.error("the gateway speaks wire version %s, this writer %d: the installed code "
+                     "changed under the gateway; restart it", cfg.get("wire"), WIRE_VERSION)
+        return 2
     # The gateway decides when we stop: Ctrl-C reaches the whole process group, and systemd or
     # docker send SIGTERM to every process of the unit; the gateway then drains us and closes
     # stdin. If the gateway dies instead, PDEATHSIG kills us.
@@ -233,9 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     env, dbs = open_env(cfg["path"], sync=cfg["sync"], metasync=cfg["metasync"],
                         map_size=cfg["map_size"],
                         extra_dbs=[n.encode("latin-1") for n in cfg["dbs"]])
+    # Reader slots of killed processes (a SIGKILLed gateway's inline reads) pin old pages
+    # until someone clears them; LMDB only resets the table when no process has it open.
+    stale = env.reader_check()
     writer = Writer(env, dbs, receipt_timeout=cfg["receipt_timeout"], id_types=cfg["id_types"])
+    _write_all(outfd, frame(["ready", os.getpid(), env.info()["map_size"], started,
+                             time.time() - started, stale]))
     settle_after_start()  # the cyclic GC as in the gateway (gateway._gc): fewer gen-0 passes
-    _write_all(outfd, frame(["ready", os.getpid(), env.info()["map_size"]]))
     try:
         serve(writer, 0, outfd)
     finally:

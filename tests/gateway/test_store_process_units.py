@@ -3,7 +3,6 @@ failure policy of a commit (no subprocess, no LMDB file)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import lmdb
@@ -78,21 +77,63 @@ class FlakyWriter:
         return [[r[0], True, None] for r in reqs], [0.0] * 6
 
 
-def test_a_failed_commit_fails_accepts_at_once_and_retries_the_others(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    pauses: list[float] = []
-    monkeypatch.setattr(time, "sleep", pauses.append)  # the writer's back-off
+class Frames:
+    """The reply frames the child would send, and what arrives while it backs off."""
+
+    def __init__(self, writer: FlakyWriter, arrivals: list[list[list[Any]]] | None = None) -> None:
+        self.writer = writer
+        self.sent: list[tuple[list[float], list[list[Any]], int, int]] = []
+        self.arrivals = arrivals or []
+        self.waits: list[float] = []
+
+    def reply(self, timings: list[float], replies: list[list[Any]], failed: int) -> None:
+        # (and how many tries the writer had made when this frame went out)
+        self.sent.append((timings, replies, failed, len(self.writer.batches)))
+
+    def more(self, timeout: float) -> list[list[Any]]:
+        self.waits.append(timeout)
+        return self.arrivals.pop(0) if self.arrivals else []
+
+
+def test_a_failed_commit_fails_accepts_at_once_and_retries_the_others() -> None:
     writer = FlakyWriter(2, lmdb.DiskError("disk full"))
+    frames = Frames(writer)
     reqs = [[1, "accept", b""], [2, "mark", b"", 0.0], [3, "apply", b"", 0.0]]
-    replies, timings = wm.commit_with_retry(writer, reqs)  # type: ignore[arg-type]
-    assert [r[:2] for r in replies] == [[1, False], [2, True], [3, True]]
-    assert "commit failed" in replies[0][2][1]
+    wm.commit_with_retry(writer, reqs, frames.reply, frames.more)  # type: ignore[arg-type]
     assert writer.batches == [[1, 2, 3], [2, 3], [2, 3]]
-    assert pauses == [0.05, 0.1] and timings
+    (t1, r1, f1, tries1), (t2, r2, f2, tries2), (t3, r3, f3, _) = frames.sent
+    # The accept's client hears at once, after the first try, not after the retries.
+    assert (t1, [r[:2] for r in r1], f1, tries1) == ([], [[1, False]], 1, 1)
+    assert "commit failed" in r1[0][2][1]
+    assert (t2, r2, f2, tries2) == ([], [], 1, 2)  # the second failure is counted too
+    assert t3 and [r[:2] for r in r3] == [[2, True], [3, True]] and f3 == 0
+    assert frames.waits == pytest.approx([0.05, 0.1], abs=0.02)  # back-off, doubling
+
+
+def test_accepts_arriving_during_the_back_off_fail_at_once_and_the_rest_join_the_retry() -> None:
+    writer = FlakyWriter(1, lmdb.DiskError("disk full"))
+    frames = Frames(writer, arrivals=[[[4, "accept", b""], [5, "apply", b"", 0.0]]])
+    wm.commit_with_retry(writer, [[2, "mark", b"", 0.0]], frames.reply,  # type: ignore[arg-type]
+                         frames.more)
+    assert writer.batches == [[2], [2, 5]]
+    assert [(f[0], [r[:2] for r in f[1]], f[2]) for f in frames.sent] == [
+        ([], [], 1), ([], [[4, False]], 0), ([0.0] * 6, [[2, True], [5, True]], 0)]
+
+
+def test_a_failed_commit_of_accepts_only_does_not_wait() -> None:
+    writer = FlakyWriter(1, lmdb.DiskError("disk full"))
+    frames = Frames(writer)
+    wm.commit_with_retry(writer, [[1, "accept", b""]], frames.reply,  # type: ignore[arg-type]
+                         frames.more)
+    assert writer.batches == [[1]] and frames.waits == []
+    assert [(f[0], [r[:2] for r in f[1]], f[2]) for f in frames.sent] == [([], [[1, False]], 1)]
 
 
 def test_a_full_map_fails_the_whole_batch_without_retrying() -> None:
     writer = FlakyWriter(1, lmdb.MapFullError("full"))
-    replies, timings = wm.commit_with_retry(writer, [[1, "mark", b"", 0.0]])  # type: ignore[arg-type]
-    assert replies == [[1, False, ["MapFullError", "store map is full (1 MiB)"]]]
-    assert timings == [] and writer.batches == [[1]]
+    frames = Frames(writer)
+    wm.commit_with_retry(writer, [[1, "mark", b"", 0.0]], frames.reply,  # type: ignore[arg-type]
+                         frames.more)
+    assert [f[:3] for f in frames.sent] == [
+        ([], [[1, False, ["MapFullError", "store map is full (1 MiB)"]]], 0)]
+    assert writer.batches == [[1]]
