@@ -138,6 +138,11 @@ class _Ctx:
     db_inflight: Any = None
     db_timeouts: Any = None
     now_packed: bytes = b""  # the contacts value (last SENT time) of this batch
+    # Rows put by :meth:`flush` in one putmulti per db (see _put_all); nothing in an op reads
+    # contacts or inflight, and carriers are read through ``carriers`` (:meth:`carrier`).
+    contacts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    inflight: list[tuple[bytes, bytes]] = field(default_factory=list)
+    carriers: dict[bytes, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         dbs = self.store._dbs  # hot path: skip Store.db's error handling
@@ -157,17 +162,28 @@ class _Ctx:
             row = self.cache[key] = _unpackb(raw, raw=False)
         return row
 
+    def carrier(self, key: bytes) -> bytes | None:
+        """The ``carriers`` row of ``key``, as put so far in this op."""
+        row = self.carriers.get(key)
+        return self.txn.get(key, db=self.db_carriers) if row is None else row
+
     def flush(self) -> None:
-        """Write the changed state rows and campaign counts, then forget the rows read (the
-        transaction has them now: a later load reads them back)."""
-        db, put, cache, pack = self.db_state, self.txn.put, self.cache, _packer()
-        for key in self.dirty:
-            put(key, pack(cache[key]), db=db)
+        """Write the changed state rows, the rows put since the last flush and the campaign
+        counts, then forget the rows read (the transaction has them now: a later load reads
+        them back)."""
+        txn, cache, pack = self.txn, self.cache, _packer()
+        _put_all(txn, self.db_state, [(key, pack(cache[key])) for key in sorted(self.dirty)])
+        _put_all(txn, self.db_carriers, list(self.carriers.items()))
+        _put_all(txn, self.db_contacts, self.contacts)
+        _put_all(txn, self.db_inflight, self.inflight)
         for (campaign, name), n in self.counts.items():
-            _count(self.txn, self.store, campaign, name, n)
+            _count(txn, self.store, campaign, name, n)
         cache.clear()
         self.dirty.clear()
         self.counts.clear()
+        self.carriers.clear()
+        self.contacts.clear()
+        self.inflight.clear()
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -232,6 +248,12 @@ def op_accept(
     put, pack = txn.put, _packer()
     accepted, pending = State.ACCEPTED.value, corr.PART_PENDING
     head = (m.Message.TAG, m.Message.VERSION)
+    # The record's put tells a replay (its own, per message); the other rows of the batch go
+    # in one putmulti per db, after the loop: no op reads them in between, and a put costs
+    # ~0.45 µs against ~0.15 in a putmulti (py-lmdb's argument parsing, measured).
+    rows: list[tuple[bytes, bytes]] = []
+    out: list[tuple[bytes, bytes]] = []
+    hist: list[tuple[bytes, bytes]] = []
     for i, msg in enumerate(batch):
         key = msg.msg_id.encode()
         record = pack(head + msg) if records is None else records[i]  # == encode(msg)
@@ -239,21 +261,32 @@ def op_accept(
             continue  # replay of an id already stored: idempotent
         n = max(1, msg.parts)
         due = due_ms(msg)
-        put(key, pack([accepted, 0, ([[pending, "", "", "", 0.0]] if n == 1 else  # _new_part()
-                                     [_new_part() for _ in range(n)]),
-                       "", "", msg.accepted_at, due, 0, 0, [], msg.account, msg.to, msg.campaign,
-                       msg.client_ref, msg.callback_url]), db=db_state)
-        put(due.to_bytes(8, "big") + key, b"", db=db_out)
-        put(msg.account.encode() + b"\x00" + key, b"", db=db_hist)
+        rows.append((key, pack([
+            accepted, 0, ([[pending, "", "", "", 0.0]] if n == 1 else  # _new_part()
+                          [_new_part() for _ in range(n)]),
+            "", "", msg.accepted_at, due, 0, 0, [], msg.account, msg.to, msg.campaign,
+            msg.client_ref, msg.callback_url])))
+        out.append((due.to_bytes(8, "big") + key, b""))
+        hist.append((msg.account.encode() + b"\x00" + key, b""))
         if msg.campaign:  # counters per account and campaign name (names are per account)
             ck = f"{msg.account}\x00{msg.campaign}"
             campaigns[ck] = campaigns.get(ck, 0) + 1
             parts[ck] = parts.get(ck, 0) + n
+    _put_all(txn, db_state, rows)
+    _put_all(txn, db_out, out)
+    _put_all(txn, db_hist, hist)
     for campaign, k in campaigns.items():
         _count(txn, store, campaign, "accepted", k)
         _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
     if also is not None:
         also(txn)
+
+
+def _put_all(txn: Any, db: Any, items: list[tuple[bytes, bytes]]) -> None:
+    """``txn.put(key, value, db=db)`` of each item, in order (later ones overwrite)."""
+    if items:
+        with txn.cursor(db=db) as cur:
+            cur.putmulti(items)
 
 
 def _count(txn: Any, store: Dbs, campaign: str, name: str, n: int = 1) -> None:
@@ -313,7 +346,6 @@ def op_mark_submitting(
     """Mark parts SUBMITTING (in doubt if we crash now). Returns which parts may be sent."""
     ctx = _Ctx(txn, store, now, None)
     allowed: list[bool] = []
-    db_inf = store.db(b"inflight")
     submitting = State.SUBMITTING.value
     pending = corr.PART_PENDING
     for part in parts:
@@ -338,7 +370,7 @@ def op_mark_submitting(
         if rec[_ST] != submitting:
             rec[_ST] = _MOVES[rec[_ST], submitting][0]  # SENT stays SENT
         ctx.dirty.add(key)
-        txn.put(key, b"", db=db_inf)
+        ctx.inflight.append((key, b""))
         allowed.append(True)
     ctx.flush()
     return allowed
@@ -405,7 +437,7 @@ def _on_submitted(ctx: _Ctx, item: m.PartSubmitted) -> None:
     prefix = item.connector.encode() + b"\x00"
     submit_base = ctx.id_bases.get(item.connector, (None, None))[0]
     key = prefix + corr.index_key(item.carrier_id, submit_base)
-    ctx.txn.put(key, _pack([item.msg_id, item.part]), db=ctx.db_carriers)
+    ctx.carriers[key] = _pack([item.msg_id, item.part])  # put by flush
     db_orph = ctx.db_orphans
     if ctx.orphans is None:  # once per batch: usually nothing is parked, skip the lookups
         ctx.orphans = ctx.txn.stat(db_orph)["entries"] > 0
@@ -449,15 +481,14 @@ def _put_rows(ctx: _Ctx, db: Any, key: bytes, rows: list[Any]) -> None:
 def _on_receipt(ctx: _Ctx, receipt: m.CarrierReceipt | m.PendingReceipt) -> None:
     prefix = receipt.connector.encode() + b"\x00"
     base = ctx.id_bases.get(receipt.connector, (None, None))[1]
-    db_car = ctx.db_carriers
-    hit = ctx.txn.get(prefix + corr.primary_key(receipt.carrier_id, base), db=db_car)
+    hit = ctx.carrier(prefix + corr.primary_key(receipt.carrier_id, base))
     if hit is not None:  # the common case: the first candidate (see below) is indexed
         msg_id, part = _unpack(hit)
         _apply_receipt(ctx, receipt, msg_id, part)
         return
     keys = corr.lookup_keys(receipt.carrier_id, base)
     for k in keys[1:]:  # keys[0] was looked up above
-        hit = ctx.txn.get(prefix + k, db=db_car)
+        hit = ctx.carrier(prefix + k)
         if hit is not None:
             msg_id, part = _unpack(hit)
             if _part_done(ctx, msg_id, part):
@@ -583,8 +614,8 @@ def _move(
     if event is not None:
         _event(ctx, key, rec, event, code, reason, carrier_id)
     if new == _SENT:
-        ctx.txn.put(rec[_ACCOUNT].encode() + b"\x00" + rec[_TO].encode(), ctx.now_packed,
-                    db=ctx.db_contacts)
+        ctx.contacts.append((rec[_ACCOUNT].encode() + b"\x00" + rec[_TO].encode(),
+                             ctx.now_packed))  # put by flush
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
             ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db_timeouts)
