@@ -143,6 +143,7 @@ class _Ctx:
     contacts: list[tuple[bytes, bytes]] = field(default_factory=list)
     inflight: list[tuple[bytes, bytes]] = field(default_factory=list)
     carriers: dict[bytes, bytes] = field(default_factory=dict)
+    timeouts: dict[bytes, bytes] = field(default_factory=dict)  # see _move
 
     def __post_init__(self) -> None:
         dbs = self.store._dbs  # hot path: skip Store.db's error handling
@@ -176,6 +177,7 @@ class _Ctx:
         _put_all(txn, self.db_carriers, list(self.carriers.items()))
         _put_all(txn, self.db_contacts, self.contacts)
         _put_all(txn, self.db_inflight, self.inflight)
+        _put_all(txn, self.db_timeouts, list(self.timeouts.items()))
         for (campaign, name), n in self.counts.items():
             _count(txn, self.store, campaign, name, n)
         cache.clear()
@@ -184,6 +186,7 @@ class _Ctx:
         self.carriers.clear()
         self.contacts.clear()
         self.inflight.clear()
+        self.timeouts.clear()
 
 
 # ------------------------------------------------------------------------------ ingress
@@ -618,9 +621,13 @@ def _move(
                              ctx.now_packed))  # put by flush
         if ctx.timeout_s is not None:
             rec[_TIMEOUT] = int((ctx.now + ctx.timeout_s) * 1000)
-            ctx.txn.put(u64(rec[_TIMEOUT]) + key, b"", db=ctx.db_timeouts)
+            ctx.timeouts[u64(rec[_TIMEOUT]) + key] = b""  # put by flush
     elif new in _FINAL and rec[_TIMEOUT]:
-        ctx.txn.delete(u64(rec[_TIMEOUT]) + key, db=ctx.db_timeouts)
+        # A message turns SENT once, so a key still pending (SENT and final in one chunk) was
+        # never put: dropping it is the put and the delete, neither done.
+        tkey = u64(rec[_TIMEOUT]) + key
+        if ctx.timeouts.pop(tkey, None) is None:
+            ctx.txn.delete(tkey, db=ctx.db_timeouts)
         rec[_TIMEOUT] = 0
 
 

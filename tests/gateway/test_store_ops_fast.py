@@ -21,7 +21,7 @@ from actors import correlation as corr
 from actors import messages as m
 from actors.ingress import due_ms
 from gateway import _store_pipeline as sp
-from gateway.store import open_env
+from gateway.store import open_env, u64
 
 _text = st.text(max_size=12)
 _time = st.floats(min_value=0, max_value=4e9, allow_nan=False)
@@ -206,6 +206,10 @@ def test_batched_ops_leave_the_rows_of_one_item_at_a_time(
     assert {k for k, _ in dump[b"inflight"]} == (
         {p.msg_id.encode() for p, ok in zip(todo, allowed) if ok}
         - {i.encode() for i in released})
+    waiting = {u64(row[8]) + k for k, row in ((k, msgpack.unpackb(v)) for k, v in dump[b"state"])
+               if row[8]}  # the row's receipt-timeout due ms
+    assert {k for k, _ in dump[b"timeouts"]} == waiting
+    assert bool(waiting) <= (timeout is not None)
     assert {k for k, _ in dump[b"carriers"]} == {
         b"c\x00" + corr.index_key(x.carrier_id) for x in items
         if type(x) is m.PartSubmitted and x.carrier_id}
