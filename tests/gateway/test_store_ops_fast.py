@@ -213,3 +213,20 @@ def test_batched_ops_leave_the_rows_of_one_item_at_a_time(
     assert {k for k, _ in dump[b"carriers"]} == {
         b"c\x00" + corr.index_key(x.carrier_id) for x in items
         if type(x) is m.PartSubmitted and x.carrier_id}
+
+
+def test_a_replayed_id_keeps_its_first_record_and_rows() -> None:
+    """The record's put is the replay check (overwrite=False, passed by position)."""
+    first = m.Message(m.MsgId("01A"), "acc", "+35190000000", "S", "one", "transliterate", 1.0,
+                      campaign="c1")
+    again = first._replace(text="two", accepted_at=2.0)
+    with _env() as (env, store):
+        with env.begin(write=True) as txn:
+            sp.op_accept(txn, store, [first, again], None)
+        with env.begin(write=True) as txn:
+            sp.op_accept(txn, store, [again], None)
+        rows = _dump(env, store)
+    assert rows[b"messages"] == [(b"01A", m.encode(first))]
+    assert [msgpack.unpackb(v)[5] for _, v in rows[b"state"]] == [1.0]
+    assert len(rows[b"outbox"]) == len(rows[b"history"]) == 1
+    assert dict(rows[b"campaigns"])[b"acc\x00c1\x00accepted"] == msgpack.packb(1)
