@@ -2,11 +2,11 @@
 
 The gateway is one process: its trio loop and its LMDB writer thread share one GIL, and the
 writer thread's ops are about half the CPU of a message (bench/RESULTS.md). This module moves
-the pipeline's hot ops (accept without ``also``, mark_submitting, apply, expire_orphans,
-recover) into a child process, ``gateway._store_writer_main``, that opens the same LMDB
-environment; LMDB serialises its write transactions with the gateway's own writer thread,
-which keeps every other write (``Store.write``: idempotency keys, campaigns, callbacks,
-accounts, and ``accept`` with an ``also`` op). Reads stay inline in the gateway.
+the pipeline's hot ops (accept without ``also``, mark_submitting, apply, expire_orphans) into
+a child process, ``gateway._store_writer_main``, that opens the same LMDB environment; LMDB
+serialises its write transactions with the gateway's own writer thread, which keeps every other
+write (``Store.write``: idempotency keys, campaigns, callbacks, accounts, ``accept`` with an
+``also`` op, and the start-up ``recover``). Reads stay inline in the gateway.
 
 Theory of operation
 -------------------
@@ -153,8 +153,11 @@ class ProcessPipelineStore:
         return result
 
     async def recover(self, policy: InDoubtPolicy, now: float) -> Recovered:
-        result: Recovered = await self._call("recover", policy, now)
-        return result
+        # On the writer thread, not in the child: it runs once, before the pipeline starts,
+        # with nothing else to do, and so the gateway need not wait for the child's start
+        # (0.3-0.45 s of interpreter and imports on this machine under load) to be ready: the
+        # first hot ops wait in the pipe instead.
+        return await self.thread.recover(policy, now)
 
     def last_contacted(self, account: str, number: str) -> float | None:
         return self.thread.last_contacted(account, number)

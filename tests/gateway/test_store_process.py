@@ -85,8 +85,22 @@ async def test_every_op_writes_the_same_rows_as_the_thread_writer(tmp_path: Path
         assert dump(store) == rows
         assert pipe.outbox_size() == 1  # the last message was never submitted
         assert pipe.last_contacted("acc0", msgs[0].to) == NOW + 1
-        assert pipe.statistics().writer.commits == 6
+        assert pipe.statistics().writer.commits == 5  # recover ran on the writer thread
     assert rows[b"unknown"]  # the stray receipt was parked, then expired to unknown
+
+
+async def test_recovery_does_not_wait_for_the_child(tmp_path: Path) -> None:
+    """Start-up: the gateway recovers (and turns ready) while the child is still starting; the
+    pipeline's first hot ops wait in the pipe for it."""
+    async with process_pipeline(tmp_path / "db") as (store, pipe):
+        os.kill(pipe.pid, signal.SIGSTOP)  # a child that has not started yet
+        try:
+            with trio.fail_after(10):
+                assert (await pipe.recover("resend", NOW)).in_doubt == 0
+        finally:
+            os.kill(pipe.pid, signal.SIGCONT)
+        await pipe.accept(messages(2))
+        assert store.entries(b"messages") == 2
 
 
 async def test_an_op_failing_in_the_child_fails_alone(tmp_path: Path) -> None:
