@@ -147,3 +147,31 @@ async def test_requests_in_the_pipe_when_the_child_dies_fail_and_recovery_settle
     async with open_store(tmp_path / "db") as store:  # the next start
         recovered = await PipelineStore(store).recover("resend", NOW + 2)
     assert recovered.in_doubt == 5  # the parts whose outcome was lost: sent again
+
+
+def test_septet_serve_exits_non_zero_when_its_writer_process_dies(tmp_path: Path) -> None:
+    """The gateway must not run on without its writer: it stops with an error, and the next
+    start's recovery settles what was in flight."""
+    import subprocess
+    import time
+
+    env = {**os.environ, "SEPTET_STORE__PATH": str(tmp_path / "db"), "SEPTET_HTTP__PORT": "0",
+           "SEPTET_STORE__WRITER": "process", "SEPTET_LOG_LEVEL": "WARNING"}
+    root = Path(__file__).resolve().parents[2]
+    gateway = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=root, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30  # waits on real processes, not on program time
+        children: list[int] = []
+        while not children and time.monotonic() < deadline and gateway.poll() is None:
+            children = [int(p) for task in Path(f"/proc/{gateway.pid}/task").iterdir()
+                        for p in (task / "children").read_text().split()]
+            time.sleep(0.02)
+        assert len(children) == 1, "the writer process did not start"
+        os.kill(children[0], signal.SIGKILL)
+        assert gateway.wait(timeout=30) != 0
+        assert gateway.stderr is not None
+        assert b"store writer process" in gateway.stderr.read()
+    finally:
+        gateway.kill()
+        gateway.wait()
