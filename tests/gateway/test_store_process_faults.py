@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import prometheus_client
 import pytest
 import trio
 import trio.testing
@@ -22,6 +23,7 @@ import trio.testing
 from actors import messages as m
 from actors.errors import StoreError
 from gateway import _store_process as sp
+from gateway import metrics
 from gateway._store_pipeline import PipelineStore
 from gateway.store import open_store
 from tests.gateway.test_store_process import NOW, messages, process_pipeline
@@ -65,6 +67,9 @@ async def test_a_failed_commit_is_counted_and_fails_accepts_at_once(
         assert store.stats.failed_commits == 1  # what /metrics reports (both writers)
         assert pipe.statistics().writer.failed_commits == 1
         assert store.stats.failed_ops == 1
+        metrics.bind_store(store)
+        scraped = prometheus_client.generate_latest().decode()
+        assert "\nseptet_store_failed_commits_total 1.0\n" in scraped
         # For a second after a failed commit, accepts are refused without asking the child
         # (as the thread writer's fail_fast): the HTTP layer answers 503 at once.
         with pytest.raises(StoreError, match="cannot commit now"):
@@ -162,16 +167,33 @@ def test_septet_serve_exits_non_zero_when_its_writer_process_dies(tmp_path: Path
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30  # waits on real processes, not on program time
-        children: list[int] = []
-        while not children and time.monotonic() < deadline and gateway.poll() is None:
-            children = [int(p) for task in Path(f"/proc/{gateway.pid}/task").iterdir()
-                        for p in (task / "children").read_text().split()]
+        writers: list[int] = []  # serve has other, short-lived children: pick the writer
+        while not writers and time.monotonic() < deadline and gateway.poll() is None:
+            writers = [pid for pid in _children(gateway.pid)
+                       if b"_store_writer_main" in _cmdline(pid)]
             time.sleep(0.02)
-        assert len(children) == 1, "the writer process did not start"
-        os.kill(children[0], signal.SIGKILL)
+        assert len(writers) == 1, "the writer process did not start"
+        os.kill(writers[0], signal.SIGKILL)
         assert gateway.wait(timeout=30) != 0
         assert gateway.stderr is not None
         assert b"store writer process" in gateway.stderr.read()
     finally:
         gateway.kill()
         gateway.wait()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # it ended meanwhile
+        return b""
