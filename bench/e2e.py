@@ -52,6 +52,7 @@ from bench import _e2e_receiver as receiver
 from bench import chart
 from bench._common import free_port
 from bench.loadgen import message
+from gateway.config import StoreConfig
 
 PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
@@ -569,7 +570,7 @@ def parser() -> argparse.ArgumentParser:
                     help="record the gateway with py-spy (collapsed stacks to PROFILE.<mode>.txt)")
     ap.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
-    ap.add_argument("--store-writer", choices=("thread", "process"), default="thread",
+    ap.add_argument("--store-writer", choices=("auto", "thread", "process"), default="auto",
                     help="the gateway's [store] writer (process: the pipeline's writes in a "
                          "writer process on a second core)")
     return ap
@@ -577,6 +578,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # "auto" decided here as the gateway decides it (same machine), so the writer process's CPU
+    # is counted when there is one
+    args.store_writer = StoreConfig(writer=args.store_writer).resolved_writer
+    print(f"store writer: {args.store_writer}", flush=True)
     workroot = Path(tempfile.mkdtemp(prefix="septet-e2e-"))
     results: dict[str, Any] = {}
     try:

@@ -48,6 +48,7 @@ import httpx
 import trio
 
 from bench._common import free_port, percentile
+from gateway.config import StoreConfig
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,10 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="resend,mark_unknown")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the work directories")
-    ap.add_argument("--store-writer", choices=("thread", "process"), default="thread",
+    ap.add_argument("--store-writer", choices=("auto", "thread", "process"), default="auto",
                     help="the gateway's [store] writer (process: the pipeline's writes in a "
                          "writer process, which must die with each SIGKILLed gateway)")
     args = ap.parse_args(argv)
+    args.store_writer = StoreConfig(writer=args.store_writer).resolved_writer  # "auto" decided
     messages = args.messages or (5_000 if args.quick else 50_000)
     rate = args.rate or (300.0 if args.quick else 1_000.0)
     results = []

@@ -300,13 +300,14 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
 
     Path(config.store.path).mkdir(parents=True, exist_ok=True)
     map_size = config.store.map_size
-    if config.store.writer == "process":  # both processes must open the same map size
+    writer = config.store.resolved_writer
+    if writer == "process":  # both processes must open the same map size
         from gateway._store_process import process_map_size
 
         map_size = process_map_size(map_size)
     async with open_store(config.store.path, sync=config.store.sync,
                           map_size=map_size) as store, \
-            open_pipeline(config.store.writer, store, carrier_id_types(config)) as pipeline:
+            open_pipeline(writer, store, carrier_id_types(config)) as pipeline:
         # (the writer process, if any, starts now: its start overlaps the rest of ours)
         key = await _dev_account(config, store)
         if key and key_file:

@@ -108,16 +108,26 @@ class StoreConfig:
     # final messages accepted more than this many days ago are removed (gateway.retention);
     # 0 keeps every message forever
     retention_days: int = 90
-    # who runs the pipeline's hot writes: "thread" (the gateway's own writer thread) or
+    # who runs the pipeline's hot writes: "thread" (the gateway's own writer thread),
     # "process" (a writer process on the same LMDB environment: a second core; docs/core.md)
-    writer: str = "thread"
+    # or "auto": process when the gateway may run on two CPUs or more (resolved_writer)
+    writer: str = "auto"
+
+    @property
+    def resolved_writer(self) -> str:
+        """``writer`` with "auto" decided: "process" where this process may use two CPUs or
+        more (its affinity mask, so a container's CPU set counts), else "thread". Measured on
+        2 cores (bench/RESULTS.md): process mode carries the writes on the second core."""
+        if self.writer != "auto":
+            return self.writer
+        return "process" if len(os.sched_getaffinity(0)) >= 2 else "thread"
 
     def check(self) -> list[str]:
         errs = [] if self.map_size >= MIB else ["store.map_size: must be at least 1 MiB"]
         if self.retention_days < 0:
             errs.append("store.retention_days: must be 0 (keep forever) or a number of days")
-        if self.writer not in ("thread", "process"):
-            errs.append("store.writer: must be thread or process")
+        if self.writer not in ("auto", "thread", "process"):
+            errs.append("store.writer: must be auto, thread or process")
         return errs
 
 

@@ -13,6 +13,7 @@ from bench import _e2e_receiver as receiver
 from bench import chart
 from bench.loadgen import jobs, message
 from codec import Policy, count
+from gateway.config import StoreConfig
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -82,7 +83,8 @@ def test_e2e_runs_both_modes_at_a_tiny_size(tmp_path: Path) -> None:
     assert batch["messages_accepted_total"] == 300
     assert batch["parts_expected"] == batch["parts_received_distinct"] == 360
     assert batch["metrics_sample"]["septet_api_messages_accepted_total"] == 300
+    writer = {"store writer process"} if StoreConfig().resolved_writer == "process" else set()
     assert set(batch["cpu_s_per_1000_msgs"]) == {"gateway", "simulator", "loadgen",
-                                                 "receiver+orchestrator"}
+                                                 "receiver+orchestrator"} | writer
     assert (tmp_path / "chart.html").exists()
     assert "[batch]" in done.stderr  # the progress line

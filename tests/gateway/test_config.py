@@ -112,3 +112,18 @@ def test_streamed_body_limits_are_configured_and_checked() -> None:
                             "SEPTET_HTTP__BODY_IDLE_TIMEOUT": "0"})
     assert "http.max_stream_bytes" in str(info.value)
     assert "http.body_idle_timeout" in str(info.value)
+
+
+def test_store_writer_auto_takes_the_second_cpu_when_there_is_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    c = cfg.load(None, env={})
+    assert c.store.writer == "auto"
+    monkeypatch.setattr(cfg.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert c.store.resolved_writer == "process"
+    monkeypatch.setattr(cfg.os, "sched_getaffinity", lambda pid: {3})
+    assert c.store.resolved_writer == "thread"
+    pinned = cfg.load(None, env={"SEPTET_STORE__WRITER": "thread"})
+    monkeypatch.setattr(cfg.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert pinned.store.resolved_writer == "thread"
+    with pytest.raises(ConfigError, match="store.writer: must be auto, thread or process"):
+        cfg.load(None, env={"SEPTET_STORE__WRITER": "fork"})

@@ -77,8 +77,11 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
                       sim_stats: SimulatorStats | None = None,
                       map_size: int = cfg.StoreConfig().map_size,
                       smsc_port: int | None = None, http_provider: bool = False,
-                      allow_loopback: bool = True) -> Stack:
-    """Start simulator, receivers and ``gateway.cli.serve``; return once /readyz says 200."""
+                      allow_loopback: bool = True, writer: str = "auto") -> Stack:
+    """Start simulator, receivers and ``gateway.cli.serve``; return once /readyz says 200.
+
+    ``writer``: the ``[store] writer`` (a test injecting faults at the writer thread pins
+    "thread"; "auto" is the writer process on a machine with two CPUs or more)."""
     from gateway.cli import serve
 
     stats = sim_stats if sim_stats is not None else SimulatorStats()
@@ -98,7 +101,7 @@ async def start_stack(nursery: trio.Nursery, tmp_path: Path,
     config = cfg.Config(
         http=http or replace(cfg.HttpConfig(), port=0),
         api=replace(cfg.ApiConfig(), callbacks_allow_loopback=allow_loopback),
-        store=cfg.StoreConfig(path=str(path), sync=False, map_size=map_size),
+        store=cfg.StoreConfig(path=str(path), sync=False, map_size=map_size, writer=writer),
         simulator=cfg.SimulatorConfig(enabled=False),
         smpp=(cfg.SmppConnectorConfig(name="smsc", port=sim_port, system_id="septet",
                                       password="pw", window=window),),

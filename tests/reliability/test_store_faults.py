@@ -6,6 +6,10 @@ Disk full is injected at the writer boundary (test hook, documented in docs/reli
 commit) is wrapped to raise ``lmdb.DiskError`` (what LMDB raises for ENOSPC) while
 ``Disk.full`` is set. A tmpfs mount would need privileges and is fragile; the writer sees
 exactly the same exception either way.
+
+Both tests run the gateway with ``[store] writer = "thread"``: the hook is in that writer, and
+the writer process opens a map of at least 64 GiB that never grows. The writer process's own
+failed commits and full map are tested in tests/gateway/test_store_process*.py.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from tests.reliability.stack import OK, all_final, start_stack, states, submit
 
 async def test_a_tiny_map_grows_and_no_batch_is_lost(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        stack = await start_stack(nursery, tmp_path, map_size=MIB)
+        stack = await start_stack(nursery, tmp_path, map_size=MIB, writer="thread")
         async with stack.client() as c:
             ids = await submit(c, 4000, tag="x" * 100)  # every batch answered 202
             got = await all_final(c, ids, timeout=60)
@@ -54,7 +58,7 @@ async def test_disk_full_answers_503_acknowledges_nothing_and_recovers(
     disk = Disk(gateway.store._run_batch)
     monkeypatch.setattr(gateway.store, "_run_batch", disk)
     async with trio.open_nursery() as nursery:
-        stack = await start_stack(nursery, tmp_path)
+        stack = await start_stack(nursery, tmp_path, writer="thread")
         async with stack.client() as c:
             before = await submit(c, 100, tag="before")
             await all_final(c, before, timeout=30)
