@@ -73,11 +73,11 @@ def schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
-def rss_parts_mb() -> dict[str, float]:
+def rss_parts_mb(pid: int | None = None) -> dict[str, float]:
     """RssAnon (Python heap) and RssFile (LMDB pages mapped in) from /proc, in MiB."""
     out = {}
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
                 if line.startswith(("RssAnon:", "RssFile:")):
                     key, value = line.split(":")
@@ -205,36 +205,45 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
 
 
 async def park(args: argparse.Namespace) -> dict[str, float]:
-    """Accept ``--park`` messages due tomorrow; they must wait in LMDB, not in memory."""
+    """Accept ``--park`` messages due tomorrow; they must wait in LMDB, not in memory.
+
+    With the writer process (``--writer process``, or ``both``/default where ``septet serve``
+    would pick it) the RSS of both processes is reported."""
     n = args.park
+    writer = StoreConfig().resolved_writer if args.writer == "both" else args.writer
     rss0 = rss_mb()
     with tempfile.TemporaryDirectory(dir=args.dir) as path:
-        async with open_store(path, sync=True, map_size=1 << 32) as store:
-            carrier = ScriptedCarrier("bench", now=time.time)
-            async with open_gateway(store, [carrier], CoreSettings()) as gw:
-                t0 = time.perf_counter()
-                later = time.time() + 86_400
+        carrier = ScriptedCarrier("bench", now=time.time)
+        async with _open_core(path, writer, 1 << 32, carrier, CoreSettings()) as (_, gw, pipe):
+            t0 = time.perf_counter()
+            later = time.time() + 86_400
 
-                async def producer(k: int) -> None:
-                    for start in range(k * args.batch, n, args.batch * args.producers):
-                        await gw.accept(_batch(start, min(args.batch, n - start), time.time(),
-                                               send_at=later))
+            async def producer(k: int) -> None:
+                for start in range(k * args.batch, n, args.batch * args.producers):
+                    await gw.accept(_batch(start, min(args.batch, n - start), time.time(),
+                                           send_at=later))
 
-                async with trio.open_nursery() as nursery:
-                    for k in range(args.producers):
-                        nursery.start_soon(producer, k)
-                elapsed = time.perf_counter() - t0
-                await trio.sleep(1.0)  # let the pump look at the outbox
-                waiting = gw.pipeline.outbox_size()
-                rss = rss_mb()
-                parts = rss_parts_mb()
+            async with trio.open_nursery() as nursery:
+                for k in range(args.producers):
+                    nursery.start_soon(producer, k)
+            elapsed = time.perf_counter() - t0
+            await trio.sleep(1.0)  # let the pump look at the outbox
+            waiting = gw.pipeline.outbox_size()
+            rss = rss_mb()
+            parts = rss_parts_mb()
+            child = rss_parts_mb(pipe.pid) if pipe is not None else {}
     print(f"parked            {waiting} messages in the outbox in {elapsed:.1f} s "
-          f"({n / elapsed:,.0f} msgs/s accepted)")
+          f"({n / elapsed:,.0f} msgs/s accepted), writer {writer}")
     print(f"RSS               {rss0:.0f} MiB before, {rss:.0f} MiB with them parked "
           f"(anonymous {parts.get('RssAnon')} MiB, LMDB file pages {parts.get('RssFile')} MiB)")
+    if child:
+        print(f"writer process    RSS anonymous {child.get('RssAnon')} MiB, LMDB file pages "
+              f"{child.get('RssFile')} MiB")
     return {"parked": waiting, "park_accept_msgs_per_s": round(n / elapsed),
             "rss_parked_mb": round(rss), "rss_mb": round(rss),
-            "rss_anon_mb": parts.get("RssAnon"), "rss_file_mb": parts.get("RssFile")}
+            "rss_anon_mb": parts.get("RssAnon"), "rss_file_mb": parts.get("RssFile"),
+            "writer_process_rss_anon_mb": child.get("RssAnon"),
+            "writer_process_rss_file_mb": child.get("RssFile")}
 
 
 def ops(args: argparse.Namespace) -> dict[str, float]:
