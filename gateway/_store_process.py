@@ -2,10 +2,12 @@
 
 The gateway is one process: its trio loop and its LMDB writer thread share one GIL, and the
 writer thread's ops are about half the CPU of a message (bench/RESULTS.md). This module moves
-the pipeline's hot ops (accept without ``also``, mark_submitting, apply, expire_orphans) into
+the pipeline's hot ops (accept without ``also``, mark_submitting, apply, expire_orphans) and
+the callback outbox's enqueue and settle (``callback_enqueue``/``callback_settle``: a
+``gateway.callback_outbox.CallbackOutbox`` built with ``writes=`` this store) into
 a child process, ``gateway._store_writer_main``, that opens the same LMDB environment; LMDB
 serialises its write transactions with the gateway's own writer thread, which keeps every other
-write (``Store.write``: idempotency keys, campaigns, callbacks, accounts, ``accept`` with an
+write (``Store.write``: idempotency keys, campaigns, inbound pushes, accounts, ``accept`` with an
 ``also`` op, and the start-up ``recover``). Reads stay inline in the gateway.
 
 Theory of operation
@@ -55,6 +57,7 @@ from actors import messages as m
 from actors.errors import StoreError
 from actors.ports import Applied, InDoubtPolicy, Recovered
 from gateway import metrics
+from gateway._callback_ops import Enqueued, SettleRow
 from gateway._store_pipeline import PipelineStore
 from gateway._store_process_wire import WIRE_VERSION, FrameReader, frame, result_from_wire
 from gateway.store import FAILED_COMMIT_PAUSE, Store, WriterStats
@@ -151,6 +154,18 @@ class ProcessPipelineStore:
     async def expire_orphans(self, older_than: float, limit: int) -> int:
         result: int = await self._call("expire", older_than, limit)
         return result
+
+    # ------------------------------------------- the callback outbox (gateway._callback_ops)
+
+    async def callback_enqueue(self, events: Sequence[m.StatusEvent], now: float) -> Enqueued:
+        """``op_enqueue`` in the writer process (``CallbackOutbox(writes=...)``)."""
+        new, scheduled, waiting = await self._call("cb_enqueue", m.encode_batch(events), now)
+        return new, scheduled, waiting
+
+    async def callback_settle(self, rows: Sequence[SettleRow], now: float) -> list[bytes]:
+        """``op_settle`` in the writer process (``CallbackOutbox(writes=...)``)."""
+        released: list[bytes] = await self._call("cb_settle", rows, now)
+        return released
 
     async def recover(self, policy: InDoubtPolicy, now: float) -> Recovered:
         # On the writer thread, not in the child: it runs once, before the pipeline starts,

@@ -10,6 +10,9 @@ Requests (gateway → writer), one frame each::
     [rid, "apply", encode_batch(items), now]
     [rid, "expire", older_than, limit]
     [rid, "recover", policy, now]
+    [rid, "cb_enqueue", encode_batch(status_events sorted by msg_id, seq), now]
+    [rid, "cb_settle", [[due_key, outcome, attempt, at, error, [account, event wire] | nil],
+                        ...], now]
 
 Replies (writer → gateway), one frame per commit, sent only after the commit returned, and one
 per failed commit (``timings`` empty; its failed requests, if any)::
@@ -20,6 +23,10 @@ per failed commit (``timings`` empty; its failed requests, if any)::
 The child's first frame, once it has opened the environment::
 
     ["ready", pid, map_size, started (wall clock), open_s, stale_readers_cleared]
+
+The callback outbox's two ops (``gateway._callback_ops``) answer ``[new, [[index, due_key],
+...], [index, ...]]`` (enqueue: scheduled and waiting, indices into the events sent) and
+``[due_key, ...]`` (settle: the events released).
 
 ``payload`` is the op's result in wire form (:func:`result_to_wire`) when ``ok``, else
 ``[exception class name, text]``. No closures or pickles cross the boundary: only op names and
@@ -38,15 +45,16 @@ import msgpack
 from actors import messages as m
 from actors.ports import Applied, Recovered
 
-WIRE_VERSION: Final = 2
+WIRE_VERSION: Final = 3
 """Bumped whenever a frame's layout changes. The gateway passes its version to the child, which
 refuses to serve another: the child is a fresh import of the installed code at each start, and
 code replaced under a running gateway (an upgrade in place) must not be half understood.
-2: reply frames carry the failed-commit count; the hello carries start-up timings."""
+2: reply frames carry the failed-commit count; the hello carries start-up timings.
+3: the callback outbox's ops, cb_enqueue and cb_settle."""
 HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 1 << 30  # a frame longer than this is a protocol error, not a batch
 
-OPS: Final = ("accept", "mark", "apply", "expire", "recover")
+OPS: Final = ("accept", "mark", "apply", "expire", "recover", "cb_enqueue", "cb_settle")
 
 
 def frame(value: Any) -> bytes:
@@ -100,7 +108,7 @@ def result_to_wire(op: str, value: Any) -> Any:
     if op == "recover":
         r: Recovered = value
         return [r.in_doubt, [m.to_wire(e) for e in r.events]]
-    return value  # accept: None, mark: list[bool], expire: int
+    return value  # accept: None, mark: list[bool], expire: int, cb_*: already plain
 
 
 def result_from_wire(op: str, raw: Any) -> Any:

@@ -3,7 +3,8 @@
 Started by ``gateway._store_process`` (``[store] writer = "process"``), never forked: it opens
 the gateway's LMDB environment itself (``gateway.store.open_env``, same databases, same
 ``sync``/``metasync``, same map size) and runs the pipeline's hot write ops there, so that they
-use the machine's second core instead of sharing the gateway's GIL.
+use the machine's second core instead of sharing the gateway's GIL; so do the callback
+outbox's enqueue and settle (``gateway._callback_ops``).
 
 Theory of operation
 -------------------
@@ -52,6 +53,7 @@ import lmdb
 
 from actors import correlation as corr
 from actors import messages as m
+from gateway import _callback_ops as cb
 from gateway import _store_pipeline as sp
 from gateway._gc import settle_after_start
 from gateway._store_process_wire import WIRE_VERSION, FrameReader, frame, result_to_wire
@@ -84,6 +86,14 @@ class Writer:
         self.handles = Handles(dbs)
         self.receipt_timeout = receipt_timeout
         self.id_bases = {c: corr.ID_TYPES[t] for c, t in id_types.items()}
+        self._callback_dbs: cb.CallbackDbs | None = None
+
+    def callback_dbs(self) -> cb.CallbackDbs:
+        """The callback outbox's handles (on first use: a store opened without them fails
+        only the callback ops, each alone)."""
+        if self._callback_dbs is None:
+            self._callback_dbs = cb.CallbackDbs(self.handles)
+        return self._callback_dbs
 
     def run_op(self, txn: Any, req: list[Any]) -> Any:
         """Run one request's op in ``txn``; its result in wire form."""
@@ -100,6 +110,11 @@ class Writer:
             return sp.op_expire_orphans(txn, h, req[2], req[3])
         if op == "recover":
             return result_to_wire(op, sp.op_recover(txn, h, req[2], req[3]))
+        if op == "cb_enqueue":
+            return cb.op_enqueue(txn, self.callback_dbs(),
+                                 m.decode_batch_of(m.StatusEvent, req[2]), req[3])
+        if op == "cb_settle":
+            return cb.op_settle(txn, self.callback_dbs(), req[2], req[3])
         raise ValueError(f"unknown op {op!r}")
 
     def run_batch(self, reqs: list[list[Any]]) -> tuple[list[list[Any]], list[float]]:

@@ -315,7 +315,9 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
         accounts = AccountBook(store)
         endpoint_for = endpoint_resolver(partial(_account_endpoints, accounts),
                                          version=lambda: accounts.version)
-        outbox = CallbackOutbox(store)  # one instance: the inbound book writes, the notifier reads
+        # One instance: the inbound book writes, the notifier reads. Its enqueue and settle
+        # run in the writer process when there is one (None: on the writer thread).
+        outbox = CallbackOutbox(store, writes=pipeline)
         book = inbound.InboundBook(store, inbound.Router(inbound_routes(config)), outbox=outbox,
                                    endpoint_for=endpoint_for)
         async with trio.open_nursery() as nursery:

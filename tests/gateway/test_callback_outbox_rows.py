@@ -12,14 +12,10 @@ from hypothesis import strategies as st
 
 from actors.messages import MsgId, StatusEvent, to_wire
 from actors.ports import Settlement
-from gateway.callback_outbox import (
-    DONE,
-    WAITING,
-    CallbackOutbox,
-    _pack,
-    _released_row,
-    replay_dead_letters,
-)
+from gateway._callback_ops import WAITING
+from gateway._callback_ops import pack as _pack
+from gateway._callback_ops import released_row as _released_row
+from gateway.callback_outbox import DONE, CallbackOutbox, replay_dead_letters
 from gateway.store import Store, open_store
 
 text = st.text(max_size=12)
