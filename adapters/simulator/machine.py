@@ -33,12 +33,12 @@ own counters (``mo_sent``, ``mo_acked``, ``mo_redelivered``).
 from __future__ import annotations
 
 import heapq
-import struct
 import time
 from collections import deque
 from typing import Final
 
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
+from adapters.simulator import _wire
 from adapters.simulator.config import Delivery, PartKey, SimulatorState
 from adapters.simulator.mo import MoPart, encode_mo, last_part, mo_parts
 from adapters.smpp import pdu as p
@@ -64,6 +64,10 @@ _PERMANENT_REFUSAL: Final = 0x65  # ESME_RX_P_APPN (§5.1.3)
 class SmscSession:
     """One connection, SMSC side. ``shared`` carries the config, counters, ids and RNG."""
 
+    skip_heap = True
+    """A receipt due at once goes straight to ``_ready`` when the heap would hand it out next
+    anyway; False sends every one through the heap (the reference a test compares with)."""
+
     def __init__(self, shared: SimulatorState, *, now: float) -> None:
         self.shared = shared
         self.config = shared.config
@@ -87,6 +91,10 @@ class SmscSession:
         self._ready: deque[Delivery] = deque()
         self._thresholds = self._outcome_thresholds()
         self._mo_numbers = {n.lstrip("+") for n in self.config.mo_numbers}  # "+" or not
+        # The MO reply needs the whole submit_sm (its UDH, TONs): then every frame is decoded
+        # in full; else submit_sm and deliver_sm_resp come as plain tuples (``_wire``).
+        self._decode = p.decode_frame if self.config.mo_reply else _wire.decode
+        self._instant = (self.config.latency <= 0 and not self.config.latency_jitter)
         shared.stats.connections += 1
 
     def _outcome_thresholds(self) -> list[tuple[float, str]]:
@@ -135,8 +143,10 @@ class SmscSession:
             else:
                 ready.append(entry[3])  # type: ignore[arg-type]
         window = self.config.window
-        while ready and len(self._unacked) < window:  # the rest waits for acks to free slots
-            self._send_receipt(ready.popleft(), now)
+        if ready and len(self._unacked) < window:
+            done = _date_octets(self.shared.wall())  # one "done date" for this pass's receipts
+            while ready and len(self._unacked) < window:  # the rest waits for acks to free slots
+                self._send_receipt(ready.popleft(), now, done)
         if not self._out:
             return b""
         data = b"".join(self._out)
@@ -161,19 +171,31 @@ class SmscSession:
         if self.drop:
             return
         try:
-            pdus = self._framer.feed(data)
+            pdus = self._framer.feed(data, self._decode)
         except RemoteProtocolViolation:
             self.drop = True
             return
         for pdu in pdus:
-            if type(pdu) is p.SubmitSm:
-                self._submit(pdu, now)
-                if self.drop:  # _submit may set it; mypy keeps the narrowing from the top
-                    return  # type: ignore[unreachable, unused-ignore]  # only with warn_unreachable
-            elif type(pdu) is p.DeliverSmResp:
-                self._delivered(pdu)
+            kind = type(pdu)
+            if kind is tuple:  # _wire's: a submit_sm without TLVs, or a deliver_sm_resp
+                if len(pdu) == 2:
+                    self._delivered(*pdu)
+                    continue
+                seq, source, destination, message, registered = pdu
+                self._submit(seq, source, destination, message, 0, 0, registered, now, None)
+            elif kind is p.SubmitSm:
+                content = pdu.short_message or pdu.message_payload or b""
+                self._submit(pdu.sequence, pdu.source_addr, pdu.destination_addr, content,
+                             pdu.sar_msg_ref_num or 0, pdu.sar_segment_seqnum or 0,
+                             pdu.registered_delivery, now, pdu)
+            elif kind is p.DeliverSmResp:
+                self._delivered(pdu.sequence, pdu.status)
+                continue
             else:
                 self._other(pdu)
+                continue
+            if self.drop:  # _submit may set it; mypy keeps the narrowing from the top
+                return  # type: ignore[unreachable, unused-ignore]  # only with warn_unreachable
 
     def _reply(self, data: bytes) -> None:
         self._out.append(data)
@@ -221,56 +243,70 @@ class SmscSession:
                               0x34 if not status else None)
         self._reply(p.encode(resp))
 
-    def _submit(self, pdu: p.SubmitSm, now: float) -> None:
+    def _submit(self, seq: int, source: str, destination: str, content: bytes, sar_ref: int,
+                sar_seq: int, registered: int, now: float, pdu: p.SubmitSm | None) -> None:
+        """Answer one submit_sm; ``pdu`` is the decoded PDU, None when read by ``_wire``
+        (never when an MO reply is configured, which needs it)."""
         shared = self.shared
         stats = shared.stats
         cfg = self.config
         rng = shared.rng
         stats.submits_received += 1
-        content = pdu.short_message or pdu.message_payload or b""
-        key: PartKey = (pdu.destination_addr, content, pdu.sar_msg_ref_num or 0,
-                        pdu.sar_segment_seqnum or 0)
-        stats.received[key] += 1
+        key: PartKey = (destination, content, sar_ref, sar_seq)
+        received = stats.received
+        received[key] = received.get(key, 0) + 1  # Counter's ``+= 1`` without __missing__
         if cfg.disconnect_rate and rng.random() < cfg.disconnect_rate:
             stats.disconnects_injected += 1
             stats.submits_unanswered += 1 + self._pending_resps + self._unsent_resps
             self.drop = True
             return
         if self.mode is None or self.mode == "receiver":
-            return self._answer(pdu.sequence, st.ESME_RINVBNDSTS, "", now)
-        if len(pdu.destination_addr) > 20 or not pdu.destination_addr:  # §5.2.9: 21 with NUL
+            return self._answer(seq, st.ESME_RINVBNDSTS, "", now)
+        if len(destination) > 20 or not destination:  # §5.2.9: 21 with NUL
             stats.submits_rejected += 1
-            return self._answer(pdu.sequence, st.ESME_RINVDSTADR, "", now)
-        if len(pdu.source_addr) > 20:
+            return self._answer(seq, st.ESME_RINVDSTADR, "", now)
+        if len(source) > 20:
             stats.submits_rejected += 1
-            return self._answer(pdu.sequence, st.ESME_RINVSRCADR, "", now)
+            return self._answer(seq, st.ESME_RINVSRCADR, "", now)
         if self._pending_resps >= cfg.window:
             stats.submits_throttled += 1
-            return self._answer(pdu.sequence, st.ESME_RMSGQFUL, "", now)
+            return self._answer(seq, st.ESME_RMSGQFUL, "", now)
         if shared.bucket is not None and not shared.bucket.take(now):
             stats.submits_throttled += 1
-            return self._answer(pdu.sequence, st.ESME_RTHROTTLED, "", now)
+            return self._answer(seq, st.ESME_RTHROTTLED, "", now)
         if cfg.submit_error_rate and rng.random() < cfg.submit_error_rate:
             stats.submits_rejected += 1
-            return self._answer(pdu.sequence, cfg.submit_error_status, "", now)
+            return self._answer(seq, cfg.submit_error_status, "", now)
         number = shared.allocate_id()
         stats.submits_accepted += 1
-        stats.accepted[key] += 1
+        accepted = stats.accepted
+        accepted[key] = accepted.get(key, 0) + 1
         resp_id = f"{number:X}" if cfg.id_format != "decimal" else str(number)
-        self._answer(pdu.sequence, st.ESME_ROK, resp_id, now)
-        if cfg.receipts and pdu.registered_delivery & 0x03 and self.mode == "transceiver":
+        if self._instant:  # answered in this pass: no delay to draw, nothing to schedule
+            self._unsent_resps += 1
+            self._out.append(_wire.submit_sm_resp(seq, st.ESME_ROK, resp_id))
+        else:
+            self._answer(seq, st.ESME_ROK, resp_id, now)
+        if cfg.receipts and registered & 0x03 and self.mode == "transceiver":
             receipt_id = f"{number:X}" if cfg.id_format == "hex" else str(number)
             delay = cfg.receipt_delay_min
             if cfg.receipt_delay_max > delay:
                 delay += rng.random() * (cfg.receipt_delay_max - delay)
-            receipt = (receipt_id, pdu.source_addr, pdu.destination_addr, content[:20],
-                       shared.wall(), self._outcome(rng.random()))
-            self._schedule(now + delay, _RECEIPT, receipt)
-        if cfg.mo_reply and self.mode == "transceiver" and last_part(pdu) and (
-                not cfg.mo_numbers or pdu.destination_addr.lstrip("+") in self._mo_numbers):
+            receipt = (receipt_id, source, destination, content[:20], shared.wall(),
+                       self._outcome(rng.random()))
+            due = now + delay
+            heap = self._heap
+            if self.skip_heap and due <= now and (not heap or heap[0][0] > due):
+                # Due now and everything scheduled is due later: the heap would hand this one
+                # out next (poll moves what is due into ``_ready`` in due order): skip it.
+                self._ready.append(receipt)
+            else:
+                self._schedule(due, _RECEIPT, receipt)
+        if cfg.mo_reply and pdu is not None and self.mode == "transceiver" and last_part(pdu) and (
+                not cfg.mo_numbers or destination.lstrip("+") in self._mo_numbers):
             # The handset answers: from the submit's destination to its sender.
-            for part in mo_parts(cfg.mo_reply, source=pdu.destination_addr,
-                                 destination=pdu.source_addr, reference=number,
+            for part in mo_parts(cfg.mo_reply, source=destination,
+                                 destination=source, reference=number,
                                  packed=cfg.mo_packed_gsm7, concat=cfg.mo_concat,
                                  source_ton=pdu.dest_addr_ton,
                                  destination_ton=pdu.source_addr_ton):
@@ -298,7 +334,7 @@ class SmscSession:
 
     # -- receipts --------------------------------------------------------------------------
 
-    def _send_receipt(self, receipt: Delivery, now: float) -> None:
+    def _send_receipt(self, receipt: Delivery, now: float, done: bytes) -> None:
         self._sequence = self._sequence % 0x7FFFFFFF + 1
         if isinstance(receipt, MoPart):  # an MO message, not a receipt
             self._out.append(encode_mo(self._sequence, receipt))
@@ -307,10 +343,11 @@ class SmscSession:
             return
         receipt_id, source, dest, head, submitted, stat = receipt
         err = _ERRORS.get(stat, 0)
-        text = receipt_text(receipt_id, stat, err, submitted, self.shared.wall(), head)
+        text = _wire.receipt_text(receipt_id, stat, err, _date_octets(submitted), done, head)
         state = MESSAGE_STATES.get(stat, 7) if self.config.receipt_tlvs else None
         # The handset is the receipt's source, our ESME's sender its destination.
-        self._out.append(encode_receipt(self._sequence, dest, source, text, receipt_id, state, err))
+        self._out.append(_wire.receipt_deliver_sm(self._sequence, dest, source, text, receipt_id,
+                                                  state, err))
         self._track(receipt, now)
         self.shared.stats.receipts_sent += 1
 
@@ -337,18 +374,19 @@ class SmscSession:
         self._sent.clear()
         self._ready.clear()
 
-    def _delivered(self, pdu: p.DeliverSmResp) -> None:
-        entry = self._unacked.pop(pdu.sequence, None)
+    def _delivered(self, sequence: int, status: int) -> None:
+        """The deliver_sm_resp for ``sequence`` came back with ``status``."""
+        entry = self._unacked.pop(sequence, None)
         if entry is None:
             return
         stats = self.shared.stats
         mo = type(entry[0]) is MoPart
-        if pdu.status == st.ESME_ROK:
+        if status == st.ESME_ROK:
             if mo:
                 stats.mo_acked += 1
             else:
                 stats.receipts_acked += 1
-        elif pdu.status == _PERMANENT_REFUSAL and mo:  # the ESME says resending cannot help
+        elif status == _PERMANENT_REFUSAL and mo:  # the ESME says resending cannot help
             stats.mo_refused += 1
         else:  # the ESME could not take it: send it again later
             if mo:
@@ -358,33 +396,31 @@ class SmscSession:
             self._schedule(entry[1], _RECEIPT, entry[0])
 
 
-_DATE_CACHE: dict[int, str] = {}
+_DATE_CACHE: dict[int, bytes] = {}
 
 
-def _smpp_date(at: float) -> str:
-    """YYMMDDhhmm in UTC, as the receipt text uses (SMPP 3.4 appendix B)."""
+def _date_octets(at: float) -> bytes:
+    """YYMMDDhhmm in UTC, as the receipt text uses (SMPP 3.4 appendix B), cached per minute."""
     minute = int(at // 60)
     text = _DATE_CACHE.get(minute)
     if text is None:
         if len(_DATE_CACHE) > 64:
             _DATE_CACHE.clear()
-        text = time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
+        text = time.strftime("%y%m%d%H%M", time.gmtime(minute * 60)).encode("ascii")
         _DATE_CACHE[minute] = text
     return text
+
+
+def _smpp_date(at: float) -> str:
+    """YYMMDDhhmm in UTC, as the receipt text uses (SMPP 3.4 appendix B)."""
+    return _date_octets(at).decode("ascii")
 
 
 def receipt_text(receipt_id: str, stat: str, err: int, submitted: float, done: float,
                  head: bytes) -> bytes:
     """The conventional receipt text (SMPP 3.4 appendix B)."""
-    dlvrd = "001" if stat == "DELIVRD" else "000"
-    safe = bytes(b if 32 <= b < 127 else 63 for b in head[:20])  # '?' for non-printables
-    return (
-        f"id:{receipt_id} sub:001 dlvrd:{dlvrd} submit date:{_smpp_date(submitted)} "
-        f"done date:{_smpp_date(done)} stat:{stat} err:{err:03d} text:"
-    ).encode("ascii") + safe
-
-
-_DELIVER_HEAD: Final = struct.Struct(">IIII")
+    return _wire.receipt_text(receipt_id, stat, err, _date_octets(submitted), _date_octets(done),
+                              head)
 
 
 def encode_receipt(sequence: int, source: str, destination: str, text: bytes, receipt_id: str,
@@ -394,14 +430,4 @@ def encode_receipt(sequence: int, source: str, destination: str, text: bytes, re
 
     Addresses were checked on submit (at most 20 octets), ids are ours: nothing can overflow.
     """
-    parts = [
-        b"\0\0\0", source.encode("latin-1"), b"\0\0\0", destination.encode("latin-1"),
-        b"\0\x04\0\0\0\0\0\0\0\0", bytes((len(text),)), text,
-    ]
-    if state is not None:
-        rid = receipt_id.encode("latin-1") + b"\0"
-        parts += (b"\x00\x1e", len(rid).to_bytes(2, "big"), rid, b"\x04\x27\x00\x01", bytes((state,)))
-        if err:
-            parts += (b"\x04\x23\x00\x03\x03", err.to_bytes(2, "big"))  # 3 = GSM
-    body = b"".join(parts)
-    return _DELIVER_HEAD.pack(16 + len(body), p.DELIVER_SM, 0, sequence) + body
+    return _wire.receipt_deliver_sm(sequence, source, destination, text, receipt_id, state, err)

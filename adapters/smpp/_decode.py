@@ -61,7 +61,7 @@ _Sm = TypeVar("_Sm", SubmitSm, DeliverSm)
 # protocol_id, priority_flag, schedule_delivery_time, validity_period, then registered_delivery,
 # replace_if_present_flag, data_coding, sm_default_msg_id and sm_length (the last 5 octets).
 # Each ``[^\0]*\0`` is a C-Octet string up to its first NUL, as ``read_cstr`` reads it.
-_SM_FIXED: Final = re.compile(
+SM_FIXED: Final = re.compile(
     rb"([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)([^\0]*)\0(.)(.)(.)([^\0]*)\0([^\0]*)\0.....", re.DOTALL
 ).match
 
@@ -70,7 +70,7 @@ def _decode_sm(cls: type[_Sm], buf: Buffer, pos: int, end: int, seq: int) -> _Sm
     # The hot path of both the client (deliver_sm receipts) and the simulator (submit_sm): one
     # regex match reads every fixed field; what it does not match (a missing NUL, a body that
     # ends inside the fixed fields) goes to ``_decode_sm_general``, which says what is wrong.
-    m = _SM_FIXED(buf, pos, end)
+    m = SM_FIXED(buf, pos, end)
     if m is None:
         return _decode_sm_general(cls, buf, pos, end, seq)
     (service_type, src_ton, src_npi, source_addr, dst_ton, dst_npi, destination_addr,

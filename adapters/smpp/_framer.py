@@ -7,10 +7,15 @@ Must not import: trio, gateway, actors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from adapters.errors import InvalidPdu, RemoteProtocolViolation
 from adapters.smpp._decode import decode_frame
 from adapters.smpp._octets import HEADER_LENGTH, MAX_PDU_LENGTH, Buffer, unpack_u32
-from adapters.smpp._pdus import Pdu
+
+Decoder = Callable[[Buffer, int, int], Any]
+"""Decodes one sound frame ``buf[pos:end]``; raises ``InvalidPdu`` as ``decode_frame`` does."""
 
 
 class Framer:
@@ -34,8 +39,13 @@ class Framer:
         """Octets received but not yet part of a complete PDU."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[Pdu | InvalidPdu]:
-        """Add ``data`` and return the PDUs it completes."""
+    def feed(self, data: bytes, decode: Decoder = decode_frame) -> list[Any]:
+        """Add ``data`` and return the PDUs it completes.
+
+        ``decode`` turns each frame into what is returned (default ``decode_frame``: a ``Pdu``);
+        a hot path may pass one that answers its common PDUs with plain tuples and hands the
+        rest to ``decode_frame``. An ``InvalidPdu`` it raises is returned in the PDU's place.
+        """
         if self._broken:
             raise RemoteProtocolViolation(self._broken)
         if self._buffer:
@@ -43,7 +53,7 @@ class Framer:
             buf: Buffer = self._buffer
         else:
             buf = data
-        out: list[Pdu | InvalidPdu] = []
+        out: list[Any] = []  # PDUs, or what ``decode`` makes of them
         pos = 0
         size = len(buf)
         while size - pos >= HEADER_LENGTH:
@@ -54,7 +64,7 @@ class Framer:
             if size - pos < length:
                 break
             try:
-                out.append(decode_frame(buf, pos, pos + length))
+                out.append(decode(buf, pos, pos + length))
             except InvalidPdu as exc:
                 out.append(exc)
             pos += length

@@ -57,7 +57,7 @@ def source_address(sender: str) -> tuple[int, int, str]:
     Alphanumeric: TON 5 (alphanumeric), NPI 0. Digits longer than 8: TON 1 (international),
     NPI 1 (E.164), without '+'. Short codes: TON 3 (network specific), NPI 0.
     """
-    digits = sender[1:] if sender.startswith("+") else sender
+    digits = sender.removeprefix("+")
     if not digits.isdigit():
         return 5, 0, sender
     if len(digits) > 8:
@@ -91,7 +91,7 @@ def build_submit(part: SubmitPart, options: SubmitOptions) -> p.SubmitSm:
     pdu = p.SubmitSm(
         0,
         source,
-        part.to[1:] if part.to.startswith("+") else part.to,
+        part.to.removeprefix("+"),
         message,
         options.service_type,
         ton,
@@ -126,7 +126,7 @@ def encode_part(part: SubmitPart, options: SubmitOptions) -> bytes:
     assembled directly; anything else goes through ``build_submit`` and ``pdu.encode``, which
     produce the same bytes (a test checks both ways agree).
     """
-    dest = part.to[1:] if part.to.startswith("+") else part.to
+    dest = part.to.removeprefix("+")
     source = _source_cstr(part.sender)
     udh = part.udh
     body = part.body

@@ -200,7 +200,7 @@ def test_parse_receipt_equals_the_reference(pdu: p.DeliverSm) -> None:
 def test_a_simulator_receipt_decodes_through_the_fast_path() -> None:
     raw = encode_receipt(5, "447700900123", "SEPTET",
                          receipt_text("00ab", "DELIVRD", 0, 1.7e9, 1.7e9, b"hi"), "00ab", 2, 0)
-    assert _decode._SM_FIXED(raw, 16, len(raw)) is not None
+    assert _decode.SM_FIXED(raw, 16, len(raw)) is not None
     pdu = p.decode(raw)
     assert isinstance(pdu, p.DeliverSm) and pdu.receipted_message_id == "00ab"
     got = parse_receipt(pdu, connector="c", received_at=1.0)
