@@ -1,10 +1,13 @@
 """The dispatcher actor: routes parts, submits them in batches, retries, reports outcomes.
 
-For each incoming batch of parts it first marks them SUBMITTING in the store (so a crash from
-here on leaves them "in doubt", not lost), then groups them by the connector :mod:`routing`
-chooses and calls ``Carrier.submit_many`` for each group. Several groups are in flight at
-once (``concurrency``) so every connector's window stays full. Outcomes go to the correlator
-as PartSubmitted / PartFailed:
+It takes an incoming batch of parts together with every batch already waiting behind it,
+first marks them SUBMITTING in the store (so a crash from here on leaves them "in doubt", not
+lost), then groups them by the connector :mod:`routing` chooses and calls
+``Carrier.submit_many`` for each group. One mark is in flight at a time: what arrives while it
+commits waits and goes in the next one, so under load a few marks carry many parts and when
+idle a part is marked at once (natural batching, no timer). Several batches are in
+submission at once (``concurrency``) so every connector's window stays full. Outcomes go to
+the correlator as PartSubmitted / PartFailed:
 
 * accepted → PartSubmitted (with the carrier id, recorded by the correlator);
 * transient (timeout, throttled, not bound, lost in flight) → another attempt after
@@ -33,6 +36,7 @@ import msgpack
 import trio
 
 from actors import _metrics, backoff, messages
+from actors._wire import WireBatch, array_header, join_arrays
 from actors.messages import ConnectorThrottled, PartFailed, PartSubmitted, Released, SubmitPart
 from actors.ports import Carrier, PipelineStore, SubmitResult
 from actors.routing import RouteTable, choose
@@ -41,6 +45,7 @@ __all__ = ["RetryPolicy", "is_throttle", "run"]
 
 logger = logging.getLogger(__name__)
 
+MAX_MARK: Final = 1024  # parts taken into one mark (when that many wait)
 _SUBMITTED_HEAD: Final = (PartSubmitted.TAG, PartSubmitted.VERSION)
 THROTTLE_CODES: Final = frozenset({"throttled", "0x58", "0x00000058", "88", "0x14",
                                    "0x00000014", "20", "esme_rthrottled", "esme_rmsgqful"})
@@ -100,14 +105,62 @@ async def run(
         ctx = _Ctx(carriers, routes, outbox, feedback, retry, now, nursery)
         task_status.started()
         async for item in inbox:
-            # keeps ``item``: mark_submitting's writer process re-sends it as it is
-            parts = messages.decode_wire_batch_of(SubmitPart, item)
+            # what waits meanwhile joins this batch: one mark and one submit round for all
+            # keeps the items' bytes: mark_submitting's writer process re-sends them as they are
+            parts = _decode_parts(_with_waiting(inbox, item, MAX_MARK))
             token = object()
             await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
-            nursery.start_soon(_batch, ctx, store, released, parts, limiter, token)
+            try:
+                # One mark at a time: parts arriving while it commits wait in the inbox and
+                # go in the next one (natural batching: under load a few marks of many parts
+                # instead of one per item; when idle a part is marked at once).
+                allowed = await store.mark_submitting(parts, now())
+            except BaseException:
+                limiter.release_on_behalf_of(token)
+                raise
+            nursery.start_soon(_batch, ctx, released, parts, allowed, limiter, token)
     for ch in (feedback, released):
         if ch is not None:
             await ch.aclose()
+
+
+def _with_waiting(inbox: trio.abc.ReceiveChannel[bytes], first: bytes, limit: int
+                  ) -> list[bytes]:
+    """``first`` and the items already waiting in ``inbox`` (never waits), while they hold
+    fewer than ``limit`` parts in all. Only a memory channel can be read without waiting."""
+    items = [first]
+    receive_nowait = getattr(inbox, "receive_nowait", None)
+    if receive_nowait is None:
+        return items
+    size = _length(first)
+    while size < limit:
+        try:
+            more = receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        items.append(more)
+        size += _length(more)
+    return items
+
+
+def _length(item: bytes) -> int:
+    """Parts in a channel item, from its array header (a bad item fails in the decode)."""
+    try:
+        return array_header(item)[0]
+    except ValueError:
+        return 1
+
+
+def _decode_parts(items: list[bytes]) -> Sequence[SubmitPart]:
+    """The parts of ``items`` in order; a WireBatch of the items joined when every item kept
+    its bytes (so mark_submitting's writer process packs nothing)."""
+    if len(items) == 1:
+        return messages.decode_wire_batch_of(SubmitPart, items[0])
+    batches = [messages.decode_wire_batch_of(SubmitPart, item) for item in items]
+    parts = [p for batch in batches for p in batch]
+    if all(isinstance(b, WireBatch) for b in batches):
+        return WireBatch(parts, join_arrays(items))
+    return parts
 
 
 async def _release_idle(
@@ -123,12 +176,12 @@ async def _release_idle(
             await released.send(messages.encode_batch([Released(i, now) for i in idle]))
 
 
-async def _batch(ctx: _Ctx, store: PipelineStore, released: trio.abc.SendChannel[bytes] | None,
-                 parts: Sequence[SubmitPart], limiter: trio.CapacityLimiter, token: object) -> None:
-    """Mark a batch SUBMITTING (durably), then submit what may go. Several run at once, so
-    their marks share group commits and the connectors' windows stay full."""
+async def _batch(ctx: _Ctx, released: trio.abc.SendChannel[bytes] | None,
+                 parts: Sequence[SubmitPart], allowed: Sequence[bool],
+                 limiter: trio.CapacityLimiter, token: object) -> None:
+    """Submit what of a batch, already marked SUBMITTING (durably), may go. Several run at
+    once, so the connectors' windows stay full."""
     try:
-        allowed = await store.mark_submitting(parts, ctx.now())
         go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
         await _release_idle(released, parts, go, ctx.now())
         if go:

@@ -30,6 +30,7 @@ import trio
 
 from actors import _metrics, messages
 from actors._shaping_engine import Row, decode_rows
+from actors._wire import array_header, join_arrays
 from actors.messages import ConnectorThrottled, MessageFinished
 from actors.ports import RecentContacts
 from actors.shaping import Shaper, ShapingRules
@@ -106,14 +107,20 @@ async def _shape(
         else:
             await trio.sleep_until(at)
         t = now()
-        whole: tuple[bytes, list[Row]] | None = None  # the batch, if its bytes are its rows'
-        if batch is not None:
-            rows, current = decode_rows(batch)
-            for row in rows:
-                shaper.admit(row, t)
-            whole = (batch, rows) if current else None
+        whole: tuple[list[bytes], list[Row]] | None = None  # the items, if their bytes are
+        if batch is not None:                               # exactly their rows'
+            items = _with_waiting(inbox, batch, min(MAX_BATCH, shaper.max_held - shaper.held))
+            rows: list[Row] = []
+            all_current = True
+            for item in items:
+                item_rows, current = decode_rows(item)
+                for row in item_rows:
+                    shaper.admit(row, t)
+                rows.extend(item_rows)
+                all_current = all_current and current
+            whole = (items, rows) if all_current else None
         shaper.poll(t)
-        _metrics.LIMITER_HELD.set(shaper.statistics()["held"])
+        _metrics.LIMITER_HELD.set(shaper.held)
         if shaper.finished:
             done, shaper.finished = shaper.finished, []
             _count_finished(done)
@@ -126,6 +133,38 @@ async def _shape(
             out, shaper.released = shaper.released, []
             _metrics.LIMITER_RELEASED.inc(len(out))
             await _send_released(outbox, out, whole)
+
+
+def _with_waiting(inbox: trio.abc.ReceiveChannel[bytes], first: bytes, limit: int
+                  ) -> list[bytes]:
+    """``first`` and the items already waiting in ``inbox`` (never waits), while they hold
+    fewer than ``limit`` messages in all.
+
+    Under load several batches wait by the time the limiter runs; taking them together makes
+    one decision pass and one item on instead of one per batch (natural batching: nothing is
+    held back to wait for more). Only a memory channel can be read without waiting.
+    """
+    items = [first]
+    receive_nowait = getattr(inbox, "receive_nowait", None)
+    if receive_nowait is None:
+        return items
+    size = _length(first)
+    while size < limit:
+        try:
+            more = receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+        items.append(more)
+        size += _length(more)
+    return items
+
+
+def _length(item: bytes) -> int:
+    """Messages in a channel item, from its array header (a bad item fails in the decode)."""
+    try:
+        return array_header(item)[0]
+    except ValueError:
+        return 1
 
 
 _CODE: Final = 2 + MessageFinished._fields.index("code")  # in a MessageFinished wire row
@@ -144,12 +183,12 @@ async def _send(channel: trio.abc.SendChannel[bytes], rows: list[Row]) -> None:
 
 
 async def _send_released(channel: trio.abc.SendChannel[bytes], rows: list[Row],
-                         whole: tuple[bytes, list[Row]] | None) -> None:
-    """Send released ``rows``; when they are the whole batch just read, as it came (no limit
-    held anything), its bytes go on as they are instead of packing the rows again (0.35 µs a
-    message)."""
+                         whole: tuple[list[bytes], list[Row]] | None) -> None:
+    """Send released ``rows``; when they are all the items just read, as they came (no limit
+    held anything), their bytes go on as they are (joined, when several) instead of packing
+    the rows again (0.35 µs a message)."""
     if whole is not None and len(rows) <= MAX_BATCH and rows == whole[1]:
-        await channel.send(whole[0])
+        await channel.send(join_arrays(whole[0]))
     else:
         await _send(channel, rows)
 

@@ -237,11 +237,30 @@ async def _take_wakes(
     poke: Callable[[], None], ended: trio.Event,
 ) -> None:
     async for item in wake:
-        # keeps ``item``'s bytes: a batch taken whole is handed on without packing it again
-        pump.offered(messages.decode_wire_batch_of(Message, item), now())
+        # Every commit already waiting is offered before the loop is poked: when commits come
+        # fast the pump wakes once for several and hands them on as one item (take joins
+        # them), instead of once per commit.
+        t = now()
+        for data in _with_waiting(wake, item):
+            # keeps the bytes: a batch taken whole is handed on without packing it again
+            pump.offered(messages.decode_wire_batch_of(Message, data), t)
         poke()
     ended.set()
     poke()
+
+
+def _with_waiting(channel: trio.abc.ReceiveChannel[bytes], first: bytes) -> list[bytes]:
+    """``first`` and the items already waiting in ``channel`` (never waits; a memory channel
+    holds a bounded number)."""
+    items = [first]
+    receive_nowait = getattr(channel, "receive_nowait", None)
+    if receive_nowait is None:
+        return items
+    while True:
+        try:
+            items.append(receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return items
 
 
 def _released_ids(item: bytes) -> list[str]:
@@ -259,6 +278,7 @@ async def _take_releases(
     released: trio.abc.ReceiveChannel[bytes], pump: Pump, poke: Callable[[], None]
 ) -> None:
     async for item in released:
-        pump.released(_released_ids(item))
+        for data in _with_waiting(released, item):  # one poke for all that waits
+            pump.released(_released_ids(data))
         _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
         poke()
