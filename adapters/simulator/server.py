@@ -48,9 +48,21 @@ async def serve_simulator(
                                    handler_nursery=nursery)
 
 
+class _Bell(Doorbell):
+    """The writer's doorbell, knowing until when the writer sleeps: the reader rings it only
+    when the session has work due before that (a ring per read woke the writer for nothing
+    at every read)."""
+
+    __slots__ = ("sleeping_until",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping_until = float("-inf")  # -inf: awake, it looks at the session itself
+
+
 async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None:
     session = SmscSession(shared, now=trio.current_time())
-    bell = Doorbell()
+    bell = _Bell()
     lock = trio.StrictFIFOLock()
     try:
         async with stream, trio.open_nursery() as nursery:
@@ -64,7 +76,7 @@ async def _connection(shared: SimulatorState, stream: trio.SocketStream) -> None
         session.connection_lost()  # its receipts wait for the next bind
 
 
-async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
+async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: _Bell,
                      lock: trio.StrictFIFOLock, shared: SimulatorState) -> None:
     while True:
         data = await stream.receive_some(READ_SIZE)
@@ -83,14 +95,19 @@ async def _read_loop(session: SmscSession, stream: trio.SocketStream, bell: Door
                 await stream.send_all(out)
         if session.closing:
             return
-        bell.ring()  # new timed work (delayed answers, receipts) may be due earlier
+        if session.next_deadline() < bell.sleeping_until:
+            bell.ring()  # new timed work (delayed answers, receipts) is due earlier
 
 
-async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: Doorbell,
+async def _write_loop(session: SmscSession, stream: trio.SocketStream, bell: _Bell,
                       lock: trio.StrictFIFOLock, scope: trio.CancelScope,
                       shared: SimulatorState) -> None:
     while True:
-        await bell.wait_until(session.next_deadline())
+        bell.sleeping_until = session.next_deadline()
+        try:
+            await bell.wait_until(bell.sleeping_until)
+        finally:
+            bell.sleeping_until = float("-inf")
         if session.drop:
             scope.cancel()
             return
