@@ -44,8 +44,8 @@ from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 import trio
 
@@ -172,15 +172,48 @@ async def run(
             nursery.cancel_scope.cancel()
 
 
-class _Delivery:
-    """The scheduling loop, the request tasks and the acker of one notifier.
+_LINGER: Final = 5.0
+"""Seconds an idle sender task waits for more work before it ends."""
 
-    Entries read from the outbox wait in ``_ready`` (per target, in due order) until their
-    endpoint has a free slot; every key read stays in ``_held`` until its settlement is
-    written, so a refill never reads it twice. A scheduling pass therefore costs what it starts,
-    and the outbox is read again only when something may have changed there (``_dirty``: an
-    enqueue, a settlement, a due time reached, the poll interval) and fewer than half of
-    ``scan_limit`` entries are waiting.
+_TIMED_OUT: Final = CallbackResult(ok=False, error="timeout")
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One endpoint (scheme://host:port): its ready entries and the sender tasks serving it.
+
+    ``queues`` holds the entries read from the outbox per target ``(url, secret)`` (a request
+    goes to one URL with one secret), in due order, never an empty deque. Idle sender tasks
+    park in ``lot``; ``retire`` asks that many of them to end (the overall cap wants their
+    slots for another endpoint).
+    """
+
+    endpoint: str
+    queues: dict[tuple[str, bytes], deque[CallbackEntry]] = field(default_factory=dict)
+    waiting: int = 0
+    workers: int = 0
+    retire: int = 0
+    partial: bool = False  # an under-full request of this endpoint is in flight
+    lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+
+
+class _Delivery:
+    """The scheduling loop, the sender tasks and the acker of one notifier.
+
+    Entries read from the outbox wait in their endpoint's :class:`_Lane` until one of its
+    sender tasks takes them; every key read stays in ``_held`` until its settlement is
+    written, so a refill never reads it twice. The outbox is read again only when something
+    may have changed there (``_dirty``: an enqueue, a settlement, a due time reached, the poll
+    interval) and fewer than half of ``scan_limit`` entries are waiting.
+
+    A sender task is long-lived: it takes a request's worth of entries from its lane, sends
+    them under the request deadline (one cancel scope per task whose deadline is moved, not a
+    scope per request), hands the decisions to the acker (a list and an event, no channel)
+    and takes the next, until its lane has been empty for ``_LINGER`` seconds. An endpoint
+    has at most ``per_endpoint`` of them and the notifier at most ``max_in_flight``, each
+    with at most one request in flight, so those caps hold without counting requests; the
+    breaker is asked before every request. The scheduling loop starts or wakes sender tasks
+    when it puts entries in a lane; a finished request does not wake it.
     """
 
     def __init__(
@@ -197,19 +230,21 @@ class _Delivery:
         self._endpoint_for, self._now, self._rand, self.stats = endpoint_for, now, rand, stats
         self._endpoints = Endpoints(policy)
         self._held: set[bytes] = set()  # outbox keys read and not yet settled
-        self._ready: dict[tuple[str, bytes], deque[CallbackEntry]] = {}
-        self._waiting = 0  # entries in _ready
+        self._lanes: dict[str, _Lane] = {}
+        self._waiting = 0  # entries in the lanes
+        self._workers = 0  # sender tasks alive
+        self._starved: dict[str, _Lane] = {}  # lanes that wait for a slot under max_in_flight
         self._dirty = True  # the outbox may hold due entries not read yet
         self._next_due = math.inf  # due time of the first entry not due at the last read
         self._full_read_at = -math.inf
-        self._requests = 0
-        self._partial: set[str] = set()  # endpoints with an under-full request in flight
         self._wake = trio.Event()
         self._settled = trio.Event()
-        # Bounded by max_in_flight: each request task sends exactly one item.
-        self._results_in, self._results_out = trio.open_memory_channel[
-            "tuple[list[bytes], list[Settlement]]"
-        ](policy.max_in_flight)
+        self._decided: list[Settlement] = []  # waiting for the acker
+        self._decided_event = trio.Event()
+        # Prometheus tallies, flushed by the acker (one inc per counter per settle write)
+        self._tally = [0, 0, 0, 0]  # requests ok, requests failed, events ok, events failed
+        self._lags: list[float] = []
+        self._nursery: trio.Nursery | None = None
 
     async def enqueue(self, events: list[StatusEvent]) -> None:
         wanted = [e for e in events if self._endpoint_for(e) is not None]
@@ -233,39 +268,40 @@ class _Delivery:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._acker)
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                wait = min(await self._schedule(nursery), self._policy.poll_interval)
+                wait = min(self._schedule(), self._policy.poll_interval)
                 with trio.move_on_after(wait):
                     await self._wake.wait()
 
-    async def _schedule(self, nursery: trio.Nursery) -> float:
-        """One pass: read the outbox if needed, start requests, settle what needs no request.
+    # ------------------------------------------------------------------ scheduling loop
 
-        Returns how long to sleep unless woken (by an enqueue or a finished request).
+    def _schedule(self) -> float:
+        """One pass: read the outbox if needed and put sender tasks on what was read.
+
+        Returns how long to sleep unless woken (by an enqueue, a settlement, a poke).
         """
         t = self._now()
-        settlements: list[Settlement] = []
         if t - self._full_read_at >= self._policy.poll_interval or t >= self._next_due:
             self._dirty = True  # poll: entries written by someone else (a replay) show up
-        if self._dirty and self._waiting < max(1, self._policy.scan_limit // 2):
-            self._read(t, settlements)
-        blocked = self._start_ready(nursery, settlements, t)
-        if settlements:
-            await self._record(settlements, t)
-            self._held.difference_update(s.entry.key for s in settlements)
-            self._dirty = True
-        if blocked:
-            return math.inf  # a finished request wakes us
+        if self._starved:
+            starved, self._starved = self._starved, {}
+            for lane in starved.values():
+                self._staff(lane)
         if self._dirty:
-            return 0.0
+            if self._waiting >= max(1, self._policy.scan_limit // 2):
+                return math.inf  # enough read ahead: the next settlement wakes us
+            self._read(t)
+            if self._dirty:
+                return 0.0
         return max(0.001, min(self._next_due, self._full_read_at + self._policy.poll_interval)
                    - self._now())  # 1 ms floor: never spin on an entry that is not due yet
 
-    def _read(self, t: float, settlements: list[Settlement]) -> None:
-        """Move due entries from the outbox into ``_ready`` (up to ``scan_limit`` waiting)."""
+    def _read(self, t: float) -> None:
+        """Move due entries from the outbox into the lanes (up to ``scan_limit`` waiting)."""
         limit = self._policy.scan_limit - self._waiting
         entries = self._outbox.due(t, limit=limit, skip=self._held)
         self._dirty = len(entries) >= limit  # more may be due behind these
@@ -273,8 +309,11 @@ class _Delivery:
             upcoming = self._outbox.next_due_after(t)
             self._next_due = math.inf if upcoming is None else upcoming
             self._full_read_at = t
+        touched: dict[str, _Lane] = {}
+        settlements: list[Settlement] = []
+        lanes, held = self._lanes, self._held
         for entry in entries:
-            self._held.add(entry.key)
+            held.add(entry.key)
             target = self._endpoint_for(entry.event)
             if target is None:
                 settlements.append(Settlement(entry, "dropped"))
@@ -282,100 +321,200 @@ class _Delivery:
                 # Also for never-tried entries: a breaker open for a day postpones without trying.
                 settlements.append(Settlement(entry, "dead", error="retry window over"))
             else:
-                queue = self._ready.get(target)
+                endpoint = endpoint_of(target[0])
+                lane = lanes.get(endpoint)
+                if lane is None:
+                    lane = lanes[endpoint] = _Lane(endpoint)
+                queue = lane.queues.get(target)
                 if queue is None:
-                    queue = self._ready[target] = deque()
+                    queue = lane.queues[target] = deque()
                 queue.append(entry)
-                self._waiting += 1
+                lane.waiting += 1
+                touched[endpoint] = lane
+        self._waiting += len(entries) - len(settlements)
+        if settlements:
+            self._decide(settlements)
+        for lane in touched.values():
+            self._staff(lane)
 
-    def _start_ready(self, nursery: trio.Nursery, settlements: list[Settlement], t: float) -> bool:
-        """Start requests for waiting entries; True when a cap left some of them waiting."""
-        blocked = False
+    def _staff(self, lane: _Lane) -> None:
+        """Wake idle sender tasks of ``lane``, or start new ones, for the requests waiting."""
         size = self._policy.batch_size
-        for target in list(self._ready):
-            queue = self._ready[target]
-            url, secret = target
-            endpoint = endpoint_of(url)
-            while queue:
-                if self._requests >= self._policy.max_in_flight:
-                    return True
-                partial = len(queue) < size
-                if partial and endpoint in self._partial:
-                    blocked = True  # the under-full request in flight wakes us when it ends
-                    break
-                if not self._endpoints.acquire(endpoint, t):
-                    breaker = self._endpoints.get(endpoint).breaker
-                    if breaker.state is not BreakerState.OPEN:
-                        blocked = True  # cap reached or half-open probe running: a result wakes us
-                        break
-                    # All at the cooldown's end: the first becomes the half-open probe, the rest
-                    # wait for its outcome (blocked, no spin) instead of trickling in one by one.
-                    at = breaker.retry_at(t)
-                    settlements += [Settlement(e, "postpone", at=at) for e in queue]
-                    self._waiting -= len(queue)
-                    queue.clear()
-                    break
-                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
-                self._waiting -= len(chunk)
-                self._requests += 1
-                if partial and size > 1:
-                    self._partial.add(endpoint)
-                nursery.start_soon(self._send, url, secret, endpoint, chunk,
-                                   partial and size > 1)
-            if not queue:
-                del self._ready[target]
-        return blocked
+        if lane.partial and lane.waiting < size:
+            return  # the under-full request's task takes them when its answer is in
+        need = -(-lane.waiting // size)  # requests' worth waiting
+        if lane.lot:
+            need -= len(lane.lot.unpark(count=need))
+        spawn = min(need, self._policy.per_endpoint - lane.workers)
+        while spawn > 0:
+            if self._workers >= self._policy.max_in_flight:
+                self._starved[lane.endpoint] = lane
+                self._retire_idle(spawn)
+                return  # a task that ends wakes the loop, which staffs the lane again
+            assert self._nursery is not None
+            lane.workers += 1
+            self._workers += 1
+            spawn -= 1
+            self._nursery.start_soon(self._worker, lane)
 
-    async def _send(self, url: str, secret: bytes, endpoint: str, chunk: list[CallbackEntry],
-                    partial: bool = False) -> None:
-        self.stats.requests += 1
-        self.stats.in_flight += 1
+    def _retire_idle(self, count: int) -> None:
+        """The overall cap is reached: ask up to ``count`` idle tasks of idle lanes to end."""
+        for lane in self._lanes.values():
+            idle = len(lane.lot) - lane.retire
+            if idle > 0 and not lane.waiting:
+                n = min(idle, count)
+                lane.retire += n
+                lane.lot.unpark(count=n)
+                count -= n
+                if not count:
+                    return
+
+    # ---------------------------------------------------------------------- sender tasks
+
+    async def _worker(self, lane: _Lane) -> None:
+        """Send requests for ``lane`` until it has been empty for ``_LINGER`` seconds."""
+        timeout = self._policy.request_timeout
+        job: tuple[tuple[str, bytes], list[CallbackEntry], bool] | None = None
         try:
-            with trio.move_on_after(self._policy.request_timeout) as scope:
-                result = await self._sender.send(url, secret, [e.event for e in chunk])
+            while True:
+                with trio.CancelScope() as scope:  # its deadline is moved, it is rarely replaced
+                    while True:
+                        job = self._take(lane)
+                        if job is None:
+                            if lane.retire:
+                                lane.retire -= 1
+                                return
+                            scope.deadline = trio.current_time() + _LINGER
+                            await lane.lot.park()
+                            if scope.cancel_called:  # the linger ran out as we were woken
+                                break
+                            continue
+                        (url, secret), chunk, _partial = job
+                        scope.deadline = trio.current_time() + timeout
+                        result = await self._sender.send(url, secret, [e.event for e in chunk])
+                        scope.deadline = math.inf
+                        self._finish(lane, job, result)
+                        job = None
+                        if scope.cancel_called:  # the deadline passed as the answer came
+                            break
+                if job is not None:  # the request's deadline passed
+                    self._finish(lane, job, _TIMED_OUT)
+                    job = None
+                elif not lane.waiting and scope.cancel_called:
+                    return  # idle for _LINGER
         finally:
+            lane.workers -= 1
+            self._workers -= 1
+            if job is not None:  # cancelled with a request in flight (shutdown)
+                lane.partial = lane.partial and not job[2]
+            if not lane.workers and not lane.waiting and self._lanes.get(lane.endpoint) is lane:
+                del self._lanes[lane.endpoint]
+            self._wake.set()  # a slot is free: a lane waiting for one gets it
+
+    def _take(self, lane: _Lane) -> tuple[tuple[str, bytes], list[CallbackEntry], bool] | None:
+        """The next request's entries of ``lane``, if the partial rule and the breaker allow."""
+        size = self._policy.batch_size
+        for target, queue in lane.queues.items():
+            partial = len(queue) < size
+            if partial and lane.partial:
+                continue  # one under-full request per endpoint in flight (batched mode)
+            t = self._now()
+            if not self._endpoints.acquire(lane.endpoint, t):
+                breaker = self._endpoints.get(lane.endpoint).breaker
+                if breaker.state is BreakerState.OPEN:
+                    # All at the cooldown's end: the first becomes the half-open probe, the rest
+                    # wait for its outcome instead of trickling in one by one.
+                    self._postpone(lane, breaker.retry_at(t))
+                return None  # else a half-open probe runs: its task takes the rest after it
+            if size == 1:
+                chunk = [queue.popleft()]
+            else:
+                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+            if not queue:
+                del lane.queues[target]
+            lane.waiting -= len(chunk)
+            self._waiting -= len(chunk)
+            partial = partial and size > 1
             if partial:
-                self._partial.discard(endpoint)
-        if scope.cancelled_caught:
-            result = CallbackResult(ok=False, error="timeout")
+                lane.partial = True
+            self.stats.requests += 1
+            self.stats.in_flight += 1
+            return target, chunk, partial
+        return None
+
+    def _postpone(self, lane: _Lane, at: float) -> None:
+        postponed = [Settlement(e, "postpone", at=at) for q in lane.queues.values() for e in q]
+        lane.queues.clear()
+        lane.waiting -= len(postponed)
+        self._waiting -= len(postponed)
+        self._decide(postponed)
+
+    def _finish(self, lane: _Lane, job: tuple[tuple[str, bytes], list[CallbackEntry], bool],
+                result: CallbackResult) -> None:
+        """Feed the breaker, count, and hand the decisions about ``job`` to the acker."""
+        _target, chunk, partial = job
+        if partial:
+            lane.partial = False
         t = self._now()
-        breaker = self._endpoints.get(endpoint).breaker
-        was_open = breaker.state is BreakerState.OPEN
-        self._endpoints.release(endpoint, ok=result.ok or result.permanent, now=t)
-        self._requests -= 1
         self.stats.in_flight -= 1
-        _count_request(result.ok, chunk, t)
-        self._wake.set()  # a slot is free; its entries stay in _held until settled
-        if not result.ok:
-            logger.debug("callback to %s failed: %s", endpoint, result.error or result.status)
+        if result.ok:  # the common case, without a decide() call per event
+            self._endpoints.release(lane.endpoint, ok=True, now=t)
+            self._tally[0] += 1
+            self._tally[2] += len(chunk)
+            self._lags += [t - e.event.at for e in chunk]
+            self._decide([Settlement(e, "delivered") for e in chunk])
+        else:
+            breaker = self._endpoints.get(lane.endpoint).breaker
+            was_open = breaker.state is BreakerState.OPEN
+            self._endpoints.release(lane.endpoint, ok=result.permanent, now=t)
+            self._tally[1] += 1
+            self._tally[3] += len(chunk)
+            logger.debug("callback to %s failed: %s", lane.endpoint, result.error or result.status)
             if breaker.state is BreakerState.OPEN and not was_open:
                 logger.warning("callbacks to %s paused for %.0f s after repeated failures (%s)",
-                               endpoint, breaker.current_cooldown, result.error or result.status)
-        if result.ok:  # the common case, without a decide() call per event
-            decided = [Settlement(e, "delivered") for e in chunk]
-        else:
-            decided = [
-                decide(e, result, policy=self._policy, now=t, rand=self._rand()) for e in chunk
-            ]
-        await self._results_in.send(([e.key for e in chunk], decided))
+                               lane.endpoint, breaker.current_cooldown,
+                               result.error or result.status)
+            self._decide([decide(e, result, policy=self._policy, now=t, rand=self._rand())
+                          for e in chunk])
+        # More than this task's next request waits (a probe succeeded, a partial request
+        # ended): wake parked ones for it.
+        if lane.lot and lane.waiting > self._policy.batch_size:
+            lane.lot.unpark(count=(lane.waiting - 1) // self._policy.batch_size)
+
+    # ----------------------------------------------------------------------------- acker
+
+    def _decide(self, settlements: list[Settlement]) -> None:
+        """Hand ``settlements`` to the acker."""
+        self._decided += settlements
+        self._decided_event.set()
 
     async def _acker(self) -> None:
-        """Settle finished requests: everything waiting goes into one outbox write."""
-        async with self._results_out:
-            async for keys, settlements in self._results_out:
-                while True:
-                    try:
-                        more_keys, more = self._results_out.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                    keys.extend(more_keys)
-                    settlements.extend(more)
-                await self._record(settlements, self._now())
-                self._held.difference_update(keys)
-                self._dirty = True  # retries rescheduled, next seqs released
-                self._settled.set()
-                self._settled = trio.Event()
-                self._wake.set()
+        """Settle what the sender tasks decided: everything waiting goes into one outbox write."""
+        while True:
+            await self._decided_event.wait()
+            self._decided_event = trio.Event()
+            settlements, self._decided = self._decided, []
+            self._flush_metrics()
+            await self._record(settlements, self._now())
+            self._held.difference_update([s.entry.key for s in settlements])
+            self._dirty = True  # retries rescheduled, next seqs released
+            self._settled.set()
+            self._settled = trio.Event()
+            self._wake.set()
+
+    def _flush_metrics(self) -> None:
+        """Prometheus: the requests, events and (answered 2xx) lags tallied since the last."""
+        ok_requests, failed_requests, ok_events, failed_events = self._tally
+        self._tally = [0, 0, 0, 0]
+        lags, self._lags = self._lags, []
+        if ok_requests:
+            _REQUESTS["ok"].inc(ok_requests)
+            _EVENTS["ok"].inc(ok_events)
+        if failed_requests:
+            _REQUESTS["failed"].inc(failed_requests)
+            _EVENTS["failed"].inc(failed_events)
+        if lags:
+            observe_many(_metrics.CALLBACK_LAG, [max(0.0, lag) for lag in lags])
 
     async def _record(self, settlements: Sequence[Settlement], t: float) -> None:
         await self._outbox.settle(settlements, now=t)
@@ -396,15 +535,6 @@ class _Delivery:
 
 _REQUESTS = {r: _metrics.CALLBACK_REQUESTS.labels(r) for r in ("ok", "failed")}
 _EVENTS = {r: _metrics.CALLBACK_EVENTS.labels(r) for r in ("ok", "failed")}
-
-
-def _count_request(ok: bool, chunk: Sequence[CallbackEntry], t: float) -> None:
-    """Prometheus: one callback request, its events, and (when answered 2xx) their lag."""
-    result = "ok" if ok else "failed"
-    _REQUESTS[result].inc()
-    _EVENTS[result].inc(len(chunk))
-    if ok:
-        observe_many(_metrics.CALLBACK_LAG, [max(0.0, t - e.event.at) for e in chunk])
 
 
 class _Histogram(Protocol):

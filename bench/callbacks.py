@@ -187,8 +187,9 @@ def _events(n: int, url: str, statuses: int = 1) -> list[StatusEvent]:
 
 async def _run_mode(
     n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int, statuses: int = 1
-) -> tuple[float, float]:
-    """One mode: ``(callbacks per second, CPU µs of this process per callback)``."""
+) -> tuple[float, float, float]:
+    """One mode: ``(callbacks per second, CPU µs of this process per callback, CPU µs of its
+    main thread (the event loop: notifier, sender, acker) per callback)``."""
     from actors import messages, notifier
     from actors.callbacks_policy import RetryPolicy
     from gateway.callback_outbox import CallbackOutbox
@@ -204,7 +205,7 @@ async def _run_mode(
         async with open_store(tmp, sync=True) as store, open_callback_sender(allow_loopback=True) as sender:
             outbox = CallbackOutbox(store)
             send, recv = trio.open_memory_channel[bytes](8)
-            start, cpu = time.perf_counter(), time.process_time()
+            start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
             async with trio.open_nursery() as nursery:
                 await nursery.start(partial(
                     notifier.run, recv, outbox=outbox, sender=sender, policy=policy,
@@ -216,7 +217,8 @@ async def _run_mode(
                         await trio.sleep(0.01)
                 elapsed = time.perf_counter() - start
                 cpu = time.process_time() - cpu
-    return n / elapsed, cpu / n * 1e6
+                main = time.thread_time() - main
+    return n / elapsed, cpu / n * 1e6, main / n * 1e6
 
 
 def micro(messages: int = 2000, rounds: int = 5) -> dict[str, float]:
@@ -327,17 +329,20 @@ def main() -> None:
 
             figures: dict[str, float] = {}
             cpu_us: dict[str, float] = {}
+            main_us: dict[str, float] = {}
             for batch in (int(b) for b in args.batch.split(",")):
                 before = ask()["events"]
-                rate, us = trio.run(_run_mode, args.events, batch, args.per_endpoint,
+                rate, us, main = trio.run(_run_mode, args.events, batch, args.per_endpoint,
                                    args.max_in_flight, port, args.statuses)
                 got = ask()
                 assert got["events"] - before >= args.events, (got, before)
                 figures[f"batch_{batch}"] = round(rate)
                 cpu_us[f"batch_{batch}"] = round(us, 1)
+                main_us[f"batch_{batch}"] = round(main, 1)
                 print(f"batch size {batch:>4}: {args.events} callbacks in "
                       f"{args.events / rate:.2f} s = {rate:,.0f} callbacks/s, "
-                      f"{us:.1f} CPU µs per callback (notifier process)", flush=True)
+                      f"{us:.1f} CPU µs per callback (notifier process), "
+                      f"{main:.1f} of it on the main thread", flush=True)
             final = ask()
         finally:
             if proc.stdin:
@@ -347,6 +352,7 @@ def main() -> None:
         "callbacks_per_s": max(figures.values()),
         **{f"callbacks_per_s_{k}": v for k, v in figures.items()},
         **{f"cpu_us_per_callback_{k}": v for k, v in cpu_us.items()},
+        **{f"main_thread_us_per_callback_{k}": v for k, v in main_us.items()},
         "events": args.events,
         "statuses": args.statuses,
         "receiver_duplicates": final["duplicates"],
