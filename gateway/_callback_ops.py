@@ -8,13 +8,13 @@ writer thread) or, with ``[store] writer = "process"``, by name in the writer pr
 the ops the same plain values and get the same plain values back, which is all that crosses
 the process boundary:
 
-* enqueue: the events sorted by (msg_id, seq) (:data:`BY_MESSAGE`; the process path sends
-  them as an ``actors.messages`` batch) and ``now``; back come how many were new, the
-  ``(index, due key)`` of those scheduled and the index of those waiting behind a lower seq
-  (indices into the events sent: the gateway's memo keeps the event objects it already has);
-* settle: one :func:`settle_rows` row per decision (its due key, outcome, attempts made,
-  ``at``, error, and for ``dead`` only the account and the event's wire form) and ``now``;
-  back come the due keys of the events released.
+* enqueue: the events, in any order (the process path sends them as an ``actors.messages``
+  batch; the op sorts them), and ``now``; back come how many were new, the ``(index, due
+  key)`` of those scheduled and the index of those waiting behind a lower seq (indices into
+  the events sent: the gateway's memo keeps the event objects it already has);
+* settle: one :func:`settle_rows` row per decision (its due key and outcome; the attempts
+  made, ``at`` and error where the outcome needs them; for ``dead`` only, the account and the
+  event's wire form) and ``now``; back come the due keys of the events released.
 
 An op reads the message's own rows inside its transaction: which writer runs it, and in
 which process, changes nothing in what it writes (tests/gateway/test_callback_outbox_writers.py).
@@ -56,9 +56,8 @@ BY_MESSAGE: Final = attrgetter("msg_id", "seq")  # enqueue's order: each message
 
 Enqueued = tuple[int, list[tuple[int, bytes]], list[int]]
 """:func:`op_enqueue`'s result: new, ``(index, due key)`` scheduled, indices waiting."""
-SettleRow = tuple[bytes, str, int, float, str, "tuple[str, list[Any]] | None"]
-"""One decision for :func:`op_settle`: due key, outcome, attempts made, at, error, and for
-``dead`` ``(account, event wire)`` (None otherwise). Built by :func:`settle_rows`."""
+SettleRow = tuple[Any, ...]
+"""One decision for :func:`op_settle`, in one of :func:`settle_rows`' three forms."""
 
 
 class HasDbs(Protocol):
@@ -133,18 +132,22 @@ def cursor_keys(cursor: lmdb.Cursor) -> Iterator[bytes]:
 
 def op_enqueue(txn: lmdb.Transaction, dbs: CallbackDbs, events: Sequence[StatusEvent],
                now: float) -> Enqueued:
-    """Store ``events``, sorted by (msg_id, seq): a message's later events reuse what its
-    first one looked up (the settled seq and the highest pending seq) instead of reading again.
+    """Store ``events`` (in any order; of two equal (msg_id, seq) the first counts).
+
+    They are taken sorted by (msg_id, seq), here rather than by the caller (in the writer
+    process, off the gateway's GIL): a message's later events reuse what its first one looked
+    up (the settled seq and the highest pending seq) instead of reading again.
 
     Returns how many were new, ``(index, due key)`` of those scheduled and the indices of
-    those waiting behind a lower seq (indices into ``events``).
+    those waiting behind a lower seq (indices into ``events`` as given).
     """
     new = 0
     scheduled: list[tuple[int, bytes]] = []
     waiting: list[int] = []
     cursor = txn.cursor(db=dbs.pending)
     msg_id, done_seq, last_pending = None, -1, None
-    for i, event in enumerate(events):
+    for _, i in sorted(zip(map(BY_MESSAGE, events), range(len(events)))):  # (stable)
+        event = events[i]
         if event.msg_id != msg_id:
             msg_id = event.msg_id
             done = txn.get(msg_id.encode(), db=dbs.done)
@@ -166,37 +169,52 @@ def op_enqueue(txn: lmdb.Transaction, dbs: CallbackDbs, events: Sequence[StatusE
 
 
 def settle_rows(settlements: Sequence[Settlement]) -> list[SettleRow]:
-    """The notifier's decisions as :func:`op_settle` takes them (plain values: they cross to
-    the writer process as they are). The event travels only with a ``dead`` decision: the rest
-    need only its key."""
-    return [(s.entry.key, s.outcome, s.entry.attempt, s.at, s.error,
-             (s.entry.event.account, to_wire(s.entry.event)) if s.outcome == "dead" else None)
-            for s in settlements]
+    """The notifier's decisions as :func:`op_settle` takes them: plain values (they cross to
+    the writer process as they are), each only as long as its outcome needs::
+
+        (due key, "delivered" | "dropped")
+        (due key, "retry" | "postpone", attempts made, at, error)
+        (due key, "dead", attempts made, error, account, event wire)
+    """
+    rows: list[SettleRow] = []
+    for s in settlements:
+        outcome = s.outcome
+        if outcome == "delivered" or outcome == "dropped":
+            rows.append((s.entry.key, outcome))
+        elif outcome == "dead":
+            event = s.entry.event
+            rows.append((s.entry.key, outcome, s.entry.attempt, s.error, event.account,
+                         to_wire(event)))
+        else:
+            rows.append((s.entry.key, outcome, s.entry.attempt, s.at, s.error))
+    return rows
 
 
 def op_settle(txn: lmdb.Transaction, dbs: CallbackDbs, rows: Sequence[Sequence[Any]],
               now: float) -> list[bytes]:
-    """Record :func:`settle_rows` decisions; returns the due keys of the events released
-    (scheduled behind a settled seq)."""
+    """Record :func:`settle_rows` decisions, in order; returns the due keys of the events
+    released (scheduled behind a settled seq)."""
     released: list[bytes] = []
     cursor = txn.cursor(db=dbs.pending)  # one for every release_next of this write
-    for key, outcome, attempt, at, error, dead in rows:
+    for row in rows:
+        key, outcome = row[0], row[1]
         ek = key[8:]
         # The due key and the pending row's due time are always written together, so the
         # key still being there says the row is as it was read; gone: settled or
         # rescheduled since (a stale decision), nothing to do.
         if not txn.delete(key, db=dbs.due):
             continue
-        if outcome in ("retry", "postpone"):
-            row = msgpack.unpackb(txn.get(ek, db=dbs.pending))
+        if outcome == "retry" or outcome == "postpone":
+            _, _, attempt, at, error = row
+            fields = msgpack.unpackb(txn.get(ek, db=dbs.pending))
             due_ms = ms_not_before(at)
             txn.put(u64(due_ms) + ek, b"", db=dbs.due)
-            txn.put(ek, pack(due_ms, attempt + (outcome == "retry"), row[2], error or row[3],
-                             row[4]), db=dbs.pending)
+            txn.put(ek, pack(due_ms, attempt + (outcome == "retry"), fields[2],
+                             error or fields[3], fields[4]), db=dbs.pending)
             continue
         txn.delete(ek, db=dbs.pending)
         if outcome == "dead":
-            account, wire = dead
+            _, _, attempt, error, account, wire = row
             txn.put(account.encode() + b"\x00" + ek, pack(now, attempt + 1, error, wire),
                     db=dbs.dead)
         next_key = release_next(txn, dbs, ek, now, cursor)

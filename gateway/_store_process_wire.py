@@ -10,9 +10,8 @@ Requests (gateway → writer), one frame each::
     [rid, "apply", encode_batch(items), now]
     [rid, "expire", older_than, limit]
     [rid, "recover", policy, now]
-    [rid, "cb_enqueue", encode_batch(status_events sorted by msg_id, seq), now]
-    [rid, "cb_settle", [[due_key, outcome, attempt, at, error, [account, event wire] | nil],
-                        ...], now]
+    [rid, "cb_enqueue", encode_batch(status_events), now]
+    [rid, "cb_settle", [[due_key, outcome, ...as the outcome needs], ...], now]
 
 Replies (writer → gateway), one frame per commit, sent only after the commit returned, and one
 per failed commit (``timings`` empty; its failed requests, if any)::

@@ -53,7 +53,6 @@ from actors.messages import StatusEvent, from_wire
 from actors.notifier import Doorbell
 from actors.ports import CallbackEntry, Settlement
 from gateway._callback_ops import (
-    BY_MESSAGE,
     CALLBACK_DATABASES,
     DEAD,
     DONE,
@@ -146,30 +145,29 @@ class CallbackOutbox:
         # Rung by writers of :meth:`enqueue_in` after their commit; the notifier listens.
         self.doorbell = Doorbell()
 
-    def _remember(self, ordered: Sequence[StatusEvent], scheduled: Sequence[Sequence[Any]],
+    def _remember(self, events: Sequence[StatusEvent], scheduled: Sequence[Sequence[Any]],
                   waiting: Sequence[int], first_at: float) -> None:
-        """Fill the memo from an enqueue's result (indices into ``ordered``)."""
+        """Fill the memo from an enqueue's result (indices into ``events``)."""
         if len(self._fresh) + len(self._held_back) > _MEMO_MAX:
             self._fresh.clear()
             self._held_back.clear()
         fresh, held_back = self._fresh, self._held_back
         for i, key in scheduled:
-            fresh[key] = (ordered[i], first_at)
+            fresh[key] = (events[i], first_at)
         for i in waiting:
-            event = ordered[i]
+            event = events[i]
             held_back[event_key(event.msg_id, event.seq)] = event
 
     # ------------------------------------------------------------------------- writes
 
     async def enqueue(self, events: Sequence[StatusEvent], *, now: float) -> int:
         """Store ``events`` (one write); returns how many were new. See the module rules."""
-        ordered = sorted(events, key=BY_MESSAGE)
         self._writing.append(now)  # due() must not resume past what this write schedules
         try:
-            new, scheduled, waiting = await self._writes.callback_enqueue(ordered, now)
+            new, scheduled, waiting = await self._writes.callback_enqueue(events, now)
         finally:
             self._writing.remove(now)
-        self._remember(ordered, scheduled, waiting, now)
+        self._remember(events, scheduled, waiting, now)
         return new
 
     def enqueue_in(self, txn: lmdb.Transaction, events: Sequence[StatusEvent], *, now: float
@@ -177,7 +175,7 @@ class CallbackOutbox:
         """As :meth:`enqueue`, inside a write the caller runs (so the callback is durable
         exactly when what it reports is). Run that write inside :meth:`writing` (``now``) and
         ring :attr:`doorbell` once it has committed, so the notifier sends it at once."""
-        return op_enqueue(txn, self._dbs, sorted(events, key=BY_MESSAGE), now)[0]
+        return op_enqueue(txn, self._dbs, events, now)[0]
 
     @contextmanager
     def writing(self, now: float) -> Iterator[None]:
