@@ -111,10 +111,13 @@ async def _drive(port: int, args: argparse.Namespace) -> dict[str, float]:
 def micro(rounds: int = 7) -> dict[str, float]:
     """CPU µs per PDU of the client's hot steps, without sockets (best of ``rounds``):
     framing + decoding 64 submit_sm_resp / 64 receipt deliver_sm (as the simulator writes
-    them), the session answering 64 submits, and parsing 64 receipts."""
+    them), the session answering 64 submits, parsing 64 receipts, and bytes to
+    ``CarrierReceipt`` through the general decoder + ``parse_receipt`` or the session's fast
+    path (``adapters.smpp._fast``)."""
     import timeit
 
     from adapters.simulator.machine import encode_receipt, receipt_text
+    from adapters.smpp import _fast
     from adapters.smpp import pdu as p
     from adapters.smpp.receipts import parse_receipt
     from adapters.smpp.session import EsmeSession, State
@@ -143,6 +146,11 @@ def micro(rounds: int = 7) -> dict[str, float]:
         "session_submit_and_answer_us": answer,
         "parse_receipt_us": lambda: [parse_receipt(d, connector="c", received_at=1.0)
                                      for d in pdus],
+        # bytes -> CarrierReceipt: the general path (the two above) and the session's fast path
+        "receipt_general_us": lambda: [parse_receipt(d, connector="c", received_at=1.0)
+                                       for d in p.Framer().feed(receipts)],
+        "receipt_fast_us": lambda: [d.receipt("c", 1.0) for d in p.Framer().feed(
+            receipts, _fast.decode_with_receipts)],
     }
     return {name: round(min(timeit.repeat(fn, number=200, repeat=rounds)) / 200 / n * 1e6, 3)
             for name, fn in steps.items()}

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import trio
 
+from actors.messages import CarrierReceipt
 from actors.ports import ReceiptSink
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
+from adapters.smpp._fast import ReceiptFields
 from adapters.smpp._link import Link
 from adapters.smpp._stats import CarrierStats
 from adapters.smpp.inbound import ESME_RX_P_APPN, InboundPart, InboundSink, InvalidMo, parse_mo
@@ -29,6 +32,9 @@ from adapters.smpp.receipts import parse_receipt
 from adapters.smpp.session import EsmeSession
 
 logger = logging.getLogger(__name__)
+
+Delivered = p.DeliverSm | ReceiptFields
+"""What the session hands over per deliver_sm (``DeliverReceived.pdu``)."""
 
 
 class Deliveries:
@@ -54,7 +60,7 @@ class Deliveries:
         self.clock = clock
         self.stats = stats
 
-    async def serve(self, link: Link, recv: trio.MemoryReceiveChannel[list[p.DeliverSm]],
+    async def serve(self, link: Link, recv: trio.MemoryReceiveChannel[list[Delivered]],
                     sink: ReceiptSink) -> None:
         """Until ``recv`` ends: store each batch, answer it, wake the writer to send the answers."""
         async with recv:
@@ -67,17 +73,25 @@ class Deliveries:
                 await self.store_and_acknowledge(link.session, batch, sink)
                 link.bell.ring()
 
-    async def store_and_acknowledge(self, session: EsmeSession, batch: list[p.DeliverSm],
+    async def store_and_acknowledge(self, session: EsmeSession, batch: list[Delivered],
                                     sink: ReceiptSink) -> None:
         """Hand receipts and MO parts to their sinks; answer each deliver_sm after (§4.6.2)."""
         received_at = self.clock()
-        receipts = []
+        name = self.name
+        receipts: list[CarrierReceipt] = []
+        receipt_seqs: list[int] = []  # the receipts' deliver_sm sequences, in batch order
         mo: list[tuple[int, InboundPart]] = []
         answers: dict[int, int] = {}  # sequence -> status, for what needs no sink
         for d in batch:
-            receipt = parse_receipt(d, connector=self.name, received_at=received_at)
+            if type(d) is ReceiptFields:  # read by the session's fast path
+                receipts.append(d.receipt(name, received_at))
+                receipt_seqs.append(d.sequence)
+                continue
+            assert isinstance(d, p.DeliverSm)
+            receipt = parse_receipt(d, connector=name, received_at=received_at)
             if receipt is not None:
-                receipts.append((d.sequence, receipt))
+                receipts.append(receipt)
+                receipt_seqs.append(d.sequence)
             elif self.inbound is None:
                 self.stats.other_deliveries += 1  # MO without a sink: acknowledged, not kept
                 answers[d.sequence] = st.ESME_ROK
@@ -92,9 +106,12 @@ class Deliveries:
                     self.stats.inbound_invalid += 1
                     answers[d.sequence] = ESME_RX_P_APPN
         if receipts:
-            status = await self._to_sink(sink, [r for _, r in receipts], "receipt")
+            status = await self._to_sink(sink, receipts, "receipt")
             self.stats.receipts += len(receipts) if status == st.ESME_ROK else 0
-            answers.update((seq, status) for seq, _ in receipts)
+            if not answers and not mo:  # receipts only (the common case): one status for all
+                session.acknowledge_all(receipt_seqs, status)
+                return
+            answers.update(zip(receipt_seqs, repeat(status)))
         if mo:
             assert self.inbound is not None
             status = await self._to_sink(self.inbound, [m for _, m in mo], "inbound")

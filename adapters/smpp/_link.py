@@ -20,6 +20,7 @@ from adapters._doorbell import Doorbell
 from adapters.errors import LocalProtocolViolation, RemoteProtocolViolation
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
+from adapters.smpp._fast import ReceiptFields
 from adapters.smpp.session import BindFailed, Bound, Closed, EsmeSession, Event, State
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Link:
 
 
 # Applies session events to the carrier; returns True when the session closed.
-Handler = Callable[[Link, list[Event], float, "list[p.DeliverSm] | None"], bool]
+Handler = Callable[[Link, list[Event], float, "list[p.DeliverSm | ReceiptFields] | None"], bool]
 
 
 async def bind(link: Link, *, name: str, mode: p.BindMode, system_id: str, password: str,

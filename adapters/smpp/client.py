@@ -36,7 +36,7 @@ from actors.ports import ReceiptSink, SubmitResult
 from adapters.errors import LocalProtocolViolation
 from adapters.smpp import _metrics
 from adapters.smpp import pdu as p
-from adapters.smpp._deliveries import Deliveries
+from adapters.smpp._deliveries import Delivered, Deliveries
 from adapters.smpp._link import NETWORK_ERRORS, READ_SIZE, Link, bind, goodbye
 from adapters.smpp._queue import NOT_BOUND, Call, Item, SubmitQueue, result
 from adapters.smpp._stats import CarrierStats
@@ -227,7 +227,8 @@ class SmppCarrier:
         async with stream:
             session = EsmeSession(now=trio.current_time(), window=self.window,
                                   response_timeout=self.response_timeout,
-                                  enquire_link_interval=self.enquire_link_interval)
+                                  enquire_link_interval=self.enquire_link_interval,
+                                  receipt_fields=True)
             link = Link(session, stream)
             early = await bind(link, name=self.name, mode=self.bind_mode,
                                system_id=self.system_id, password=self.password,
@@ -240,7 +241,7 @@ class SmppCarrier:
             logger.info("smpp %s: bound as %s", self.name, self.bind_mode,
                         extra={"carrier": self.name})
             on_bound()
-            send, recv = trio.open_memory_channel[list[p.DeliverSm]](64)
+            send, recv = trio.open_memory_channel[list[Delivered]](64)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, link)
@@ -257,13 +258,13 @@ class SmppCarrier:
 
     # -- the read and write loops ----------------------------------------------------------
 
-    async def _read_loop(self, link: Link, deliveries: trio.abc.SendChannel[list[p.DeliverSm]],
+    async def _read_loop(self, link: Link, deliveries: trio.abc.SendChannel[list[Delivered]],
                          early: list[Event]) -> None:
         """Handle ``early`` (what arrived with bind_resp), then every read until the close."""
         events = early
         pending = self._queue.pending
         while True:
-            batch: list[p.DeliverSm] = []
+            batch: list[Delivered] = []
             now = trio.current_time()
             closed = self._handle(link, events, now, batch)
             # Refill the window and write before anything else: receipts can wait a little,
@@ -316,7 +317,7 @@ class SmppCarrier:
             await self._flush(link, now)
 
     def _handle(self, link: Link, events: list[Event], now: float,
-                deliveries: list[p.DeliverSm] | None) -> bool:
+                deliveries: list[Delivered] | None) -> bool:
         """Apply session events; returns True when the session closed."""
         closed = False
         answered = self._queue.answered

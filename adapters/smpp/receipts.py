@@ -86,6 +86,37 @@ _STATE_NAME: Final[dict[int, str]] = {n: str(s) for n, s in STATE_BY_NUMBER.item
 _UNKNOWN: Final = str(ReceiptState.UNKNOWN)
 
 
+def state_name(number: int) -> str:
+    """The ``ReceiptState`` value of a message_state TLV (§5.2.28); UNKNOWN when out of range."""
+    return _STATE_NAME.get(number, _UNKNOWN)
+
+
+def done_and_error(text: bytes | bytearray, start: int, network_error: int | None
+                   ) -> tuple[str, str]:
+    """(done date word, error) of a receipt whose TLVs carry id and state (the fast path).
+
+    ``start``: where ``done date:`` is in ``text``; ``network_error``: the last two octets
+    of the network_error_code TLV as a number, None without it (then ``err:`` of the text).
+    An error of zeros (or none) is "".
+    """
+    start += 10
+    stop = text.find(b" ", start)
+    done = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
+    if network_error is not None:
+        error = f"{network_error:03d}"
+    else:
+        start = text.find(b" err:")
+        if start < 0:
+            error = ""
+        else:
+            start += 5
+            stop = text.find(b" ", start)
+            error = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
+    if error.strip("0") == "":
+        error = ""
+    return done, error
+
+
 def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> CarrierReceipt | None:
     """The receipt carried by ``pdu``, or None when it is not a receipt or names no id."""
     if (pdu.esm_class & 0x3C) != p.ESM_DELIVERY_RECEIPT:  # DeliverSm.is_receipt, inlined
@@ -97,21 +128,9 @@ def parse_receipt(pdu: p.DeliverSm, *, connector: str, received_at: float) -> Ca
     if carrier_id and state_number is not None and start >= 0:
         # Fast path (most SMSCs): the TLVs carry id and state, the text only the done date
         # and the error (each word up to the next space).
-        start += 10
-        stop = text.find(b" ", start)
-        done = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
-        if pdu.network_error_code is not None:
-            error = f"{int.from_bytes(pdu.network_error_code[1:], 'big'):03d}"
-        else:
-            start = text.find(b" err:")
-            if start < 0:
-                error = ""
-            else:
-                start += 5
-                stop = text.find(b" ", start)
-                error = text[start : stop if stop >= 0 else len(text)].decode("latin-1")
-        if error.strip("0") == "":
-            error = ""
+        nec = pdu.network_error_code
+        done, error = done_and_error(text, start,
+                                     None if nec is None else int.from_bytes(nec[1:], "big"))
         return CarrierReceipt(connector, carrier_id, _STATE_NAME.get(state_number, _UNKNOWN),
                               error, received_at, smpp_date(done))
     fields = parse_text(text)

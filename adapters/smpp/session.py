@@ -40,8 +40,10 @@ from enum import Enum
 from typing import Any, Final, NamedTuple
 
 from adapters.errors import InvalidPdu, LocalProtocolViolation, RemoteProtocolViolation
+from adapters.smpp import _fast
 from adapters.smpp import pdu as p
 from adapters.smpp import status as st
+from adapters.smpp._fast import ReceiptFields
 
 
 class State(Enum):
@@ -106,9 +108,13 @@ class RequestTimedOut:
 
 
 class DeliverReceived(NamedTuple):
-    """A deliver_sm arrived; call ``acknowledge(pdu.sequence)`` once it is handled."""
+    """A deliver_sm arrived; call ``acknowledge(pdu.sequence)`` once it is handled.
 
-    pdu: p.DeliverSm
+    ``pdu`` is a ``ReceiptFields`` (what ``parse_receipt`` would read from it) for a receipt
+    of the common shape when the session was made with ``receipt_fields=True``.
+    """
+
+    pdu: p.DeliverSm | ReceiptFields
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,7 @@ class EsmeSession:
         window: int = 64,
         response_timeout: float = 10.0,
         enquire_link_interval: float = 30.0,
+        receipt_fields: bool = False,
     ) -> None:
         self.state = State.OPEN
         self.window = window
@@ -152,6 +159,9 @@ class EsmeSession:
         self.enquire_link_interval = enquire_link_interval
         self.mode: p.BindMode | None = None
         self._framer = p.Framer()
+        # submit_sm_resp come as (sequence, status, message_id) tuples, receipts maybe as
+        # ReceiptFields; everything else as decode_frame makes it (adapters.smpp._fast)
+        self._decode = _fast.decode_with_receipts if receipt_fields else _fast.decode
         self._out: list[bytes] = []
         self._sequence = 0
         # sequence -> [kind, token, deadline]; insertion order is deadline order because the
@@ -238,6 +248,12 @@ class EsmeSession:
         if self.state is not State.CLOSED:
             self._out.append(p.encode_deliver_sm_resp(sequence, status))
 
+    def acknowledge_all(self, sequences: list[int], status: int = st.ESME_ROK) -> None:
+        """``acknowledge`` each of ``sequences`` with the same ``status``, in order."""
+        if self.state is not State.CLOSED:
+            encode = p.encode_deliver_sm_resp
+            self._out += [encode(sequence, status) for sequence in sequences]
+
     def unbind(self, *, now: float) -> None:
         """Queue an unbind (BOUND -> UNBINDING)."""
         self._move("send_unbind")
@@ -322,15 +338,16 @@ class EsmeSession:
         if self.state is State.CLOSED:
             return []
         try:
-            pdus = self._framer.feed(data)
+            pdus = self._framer.feed(data, self._decode)
         except RemoteProtocolViolation as exc:
             return self._close(str(exc))
         self._last_received = now
         events: list[Event] = []
         for pdu in pdus:
-            if type(pdu) is p.SubmitSmResp:
-                self._answer(pdu.sequence, pdu.status, pdu.message_id, False, events)
-            elif type(pdu) is p.DeliverSm:
+            kind = type(pdu)
+            if kind is tuple:  # a submit_sm_resp: (sequence, status, message_id)
+                self._answer(pdu[0], pdu[1], pdu[2], False, events)
+            elif kind is ReceiptFields or kind is p.DeliverSm:
                 events.append(DeliverReceived(pdu))
             else:
                 self._other(pdu, events)
@@ -364,6 +381,8 @@ class EsmeSession:
         match pdu:
             case p.EnquireLink():
                 self._out.append(p.encode(p.EnquireLinkResp(pdu.sequence)))
+            case p.SubmitSmResp():  # ``_fast.decode`` reads these as tuples; kept for safety
+                self._answer(pdu.sequence, pdu.status, pdu.message_id, False, events)
             case p.EnquireLinkResp() | p.UnbindResp():
                 self._answer(pdu.sequence, pdu.status, "", False, events)
             case p.BindResponse():
