@@ -175,6 +175,9 @@ async def run(
 _LINGER: Final = 5.0
 """Seconds an idle sender task waits for more work before it ends."""
 
+_DEADLINE_SLACK: Final = 0.25
+"""A request's deadline is ``request_timeout`` plus at most this (or 5 % of it if less)."""
+
 _TIMED_OUT: Final = CallbackResult(ok=False, error="timeout")
 
 
@@ -207,8 +210,9 @@ class _Delivery:
     interval) and fewer than half of ``scan_limit`` entries are waiting.
 
     A sender task is long-lived: it takes a request's worth of entries from its lane, sends
-    them under the request deadline (one cancel scope per task whose deadline is moved, not a
-    scope per request), hands the decisions to the acker (a list and an event, no channel)
+    them under the request deadline (one cancel scope per task, whose deadline is moved only
+    when it falls outside ``[timeout, timeout + slack]`` from the request's start: not a
+    scope per request, nor two deadline changes per request), hands the decisions to the acker (a list and an event, no channel)
     and takes the next, until its lane has been empty for ``_LINGER`` seconds. An endpoint
     has at most ``per_endpoint`` of them and the notifier at most ``max_in_flight``, each
     with at most one request in flight, so those caps hold without counting requests; the
@@ -374,6 +378,7 @@ class _Delivery:
     async def _worker(self, lane: _Lane) -> None:
         """Send requests for ``lane`` until it has been empty for ``_LINGER`` seconds."""
         timeout = self._policy.request_timeout
+        slack = min(_DEADLINE_SLACK, timeout / 20)
         job: tuple[tuple[str, bytes], list[CallbackEntry], bool] | None = None
         try:
             while True:
@@ -390,9 +395,13 @@ class _Delivery:
                                 break
                             continue
                         (url, secret), chunk, _partial = job
-                        scope.deadline = trio.current_time() + timeout
+                        # Moved only when it would give this request less than ``timeout``
+                        # or more than ``timeout + slack`` (a trio deadline change costs
+                        # more than the rest of a request's bookkeeping together).
+                        start = trio.current_time()
+                        if not start + timeout <= scope.deadline <= start + timeout + slack:
+                            scope.deadline = start + timeout + slack
                         result = await self._sender.send(url, secret, [e.event for e in chunk])
-                        scope.deadline = math.inf
                         self._finish(lane, job, result)
                         job = None
                         if scope.cancel_called:  # the deadline passed as the answer came

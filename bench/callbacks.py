@@ -3,6 +3,7 @@
     python -m bench.callbacks [--events 20000] [--batch 1,100] [--per-endpoint 32]
                               [--max-in-flight N] [--statuses 1]
     python -m bench.callbacks --micro     # the outbox's CPU per message, no HTTP
+    python -m bench.callbacks --clients all   # HTTP clients compared: CPU per request
 
 For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
 StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
@@ -288,6 +289,100 @@ def micro(messages: int = 2000, rounds: int = 5) -> dict[str, float]:
             "writer_us_per_message": round(writer, 2)}
 
 
+CLIENTS: Final = ("httpx-client", "httpx-transport", "keepalive-stream", "keepalive-raw",
+                  "bare-hand", "bare-httptools")
+
+
+async def _client_run(kind: str, port: int, connections: int, requests: int) -> float:
+    """Main-thread CPU µs per request of one client kind, ``connections`` tasks each sending
+    ``requests / connections`` callbacks one after another (one connection each).
+
+    ``httpx-client``: httpx.AsyncClient.post of the signed body (the stack's stock client);
+    ``httpx-transport`` / ``keepalive-stream`` / ``keepalive-raw``: HttpCallbackSender.send
+    (SSRF check, JSON body, signature) through httpx's AsyncHTTPTransport, KeepAliveTransport
+    on trio's streams, and KeepAliveTransport's raw-socket path (the default); ``bare-hand``
+    / ``bare-httptools``: a prebuilt request on a raw socket, the answer parsed by the
+    transport's own reader or by httptools (the floor of any client on trio).
+    """
+    import socket
+
+    import httptools
+    import httpx
+
+    from actors.messages import MsgId, StatusEvent
+    from gateway import callbacks
+    from gateway.callbacks import HttpCallbackSender, KeepAliveTransport
+
+    url = f"http://127.0.0.1:{port}/hook"
+    event = StatusEvent(MsgId("0000000000000042"), "bench", "SMS_DELIVERED", 2, time.time(),
+                        carrier_id="c1", parts=1, client_ref="1", callback_url=url)
+    body = callbacks.build_body([event])
+    wid, ts = callbacks.webhook_id([event]), int(time.time())
+    headers = {"content-type": "application/json", "user-agent": callbacks.USER_AGENT,
+               "webhook-id": wid, "webhook-timestamp": str(ts),
+               "webhook-signature": callbacks.sign(b"bench-secret", wid, ts, body)}
+    raw = (callbacks._request_head(b"POST", b"/hook", [
+        (b"host", f"127.0.0.1:{port}".encode()), (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in headers.items())]) + body)
+
+    class _NoRaw(KeepAliveTransport):  # the same transport on trio's SocketStream only
+        async def _connect(self, origin: callbacks.Origin) -> callbacks._Connection:
+            return callbacks._Connection(await trio.open_tcp_stream(origin[1], origin[2]))
+
+    class _Parsed:
+        def __init__(self) -> None:
+            self.done = False
+
+        def on_message_complete(self) -> None:
+            self.done = True
+
+    async def bare(use_httptools: bool, n: int) -> None:
+        sock = socket.socket()
+        tsock = trio.socket.from_stdlib_socket(sock)
+        await tsock.connect(("127.0.0.1", port))
+        conn = callbacks._Connection(trio.SocketStream(tsock), raw=sock)
+        for _ in range(n):
+            if not use_httptools:
+                status, _h, _b = await conn.exchange(raw)
+            else:
+                sock.send(raw)
+                state = _Parsed()
+                parser = httptools.HttpResponseParser(state)
+                while not state.done:
+                    await trio.lowlevel.wait_readable(sock)
+                    parser.feed_data(sock.recv(65536))
+                status = parser.get_status_code()
+            assert status == 200
+        tsock.close()
+
+    per = requests // connections
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=connections))
+    sender = HttpCallbackSender(allow_loopback=True, transport={
+        "httpx-transport": httpx.AsyncHTTPTransport(), "keepalive-stream": _NoRaw()}.get(
+            kind, KeepAliveTransport()))
+
+    async def one(n: int) -> None:
+        for _ in range(n):
+            if kind == "httpx-client":
+                assert (await client.post(url, content=body, headers=headers)).status_code == 200
+            else:
+                assert (await sender.send(url, b"bench-secret", [event])).ok
+
+    for warm in (True, False):  # a first short round opens the connections
+        n = max(1, per // 20) if warm else per
+        cpu = time.thread_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(connections):
+                if kind.startswith("bare-"):
+                    nursery.start_soon(bare, kind == "bare-httptools", n)
+                else:
+                    nursery.start_soon(one, n)
+        cpu = time.thread_time() - cpu
+    await client.aclose()
+    await sender.aclose()
+    return cpu / (per * connections) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve", metavar="PORT_FILE", help="run only the receiver (internal)")
@@ -300,6 +395,9 @@ def main() -> None:
     parser.add_argument("--max-in-flight", type=int, default=0,
                         help="requests in flight overall (default: --per-endpoint); the gateway's "
                              "defaults are --per-endpoint 8 --max-in-flight 256")
+    parser.add_argument("--clients", default="",
+                        help="compare HTTP clients instead (comma list of " + ",".join(CLIENTS)
+                             + ", or all): main-thread CPU µs per request, 8 connections")
     parser.add_argument("--micro", action="store_true",
                         help="only the outbox's CPU per message (SENT + DELIVERED), no HTTP")
     args = parser.parse_args()
@@ -327,6 +425,16 @@ def main() -> None:
                 proc.stdin.flush()
                 return json.loads(proc.stdout.readline())  # type: ignore[no-any-return]
 
+            if args.clients:
+                kinds = CLIENTS if args.clients == "all" else args.clients.split(",")
+                client_us = {}
+                for kind in kinds:
+                    n = args.events // (10 if kind.startswith("httpx") else 1)
+                    client_us[kind] = round(trio.run(_client_run, kind, port, 8, n), 1)
+                    print(f"{kind:18} {client_us[kind]:7.1f} µs main-thread CPU per request "
+                          f"({n} requests)", flush=True)
+                print(json.dumps({f"client_us_per_request_{k}": v for k, v in client_us.items()}))
+                return
             figures: dict[str, float] = {}
             cpu_us: dict[str, float] = {}
             main_us: dict[str, float] = {}

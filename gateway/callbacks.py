@@ -310,7 +310,10 @@ class HttpCallbackSender:
             cheaper per request than httpx's pooled client). Transports never follow redirects
             nor read proxy settings from the environment.
         allow_loopback, allow_private: SSRF exceptions (the dev profile allows loopback).
-        resolver: async ``(host, port) -> [address, ...]`` used at every send.
+        resolver: async ``(host, port) -> [address, ...]``; its answers are checked at every
+            send and kept for ``dns_ttl`` seconds (a lookup per callback would cost a worker
+            thread hop each; the address dialled is always one checked by this send).
+        dns_ttl: how long a host name's (non-empty) answer is reused; 0 resolves every time.
         clock: Unix time for ``webhook-timestamp``.
         batched: send a JSON array even for a single event (receivers of batched mode).
         received: reads the stored inbound message an ``SMS_RECEIVED`` event names (the
@@ -327,11 +330,14 @@ class HttpCallbackSender:
         clock: Callable[[], float] = time.time,
         batched: bool = False,
         received: Received | None = None,
+        dns_ttl: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._received = received
         self._transport = transport or KeepAliveTransport()
         self._allow_loopback, self._allow_private = allow_loopback, allow_private
-        self._resolver, self._clock, self._batched = resolver, clock, batched
+        self._clock, self._batched = clock, batched
+        self._resolver = _CachedResolver(resolver, dns_ttl, monotonic) if dns_ttl > 0 else resolver
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -408,6 +414,29 @@ def _request_start(parsed: ParsedUrl, address: IPAddress) -> tuple[Origin, bytes
         fields.append((b"authorization", authorization.encode()))
     head = _request_head(b"POST", _url(target.connect_url).raw_path, fields)[:-2]  # open-ended
     return (parsed.scheme, str(address), parsed.port, parsed.host), head
+
+
+class _CachedResolver:
+    """An :data:`AsyncResolver` keeping each non-empty answer for ``ttl`` seconds (at most
+    ``limit`` names; all forgotten when full). Failures are not kept: the next send asks again."""
+
+    def __init__(self, resolver: AsyncResolver, ttl: float, clock: Callable[[], float],
+                 limit: int = 4096) -> None:
+        self._resolver, self._ttl, self._clock, self._limit = resolver, ttl, clock, limit
+        self._answers: dict[tuple[str, int], tuple[float, Sequence[str]]] = {}
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        key = (host, port)
+        hit = self._answers.get(key)
+        now = self._clock()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        answers = await self._resolver(host, port)
+        if answers:
+            if len(self._answers) >= self._limit:
+                self._answers.clear()
+            self._answers[key] = (now + self._ttl, answers)
+        return answers
 
 
 @functools.lru_cache(maxsize=4096)

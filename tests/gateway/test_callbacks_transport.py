@@ -218,3 +218,38 @@ async def test_the_raw_path_dials_ipv4_and_ipv6_literals(host: str) -> None:
         assert (await sender.send(f"http://{host}:{port}/h", SECRET, [EVENT])).ok
         await sender.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_host_names_are_resolved_once_per_ttl_and_checked_at_every_send() -> None:
+    server = Server([[OK]] * 4)
+    lookups: list[str] = []
+    answers = ["127.0.0.1"]
+    now = [0.0]
+
+    async def resolver(host: str, port: int) -> Sequence[str]:
+        lookups.append(host)
+        return list(answers)
+
+    async with trio.open_nursery() as nursery:
+        url = (await _plain(nursery, server)).replace("127.0.0.1", "hooks.example.com")
+        sender = HttpCallbackSender(allow_loopback=True, resolver=resolver, dns_ttl=10,
+                                    monotonic=lambda: now[0])
+        assert (await sender.send(url, SECRET, [EVENT])).ok
+        assert (await sender.send(url, SECRET, [EVENT])).ok
+        assert lookups == ["hooks.example.com"]  # the second send reused the answer
+        now[0] = 11.0
+        assert (await sender.send(url, SECRET, [EVENT])).ok
+        assert len(lookups) == 2  # expired: asked again
+        strict = HttpCallbackSender(resolver=resolver, dns_ttl=10, monotonic=lambda: now[0])
+        refused = await strict.send(url, SECRET, [EVENT])  # no loopback allowance: checked
+        assert refused.permanent and "loopback" in refused.error
+        answers[:] = []
+        now[0] = 30.0
+        gone = await sender.send(url, SECRET, [EVENT])  # an empty answer is not kept
+        assert gone.permanent and "unresolvable" in gone.error
+        answers[:] = ["127.0.0.1"]
+        assert (await sender.send(url, SECRET, [EVENT])).ok
+        assert len(lookups) == 5
+        await sender.aclose()
+        await strict.aclose()
+        nursery.cancel_scope.cancel()
