@@ -49,7 +49,7 @@ from adapters.smpp.session import (
     RequestTimedOut,
     SubmitAnswered,
 )
-from adapters.smpp.submit import Concat, SubmitOptions, encode_part
+from adapters.smpp.submit import Concat, PartEncoder, SubmitOptions
 
 __all__ = ["CarrierStats", "SmppCarrier"]
 
@@ -107,6 +107,7 @@ class SmppCarrier:
 
     def __post_init__(self) -> None:
         self._options = SubmitOptions(self.concat, self.packed_gsm7, self.registered_delivery)
+        self._encode = PartEncoder(self._options).encode
         self._links: list[Link] = []
         self._queue = SubmitQueue(self.stats, throttle_min=self.throttle_min,
                                   throttle_max=self.throttle_max,
@@ -141,9 +142,10 @@ class SmppCarrier:
         call = Call(len(parts))
         deadline = trio.current_time() + self.submit_timeout
         pending = self._queue.pending
+        encode = self._encode
         for index, part in enumerate(parts):
             try:
-                frame = encode_part(part, self._options)
+                frame = encode(part)
             except LocalProtocolViolation as exc:
                 call.set(index, result(str(exc), "local_protocol_violation", transient=False))
                 continue
