@@ -225,9 +225,13 @@ async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
             groups.setdefault(name, []).append(p)
     if failed:
         await ctx.outbox.send(messages.encode_batch(failed))
-    async with trio.open_nursery() as inner:
-        for name, group in groups.items():
-            inner.start_soon(_submit_group, ctx, name, group, attempt, avoid)
+    if len(groups) == 1:  # one connector (the usual case): no nursery and task per batch
+        ((name, group),) = groups.items()
+        await _submit_group(ctx, name, group, attempt, avoid)
+    elif groups:
+        async with trio.open_nursery() as inner:
+            for name, group in groups.items():
+                inner.start_soon(_submit_group, ctx, name, group, attempt, avoid)
     if again:  # nothing bound: wait for a connector without spending an attempt
         ctx.nursery.start_soon(_retry_later, ctx, again, attempt, avoid)
 

@@ -97,11 +97,14 @@ async def _shape(
         # Past max_held, read nothing until something is released: that is the back-pressure
         # (unless nothing held can ever go, which valid rules never produce: then read on).
         if reading and (shaper.held < shaper.max_held or at == math.inf):
-            with trio.move_on_at(at):
-                try:
+            try:
+                if at == math.inf:  # nothing held is timed: no cancel scope (one an item)
                     batch = await inbox.receive()
-                except trio.EndOfChannel:
-                    reading = False
+                else:
+                    with trio.move_on_at(at):
+                        batch = await inbox.receive()
+            except trio.EndOfChannel:
+                reading = False
         elif at == math.inf:
             break  # input ended and nothing held can ever become due
         else:

@@ -94,8 +94,7 @@ class Pump:
         self.caught_up = False
 
     def released(self, msg_ids: list[str]) -> None:
-        for msg_id in msg_ids:
-            self.inflight.discard(msg_id)
+        self.inflight.difference_update(msg_ids)
 
     def deferred(self, batch: list[Message]) -> None:
         """The limiter handed ``batch`` back, already stored under its new due time (its
