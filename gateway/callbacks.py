@@ -260,31 +260,35 @@ def endpoint_resolver(
     this process) and each account's entry is read again after ``ttl`` seconds (an update made
     by another process, e.g. ``septet accounts update``, shows within that time).
     """
-    cache: dict[str, tuple[float, str, bytes, str]] = {}  # account -> (expires, url, secret, mo url)
+    # account -> (expires, secret, default target, inbound target); targets (url, secret) or None
+    cache: dict[str, tuple[float, bytes, tuple[str, bytes] | None, tuple[str, bytes] | None]] = {}
     seen = [version()]
 
-    def settings_of(account: str) -> tuple[float, str, bytes, str]:
-        now, current = clock(), version()
-        if current != seen[0]:
-            cache.clear()
-            seen[0] = current
-        hit = cache.get(account)
-        if hit is not None and hit[0] > now:
-            return hit
+    def load(account: str, now: float) -> tuple[float, bytes, tuple[str, bytes] | None,
+                                                   tuple[str, bytes] | None]:
         found = account_settings(account)  # an unknown account is cached as "no default URL"
         if len(cache) >= 10_000:
             cache.clear()
         url, secret, *mo_url = found if found is not None else ("", "")
-        entry = cache[account] = (now + ttl, url, secret_bytes(secret), "".join(mo_url))
+        key = secret_bytes(secret)
+        inbound = "".join(mo_url) or url
+        entry = cache[account] = (now + ttl, key, (url, key) if url else None,
+                                  (inbound, key) if inbound else None)
         return entry
 
     def endpoint_for(event: StatusEvent) -> tuple[str, bytes] | None:
-        _expires, default_url, secret, inbound_url = settings_of(event.account)
+        now, current = clock(), version()
+        if current != seen[0]:
+            cache.clear()
+            seen[0] = current
+        hit = cache.get(event.account)
+        if hit is None or hit[0] <= now:
+            hit = load(event.account, now)
         if event.event == RECEIVED:
-            url = inbound_url or default_url
-        else:
-            url = event.callback_url or default_url
-        return (url, secret) if url else None
+            return hit[3]
+        if event.callback_url:
+            return (event.callback_url, hit[1])
+        return hit[2]
 
     return endpoint_for
 
