@@ -26,13 +26,13 @@ thread or writer process), ``p99_ms_<writer>``, ``main_waiting_for_cpu_s_<writer
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,6 +71,31 @@ def schedstat(pid: int, tid: int | None = None) -> tuple[float, float]:
         return int(run) / 1e9, int(wait) / 1e9
     except (OSError, ValueError):
         return float("nan"), float("nan")
+
+
+def context_switches(pid: int | None = None) -> dict[int, tuple[int, int]]:
+    """Thread id -> (voluntary, involuntary) context switches so far, of every thread of a
+    process, from /proc. A thread waiting for the GIL sleeps (voluntary) and is woken at
+    each release by the thread holding it, which is what the GIL hand-off costs."""
+    out: dict[int, tuple[int, int]] = {}
+    base = f"/proc/{pid or 'self'}/task"
+    try:
+        tids = os.listdir(base)
+    except OSError:
+        return out
+    for tid in tids:
+        vol = inv = 0
+        try:
+            with open(f"{base}/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        inv = int(line.split()[1])
+        except OSError:
+            continue
+        out[int(tid)] = (vol, inv)
+    return out
 
 
 def rss_parts_mb(pid: int | None = None) -> dict[str, float]:
@@ -141,6 +166,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 cpu0 = time.process_time()
                 child0 = pipe.statistics().child_cpu_seconds if pipe else 0.0
                 sched0 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
+                switches0 = context_switches()
 
                 async def producer(k: int) -> None:
                     for start in range(k * args.batch, n, args.batch * args.producers):
@@ -159,6 +185,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 stats = store.statistics()
                 child = pipe.statistics() if pipe else None
                 sched1 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
+                switches1 = context_switches()
         rss = rss_mb()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
@@ -193,8 +220,16 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
     child_wait = sched1[1][1] - sched0[1][1]
     print(f"waiting for a CPU main thread {main_wait:.2f} s, writer process {child_wait:.2f} s"
           f" of {elapsed:.2f} s (runnable, not running: other work on the machine)")
+    main_tid = threading.main_thread().native_id or os.getpid()
+    vol_main = switches1.get(main_tid, (0, 0))[0] - switches0.get(main_tid, (0, 0))[0]
+    vol_other = sum(v[0] - switches0.get(t, (0, 0))[0] for t, v in switches1.items()
+                    if t != main_tid)
+    print(f"context switches  main thread {vol_main / n:.2f} a message (voluntary), other "
+          f"threads {vol_other / n:.2f}")
     print(f"RSS               {rss:.0f} MiB")
-    return {"main_waiting_for_cpu_s": round(main_wait, 2),
+    return {"main_switches_per_msg": round(vol_main / n, 2),
+            "other_switches_per_msg": round(vol_other / n, 2),
+            "main_waiting_for_cpu_s": round(main_wait, 2),
             "child_waiting_for_cpu_s": round(child_wait, 2),"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
             "main_thread_cpu_us_per_msg": round(main_us, 1),
             "child_cpu_us_per_msg": round(child_us, 1),
@@ -272,8 +307,8 @@ def ops(args: argparse.Namespace) -> dict[str, float]:
         store = Store.__new__(Store)  # no writer task: the ops run in direct transactions
         store.env, store._dbs = env, dbs
 
-        gc.collect()  # the inputs live through the run: keep the GC from rescanning them
-        gc.freeze()
+        settle_after_start()  # as the writer runs in `septet serve`: the inputs are frozen
+        # (they live through the run: the GC would rescan them), gen-0 threshold 50,000
 
         def phase(name: str, op: Any, items: list[Any]) -> list[Any]:
             results = []
@@ -338,7 +373,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="who runs the pipeline's store writes (both: thread, then process)")
     p.add_argument("--rounds", type=int, default=1,
                    help="with --writer both: alternate thread and process this many times")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="sys.setswitchinterval (s) for the run: how long a thread holding the "
+                        "GIL runs before one waiting for it is let in (CPython default 0.005)")
     args = p.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.ops:
         result = ops(args)
     elif args.park:

@@ -30,6 +30,7 @@ from actors import states
 from actors.ingress import due_ms
 from actors.messages import FINAL_STATES, ReceiptState, State
 from actors.ports import Applied, InDoubtPolicy, Recovered
+from gateway._store_rows import row_packer
 from gateway.store import Store, u64
 
 EVENT_OF: Final[dict[State, str]] = {
@@ -39,6 +40,7 @@ EVENT_OF: Final[dict[State, str]] = {
     State.NOT_SENT: "SMS_NOT_SENT",
 }
 _SEQ = itertools.count(time.time_ns())
+_EVENT_HEAD: Final = (m.StatusEvent.TAG, m.StatusEvent.VERSION)
 
 
 class Dbs(Protocol):
@@ -67,8 +69,8 @@ def _packer() -> Callable[[Any], bytes]:
 
 
 def _pack(value: Any) -> bytes:
-    """``msgpack.packb(value, use_bin_type=True)`` with this thread's Packer."""
-    return _packer()(value)
+    """``msgpack.packb(value, use_bin_type=True)`` with this thread's strict row Packer."""
+    return row_packer()(value)
 
 
 _unpackb: Final = msgpack.unpackb
@@ -134,7 +136,8 @@ class _Ctx:
     out: Applied = field(default_factory=Applied)
     cache: dict[bytes, list[Any]] = field(default_factory=dict)
     dirty: set[bytes] = field(default_factory=set)
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (account,
+    # campaign, counter name): the campaigns db key is built once per batch, by flush
     orphans: bool | None = None  # may the orphans db hold entries? (None: not looked yet)
     db_state: Any = None
     db_carriers: Any = None
@@ -178,14 +181,14 @@ class _Ctx:
         """Write the changed state rows, the rows put since the last flush and the campaign
         counts, then forget the rows read (the transaction has them now: a later load reads
         them back)."""
-        txn, cache, pack = self.txn, self.cache, _packer()
+        txn, cache, pack = self.txn, self.cache, row_packer()
         _put_all(txn, self.db_state, [(key, pack(cache[key])) for key in sorted(self.dirty)])
         _put_all(txn, self.db_carriers, list(self.carriers.items()))
         _put_all(txn, self.db_contacts, self.contacts)
         _put_all(txn, self.db_inflight, self.inflight)
         _put_all(txn, self.db_timeouts, list(self.timeouts.items()))
-        for (campaign, name), n in self.counts.items():
-            _count(txn, self.store, campaign, name, n)
+        for (account, campaign, name), n in self.counts.items():
+            _count(txn, self.store, f"{account}\x00{campaign}", name, n)
         cache.clear()
         self.dirty.clear()
         self.counts.clear()
@@ -254,23 +257,29 @@ def op_accept(
                                          (b"messages", b"state", b"outbox", b"history"))
     campaigns: dict[str, int] = {}
     parts: dict[str, int] = {}
-    put, pack = txn.put, _packer()
+    put, pack, pack_row = txn.put, _packer(), row_packer()
     accepted, pending = State.ACCEPTED.value, corr.PART_PENDING
     head = (m.Message.TAG, m.Message.VERSION)
-    # The record's put tells a replay (its own, per message); the other rows of the batch go
-    # in one putmulti per db, after the loop: no op reads them in between, and a put costs
-    # ~0.45 µs against ~0.15 in a putmulti (py-lmdb's argument parsing, measured).
+    # Rows go in one putmulti per db, after the loop: no op reads them in between, and a put
+    # costs ~0.45 µs against ~0.15 in a putmulti (py-lmdb's argument parsing, measured). The
+    # records too when every id is new (see _all_new: ids are made in ascending order);
+    # otherwise each record's own put(overwrite=False) tells a replay.
     rows: list[tuple[bytes, bytes]] = []
     out: list[tuple[bytes, bytes]] = []
     hist: list[tuple[bytes, bytes]] = []
+    keys = [msg.msg_id.encode() for msg in batch]
+    if records is None:
+        records = [pack(head + msg) for msg in batch]  # == encode(msg)
+    fresh = _all_new(txn, db_msg, keys)
+    if fresh:
+        _put_all(txn, db_msg, list(zip(keys, records)))
     for i, msg in enumerate(batch):
-        key = msg.msg_id.encode()
-        record = pack(head + msg) if records is None else records[i]  # == encode(msg)
-        if not put(key, record, *_NO_OVERWRITE, db_msg):  # put(..., overwrite=False, db=)
+        key = keys[i]
+        if not fresh and not put(key, records[i], *_NO_OVERWRITE, db_msg):
             continue  # replay of an id already stored: idempotent
         n = max(1, msg.parts)
         due = due_ms(msg)
-        rows.append((key, pack([
+        rows.append((key, pack_row([
             accepted, 0, ([[pending, "", "", "", 0.0]] if n == 1 else  # _new_part()
                           [_new_part() for _ in range(n)]),
             "", "", msg.accepted_at, due, 0, 0, [], msg.account, msg.to, msg.campaign,
@@ -289,6 +298,17 @@ def op_accept(
         _count(txn, store, campaign, "parts", parts[campaign])  # campaign statistics (H8)
     if also is not None:
         also(txn)
+
+
+def _all_new(txn: Any, db: Any, keys: list[bytes]) -> bool:
+    """True when no key of ``keys`` is in ``db`` and none repeats, known without a lookup
+    each: the keys ascend strictly and the first sorts after the last key stored (message
+    ids are made in ascending order, so a batch of new messages always passes; a replay,
+    ids from another node or out of order take the per-record path)."""
+    if not keys or keys != sorted(keys) or len(set(keys)) != len(keys):
+        return False
+    with txn.cursor(db=db) as cur:
+        return not cur.last() or cur.key() < keys[0]
 
 
 def _put_all(txn: Any, db: Any, items: list[tuple[bytes, bytes]]) -> None:
@@ -645,15 +665,15 @@ def _event(
     rec[_EVENTS].append([event, ctx.now, code, reason, carrier_id])
     account, campaign = rec[_ACCOUNT], rec[_CAMPAIGN]
     if campaign:  # counters per account and campaign name (names are per account)
-        cname = f"{account}\x00{campaign}"
-        ck = (cname, event)
-        ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
+        counts = ctx.counts
+        ck = (account, campaign, event)
+        counts[ck] = counts.get(ck, 0) + 1
         if event == "SMS_NOT_SENT":  # not sent by reason, for campaign statistics (H8)
-            ck = (cname, f"SMS_NOT_SENT:{code}")
-            ctx.counts[ck] = ctx.counts.get(ck, 0) + 1
+            ck = (account, campaign, f"SMS_NOT_SENT:{code}")
+            counts[ck] = counts.get(ck, 0) + 1
     # The StatusEvent's wire row, built directly (a StatusEvent per event costs µs).
     ctx.out.event_rows.append([
-        m.StatusEvent.TAG, m.StatusEvent.VERSION, key.decode(), account, event, seq, ctx.now,
+        _EVENT_HEAD[0], _EVENT_HEAD[1], key.decode(), account, event, seq, ctx.now,
         carrier_id, campaign, len(rec[_PARTS]), code, reason, rec[_CLIENT_REF],
         rec[_CALLBACK_URL]])
 

@@ -1,0 +1,98 @@
+"""The state-row packer and op_accept's batched records (gateway._store_rows, _all_new).
+
+The strict row packer must write exactly the bytes of ``msgpack.packb(..., use_bin_type=True)``
+(old and new rows are compared as bytes, and every reader decodes them the same); op_accept's
+one-putmulti path for a batch of new ids must leave the rows of the general path, and never
+overwrite a record already stored (replays, ids out of order, a repeated id in the batch).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+import msgpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors import messages as m
+from gateway import _store_pipeline as sp
+from gateway._store_rows import row_packer
+from tests.gateway.test_store_ops_fast import _dump, _env, _messages, _reference_accept
+
+
+class _Word(str, enum.Enum):
+    SENT = "SENT"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 7
+
+
+class _Pair(NamedTuple):
+    a: Any
+    b: Any
+
+
+_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+            | st.floats(allow_nan=False) | st.text(max_size=8) | st.binary(max_size=8)
+            | st.sampled_from([_Word.SENT, _Level.HIGH]))
+_values = st.recursive(
+    _scalars,
+    lambda inner: (st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(tuple)
+                   | st.builds(_Pair, inner, inner)
+                   | st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_the_row_packer_writes_the_bytes_of_packb(value: Any) -> None:
+    assert row_packer()(value) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_the_row_packer_refuses_what_packb_refuses() -> None:
+    for bad in (object(), {1, 2}):
+        for pack in (row_packer(), lambda v: msgpack.packb(v, use_bin_type=True)):
+            try:
+                pack([bad])
+            except TypeError:
+                continue
+            raise AssertionError(f"{bad!r} was packed")
+
+
+_ascending = st.lists(st.integers(10, 99), min_size=1, max_size=6, unique=True).map(sorted)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(_ascending, st.lists(_messages, min_size=6, max_size=6),
+                          st.booleans()), min_size=1, max_size=4))
+def test_op_accept_batched_records_leave_the_rows_of_the_general_path(
+        batches: list[tuple[list[int], list[m.Message], bool]]) -> None:
+    """Ids mostly ascending (the putmulti path), some batches reversed or repeating an id,
+    later batches replaying earlier ids or going below the last one (the per-record path)."""
+    with _env() as (env_a, a), _env() as (env_b, b):
+        for numbers, msgs, shuffle in batches:
+            ids = [f"01K{n}" for n in numbers]
+            if shuffle:
+                ids = ids[::-1] + ids[:1]  # out of order, and one id twice
+            batch = [x._replace(msg_id=m.MsgId(i)) for i, x in zip(ids, msgs)]
+            with env_a.begin(write=True) as txn:
+                _reference_accept(txn, a, batch)
+            with env_b.begin(write=True) as txn:
+                sp.op_accept(txn, b, batch, None)
+        assert _dump(env_a, a) == _dump(env_b, b)
+
+
+def test_all_new_takes_the_batched_path_only_for_new_ascending_ids() -> None:
+    with _env() as (env, store):
+        db = store.db(b"messages")
+        with env.begin(write=True) as txn:
+            assert sp._all_new(txn, db, [b"01B", b"01C"])  # empty db
+            txn.put(b"01C", b"x", db=db)
+            assert sp._all_new(txn, db, [b"01D", b"01E"])
+            assert not sp._all_new(txn, db, [b"01C", b"01D"])  # 01C is stored
+            assert not sp._all_new(txn, db, [b"01B", b"01D"])  # below the last key
+            assert not sp._all_new(txn, db, [b"01E", b"01D"])  # not ascending
+            assert not sp._all_new(txn, db, [b"01D", b"01D"])  # repeated
+            assert not sp._all_new(txn, db, [])
