@@ -80,6 +80,17 @@ class NumberNormaliser:
 
 
 def _normalise(raw: str, default_prefix: str) -> str | Invalid:
+    if raw[:1] == "+" and raw.isascii() and raw[1:].isdigit() and len(raw) <= MAX_E164_DIGITS + 1:
+        # Already E.164 in form (the common case): what the general path below does with
+        # it, without the strip/translate copies. The validity check is the same one.
+        return raw if valid_international(raw[1:]) else _NOT_IN_PLAN
+    return _normalise_general(raw, default_prefix)
+
+
+_NOT_IN_PLAN: Final = Invalid("is not a valid number in its country's numbering plan")
+
+
+def _normalise_general(raw: str, default_prefix: str) -> str | Invalid:
     text = raw.strip()
     if not text:
         return Invalid("must not be empty")
@@ -122,14 +133,19 @@ def _national(number: str, default_prefix: str) -> str | Invalid:
 
 
 def valid_international(digits: str) -> bool:
-    """Whether ``digits`` (calling code + national number) is a valid number, as
-    ``phonenumbers.is_valid_number`` judges it."""
+    """Whether ``digits`` (ASCII digits: calling code + national number) is a valid number,
+    as ``phonenumbers.is_valid_number`` judges it."""
     for size in (1, 2, 3):
-        code = int(digits[:size]) if len(digits) > size else -1
-        if code in COUNTRY_CODE_TO_REGION_CODE:
+        if len(digits) <= size:
+            return False
+        code = _CODES.get(digits[:size])
+        if code is not None:  # calling codes are prefix-free: the first match is the code
             pattern = _pattern_for(code)
             return pattern is not None and pattern.fullmatch(digits[size:]) is not None
     return False
+
+
+_CODES: Final = {str(code): code for code in COUNTRY_CODE_TO_REGION_CODE}  # "351" → 351
 
 
 @cache

@@ -33,14 +33,39 @@ import trio
 
 
 class _Waiter:
-    __slots__ = ("also", "done", "error", "group", "messages")
+    """One submission in the batcher, and its own wake-up: ``set`` when its group returned, or
+    when it is handed a group to lead. (A ``trio.Event`` per submission, with its parking lot,
+    cost ~3 µs more per request than parking the task directly.)"""
+
+    __slots__ = ("also", "error", "fired", "group", "messages", "task")
 
     def __init__(self, messages: Sequence[Any], also: Callable[[Any], None] | None) -> None:
         self.messages = messages
         self.also = also
-        self.done = trio.Event()  # set when its group returned, or when handed a group to lead
         self.error: BaseException | None = None
         self.group: list[_Waiter] | None = None  # the group it was handed to lead
+        self.fired = False
+        self.task: trio.lowlevel.Task | None = None  # parked in wait(), until set() or cancelled
+
+    def set(self) -> None:
+        self.fired = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Until :meth:`set` (a checkpoint either way, as ``trio.Event.wait``)."""
+        if self.fired:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class AcceptBatcher:
@@ -89,7 +114,7 @@ class AcceptBatcher:
             self._pending.append(waiter)
             self._pending_messages += len(messages)
             try:
-                await waiter.done.wait()
+                await waiter.wait()
             except BaseException:
                 if waiter.group is not None:  # others wait on the group it was handed
                     with trio.CancelScope(shield=True):
@@ -134,7 +159,7 @@ class AcceptBatcher:
             self.groups += 1
             self.requests += len(group)
             for w in group:
-                w.done.set()
+                w.set()
             self._hand_on()
 
     def _hand_on(self) -> None:
@@ -143,7 +168,7 @@ class AcceptBatcher:
             nxt: list[_Waiter] = []
             self._take(nxt, 0)
             nxt[0].group = nxt
-            nxt[0].done.set()  # it leads the next group in this slot
+            nxt[0].set()  # it leads the next group in this slot
         else:
             self._in_flight -= 1
 

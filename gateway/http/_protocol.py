@@ -309,15 +309,21 @@ def head_bytes(response: Response, *, date: str, keep_alive: bool, chunked: bool
     """Status line and headers of ``response`` (Content-Length unless ``chunked``)."""
     prefix = (_PREFIXES.get((response.status, response.content_type))
               or _prefix(response.status, response.content_type))
-    framing = (b"\r\ntransfer-encoding: chunked\r\n" if chunked
-               else b"\r\ncontent-length: %d\r\n" % len(response.body))
-    lines = [prefix, date.encode("ascii"), framing]
-    if not keep_alive:
-        lines.append(b"connection: close\r\n")
-    for name, value in response.headers:
-        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    headers = response.headers
+    return b"%s%s%s%s%s\r\n" % (
+        prefix, date.encode("ascii"),
+        b"\r\ntransfer-encoding: chunked\r\n" if chunked
+        else b"\r\ncontent-length: %d\r\n" % len(response.body),
+        b"" if keep_alive else b"connection: close\r\n",
+        _header_lines(headers) if headers else b"")
+
+
+def _header_lines(headers: list[tuple[str, str]]) -> bytes:
+    if len(headers) == 1:  # (most answers: Location, Retry-After, Allow...)
+        name, value = headers[0]
+        return b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+    return b"".join([b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+                     for name, value in headers])
 
 
 def response_bytes(response: Response, *, date: str, keep_alive: bool, head_only: bool = False) -> bytes:

@@ -118,3 +118,51 @@ def test_render() -> None:
     assert render("no placeholders", {}) == "no placeholders"
     with pytest.raises(Invalid, match="{missing}"):
         render("Hi {missing}", {})
+
+
+# The E.164 fast path of _normalise ("+" and ASCII digits only) must answer exactly what the
+# general path (strip, separators, prefix forms) answers for the same string.
+
+@settings(max_examples=300, deadline=None)
+@given(code=st.sampled_from(CODES), rest=st.text("0123456789", min_size=0, max_size=14),
+       default=st.sampled_from(["", "351", "44"]))
+@example(code=351, rest="912345678", default="")
+@example(code=351, rest="9123456789012", default="")  # 16 digits: too long
+@example(code=1, rest="", default="")
+def test_e164_fast_path_equals_the_general_path(code: int, rest: str, default: str) -> None:
+    from gateway.validation import _normalise, _normalise_general
+
+    raw = f"+{code}{rest}"
+    fast, general = _normalise(raw, default), _normalise_general(raw, default)
+    if isinstance(general, Invalid):
+        assert isinstance(fast, Invalid) and fast.reason == general.reason
+    else:
+        assert fast == general == raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.text(st.sampled_from("+0123456789 -.()/\t٣²a"), max_size=18),
+       default=st.sampled_from(["", "351"]))
+def test_normalise_any_string_equals_the_general_path(raw: str, default: str) -> None:
+    from gateway.validation import _normalise, _normalise_general
+
+    fast, general = _normalise(raw, default), _normalise_general(raw, default)
+    assert (fast.reason if isinstance(fast, Invalid) else fast) == (
+        general.reason if isinstance(general, Invalid) else general)
+
+
+@settings(max_examples=200, deadline=None)
+@given(code=st.sampled_from(CODES), rest=st.text("0123456789", min_size=4, max_size=12))
+def test_cached_answer_equals_a_fresh_one(code: int, rest: str) -> None:
+    n = NumberNormaliser()
+    raw = f"+{code}{rest}"[:16]
+
+    def outcome() -> str:
+        try:
+            return n.normalise(raw)
+        except Invalid as exc:
+            return "invalid: " + exc.reason
+
+    first, second = outcome(), outcome()  # the second from the cache
+    assert first == second
+    assert (first == raw) == slow_valid(raw[1:])
