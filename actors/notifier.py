@@ -17,10 +17,14 @@ Delivery is a scheduling loop over the outbox in due order:
   rule does for small segments): what is due while it runs waits for its answer (one round
   trip) and then goes in fuller requests, so under load a request carries many events and
   an idle endpoint still gets a lone event at once;
+* requests are made by long-lived sender tasks, up to ``per_endpoint`` per endpoint (one per
+  kept-alive connection slot) and ``max_in_flight`` in all, each taking the next request's
+  entries from its endpoint's queue as soon as its previous answer is in; an idle one ends
+  after a few seconds, and one idle elsewhere gives its slot up to an endpoint that needs it;
 * a request has a deadline (``policy.request_timeout``, applied here at the call site);
-* results are settled by one acker task that drains every finished request and records them in
-  one outbox write (delivered, retry at a jittered back-off time, or dead-lettered once the
-  retry window (24 h by default) is over or the failure is permanent).
+* results are settled by one acker task that takes every decision made since its last write
+  and records them in one outbox write (delivered, retry at a jittered back-off time, or
+  dead-lettered once the retry window (24 h by default) is over or the failure is permanent).
 
 Delivery is at-least-once across a crash (a request that succeeded just before a kill is sent
 again); the ``webhook-id`` header is stable per (msg_id, seq) so receivers drop the repeat.
@@ -214,8 +218,10 @@ class _Delivery:
     A sender task is long-lived: it takes a request's worth of entries from its lane, sends
     them under the request deadline (one cancel scope per task, whose deadline is moved only
     when it falls outside ``[timeout, timeout + slack]`` from the request's start: not a
-    scope per request, nor two deadline changes per request), hands the decisions to the acker (a list and an event, no channel)
-    and takes the next, until its lane has been empty for ``_LINGER`` seconds. An endpoint
+    scope per request, nor two deadline changes per request), hands the decisions to the
+    acker (a list and an event, no channel) and takes the next, until its lane has been
+    empty for ``_LINGER`` seconds. This replaced a task, a cancel scope and a results-channel
+    round trip per request (bench/RESULTS_notifier.md). An endpoint
     has at most ``per_endpoint`` of them and the notifier at most ``max_in_flight``, each
     with at most one request in flight, so those caps hold without counting requests; the
     breaker is asked before every request. The scheduling loop starts or wakes sender tasks

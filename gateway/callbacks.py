@@ -372,9 +372,10 @@ class HttpCallbackSender:
                     head, b"content-length: %d\r\nwebhook-id: %s\r\nwebhook-timestamp: %d\r\n"
                     b"webhook-signature: %s\r\n\r\n" % (len(body), wid.encode(), timestamp,
                                                            signature.encode()), body)))
-                retry_after = next((v.decode("latin-1") for k, v in answer
-                                    if k.lower() == b"retry-after"), None) if status >= 300 else None
-                return _result(status, retry_after)
+                if 200 <= status < 300:
+                    return _OK if status == 200 else CallbackResult(ok=True, status=status)
+                return _result(status, next((v.decode("latin-1") for k, v in answer
+                                             if k.lower() == b"retry-after"), None))
             headers = {
                 "host": target.host_header,
                 "content-type": "application/json",
@@ -447,6 +448,9 @@ class _CachedResolver:
 def _url(text: str) -> httpx.URL:
     """Parsed once per target: httpx's URL parsing is a large share of a request's cost."""
     return httpx.URL(text)
+
+
+_OK: Final = CallbackResult(ok=True, status=200)  # frozen: one for every 200
 
 
 def _result(status: int, retry_after: str | None) -> CallbackResult:

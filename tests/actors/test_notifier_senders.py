@@ -105,7 +105,7 @@ async def test_an_idle_sender_task_lingers_then_ends(
         for i, pause in enumerate((0.0, linger / 2, linger * 2)):
             await trio.sleep(pause)
             await inbox.send(messages.encode_batch(events(f"x{i}", 1, A)))
-            await until(lambda: stats.delivered == i + 1)
+            await until(lambda n=i + 1: stats.delivered == n)
         await inbox.aclose()
     tasks = [task for _t, task, _u, _k in sender.calls]
     assert tasks[0] is tasks[1]  # came back within the linger: the same task
