@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import messages as m
+from actors.ingress import due_ms
 from gateway import _store_pipeline as sp
 from gateway._store_rows import row_packer
 from tests.gateway.test_store_ops_fast import _dump, _env, _messages, _reference_accept
@@ -96,3 +97,20 @@ def test_all_new_takes_the_batched_path_only_for_new_ascending_ids() -> None:
             assert not sp._all_new(txn, db, [b"01E", b"01D"])  # not ascending
             assert not sp._all_new(txn, db, [b"01D", b"01D"])  # repeated
             assert not sp._all_new(txn, db, [])
+
+
+_times = st.floats(min_value=-1e6, max_value=4e9, allow_nan=False) | st.integers(-10**6, 2**40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(send_at=_times, accepted_at=_times)
+def test_op_accept_files_a_message_at_due_ms(send_at: float, accepted_at: float) -> None:
+    """op_accept works the due time out inline; it must be ``due_ms``'s (outbox key, row)."""
+    msg = m.Message(m.MsgId("01A"), "acc", "+35190000000", "S", "hi", "transliterate",
+                    accepted_at, send_at=send_at)
+    with _env() as (env, store):
+        with env.begin(write=True) as txn:
+            sp.op_accept(txn, store, [msg], None)
+        rows = _dump(env, store)
+    assert rows[b"outbox"] == [(due_ms(msg).to_bytes(8, "big") + b"01A", b"")]
+    assert msgpack.unpackb(rows[b"state"][0][1])[6] == due_ms(msg)
