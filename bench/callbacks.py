@@ -4,6 +4,7 @@
                               [--max-in-flight N] [--statuses 1]
     python -m bench.callbacks --micro     # the outbox's CPU per message, no HTTP
     python -m bench.callbacks --clients all   # HTTP clients compared: CPU per request
+    python -m bench.callbacks --no-http       # the notifier and outbox alone (no requests)
 
 For each batch size, a fresh LMDB store (sync=True, fsync per group commit) gets ``--events``
 StatusEvents through the notifier's inbox; the notifier enqueues them durably, signs and POSTs
@@ -186,11 +187,23 @@ def _events(n: int, url: str, statuses: int = 1) -> list[StatusEvent]:
     return out[:n]
 
 
+class _NoHttp:
+    """A sender that answers 200 after one trio checkpoint: the notifier and outbox alone."""
+
+    async def send(self, url: str, secret: bytes, events: object) -> object:
+        from actors.ports import CallbackResult
+
+        await trio.lowlevel.checkpoint()
+        return CallbackResult(ok=True, status=200)
+
+
 async def _run_mode(
-    n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int, statuses: int = 1
+    n: int, batch: int, per_endpoint: int, max_in_flight: int, port: int, statuses: int = 1,
+    http: bool = True,
 ) -> tuple[float, float, float]:
     """One mode: ``(callbacks per second, CPU µs of this process per callback, CPU µs of its
-    main thread (the event loop: notifier, sender, acker) per callback)``."""
+    main thread (the event loop: notifier, sender, acker) per callback)``. ``http=False``
+    swaps the HTTP sender for :class:`_NoHttp`."""
     from actors import messages, notifier
     from actors.callbacks_policy import RetryPolicy
     from gateway.callback_outbox import CallbackOutbox
@@ -203,7 +216,9 @@ async def _run_mode(
     stats = notifier.NotifierStats()
     events = _events(n, url, statuses)
     with tempfile.TemporaryDirectory() as tmp:
-        async with open_store(tmp, sync=True) as store, open_callback_sender(allow_loopback=True) as sender:
+        async with open_store(tmp, sync=True) as store, \
+                open_callback_sender(allow_loopback=True) as http_sender:
+            sender = http_sender if http else _NoHttp()
             outbox = CallbackOutbox(store)
             send, recv = trio.open_memory_channel[bytes](8)
             start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
@@ -398,6 +413,9 @@ def main() -> None:
     parser.add_argument("--clients", default="",
                         help="compare HTTP clients instead (comma list of " + ",".join(CLIENTS)
                              + ", or all): main-thread CPU µs per request, 8 connections")
+    parser.add_argument("--no-http", action="store_true",
+                        help="answer every request at once without HTTP (the notifier and the "
+                             "outbox alone; the receiver is not asked)")
     parser.add_argument("--micro", action="store_true",
                         help="only the outbox's CPU per message (SENT + DELIVERED), no HTTP")
     args = parser.parse_args()
@@ -441,9 +459,10 @@ def main() -> None:
             for batch in (int(b) for b in args.batch.split(",")):
                 before = ask()["events"]
                 rate, us, main = trio.run(_run_mode, args.events, batch, args.per_endpoint,
-                                   args.max_in_flight, port, args.statuses)
+                                          args.max_in_flight, port, args.statuses,
+                                          not args.no_http)
                 got = ask()
-                assert got["events"] - before >= args.events, (got, before)
+                assert args.no_http or got["events"] - before >= args.events, (got, before)
                 figures[f"batch_{batch}"] = round(rate)
                 cpu_us[f"batch_{batch}"] = round(us, 1)
                 main_us[f"batch_{batch}"] = round(main, 1)
