@@ -8,6 +8,8 @@ certificate below is a self-signed one for ``localhost`` / 127.0.0.1, valid unti
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ssl
 import time
 from collections.abc import Sequence
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.messages import MsgId, StatusEvent
-from gateway.callbacks import HttpCallbackSender, KeepAliveTransport, verify
+from gateway.callbacks import HttpCallbackSender, KeepAliveTransport, sign, verify
 
 SECRET = b"top-secret-key"
 EVENT = StatusEvent(MsgId("01HZX0000000000000000000AB"), "acme", "SMS_DELIVERED", 2, 1795644001.25,
@@ -253,3 +257,10 @@ async def test_host_names_are_resolved_once_per_ttl_and_checked_at_every_send() 
         await sender.aclose()
         await strict.aclose()
         nursery.cancel_scope.cancel()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.text(max_size=40), st.integers(0, 2**40), st.binary(max_size=3000))
+def test_sign_equals_hmac_sha256_for_any_key(secret: bytes, msg_id: str, ts: int, body: bytes) -> None:
+    expected = hmac.digest(secret, f"{msg_id}.{ts}.".encode() + body, "sha256")
+    assert sign(secret, msg_id, ts, body) == "v1," + base64.b64encode(expected).decode()
