@@ -1,7 +1,10 @@
 """The pipeline's store operations: what ingress, the pump, the dispatcher and the correlator
-write and read. Each ``op_*`` runs inside the group-committed write transaction; the decisions
-(state moves, part folding, carrier-id keys) are the pure functions of ``actors.states`` and
-``actors.correlation``. :class:`PipelineStore` wraps them behind ``actors.ports.PipelineStore``.
+write and read. This module holds the dispatcher's, the correlator's and recovery's ops and
+:class:`PipelineStore`; the ingress op is in ``gateway._store_accept``, the inline reads in
+``gateway._store_reads``, the row layout, packers and write helpers in ``gateway._store_rows``
+(all importable from here too). Each ``op_*`` runs inside the group-committed write
+transaction; the decisions (state moves, part folding, carrier-id keys) are the pure
+functions of ``actors.states`` and ``actors.correlation``. :class:`PipelineStore` wraps them behind ``actors.ports.PipelineStore``.
 
 Key formats (docs/core.md has the full table):
     outbox / timeouts   u64 BE due ms || msg_id
@@ -15,11 +18,10 @@ Key formats (docs/core.md has the full table):
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import lmdb
 import msgpack
@@ -29,8 +31,65 @@ from actors import messages as m
 from actors import states
 from actors.messages import FINAL_STATES, ReceiptState, State
 from actors.ports import Applied, InDoubtPolicy, Recovered
-from gateway._store_rows import row_packer
+
+# The ingress op and the inline reads live in their own modules; their names stay importable
+# from here (the writer process, tests and older callers use them through this module).
+from gateway._store_accept import op_accept, split_messages
+from gateway._store_reads import cursor_after_end, read_due, read_timeouts
+from gateway._store_rows import (
+    _ACCOUNT,
+    _AT,
+    _ATTEMPTS,
+    _CALLBACK_URL,
+    _CAMPAIGN,
+    _CLIENT_REF,
+    _CODE,
+    _DUE,
+    _EVENTS,
+    _NSEQ,
+    _P_AT,
+    _P_CID,
+    _P_CODE,
+    _P_CONN,
+    _P_STATUS,
+    _PARTS,
+    _REASON,
+    _ST,
+    _TIMEOUT,
+    _TO,
+    Dbs,
+    _count,
+    _new_part,
+    _pack,
+    _put_all,
+    _unpack,
+    _unpackb,
+    row_packer,
+)
 from gateway.store import Store, u64
+
+__all__ = [
+    "EVENT_OF",
+    # the state row's layout (gateway._store_rows), as gateway.retention imports it from here
+    "_ACCOUNT",
+    "_DUE",
+    "_PARTS",
+    "_P_CID",
+    "_P_CONN",
+    "_ST",
+    "_TIMEOUT",
+    "Dbs",
+    "PipelineStore",
+    "cursor_after_end",
+    "op_accept",
+    "op_apply",
+    "op_expire_orphans",
+    "op_mark_submitting",
+    "op_recover",
+    "read_due",
+    "read_timeouts",
+    "split_messages",
+]
 
 EVENT_OF: Final[dict[State, str]] = {
     State.SENT: "SMS_SENT",
@@ -42,53 +101,6 @@ _SEQ = itertools.count(time.time_ns())
 _EVENT_HEAD: Final = (m.StatusEvent.TAG, m.StatusEvent.VERSION)
 
 
-class Dbs(Protocol):
-    """What the ops need of a store: the named database handles. :class:`gateway.store.Store`
-    has them, and so does the writer process's own small holder (``gateway._store_writer_main``),
-    which opens the same environment without a writer task."""
-
-    _dbs: dict[bytes, Any]
-
-    def db(self, name: bytes) -> Any:
-        """The handle of named database ``name``."""
-        ...
-
-
-_tls = threading.local()
-
-
-def _packer() -> Callable[[Any], bytes]:
-    """This thread's reused ``Packer(use_bin_type=True).pack``: packb builds a Packer per
-    call, 1.3 µs against 0.5 µs, and ops pack ~7 rows a message. An op takes it once."""
-    try:
-        return _tls.pack  # type: ignore[no-any-return]
-    except AttributeError:
-        _tls.pack = msgpack.Packer(use_bin_type=True).pack
-        return _tls.pack  # type: ignore[no-any-return]
-
-
-def _pack(value: Any) -> bytes:
-    """``msgpack.packb(value, use_bin_type=True)`` with this thread's strict row Packer."""
-    return row_packer()(value)
-
-
-_unpackb: Final = msgpack.unpackb
-
-
-def _unpack(data: bytes) -> Any:
-    return _unpackb(data, raw=False)
-
-
-# The hot path works on the stored rows themselves (plain lists), not on StateRecord /
-# PartRecord objects: unpacking into objects and back cost ~5 µs per message per batch.
-# State row (StateRecord order): [state, seq, parts, code, reason, at, due, attempts, timeout,
-# events, account, to, campaign, client_ref, callback_url]. The status events live in the row
-# (one put per message per stage, not one more per event) and so do the Message fields the
-# correlator needs for an event (no read and decode of the Message record when it turns SENT).
-(_ST, _NSEQ, _PARTS, _CODE, _REASON, _AT, _DUE, _ATTEMPTS, _TIMEOUT, _EVENTS, _ACCOUNT, _TO,
- _CAMPAIGN, _CLIENT_REF, _CALLBACK_URL) = range(15)
-# Part row: [status, connector, carrier_id, code, at] (PartRecord order)
-_P_STATUS, _P_CONN, _P_CID, _P_CODE, _P_AT = range(5)
 _OPEN: Final = (corr.PART_PENDING, corr.PART_SUBMITTING)
 
 # Plain-string views of actors.states / actors.correlation, derived from them at import (the
@@ -111,16 +123,6 @@ _RECEIPT_STATUS: Final[dict[str, str]] = {
 _FOLD_ONE: Final[dict[str, str | None]] = {
     s: (None if (t := corr.fold([s])) is None else t.value) for s in _STATUSES}
 """fold() of a one-part message (the common case), by part status."""
-
-
-_NO_OVERWRITE: Final = (True, False, False)
-"""``put(key, value, dupdata, overwrite, append, db)``'s middle arguments for overwrite=False.
-The hottest LMDB calls pass their arguments by position: py-lmdb parses keywords at ~0.08 µs
-a call (get 0.34 -> 0.26 µs, put 0.40 -> 0.32, measured)."""
-
-
-def _new_part() -> list[Any]:
-    return [corr.PART_PENDING, "", "", "", 0.0]
 
 
 @dataclass(slots=True)
@@ -195,180 +197,6 @@ class _Ctx:
         self.contacts.clear()
         self.inflight.clear()
         self.timeouts.clear()
-
-
-# ------------------------------------------------------------------------------ ingress
-
-
-def split_messages(data: bytes) -> tuple[list[m.Message], list[bytes]]:
-    """The Messages of an ``encode_batch`` batch ``data``, and each one's record: the bytes
-    ``encode(msg)`` makes of it. A current-version row is exactly those bytes, so they are
-    sliced out of ``data`` instead of packed again (the writer process's accepts come in this
-    form: 1.09 -> 0.70 µs a message for decoding and the record, measured); an older row is
-    upgraded (``from_wire``) and encoded.
-
-    Raises:
-        DecodeError: not a batch of Messages.
-    """
-    kind = m.Message
-    head, width = (kind.TAG, kind.VERSION), len(kind._fields) + 2
-    msgs: list[m.Message] = []
-    records: list[bytes] = []
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, max_buffer_size=max(1, len(data)))
-    try:
-        unpacker.feed(data)
-        n = unpacker.read_array_header()
-        unpack, tell = unpacker.unpack, unpacker.tell
-        start = tell()
-        for _ in range(n):
-            r = unpack()
-            end = tell()
-            if type(r) is tuple and len(r) == width and r[:2] == head:
-                msgs.append(_new_msg(kind, r[2:]))
-                records.append(data[start:end])
-            else:
-                msg = m.from_wire(r)  # checks; upgrades an older version
-                if not isinstance(msg, kind):
-                    raise m.DecodeError(f"expected Message, got {type(msg).__name__}")
-                msgs.append(msg)
-                records.append(m.encode(msg))
-            start = end
-    except (ValueError, msgpack.UnpackException) as exc:  # DecodeError is a ValueError
-        raise (exc if isinstance(exc, m.DecodeError) else m.DecodeError("not msgpack")) from exc
-    if start != len(data):
-        raise m.DecodeError("bytes after the batch")
-    return msgs, records
-
-
-_new_msg: Final = tuple.__new__  # a namedtuple from checked fields (as messages.from_wire)
-
-
-def op_accept(
-    txn: Any, store: Dbs, batch: Sequence[m.Message], also: Callable[[Any], None] | None,
-    records: Sequence[bytes] | None = None,
-) -> None:
-    """Store new messages: record, state ACCEPTED, outbox entry, history, campaign counter.
-
-    ``records``: ``encode(msg)`` of each message when the caller has them
-    (:func:`split_messages`); packed here otherwise.
-    """
-    db_msg, db_state, db_out, db_hist = (store.db(n) for n in
-                                         (b"messages", b"state", b"outbox", b"history"))
-    campaigns: dict[tuple[str, str], int] = {}  # (account, campaign) -> count
-    parts: dict[tuple[str, str], int] = {}
-    put, pack, pack_row = txn.put, _packer(), row_packer()
-    accepted, pending = State.ACCEPTED.value, corr.PART_PENDING
-    head = (m.Message.TAG, m.Message.VERSION)
-    # Rows go in one putmulti per db, after the loop: no op reads them in between, and a put
-    # costs ~0.45 µs against ~0.15 in a putmulti (py-lmdb's argument parsing, measured). The
-    # records too when every id is new (see _all_new: ids are made in ascending order);
-    # otherwise each record's own put(overwrite=False) tells a replay.
-    rows: list[tuple[bytes, bytes]] = []
-    out: list[tuple[bytes, bytes]] = []
-    hist: list[tuple[bytes, bytes]] = []
-    keys = [msg.msg_id.encode() for msg in batch]
-    if records is None:
-        records = [pack(head + msg) for msg in batch]  # == encode(msg)
-    fresh = _all_new(txn, db_msg, keys)
-    if fresh:
-        _put_all(txn, db_msg, list(zip(keys, records)))
-    for i, msg in enumerate(batch):
-        key = keys[i]
-        if not fresh and not put(key, records[i], *_NO_OVERWRITE, db_msg):
-            continue  # replay of an id already stored: idempotent
-        n = max(1, msg.parts)
-        # due_ms(msg) inline (~19 % of this op was its call): int() truncates where floor()
-        # rounds down, which differ only below 0, where both end at 0
-        t = msg.send_at if msg.send_at > msg.accepted_at else msg.accepted_at
-        due = int(t * 1000)
-        if due < 0:
-            due = 0
-        rows.append((key, pack_row([
-            accepted, 0, ([[pending, "", "", "", 0.0]] if n == 1 else  # _new_part()
-                          [_new_part() for _ in range(n)]),
-            "", "", msg.accepted_at, due, 0, 0, [], msg.account, msg.to, msg.campaign,
-            msg.client_ref, msg.callback_url])))
-        out.append((due.to_bytes(8, "big") + key, b""))
-        hist.append((msg.account.encode() + b"\x00" + key, b""))
-        if msg.campaign:  # counters per account and campaign name (names are per account)
-            ck = (msg.account, msg.campaign)
-            campaigns[ck] = campaigns.get(ck, 0) + 1
-            parts[ck] = parts.get(ck, 0) + n
-    _put_all(txn, db_state, rows)
-    _put_all(txn, db_out, out)
-    _put_all(txn, db_hist, hist)
-    for (account, campaign), k in campaigns.items():
-        name = f"{account}\x00{campaign}"
-        _count(txn, store, name, "accepted", k)
-        _count(txn, store, name, "parts", parts[account, campaign])  # campaign statistics (H8)
-    if also is not None:
-        also(txn)
-
-
-def _all_new(txn: Any, db: Any, keys: list[bytes]) -> bool:
-    """True when no key of ``keys`` is in ``db`` and none repeats, known without a lookup
-    each: the keys ascend strictly and the first sorts after the last key stored (message
-    ids are made in ascending order, so a batch of new messages always passes; a replay,
-    ids from another node or out of order take the per-record path)."""
-    if not keys or keys != sorted(keys) or len(set(keys)) != len(keys):
-        return False
-    with txn.cursor(db=db) as cur:
-        return not cur.last() or cur.key() < keys[0]
-
-
-def _put_all(txn: Any, db: Any, items: list[tuple[bytes, bytes]]) -> None:
-    """``txn.put(key, value, db=db)`` of each item, in order (later ones overwrite)."""
-    if items:
-        with txn.cursor(db=db) as cur:
-            cur.putmulti(items)
-
-
-def _count(txn: Any, store: Dbs, campaign: str, name: str, n: int = 1) -> None:
-    key = campaign.encode() + b"\x00" + name.encode()
-    db = store.db(b"campaigns")
-    raw = txn.get(key, db=db)
-    txn.put(key, _pack((msgpack.unpackb(raw) if raw else 0) + n), db=db)
-
-
-# ------------------------------------------------------------------------------ pump reads
-
-
-def read_due(
-    store: Store, cursor: bytes, now: float, limit: int, skip: set[str] | frozenset[str]
-) -> tuple[list[m.Message], bytes, float | None]:
-    """Due outbox entries from ``cursor`` on, in key order, skipping ids in ``skip``.
-
-    Returns:
-        ``(messages, next_cursor, next_due)``: at most ``limit`` messages; the key to resume
-        from; the due time of the first entry not yet due (None if there is none).
-    """
-    now_key = u64(int(now * 1000) + 1)
-    out: list[m.Message] = []
-    next_due: float | None = None
-    db_msg = store.db(b"messages")
-    with store.read() as txn, txn.cursor(db=store.db(b"outbox")) as cur:
-        if not cur.set_range(cursor):
-            return out, cursor_after_end(), None
-        for key in cur.iternext(keys=True, values=False):
-            if key >= now_key:
-                next_due = int.from_bytes(key[:8], "big") / 1000
-                return out, key, next_due
-            if len(out) >= limit:
-                return out, key, None
-            msg_id = key[8:].decode()
-            if msg_id in skip:
-                continue
-            body = txn.get(key[8:], db=db_msg)
-            if body is not None:
-                msg = m.decode(body)
-                assert isinstance(msg, m.Message)
-                out.append(msg)
-        return out, cursor_after_end(), next_due
-
-
-def cursor_after_end() -> bytes:
-    """A cursor past every key (nothing left to read until something lowers it)."""
-    return b"\xff" * 9
 
 
 # ------------------------------------------------------------------------------ dispatcher
@@ -699,18 +527,6 @@ def _maybe_release(ctx: _Ctx, key: bytes, rec: list[Any]) -> None:
 
 
 # ------------------------------------------------------------------------------ receipts
-
-
-def read_timeouts(store: Store, now: float, limit: int) -> list[m.MsgId]:
-    """Messages whose receipt wait ended at or before ``now``."""
-    stop = u64(int(now * 1000) + 1)
-    out: list[m.MsgId] = []
-    with store.read() as txn, txn.cursor(db=store.db(b"timeouts")) as cur:
-        for key in cur.iternext(keys=True, values=False):
-            if key >= stop or len(out) >= limit:
-                break
-            out.append(m.MsgId(key[8:].decode()))
-    return out
 
 
 def op_expire_orphans(txn: Any, store: Dbs, older_than: float, limit: int) -> int:

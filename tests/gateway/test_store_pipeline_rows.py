@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from actors import messages as m
 from actors.ingress import due_ms
 from gateway import _store_pipeline as sp
+from gateway._store_accept import _all_new
 from gateway._store_rows import row_packer
 from tests.gateway.test_store_ops_fast import _dump, _env, _messages, _reference_accept
 
@@ -89,14 +90,14 @@ def test_all_new_takes_the_batched_path_only_for_new_ascending_ids() -> None:
     with _env() as (env, store):
         db = store.db(b"messages")
         with env.begin(write=True) as txn:
-            assert sp._all_new(txn, db, [b"01B", b"01C"])  # empty db
+            assert _all_new(txn, db, [b"01B", b"01C"])  # empty db
             txn.put(b"01C", b"x", db=db)
-            assert sp._all_new(txn, db, [b"01D", b"01E"])
-            assert not sp._all_new(txn, db, [b"01C", b"01D"])  # 01C is stored
-            assert not sp._all_new(txn, db, [b"01B", b"01D"])  # below the last key
-            assert not sp._all_new(txn, db, [b"01E", b"01D"])  # not ascending
-            assert not sp._all_new(txn, db, [b"01D", b"01D"])  # repeated
-            assert not sp._all_new(txn, db, [])
+            assert _all_new(txn, db, [b"01D", b"01E"])
+            assert not _all_new(txn, db, [b"01C", b"01D"])  # 01C is stored
+            assert not _all_new(txn, db, [b"01B", b"01D"])  # below the last key
+            assert not _all_new(txn, db, [b"01E", b"01D"])  # not ascending
+            assert not _all_new(txn, db, [b"01D", b"01D"])  # repeated
+            assert not _all_new(txn, db, [])
 
 
 _times = st.floats(min_value=-1e6, max_value=4e9, allow_nan=False) | st.integers(-10**6, 2**40)
