@@ -34,7 +34,7 @@ from actors.ports import Applied, InDoubtPolicy, Recovered
 
 # The ingress op and the inline reads live in their own modules; their names stay importable
 # from here (the writer process, tests and older callers use them through this module).
-from gateway._store_accept import op_accept, split_messages
+from gateway._store_accept import op_accept, records_of, split_messages
 from gateway._store_reads import cursor_after_end, read_due, read_timeouts
 from gateway._store_rows import (
     _ACCOUNT,
@@ -88,6 +88,7 @@ __all__ = [
     "op_recover",
     "read_due",
     "read_timeouts",
+    "records_of",
     "split_messages",
 ]
 
@@ -607,7 +608,15 @@ class PipelineStore:
 
     async def accept(self, batch: Sequence[m.Message],
                      also: Callable[[lmdb.Transaction], None] | None = None) -> None:
-        await self.store.write(lambda txn: op_accept(txn, self.store, batch, also), fail_fast=True)
+        """Store ``batch`` (see :func:`op_accept`). A :class:`actors._wire.WireBatch` (e.g.
+        ``messages.with_wire(batch)``, whose wire the ingress gate then sends on without
+        packing again) gives its records by slicing, not packing (:func:`records_of`)."""
+        store = self.store
+
+        def op(txn: lmdb.Transaction) -> None:
+            op_accept(txn, store, batch, also, records_of(batch))
+
+        await store.write(op, fail_fast=True)
 
     def read_due(self, cursor: bytes, now: float, limit: int,
                  skip: set[str]) -> tuple[list[m.Message], bytes, float | None]:

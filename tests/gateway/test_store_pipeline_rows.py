@@ -16,10 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import messages as m
+from actors._wire import WireBatch
 from actors.ingress import due_ms
 from gateway import _store_pipeline as sp
-from gateway._store_accept import _all_new
+from gateway._store_accept import _all_new, records_of
+from gateway._store_pipeline import PipelineStore
 from gateway._store_rows import row_packer
+from gateway.store import open_store
 from tests.gateway.test_store_ops_fast import _dump, _env, _messages, _reference_accept
 
 
@@ -115,3 +118,34 @@ def test_op_accept_files_a_message_at_due_ms(send_at: float, accepted_at: float)
         rows = _dump(env, store)
     assert rows[b"outbox"] == [(due_ms(msg).to_bytes(8, "big") + b"01A", b"")]
     assert msgpack.unpackb(rows[b"state"][0][1])[6] == due_ms(msg)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_messages, max_size=8))
+def test_records_of_a_wire_batch_are_the_encode_bytes(batch: list[m.Message]) -> None:
+    assert records_of(m.with_wire(batch)) == [m.encode(x) for x in batch]
+    assert records_of(batch) is None  # a plain sequence: op_accept packs
+    wire = m.encode_batch(batch)
+    assert records_of(WireBatch([*batch, m.Message(m.MsgId("X"), "a", "", "", "", "", 0.0)],
+                                wire)) is None  # fewer rows than messages
+    assert records_of(WireBatch(batch, wire + b"\x00")) is None  # bytes after the rows
+
+
+def test_records_of_garbage_is_none() -> None:
+    msg = m.Message(m.MsgId("01A"), "acc", "+35190000000", "S", "hi", "transliterate", 1.0)
+    assert records_of(WireBatch([msg], b"\x91")) is None  # header, no row
+    assert records_of(WireBatch([msg], b"\xc1")) is None  # not msgpack
+
+
+async def test_pipeline_store_accepts_a_wire_batch_as_it_accepts_a_list(tmp_path: Any) -> None:
+    msgs = [m.Message(m.MsgId(f"01K{i}"), "acc", f"+3519000000{i}", "S", "hi", "transliterate",
+                      1.0, campaign="c1") for i in range(5)]
+    dumps = []
+    for name, batch in (("list", msgs), ("wire", m.with_wire(msgs))):
+        async with open_store(tmp_path / name, sync=False, metasync=False,
+                              threaded=False) as store:
+            await PipelineStore(store).accept(batch)
+            await PipelineStore(store).accept(batch[:2])  # a replay: nothing changes
+            dumps.append(_dump(store.env, store))
+    assert dumps[0] == dumps[1]
+    assert dumps[0][b"messages"] == [(x.msg_id.encode(), m.encode(x)) for x in msgs]
