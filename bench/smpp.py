@@ -2,6 +2,8 @@
 
     python -m bench.smpp [--seconds 10] [--window 64] [--binds 1] [--callers 4] [--batch 512]
     python -m bench.smpp --micro     # CPU µs per PDU of the client's hot steps, no sockets
+    python -m bench.smpp --simulator-alone 30000   # the simulator's CPU µs per submit, driven
+                                                   # by a minimal blocking-socket ESME
 
 Starts ``python -m adapters.simulator`` as a subprocess (receipts after U(0, 50 ms)), binds
 one transceiver, keeps ``callers`` concurrent ``submit_many`` batches going for ``--seconds``,
@@ -121,6 +123,7 @@ def micro(rounds: int = 7) -> dict[str, float]:
     from adapters.smpp import pdu as p
     from adapters.smpp.receipts import parse_receipt
     from adapters.smpp.session import EsmeSession, State
+    from adapters.smpp.submit import PartEncoder, SubmitOptions
 
     n = 64
     now = time.time()
@@ -132,6 +135,8 @@ def micro(rounds: int = 7) -> dict[str, float]:
                        ids[i], 2, 0)
         for i in range(n))
     pdus = [d for d in p.Framer().feed(receipts) if isinstance(d, p.DeliverSm)]
+    parts = _parts(n, 0)
+    encode = PartEncoder(SubmitOptions()).encode
 
     def answer() -> object:
         session = EsmeSession(now=0.0, window=n)
@@ -151,9 +156,63 @@ def micro(rounds: int = 7) -> dict[str, float]:
                                        for d in p.Framer().feed(receipts)],
         "receipt_fast_us": lambda: [d.receipt("c", 1.0) for d in p.Framer().feed(
             receipts, _fast.decode_with_receipts)],
+        "encode_submit_us": lambda: [encode(part) for part in parts],
     }
     return {name: round(min(timeit.repeat(fn, number=200, repeat=rounds)) / 200 / n * 1e6, 3)
             for name, fn in steps.items()}
+
+
+def simulator_alone(n: int, window: int) -> dict[str, float]:
+    """The simulator process's CPU µs per submit (receipts at once, each acknowledged), driven
+    by a blocking-socket ESME that does little else: the simulator's own cost, with as little
+    of the client's CPU competing for the cores as possible."""
+    import socket
+
+    from adapters.smpp import pdu as p
+    from adapters.smpp.submit import SubmitOptions, encode_part
+
+    proc, port = _start_simulator("0,0")
+
+    def cpu() -> float:
+        with open(f"/proc/{proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    options = SubmitOptions()
+    frames = [encode_part(part, options) for part in _parts(n, 0)]  # not measured
+    framer = p.Framer()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as trio streams do
+            sock.sendall(p.encode(p.BindRequest("transceiver", 1, "bench", "bench", "", 0x34, 0,
+                                                0, "")))
+            while not framer.feed(sock.recv(65536)):
+                pass
+            cpu0, t0, seq = cpu(), time.time(), 1
+            for start in range(0, n, window):
+                batch = []
+                for frame in frames[start : start + window]:
+                    seq += 1
+                    batch.append(frame[:12] + seq.to_bytes(4, "big") + frame[16:])
+                sock.sendall(b"".join(batch))
+                answers = receipts = 0
+                while answers < len(batch) or receipts < len(batch):
+                    acks = []
+                    for pdu in framer.feed(sock.recv(262144)):
+                        if isinstance(pdu, p.SubmitSmResp):
+                            answers += 1
+                        elif isinstance(pdu, p.DeliverSm):
+                            receipts += 1
+                            acks.append(p.encode_deliver_sm_resp(pdu.sequence))
+                    if acks:  # acknowledged as they come, one write per read (as the gateway)
+                        sock.sendall(b"".join(acks))
+            cpu1, t1 = cpu(), time.time()
+    finally:
+        proc.send_signal(2)
+        proc.communicate(timeout=30)
+    return {"simulator_alone_cpu_us_per_submit": round((cpu1 - cpu0) / n * 1e6, 2),
+            "simulator_alone_submits_per_s": round(n / (t1 - t0)), "submits": n,
+            "loadavg_1m": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--callers", type=int, default=4)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--receipt-delay", default="0,0.05")
+    ap.add_argument("--simulator-alone", type=int, default=0, metavar="N",
+                    help="only the simulator's CPU per submit, N submits from a minimal ESME")
     args = ap.parse_args(argv)
+    if args.simulator_alone:
+        figures = simulator_alone(args.simulator_alone, args.window)
+        print(f"simulator CPU per submit {figures['simulator_alone_cpu_us_per_submit']} us "
+              f"({figures['simulator_alone_submits_per_s']} submits/s)")
+        print(json.dumps(figures))
+        return
     if args.micro:
         figures = micro()
         for name, value in figures.items():
