@@ -288,12 +288,18 @@ class SmppCarrier:
         queue = self._queue
         pending = queue.pending
         session = link.session
-        if now >= queue.paused_until:
-            while pending and session.can_submit:
+        room = session.submit_room
+        if pending and room and now >= queue.paused_until:
+            frames: list[bytes] = []
+            items: list[Item] = []
+            while pending and room:
                 item = pending.popleft()
                 if not item.call.cancelled:
                     item.sent_at = now
-                    session.submit_encoded(item.frame, now=now, token=item)
+                    frames.append(item.frame)
+                    items.append(item)
+                    room -= 1
+            session.submit_encoded_many(frames, items, now=now)
         data = session.data_to_send()
         if data:
             await link.send(data)

@@ -189,6 +189,13 @@ class EsmeSession:
         return self.state is State.BOUND and self.mode != "receiver" and self._submits < self.window
 
     @property
+    def submit_room(self) -> int:
+        """How many submit_sm may be queued now (0 unless ``can_submit``)."""
+        if self.state is not State.BOUND or self.mode == "receiver":
+            return 0
+        return max(0, self.window - self._submits)
+
+    @property
     def window_free(self) -> int:
         return self.window - self._submits if self.state is State.BOUND else 0
 
@@ -242,6 +249,28 @@ class EsmeSession:
         self._outstanding[seq] = [_SUBMIT, token, now + self.response_timeout]
         self._submits += 1
         return seq
+
+    def submit_encoded_many(self, frames: list[bytes], tokens: list[Any], *, now: float) -> None:
+        """``submit_encoded`` for each frame with its token, in order, in one call (the
+        driver's window refill): the same octets, sequences and deadlines.
+
+        Raises:
+            LocalProtocolViolation: more frames than ``submit_room``.
+        """
+        if len(frames) > self.submit_room:
+            raise LocalProtocolViolation(f"cannot submit {len(frames)} in {self.state.value} "
+                                         "(window or bind)")
+        out = self._out
+        outstanding = self._outstanding
+        deadline = now + self.response_timeout
+        pack = _SEQ.pack
+        seq = self._sequence
+        for frame, token in zip(frames, tokens, strict=True):
+            seq = seq % MAX_SEQUENCE + 1
+            out.append(frame[:12] + pack(seq) + frame[16:])
+            outstanding[seq] = [_SUBMIT, token, deadline]
+        self._sequence = seq
+        self._submits += len(frames)
 
     def acknowledge(self, sequence: int, status: int = st.ESME_ROK) -> None:
         """Queue the deliver_sm_resp for the deliver_sm with ``sequence``."""

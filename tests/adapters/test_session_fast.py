@@ -12,10 +12,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as s
 
-from adapters.errors import InvalidPdu
+from adapters.errors import InvalidPdu, LocalProtocolViolation
 from adapters.simulator.machine import encode_receipt, receipt_text
 from adapters.smpp import _fast
 from adapters.smpp import pdu as p
@@ -125,3 +126,36 @@ def test_a_submit_sm_resp_answers_its_submit_through_the_tuple_path() -> None:
         ">IIII", 17, p.SUBMIT_SM_RESP, 0, 99) + b"x", 0.0)  # the second: malformed, unknown seq
     assert events == [SubmitAnswered(seq, "t", 0, "ABC", False)]
     assert session.in_flight == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(s.integers(1, 8), s.integers(0, 3), s.integers(0, 10),
+       s.sampled_from([0, 5, 0x7FFFFFFD]), s.sampled_from(["transceiver", "receiver"]))
+def test_submit_encoded_many_equals_submit_encoded_one_by_one(
+        window: int, already: int, n: int, start: int, mode: str) -> None:
+    frames = [p.encode(p.SubmitSm(0, "S", f"49{i}", b"x" * i)) for i in range(n)]
+
+    def session() -> EsmeSession:
+        one = EsmeSession(now=0.0, window=window, response_timeout=3.0)
+        one.state, one.mode, one._sequence = State.BOUND, mode, start  # type: ignore[assignment]
+        for i in range(min(already, one.submit_room)):
+            one.submit_encoded(frames[0] if frames else b"\0" * 17, now=0.5, token=("old", i))
+        one.data_to_send()
+        return one
+
+    loop, batch = session(), session()
+    room = loop.submit_room
+    assert room == (window - min(already, window) if mode != "receiver" else 0)
+    assert loop.can_submit == (room > 0)
+    tokens = [("new", i) for i in range(n)]
+    if n > room:
+        with pytest.raises(LocalProtocolViolation):
+            batch.submit_encoded_many(frames, tokens, now=1.0)
+        frames, tokens = frames[:room], tokens[:room]
+    for frame, token in zip(frames, tokens):
+        loop.submit_encoded(frame, now=1.0, token=token)
+    batch.submit_encoded_many(frames, tokens, now=1.0)
+    assert batch.data_to_send() == loop.data_to_send()
+    assert batch._outstanding == loop._outstanding
+    assert (batch.in_flight, batch._sequence, batch.can_submit) == (
+        loop.in_flight, loop._sequence, loop.can_submit)
