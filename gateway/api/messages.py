@@ -116,8 +116,12 @@ class MessageRoutes:
             Problem: the submission is refused as a whole (nothing to commit).
         """
         value, fmt = bodies.decode(request.body, request.header("content-type"))
-        items, defaults, batch = self._items(value)
-        urls = collect_callback_urls(items, defaults)
+        if type(value) is dict and "messages" not in value and "callback_url" not in value:
+            # one message, no callback URL to check: what the general path below does with it
+            items, defaults, batch, urls = [value], _NO_CALLBACKS, False, _NO_URLS
+        else:
+            items, defaults, batch = self._items(value)
+            urls = collect_callback_urls(items, defaults)
         ctx = Context(account, self._numbers, self._now(), self._new_id,
                       await self._callbacks(urls) if urls else _NO_CALLBACKS)
         if not batch and not urls:
@@ -178,7 +182,16 @@ class MessageRoutes:
         Raises:
             Problem: 503 when the store failed or the gateway is saturated (nothing committed).
         """
-        await self._accept(built, also)
+        try:
+            await self._batcher.accept(built, also)
+        except StoreError:
+            raise unavailable("the store could not commit; nothing was accepted", 1) from None
+        except Exception as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is None:
+                raise
+            metrics.SATURATED.inc()
+            raise unavailable("the gateway is saturated; nothing was accepted", retry_after) from None
         metrics.ACCEPTED.inc(len(built))
 
     def _items(self, value: Any) -> tuple[list[Any], dict[str, Any], bool]:
@@ -199,18 +212,6 @@ class MessageRoutes:
         if not isinstance(value, dict):
             raise invalid([FieldError("body", "must be a message object or {\"messages\": [...]}")])
         return [value], {}, False
-
-    async def _accept(self, built: list[Any], also: Any) -> None:
-        try:
-            await self._batcher.accept(built, also)
-        except StoreError:
-            raise unavailable("the store could not commit; nothing was accepted", 1) from None
-        except Exception as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is None:
-                raise
-            metrics.SATURATED.inc()
-            raise unavailable("the gateway is saturated; nothing was accepted", retry_after) from None
 
     async def _callbacks(self, urls: set[str]) -> dict[str, str | Invalid]:
         out: dict[str, str | Invalid] = {}
@@ -273,6 +274,7 @@ class MessageRoutes:
 
 
 _NO_CALLBACKS: Final[dict[str, Any]] = {}
+_NO_URLS: Final[set[str]] = set()
 _DEFAULTABLE: Final = frozenset({"from", "text", "campaign", "send_at", "not_after", "encoding",
                                  "max_parts", "callback_url", "fields", "default_country_prefix"})
 

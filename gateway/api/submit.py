@@ -126,8 +126,8 @@ def _fast(item: dict[str, Any], ctx: Context) -> Built | None:
 # building the tuple directly); the fields are given in order, all of them (checked here once).
 _new: Final = tuple.__new__
 if Message._fields != ("msg_id", "account", "to", "sender", "text", "policy", "accepted_at",
-                           "campaign", "client_ref", "callback_url", "send_at", "not_after",
-                           "max_parts", "parts", "encoding"):  # pragma: no cover
+                       "campaign", "client_ref", "callback_url", "send_at", "not_after",
+                       "max_parts", "parts", "encoding"):  # pragma: no cover
     raise ImportError("actors.messages.Message changed: update _fast's Message fields")
 
 
