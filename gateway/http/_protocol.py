@@ -132,6 +132,8 @@ class RequestReader:
         "_head_bytes",
         "_headers",
         "_limits",
+        "_max_count",
+        "_max_head",
         "_parser",
         "_stream",
         "_streaming",
@@ -145,6 +147,8 @@ class RequestReader:
                  streaming: Callable[[bytes, bytes, dict[str, str]], bool] | None = None
                  ) -> None:
         self._limits = limits
+        self._max_head = limits.max_header_bytes
+        self._max_count = limits.max_header_count
         self._streaming = streaming
         self._stream: BodyBuffer | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -195,17 +199,16 @@ class RequestReader:
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_bytes += len(url)
-        if self._head_bytes > self._limits.max_header_bytes:
+        if self._head_bytes > self._max_head:
             self._grow_head(0)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        limits = self._limits
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > limits.max_header_bytes:
-            self._grow_head(0)
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
         headers = self._headers
-        if len(headers) >= limits.max_header_count:
-            self._fail(431, f"more than {limits.max_header_count} header fields")
+        if size > self._max_head or len(headers) >= self._max_count:
+            if size > self._max_head:
+                self._grow_head(0)
+            self._fail(431, f"more than {self._limits.max_header_count} header fields")
         key = _NAMES.get(name) or name.decode("latin-1").lower()
         if key in headers:
             headers[key] = f"{headers[key]}, {value.decode('latin-1')}"
