@@ -156,8 +156,8 @@ class Api:
             # does for a submission without an Idempotency-Key.
             routes = self._messages
             try:
-                account = self._authenticate(request)
-                response, built = await routes.prepare(request, account)
+                caller = self._authenticate(request)
+                response, built = await routes.prepare(request, caller)
                 await routes.accept(built)
             except Problem as problem:
                 response = problem.response()
