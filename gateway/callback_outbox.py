@@ -71,7 +71,7 @@ from gateway._callback_ops import (
     put,
     settle_rows,
 )
-from gateway.store import Store, u64
+from gateway.store import Store, ms, u64
 
 __all__ = [  # the layout's names are re-exported: they are this module's public face
     "CALLBACK_DATABASES", "DEAD", "DONE", "DUE", "INBOUND_PREFIX", "PENDING", "WAITING",
@@ -248,9 +248,10 @@ class CallbackOutbox:
                     continue
                 due_ms, attempt, first_at, _error, wire = msgpack.unpackb(raw)
                 out.append(CallbackEntry(key, _event(wire), attempt, first_at, due_ms / 1000))
-        # Not past now, nor past what a write of ours still under way will schedule (its
-        # ``now`` was taken before this read).
-        now_ms = u64(_now_ms(min(now, *self._writing)) if self._writing else _now_ms(now))
+        # Not past what a write at ``now`` schedules (``ms(now)``: no tolerance, which could
+        # round up into the next millisecond), nor past what a write of ours still under way
+        # will schedule (its ``now`` was taken before this read).
+        now_ms = u64(ms(min(now, *self._writing)) if self._writing else ms(now))
         resume = now_ms if first_open is None or first_open > now_ms else first_open
         self._scan[:3] = [skip, resume, now]
         return out

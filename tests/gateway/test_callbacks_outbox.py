@@ -267,3 +267,17 @@ async def test_a_read_during_a_slow_write_does_not_resume_past_what_it_schedules
         store.gate.set()
     assert keys(outbox.due(100.6, limit=10, skip=held)) == [("m1", 1)]
     store.env.close()
+
+
+async def test_a_resumed_scan_finds_an_entry_written_just_below_a_millisecond(
+        tmp_path: Path) -> None:
+    """1000.008 is 1000.0079999999999 as a float: a write at that time schedules at ms 1000007
+    (floor), so a read at the same time must not resume its next scan at 1000008."""
+    store = InlineStore(tmp_path / "db")
+    outbox = CallbackOutbox(store)  # type: ignore[arg-type]
+    now = 1000.0079999999999
+    held: set[bytes] = set()
+    assert outbox.due(now, limit=10, skip=held) == []
+    await outbox.enqueue([ev("m1", 1)], now=now)
+    assert [e.event.msg_id for e in outbox.due(now, limit=10, skip=held)] == ["m1"]
+    store.env.close()
