@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import trio
@@ -101,7 +101,7 @@ class IngressGate:
         self._wake = wake
         self.closed = False
 
-    async def committed(self, batch: list[Message]) -> None:
+    async def committed(self, batch: Sequence[Message]) -> None:
         """Pass a just-committed batch on (the pump re-reads the store if it has no room)."""
         if self.closed or not batch:
             return

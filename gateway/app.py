@@ -53,7 +53,7 @@ from actors import (
 from actors.dispatcher import RetryPolicy
 from actors.errors import StoreError
 from actors.ingress import IngressGate, MsgIdFactory
-from actors.messages import Message, MessageFinished, MsgId, encode_batch
+from actors.messages import Message, MessageFinished, MsgId, encode_batch, with_wire
 from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
 from actors.shaping import ShapingRules, single_connector
@@ -149,7 +149,9 @@ class Gateway:
             StoreError: the commit failed; nothing was stored.
         """
         self._check_saturation()
-        msgs = [m if m.msg_id else _with_id(m, self.new_msg_id()) for m in batch]
+        # packed once: the writer process's request and the ingress gate's channel item
+        # reuse these bytes
+        msgs = with_wire(m if m.msg_id else _with_id(m, self.new_msg_id()) for m in batch)
         await self.pipeline.accept(msgs, also)
         _metrics.MESSAGES_ACCEPTED.inc(len(msgs))
         if self._gate is not None:
