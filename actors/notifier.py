@@ -54,8 +54,9 @@ from typing import Final, Protocol
 import trio
 
 from actors import _metrics
+from actors._wire import WireBatch, join_arrays
 from actors.callbacks_policy import BreakerState, Endpoints, RetryPolicy, endpoint_of
-from actors.messages import StatusEvent, decode_batch_of
+from actors.messages import StatusEvent, decode_wire_batch_of
 from actors.ports import (
     CallbackEntry,
     CallbackOutbox,
@@ -165,15 +166,27 @@ async def run(
             await nursery.start(delivery.run)
             task_status.started()
             async for batch in inbox:
-                events = decode_batch_of(StatusEvent, batch)
+                items = [batch]
                 while True:  # whatever else waits goes into the same outbox write
                     try:
-                        events += decode_batch_of(StatusEvent, inbox.receive_nowait())
+                        items.append(inbox.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                await delivery.enqueue(events)
+                await delivery.enqueue(_decode_events(items))
             await delivery.drain()
             nursery.cancel_scope.cancel()
+
+
+def _decode_events(items: list[bytes]) -> Sequence[StatusEvent]:
+    """The events of the inbox ``items``, in order; a WireBatch of the items joined when each
+    kept its bytes, so the outbox's write to the writer process packs nothing again."""
+    batches = [decode_wire_batch_of(StatusEvent, item) for item in items]
+    if len(batches) == 1:
+        return batches[0]
+    events = [e for b in batches for e in b]
+    if all(isinstance(b, WireBatch) for b in batches):
+        return WireBatch(events, join_arrays(items))
+    return events
 
 
 _LINGER: Final = 5.0
@@ -258,8 +271,10 @@ class _Delivery:
         self._lags: list[float] = []
         self._nursery: trio.Nursery | None = None
 
-    async def enqueue(self, events: list[StatusEvent]) -> None:
-        wanted = [e for e in events if self._endpoint_for(e) is not None]
+    async def enqueue(self, events: Sequence[StatusEvent]) -> None:
+        wanted: Sequence[StatusEvent] = [e for e in events if self._endpoint_for(e) is not None]
+        if len(wanted) == len(events):
+            wanted = events  # as it came: a WireBatch keeps its bytes for the write
         self.stats.dropped += len(events) - len(wanted)
         if wanted:
             self.stats.enqueued += await self._outbox.enqueue(wanted, now=self._now())
