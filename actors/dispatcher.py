@@ -36,7 +36,8 @@ import msgpack
 import trio
 
 from actors import _metrics, backoff, messages
-from actors._wire import WireBatch, array_header, join_arrays
+from actors._inbox import with_waiting
+from actors._wire import WireBatch, join_arrays
 from actors.messages import ConnectorThrottled, PartFailed, PartSubmitted, Released, SubmitPart
 from actors.ports import Carrier, PipelineStore, SubmitResult
 from actors.routing import RouteTable, choose
@@ -107,7 +108,7 @@ async def run(
         async for item in inbox:
             # what waits meanwhile joins this batch: one mark and one submit round for all
             # keeps the items' bytes: mark_submitting's writer process re-sends them as they are
-            parts = _decode_parts(_with_waiting(inbox, item, MAX_MARK))
+            parts = _decode_parts(with_waiting(inbox, item, MAX_MARK))
             token = object()
             await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
             try:
@@ -122,33 +123,6 @@ async def run(
     for ch in (feedback, released):
         if ch is not None:
             await ch.aclose()
-
-
-def _with_waiting(inbox: trio.abc.ReceiveChannel[bytes], first: bytes, limit: int
-                  ) -> list[bytes]:
-    """``first`` and the items already waiting in ``inbox`` (never waits), while they hold
-    fewer than ``limit`` parts in all. Only a memory channel can be read without waiting."""
-    items = [first]
-    receive_nowait = getattr(inbox, "receive_nowait", None)
-    if receive_nowait is None:
-        return items
-    size = _length(first)
-    while size < limit:
-        try:
-            more = receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-        items.append(more)
-        size += _length(more)
-    return items
-
-
-def _length(item: bytes) -> int:
-    """Parts in a channel item, from its array header (a bad item fails in the decode)."""
-    try:
-        return array_header(item)[0]
-    except ValueError:
-        return 1
 
 
 def _decode_parts(items: list[bytes]) -> Sequence[SubmitPart]:

@@ -54,6 +54,7 @@ from typing import Final, Protocol
 import trio
 
 from actors import _metrics
+from actors._inbox import with_waiting
 from actors._wire import WireBatch, join_arrays
 from actors.callbacks_policy import BreakerState, Endpoints, RetryPolicy, endpoint_of
 from actors.messages import StatusEvent, decode_wire_batch_of
@@ -166,13 +167,8 @@ async def run(
             await nursery.start(delivery.run)
             task_status.started()
             async for batch in inbox:
-                items = [batch]
-                while True:  # whatever else waits goes into the same outbox write
-                    try:
-                        items.append(inbox.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await delivery.enqueue(_decode_events(items))
+                # whatever else waits goes into the same outbox write
+                await delivery.enqueue(_decode_events(with_waiting(inbox, batch)))
             await delivery.drain()
             nursery.cancel_scope.cancel()
 

@@ -29,8 +29,9 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
+from actors._inbox import with_waiting
 from actors._shaping_engine import Row, decode_rows
-from actors._wire import array_header, join_arrays
+from actors._wire import join_arrays
 from actors.messages import ConnectorThrottled, MessageFinished
 from actors.ports import RecentContacts
 from actors.shaping import Shaper, ShapingRules
@@ -112,7 +113,7 @@ async def _shape(
         t = now()
         whole: tuple[list[bytes], list[Row]] | None = None  # the items, if their bytes are
         if batch is not None:                               # exactly their rows'
-            items = _with_waiting(inbox, batch, min(MAX_BATCH, shaper.max_held - shaper.held))
+            items = with_waiting(inbox, batch, min(MAX_BATCH, shaper.max_held - shaper.held))
             rows: list[Row] = []
             all_current = True
             for item in items:
@@ -136,38 +137,6 @@ async def _shape(
             out, shaper.released = shaper.released, []
             _metrics.LIMITER_RELEASED.inc(len(out))
             await _send_released(outbox, out, whole)
-
-
-def _with_waiting(inbox: trio.abc.ReceiveChannel[bytes], first: bytes, limit: int
-                  ) -> list[bytes]:
-    """``first`` and the items already waiting in ``inbox`` (never waits), while they hold
-    fewer than ``limit`` messages in all.
-
-    Under load several batches wait by the time the limiter runs; taking them together makes
-    one decision pass and one item on instead of one per batch (natural batching: nothing is
-    held back to wait for more). Only a memory channel can be read without waiting.
-    """
-    items = [first]
-    receive_nowait = getattr(inbox, "receive_nowait", None)
-    if receive_nowait is None:
-        return items
-    size = _length(first)
-    while size < limit:
-        try:
-            more = receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-        items.append(more)
-        size += _length(more)
-    return items
-
-
-def _length(item: bytes) -> int:
-    """Messages in a channel item, from its array header (a bad item fails in the decode)."""
-    try:
-        return array_header(item)[0]
-    except ValueError:
-        return 1
 
 
 _CODE: Final = 2 + MessageFinished._fields.index("code")  # in a MessageFinished wire row

@@ -38,7 +38,7 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
-from actors._wire import array_header
+from actors._inbox import with_waiting
 from actors.errors import StoreError
 from actors.messages import (
     CarrierReceipt,
@@ -212,15 +212,7 @@ async def run(
         nursery.start_soon(_timers, corr, receipt_timeout, orphan_ttl, tick)
         task_status.started()
         async for item in inbox:
-            items = [item]
-            size = _length(item)
-            while size < MAX_BATCH:
-                try:
-                    more = inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                items.append(more)
-                size += _length(more)
+            items = with_waiting(inbox, item, MAX_BATCH)
             # one sequence keeping the items' bytes: apply's writer process re-sends them as
             # they are instead of packing the decoded messages again (~0.4 µs an item)
             await corr.apply(messages.decode_batches(items))
@@ -228,14 +220,6 @@ async def run(
     for ch in (events, released):
         if ch is not None:
             await ch.aclose()
-
-
-def _length(item: bytes) -> int:
-    """Messages in a channel item, from its array header (a bad item fails in the decode)."""
-    try:
-        return array_header(item)[0]
-    except ValueError:
-        return 1
 
 
 async def _timers(corr: _Correlator, receipt_timeout: float | None, orphan_ttl: float,

@@ -38,6 +38,7 @@ import msgpack
 import trio
 
 from actors import _metrics, messages
+from actors._inbox import with_waiting
 from actors._wire import WireBatch, join_arrays
 from actors.ingress import due_key
 from actors.messages import Message, Released
@@ -240,26 +241,12 @@ async def _take_wakes(
         # fast the pump wakes once for several and hands them on as one item (take joins
         # them), instead of once per commit.
         t = now()
-        for data in _with_waiting(wake, item):
+        for data in with_waiting(wake, item):
             # keeps the bytes: a batch taken whole is handed on without packing it again
             pump.offered(messages.decode_wire_batch_of(Message, data), t)
         poke()
     ended.set()
     poke()
-
-
-def _with_waiting(channel: trio.abc.ReceiveChannel[bytes], first: bytes) -> list[bytes]:
-    """``first`` and the items already waiting in ``channel`` (never waits; a memory channel
-    holds a bounded number)."""
-    items = [first]
-    receive_nowait = getattr(channel, "receive_nowait", None)
-    if receive_nowait is None:
-        return items
-    while True:
-        try:
-            items.append(receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return items
 
 
 def _released_ids(item: bytes) -> list[str]:
@@ -277,7 +264,7 @@ async def _take_releases(
     released: trio.abc.ReceiveChannel[bytes], pump: Pump, poke: Callable[[], None]
 ) -> None:
     async for item in released:
-        for data in _with_waiting(released, item):  # one poke for all that waits
+        for data in with_waiting(released, item):  # one poke for all that waits
             pump.released(_released_ids(data))
         _metrics.PUMP_INFLIGHT.set(len(pump.inflight))
         poke()

@@ -20,7 +20,7 @@ import trio
 
 import codec
 from actors import _metrics, messages
-from actors._wire import array_header
+from actors._inbox import with_waiting
 from actors.messages import Message, MessageFinished, State, SubmitPart
 
 __all__ = ["part_rows", "plan_parts", "run"]
@@ -103,7 +103,7 @@ async def run(
             t = now()
             rows: list[list[Any]] = []
             refused: list[MessageFinished] = []
-            for data in _with_waiting(inbox, item, MAX_BATCH):
+            for data in with_waiting(inbox, item, MAX_BATCH):
                 for msg in messages.decode_batch_of(Message, data):
                     planned = part_rows(msg, t)
                     if isinstance(planned, MessageFinished):
@@ -117,31 +117,3 @@ async def run(
                 _metrics.SEGMENTED.inc(len(rows))
                 # the rows are encode_batch's rows of SubmitPart
                 await outbox.send(msgpack.packb(rows, use_bin_type=True))
-
-
-def _with_waiting(inbox: trio.abc.ReceiveChannel[bytes], first: bytes, limit: int
-                  ) -> list[bytes]:
-    """``first`` and the items already waiting in ``inbox`` (never waits), while they hold
-    fewer than ``limit`` messages in all: under load one pass and one item on for all of
-    them instead of one per item (natural batching; nothing waits for more to come)."""
-    items = [first]
-    receive_nowait = getattr(inbox, "receive_nowait", None)  # a memory channel
-    if receive_nowait is None:
-        return items
-    size = _length(first)
-    while size < limit:
-        try:
-            more = receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-        items.append(more)
-        size += _length(more)
-    return items
-
-
-def _length(item: bytes) -> int:
-    """Messages in a channel item, from its array header (a bad item fails in the decode)."""
-    try:
-        return array_header(item)[0]
-    except ValueError:
-        return 1
