@@ -20,7 +20,9 @@ With ``--writer`` (``thread``: the gateway's writer thread; ``process``: the wri
 the plain keys are the thread writer's best round, and ``final_msgs_per_s_<writer>``,
 ``main_cpu_us_per_msg_<writer>`` (main thread), ``writer_cpu_us_per_msg_<writer>`` (writer
 thread or writer process), ``p99_ms_<writer>``, ``main_waiting_for_cpu_s_<writer>`` and
-``rounds_msgs_per_s_<writer>`` (every round) are added for each.
+``rounds_msgs_per_s_<writer>`` (every round), ``main_switches_per_msg_<writer>`` (voluntary
+context switches of the main thread a message: with the writer thread, waits for the GIL) and
+``main_idle_s_<writer>`` (seconds the event loop slept with nothing runnable) are added for each.
 """
 
 from __future__ import annotations
@@ -118,6 +120,24 @@ def _batch(start: int, n: int, now: float, send_at: float = 0.0) -> list[m.Messa
                       send_at=send_at) for i in range(start, start + n)]
 
 
+class IoWaits(trio.abc.Instrument):
+    """How long the event loop slept in its I/O wait (nothing runnable: e.g. every actor
+    waiting for a commit of the writer thread), and how often it went there to sleep."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.sleeps = 0
+        self._t0 = 0.0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._t0 = time.perf_counter()
+
+    def after_io_wait(self, timeout: float) -> None:
+        if timeout > 0:  # a poll (timeout 0) does not sleep
+            self.sleeps += 1
+            self.seconds += time.perf_counter() - self._t0
+
+
 @asynccontextmanager
 async def _open_core(path: str, writer: str, map_size: int, carrier: Any, settings: CoreSettings,
                      notifier: Any = None) -> AsyncIterator[tuple[Any, Any, Any]]:
@@ -167,6 +187,8 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 child0 = pipe.statistics().child_cpu_seconds if pipe else 0.0
                 sched0 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
                 switches0 = context_switches()
+                io_waits = IoWaits()
+                trio.lowlevel.add_instrument(io_waits)
 
                 async def producer(k: int) -> None:
                     for start in range(k * args.batch, n, args.batch * args.producers):
@@ -186,6 +208,7 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                 child = pipe.statistics() if pipe else None
                 sched1 = (schedstat(os.getpid()), schedstat(pipe.pid) if pipe else (0.0, 0.0))
                 switches1 = context_switches()
+                trio.lowlevel.remove_instrument(io_waits)
         rss = rss_mb()
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
@@ -226,11 +249,14 @@ async def throughput(args: argparse.Namespace, writer: str = "thread") -> dict[s
                     if t != main_tid)
     print(f"context switches  main thread {vol_main / n:.2f} a message (voluntary), other "
           f"threads {vol_other / n:.2f}")
+    print(f"event loop idle   {io_waits.seconds:.2f} s of {elapsed:.2f} s in {io_waits.sleeps}"
+          f" I/O waits (nothing runnable: with the writer thread, mostly waiting for commits)")
     print(f"RSS               {rss:.0f} MiB")
-    return {"main_switches_per_msg": round(vol_main / n, 2),
+    return {"main_idle_s": round(io_waits.seconds, 2), "main_idle_waits": io_waits.sleeps,
+            "main_switches_per_msg": round(vol_main / n, 2),
             "other_switches_per_msg": round(vol_other / n, 2),
             "main_waiting_for_cpu_s": round(main_wait, 2),
-            "child_waiting_for_cpu_s": round(child_wait, 2),"final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
+            "child_waiting_for_cpu_s": round(child_wait, 2), "final_msgs_per_s": round(n / elapsed), "accept_msgs_per_s": round(n / t_accept),
             "main_thread_cpu_us_per_msg": round(main_us, 1),
             "child_cpu_us_per_msg": round(child_us, 1),
             "p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "rss_mb": round(rss),
@@ -354,6 +380,8 @@ def compare(args: argparse.Namespace) -> dict[str, float]:
                                                     r["child_cpu_us_per_msg"])
         result[f"p99_ms_{writer}"] = r["p99_ms"]
         result[f"main_waiting_for_cpu_s_{writer}"] = r["main_waiting_for_cpu_s"]
+        result[f"main_switches_per_msg_{writer}"] = r["main_switches_per_msg"]
+        result[f"main_idle_s_{writer}"] = r["main_idle_s"]
     if len(best) == 2:
         print(f"final msgs/s      thread {best['thread']['final_msgs_per_s']:,}  process "
               f"{best['process']['final_msgs_per_s']:,}")
