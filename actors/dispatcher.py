@@ -37,7 +37,6 @@ import trio
 
 from actors import _metrics, backoff, messages
 from actors._inbox import with_waiting
-from actors._wire import WireBatch, join_arrays
 from actors.messages import ConnectorThrottled, PartFailed, PartSubmitted, Released, SubmitPart
 from actors.ports import Carrier, PipelineStore, SubmitResult
 from actors.routing import RouteTable, choose
@@ -108,7 +107,7 @@ async def run(
         async for item in inbox:
             # what waits meanwhile joins this batch: one mark and one submit round for all
             # keeps the items' bytes: mark_submitting's writer process re-sends them as they are
-            parts = _decode_parts(with_waiting(inbox, item, MAX_MARK))
+            parts = messages.decode_wire_batches_of(SubmitPart, with_waiting(inbox, item, MAX_MARK))
             token = object()
             await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
             try:
@@ -123,18 +122,6 @@ async def run(
     for ch in (feedback, released):
         if ch is not None:
             await ch.aclose()
-
-
-def _decode_parts(items: list[bytes]) -> Sequence[SubmitPart]:
-    """The parts of ``items`` in order; a WireBatch of the items joined when every item kept
-    its bytes (so mark_submitting's writer process packs nothing)."""
-    if len(items) == 1:
-        return messages.decode_wire_batch_of(SubmitPart, items[0])
-    batches = [messages.decode_wire_batch_of(SubmitPart, item) for item in items]
-    parts = [p for batch in batches for p in batch]
-    if all(isinstance(b, WireBatch) for b in batches):
-        return WireBatch(parts, join_arrays(items))
-    return parts
 
 
 async def _release_idle(

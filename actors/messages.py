@@ -477,6 +477,21 @@ def decode_wire_batch_of(kind: type[_T], data: bytes) -> Sequence[_T]:
     return WireBatch(out, data) if current else out
 
 
+def decode_wire_batches_of(kind: type[_T], items: Sequence[bytes]) -> Sequence[_T]:
+    """:func:`decode_wire_batch_of` for several channel items, in order, as one sequence: a
+    :class:`WireBatch` of the items joined when every row is of the current version, so
+    encoding it again (a store call crossing to the writer process) packs nothing."""
+    if len(items) == 1:
+        return decode_wire_batch_of(kind, items[0])
+    out: list[_T] = []
+    current = True
+    for data in items:
+        decoded, fresh = _decode_of(kind, data)
+        out += decoded
+        current = current and fresh
+    return WireBatch(out, join_arrays(items)) if current else out
+
+
 def _decode_of(kind: type[_T], data: bytes) -> tuple[list[_T], bool]:
     head = (kind.TAG, kind.VERSION)  # type: ignore[attr-defined]
     width = len(kind._fields) + 2  # type: ignore[attr-defined]

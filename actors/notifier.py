@@ -55,9 +55,8 @@ import trio
 
 from actors import _metrics
 from actors._inbox import with_waiting
-from actors._wire import WireBatch, join_arrays
 from actors.callbacks_policy import BreakerState, Endpoints, RetryPolicy, endpoint_of
-from actors.messages import StatusEvent, decode_wire_batch_of
+from actors.messages import StatusEvent, decode_wire_batches_of
 from actors.ports import (
     CallbackEntry,
     CallbackOutbox,
@@ -168,21 +167,10 @@ async def run(
             task_status.started()
             async for batch in inbox:
                 # whatever else waits goes into the same outbox write
-                await delivery.enqueue(_decode_events(with_waiting(inbox, batch)))
+                items = with_waiting(inbox, batch)
+                await delivery.enqueue(decode_wire_batches_of(StatusEvent, items))
             await delivery.drain()
             nursery.cancel_scope.cancel()
-
-
-def _decode_events(items: list[bytes]) -> Sequence[StatusEvent]:
-    """The events of the inbox ``items``, in order; a WireBatch of the items joined when each
-    kept its bytes, so the outbox's write to the writer process packs nothing again."""
-    batches = [decode_wire_batch_of(StatusEvent, item) for item in items]
-    if len(batches) == 1:
-        return batches[0]
-    events = [e for b in batches for e in b]
-    if all(isinstance(b, WireBatch) for b in batches):
-        return WireBatch(events, join_arrays(items))
-    return events
 
 
 _LINGER: Final = 5.0

@@ -56,6 +56,19 @@ def test_decode_wire_batch_of_keeps_the_bytes(batch: list[m.Kind]) -> None:
     assert m.encode_batch(decoded) is item
 
 
+@given(st.lists(st.lists(any_message, max_size=8), min_size=1, max_size=4))
+def test_decode_wire_batches_of_joins_the_items(batches: list[list[m.Kind]]) -> None:
+    receipts = [[x for x in b if type(x) is m.CarrierReceipt] for b in batches]
+    items = [m.encode_batch(b) for b in receipts]
+    decoded = m.decode_wire_batches_of(m.CarrierReceipt, items)
+    assert list(decoded) == [x for b in receipts for x in b]
+    assert type(decoded) is WireBatch
+    assert m.encode_batch(decoded) == m.encode_batch(list(decoded))
+    other = [m.encode_batch([m.Released(m.MsgId("a"), 1.0)])]
+    with pytest.raises(m.DecodeError):
+        m.decode_wire_batches_of(m.CarrierReceipt, items + other)
+
+
 def test_an_upgraded_or_short_row_gives_a_plain_list() -> None:
     # a Message row without its defaulted fields decodes (defaults) but is not encode_batch's
     # form of it: the result must not claim those bytes
