@@ -75,34 +75,11 @@ def _decode_sm(cls: type[_Sm], buf: Buffer, pos: int, end: int, seq: int) -> _Sm
         return _decode_sm_general(cls, buf, pos, end, seq)
     (service_type, src_ton, src_npi, source_addr, dst_ton, dst_npi, destination_addr,
      esm_class, protocol_id, priority_flag, schedule, validity) = m.groups()
-    pos = m.end()
-    registered, replace, data_coding, default_id, sm_length = unpack_sm_tail(buf, pos - 5)
-    if pos + sm_length > end:
-        raise ValueError("sm_length runs past the end of the PDU")
-    pdu = cls(
-        seq,
-        source_addr.decode("latin-1"),
-        destination_addr.decode("latin-1"),
-        bytes(buf[pos : pos + sm_length]),
-        service_type.decode("latin-1"),
-        src_ton[0],
-        src_npi[0],
-        dst_ton[0],
-        dst_npi[0],
-        esm_class[0],
-        protocol_id[0],
-        priority_flag[0],
-        schedule.decode("latin-1"),
-        validity.decode("latin-1"),
-        registered,
-        replace,
-        data_coding,
-        default_id,
-    )
-    pos += sm_length
-    if pos < end:
-        decode_sm_tlvs(pdu, buf, pos, end)
-    return pdu
+    return _finish_sm(
+        cls, seq, buf, m.end(), end, source_addr.decode("latin-1"),
+        destination_addr.decode("latin-1"), service_type.decode("latin-1"), src_ton[0],
+        src_npi[0], dst_ton[0], dst_npi[0], esm_class[0], protocol_id[0], priority_flag[0],
+        schedule.decode("latin-1"), validity.decode("latin-1"))
 
 
 def _decode_sm_general(cls: type[_Sm], buf: Buffer, pos: int, end: int, seq: int) -> _Sm:
@@ -129,30 +106,23 @@ def _decode_sm_general(cls: type[_Sm], buf: Buffer, pos: int, end: int, seq: int
     pos = nul + 1
     if pos + 5 > end:
         raise ValueError("body ends inside the fixed fields")
-    registered, replace, data_coding, default_id, sm_length = unpack_sm_tail(buf, pos)
-    pos += 5
+    return _finish_sm(cls, seq, buf, pos + 5, end, source_addr, destination_addr, service_type,
+                      src_ton, src_npi, dst_ton, dst_npi, esm_class, protocol_id, priority_flag,
+                      schedule, validity)
+
+
+def _finish_sm(cls: type[_Sm], seq: int, buf: Buffer, pos: int, end: int, source_addr: str,
+               destination_addr: str, service_type: str, src_ton: int, src_npi: int,
+               dst_ton: int, dst_npi: int, esm_class: int, protocol_id: int,
+               priority_flag: int, schedule: str, validity: str) -> _Sm:
+    """The PDU from its C-Octet fields: ``pos`` is just past the fixed fields, whose last five
+    octets (registered_delivery .. sm_length) are read here, then the message and the TLVs."""
+    registered, replace, data_coding, default_id, sm_length = unpack_sm_tail(buf, pos - 5)
     if pos + sm_length > end:
         raise ValueError("sm_length runs past the end of the PDU")
-    pdu = cls(
-        seq,
-        source_addr,
-        destination_addr,
-        bytes(buf[pos : pos + sm_length]),
-        service_type,
-        src_ton,
-        src_npi,
-        dst_ton,
-        dst_npi,
-        esm_class,
-        protocol_id,
-        priority_flag,
-        schedule,
-        validity,
-        registered,
-        replace,
-        data_coding,
-        default_id,
-    )
+    pdu = cls(seq, source_addr, destination_addr, bytes(buf[pos : pos + sm_length]),
+              service_type, src_ton, src_npi, dst_ton, dst_npi, esm_class, protocol_id,
+              priority_flag, schedule, validity, registered, replace, data_coding, default_id)
     pos += sm_length
     if pos < end:
         decode_sm_tlvs(pdu, buf, pos, end)
