@@ -149,8 +149,7 @@ class Api:
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        if request.path == "/v1/messages" and request.method == "POST" and \
-                "idempotency-key" not in request.headers:
+        if self.independent(request):
             # The hot route, without the route table, the handler lookup and three call layers
             # (every await on this path is resumed through each of them): what ``_submit``
             # does for a submission without an Idempotency-Key.
