@@ -25,7 +25,8 @@ Every request re-checks the URL against SSRF rules with a fresh resolution
 (``gateway.ssrf.resolve_callback_url``) and connects to the checked address itself (Host header
 and TLS SNI keep the name), so a DNS answer changed after submit cannot redirect it. Redirects
 are not followed, proxies from the environment are not used, and the response body is read to
-64 KiB at most. Deadlines are the caller's (``trio.move_on_after`` around :meth:`send`).
+64 KiB at most. A name that does not resolve at send time (resolver down or slow, NXDOMAIN, no
+address) is a transient failure, retried; an address the SSRF rules refuse is permanent. Deadlines are the caller's (``trio.move_on_after`` around :meth:`send`).
 
 Requests go through an httpx transport; the default, :class:`KeepAliveTransport`, keeps
 HTTP/1.1 connections per origin and frames requests and responses itself (httpx's pooled client
@@ -59,7 +60,9 @@ from actors.ports import CallbackResult
 from gateway.ssrf import (
     DEFAULT_PORTS,
     AsyncResolver,
+    CallbackHostUnresolved,
     CallbackUrlRefused,
+    DnsFailure,
     IPAddress,
     ParsedUrl,
     Resolved,
@@ -334,6 +337,11 @@ class HttpCallbackSender:
             send and kept for ``dns_ttl`` seconds (a lookup per callback would cost a worker
             thread hop each; the address dialled is always one checked by this send).
         dns_ttl: how long a host name's (non-empty) answer is reused; 0 resolves every time.
+            Failures are never kept.
+        dns_timeout: seconds a lookup may take before the send fails with a DNS timeout.
+            A name that does not resolve now (resolver failure or timeout, NXDOMAIN, no
+            address) is a transient failure (``dns: ...``), retried by the notifier like an
+            HTTP 503; a URL the SSRF rules refuse is permanent.
         clock: Unix time for ``webhook-timestamp``.
         batched: send a JSON array even for a single event (receivers of batched mode).
         received: reads the stored inbound message an ``SMS_RECEIVED`` event names (the
@@ -351,13 +359,15 @@ class HttpCallbackSender:
         batched: bool = False,
         received: Received | None = None,
         dns_ttl: float = 10.0,
+        dns_timeout: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._received = received
         self._transport = transport or KeepAliveTransport()
         self._allow_loopback, self._allow_private = allow_loopback, allow_private
         self._clock, self._batched = clock, batched
-        self._resolver = _CachedResolver(resolver, dns_ttl, monotonic) if dns_ttl > 0 else resolver
+        timed = _timed_resolver(resolver, dns_timeout)
+        self._resolver = _CachedResolver(timed, dns_ttl, monotonic) if dns_ttl > 0 else timed
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -371,6 +381,8 @@ class HttpCallbackSender:
                 allow_private=self._allow_private,
                 resolver=self._resolver,
             )
+        except CallbackHostUnresolved as exc:  # DNS down or wrong for now: retried
+            return _DNS_RESULTS[exc.failure]
         except CallbackUrlRefused as exc:
             return CallbackResult(ok=False, error=f"url refused: {exc.reason}", permanent=True)
         try:
@@ -458,6 +470,28 @@ class _CachedResolver:
                 self._answers.clear()
             self._answers[key] = (now + self._ttl, answers)
         return answers
+
+
+def _timed_resolver(resolver: AsyncResolver, timeout: float) -> AsyncResolver:
+    """``resolver`` with a deadline: no answer within ``timeout`` seconds raises TimeoutError
+    (which ``resolve_callback_url`` reads as a transient DNS failure)."""
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        with trio.move_on_after(timeout):
+            return await resolver(host, port)
+        raise TimeoutError(f"no DNS answer within {timeout} s")
+
+    return resolve
+
+
+_DNS_ERRORS: Final[dict[DnsFailure, str]] = {
+    "temporary": "dns: temporary failure resolving host",
+    "timeout": "dns: timeout resolving host",
+    "not_found": "dns: host not found (NXDOMAIN)",
+    "no_answer": "dns: no address for host",
+}
+_DNS_RESULTS: Final = {kind: CallbackResult(ok=False, error=e) for kind, e in _DNS_ERRORS.items()}
+"""The transient result of each kind of DNS failure (``permanent`` False: retried)."""
 
 
 @functools.lru_cache(maxsize=4096)

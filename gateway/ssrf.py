@@ -11,7 +11,8 @@ The checks run twice:
   :class:`CallbackUrlRefused` naming the reason;
 * at send time, :func:`resolve_callback_url` resolves the host again and returns the address to
   connect to, so a DNS answer that changed since submit (DNS rebinding) is caught, and the
-  sender connects to exactly the address that was checked.
+  sender connects to exactly the address that was checked. A name without an address at that
+  moment raises :class:`CallbackHostUnresolved`, the one refusal the sender retries.
 
 Odd host forms are normalised *before* the check, the way ``inet_aton`` and browsers read them:
 ``2130706433``, ``0x7f000001``, ``017700000001``, ``127.1``, ``0x7f.1`` are all 127.0.0.1;
@@ -31,7 +32,7 @@ import socket
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import trio
@@ -66,6 +67,25 @@ class CallbackUrlRefused(ValueError):
         super().__init__(f"callback URL refused: {reason}" + (f" ({detail})" if detail else ""))
         self.reason = reason
         self.detail = detail
+
+
+DnsFailure = Literal["temporary", "timeout", "not_found", "no_answer"]
+
+
+class CallbackHostUnresolved(CallbackUrlRefused):
+    """The URL's host name has no address *right now* (``reason`` ``unresolvable``).
+
+    Unlike its parent this says nothing about the URL itself: the resolver failed or timed out
+    (``temporary``, ``timeout``), the name does not exist (``not_found``: NXDOMAIN, often a typo
+    but DNS can be briefly wrong) or it has no address (``no_answer``). At submit time it is a
+    refusal like any other; at send time the callback sender treats it as transient and the
+    notifier retries with back-off until its retry window ends (docs/callbacks.md).
+    """
+
+    def __init__(self, host: str, failure: DnsFailure) -> None:
+        super().__init__("unresolvable", f"{host}: {failure}")
+        self.host = host
+        self.failure: DnsFailure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +305,7 @@ def _check_all(
     parsed: ParsedUrl, addresses: Sequence[str], allow_loopback: bool, allow_private: bool
 ) -> IPAddress:
     if not addresses:
-        raise CallbackUrlRefused("unresolvable", parsed.host)
+        raise CallbackHostUnresolved(parsed.host, "no_answer")
     checked: list[IPAddress] = []
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -298,21 +318,37 @@ def _check_all(
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    """Resolve with the system resolver (blocking)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return []
+    """Resolve with the system resolver (blocking). Failures raise (``socket.gaierror``)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
 
 async def trio_resolver(host: str, port: int) -> list[str]:
-    """Resolve with trio's resolver (in a worker thread)."""
-    try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return []
+    """Resolve with trio's resolver (in a worker thread). Failures raise (``socket.gaierror``)."""
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+# getaddrinfo's "this name does not exist / has no address" codes (EAI_NODATA is glibc's).
+_NOT_FOUND: Final = frozenset(
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+)
+
+
+def dns_failure(host: str, exc: Exception) -> CallbackUrlRefused:
+    """The refusal a resolver's exception stands for: :class:`CallbackHostUnresolved` (the
+    name has no address now, worth retrying) for socket errors and timeouts, ``invalid_host``
+    for a name the resolver cannot even encode (``UnicodeError``)."""
+    if isinstance(exc, UnicodeError):
+        return CallbackUrlRefused("invalid_host", "not a valid host name")
+    if isinstance(exc, TimeoutError):
+        return CallbackHostUnresolved(host, "timeout")
+    if isinstance(exc, socket.gaierror) and exc.errno in _NOT_FOUND:
+        return CallbackHostUnresolved(host, "not_found")
+    return CallbackHostUnresolved(host, "temporary")  # EAI_AGAIN, EAI_FAIL, any OSError
+
+
+_RESOLVER_ERRORS: Final = (OSError, UnicodeError)  # TimeoutError and gaierror are OSErrors
 
 
 def check_callback_url(
@@ -328,13 +364,21 @@ def check_callback_url(
         url: as the client gave it.
         allow_loopback: permit 127.0.0.0/8 and ::1 (the dev profile).
         allow_private: permit RFC 1918, RFC 6598 (CGNAT) and fc00::/7 (ULA) addresses.
-        resolver: ``(host, port) -> [address, ...]``; empty means "does not resolve".
+        resolver: ``(host, port) -> [address, ...]``; an empty answer or an ``OSError``
+            (``socket.gaierror``, ``TimeoutError``) means "does not resolve now".
 
     Raises:
+        CallbackHostUnresolved: the name has no address now (``reason`` ``unresolvable``).
         CallbackUrlRefused: with ``reason`` naming why.
     """
     parsed = parse_callback_url(url)
-    answers = [str(parsed.address)] if parsed.address else list(resolver(parsed.host, parsed.port))
+    if parsed.address is not None:
+        answers = [str(parsed.address)]
+    else:
+        try:
+            answers = list(resolver(parsed.host, parsed.port))
+        except _RESOLVER_ERRORS as exc:
+            raise dns_failure(parsed.host, exc) from exc
     _check_all(parsed, answers, allow_loopback, allow_private)
     return parsed.url
 
@@ -349,6 +393,8 @@ async def resolve_callback_url(
     """Validate ``url`` again at send time and return the checked address to connect to.
 
     Raises:
+        CallbackHostUnresolved: the name has no address now (resolver failure, timeout,
+            NXDOMAIN, empty answer): transient for the sender, unlike the other refusals.
         CallbackUrlRefused: as :func:`check_callback_url`.
     """
     parsed = _parse_cached(url)
@@ -357,7 +403,10 @@ async def resolve_callback_url(
         if reason is not None:
             raise CallbackUrlRefused(reason, str(parsed.address))
         return Resolved(parsed, parsed.address)
-    answers = await resolver(parsed.host, parsed.port)
+    try:
+        answers = await resolver(parsed.host, parsed.port)
+    except _RESOLVER_ERRORS as exc:
+        raise dns_failure(parsed.host, exc) from exc
     return Resolved(parsed, _check_all(parsed, answers, allow_loopback, allow_private))
 
 
