@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
-__all__ = ["WireBatch", "array_header", "join_arrays"]
+__all__ = ["WireBatch", "array_header", "array_of", "join_arrays"]
 
 
 class WireBatch(tuple[Any, ...]):
@@ -64,10 +64,18 @@ def join_arrays(items: Sequence[bytes]) -> bytes:
         n, skip = array_header(data)
         total += n
         bodies.append(memoryview(data)[skip:])
-    if total < 16:
-        header = bytes((0x90 | total,))
-    elif total < 0x10000:
-        header = b"\xdc" + total.to_bytes(2, "big")
-    else:
-        header = b"\xdd" + total.to_bytes(4, "big")
-    return b"".join([header, *bodies])
+    return b"".join([_header(total), *bodies])
+
+
+def array_of(elements: Sequence[bytes]) -> bytes:
+    """One msgpack array of ``elements``, each already one packed msgpack object (e.g. store
+    records, which are batch rows: ``actors.messages.encode``)."""
+    return b"".join([_header(len(elements)), *elements])
+
+
+def _header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")

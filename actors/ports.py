@@ -222,7 +222,7 @@ class PipelineStore(Protocol):
 
     def read_due(
         self, cursor: bytes, now: float, limit: int, skip: set[str]
-    ) -> tuple[list[Message], bytes, float | None]:
+    ) -> tuple[Sequence[Message], bytes, float | None]:
         """Due outbox entries from ``cursor`` on: (messages, next cursor, next due time)."""
         ...
 

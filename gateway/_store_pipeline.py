@@ -619,7 +619,7 @@ class PipelineStore:
         await store.write(op, fail_fast=True)
 
     def read_due(self, cursor: bytes, now: float, limit: int,
-                 skip: set[str]) -> tuple[list[m.Message], bytes, float | None]:
+                 skip: set[str]) -> tuple[Sequence[m.Message], bytes, float | None]:
         return read_due(self.store, cursor, now, limit, skip)
 
     def outbox_size(self) -> int:

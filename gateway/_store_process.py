@@ -134,7 +134,7 @@ class ProcessPipelineStore:
         await self._call("accept", m.encode_batch(batch))
 
     def read_due(self, cursor: bytes, now: float, limit: int,
-                 skip: set[str]) -> tuple[list[m.Message], bytes, float | None]:
+                 skip: set[str]) -> tuple[Sequence[m.Message], bytes, float | None]:
         return self.thread.read_due(cursor, now, limit, skip)
 
     def outbox_size(self) -> int:
