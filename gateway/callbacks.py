@@ -1,7 +1,20 @@
-"""Status callbacks over HTTP: the JSON body, the Standard Webhooks signature, the sender.
+"""Status callbacks over HTTP: the sender, and where each event's callback goes.
 
-Satisfies ``actors.ports.CallbackSender`` structurally. One event goes as a JSON object, a batch
-as a JSON array of the same objects (see docs/callbacks.md)::
+:class:`HttpCallbackSender` satisfies ``actors.ports.CallbackSender`` structurally: it checks
+the URL, builds the body, signs it and POSTs it, and turns every outcome into a
+``CallbackResult``. :func:`endpoint_resolver` builds the notifier's ``endpoint_for`` from the
+accounts' settings. The work itself lives in small modules whose names this one re-exports
+(imports from ``gateway.callbacks`` keep working):
+
+* ``gateway._callback_body``: the JSON body (one event as an object, a batch as an array),
+  RFC 3339 times, ``webhook-id``; ``SMS_RECEIVED`` pushes of inbound messages;
+* ``gateway._callback_signing``: Standard Webhooks ``sign`` / ``verify``, ``secret_bytes``;
+* ``gateway._callback_transport``: :class:`KeepAliveTransport`, the keep-alive HTTP/1.1
+  transport with hand-made framing (httpx's pooled client and h11 cost most of the CPU per
+  callback; see bench/RESULTS_callbacks.md).
+
+One event goes as a JSON object, a batch as a JSON array of the same objects (see
+docs/callbacks.md)::
 
     {"type": "SMS_DELIVERED", "timestamp": "2026-11-25T22:00:01.250Z",
      "data": {"message_id": ..., "sequence": 2, "account": ..., "carrier_id": ...,
@@ -26,39 +39,50 @@ Every request re-checks the URL against SSRF rules with a fresh resolution
 and TLS SNI keep the name), so a DNS answer changed after submit cannot redirect it. Redirects
 are not followed, proxies from the environment are not used, and the response body is read to
 64 KiB at most. A name that does not resolve at send time (resolver down or slow, NXDOMAIN, no
-address) is a transient failure, retried; an address the SSRF rules refuse is permanent. Deadlines are the caller's (``trio.move_on_after`` around :meth:`send`).
-
-Requests go through an httpx transport; the default, :class:`KeepAliveTransport`, keeps
-HTTP/1.1 connections per origin and frames requests and responses itself (httpx's pooled client
-and h11 cost most of the CPU per callback; see bench/RESULTS_callbacks.md).
+address) is a transient failure, retried; an address the SSRF rules refuse is permanent.
+Deadlines are the caller's (``trio.move_on_after`` around :meth:`HttpCallbackSender.send`).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import hashlib
-import hmac
-import ipaddress
-import json
-import math
-import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from json.encoder import encode_basestring
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import trio
 
-from actors.messages import MsgId, StatusEvent
+from actors.messages import StatusEvent
 from actors.ports import CallbackResult
+
+# Re-exported: the names in __all__, and the private ones tests and bench/callbacks.py import.
+from gateway._callback_body import (
+    EVENTS,
+    RECEIVED,
+    InboundGone,
+    Received,
+    _rfc3339,  # noqa: F401
+    _rfc3339_slow,  # noqa: F401
+    build_body,
+    build_body_slow,
+    event_payload,
+    inbound_event,
+    received_payload,
+    webhook_id,
+)
+from gateway._callback_signing import SECRET_PREFIX, secret_bytes, sign, verify
+from gateway._callback_transport import (
+    MAX_RESPONSE,
+    KeepAliveTransport,
+    Origin,
+    _Connection,  # noqa: F401
+    _request_head,
+)
 from gateway.ssrf import (
-    DEFAULT_PORTS,
     AsyncResolver,
     CallbackHostUnresolved,
     CallbackUrlRefused,
@@ -70,194 +94,31 @@ from gateway.ssrf import (
     trio_resolver,
 )
 
-EVENTS: Final = frozenset({"SMS_SENT", "SMS_NOT_SENT", "SMS_DELIVERED", "SMS_NOT_DELIVERED"})
-RECEIVED: Final = "SMS_RECEIVED"
-"""The event of an inbound (MO) message pushed to its account."""
-MAX_RESPONSE: Final = 64 * 1024
+__all__ = [
+    "EVENTS",
+    "MAX_RESPONSE",
+    "RECEIVED",
+    "SECRET_PREFIX",
+    "USER_AGENT",
+    "HttpCallbackSender",
+    "InboundGone",
+    "KeepAliveTransport",
+    "Origin",
+    "Received",
+    "build_body",
+    "build_body_slow",
+    "endpoint_resolver",
+    "event_payload",
+    "inbound_event",
+    "open_callback_sender",
+    "received_payload",
+    "secret_bytes",
+    "sign",
+    "verify",
+    "webhook_id",
+]
+
 USER_AGENT: Final = "Septet-Webhooks/1"
-SECRET_PREFIX: Final = "whsec_"
-
-
-# ------------------------------------------------------------------------------- payload
-
-
-def _rfc3339_slow(t: float) -> str:
-    """The reference form (datetime): what :func:`_rfc3339` must equal for every ``t``."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_SECOND: list[Any] = [None, ""]  # [whole second, "YYYY-MM-DDTHH:MM:SS"] of the last call
-
-
-def _rfc3339(t: float) -> str:
-    """``2026-11-25T22:00:01.250Z``: as :func:`_rfc3339_slow`, with the date and time of the
-    last whole second kept (a batch's events share it), so most calls only format the ms."""
-    frac, whole = math.modf(t)
-    us = round(frac * 1e6)  # datetime.fromtimestamp rounds to µs half-even, as round() does
-    if us >= 1_000_000:
-        whole, us = whole + 1, us - 1_000_000
-    elif us < 0:
-        whole, us = whole - 1, us + 1_000_000
-    if whole != _SECOND[0]:
-        if not 0 <= whole < 253402300800:  # outside years 1970..9999: let datetime say
-            return _rfc3339_slow(t)
-        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _SECOND[0] = whole
-    return f"{_SECOND[1]}.{us // 1000:03d}Z"
-
-
-def event_payload(event: StatusEvent) -> dict[str, Any]:
-    """The JSON object of one status event (Standard Webhooks ``type``/``timestamp``/``data``)."""
-    return {
-        "type": event.event,
-        "timestamp": _rfc3339(event.at),
-        "data": {
-            "message_id": event.msg_id,
-            "sequence": event.seq,
-            "account": event.account,
-            "carrier_id": event.carrier_id,
-            "campaign": event.campaign,
-            "parts": event.parts,
-            "error_code": event.error_code,
-            "reason": event.reason,
-            "client_ref": event.client_ref,
-            "occurred_at": event.at,
-        },
-    }
-
-
-def inbound_event(msg_id: str, account: str, received_at: float, connector: str) -> StatusEvent:
-    """The outbox entry of an inbound message's push. ``msg_id`` is the outbox's id for it
-    (``gateway.callback_outbox.inbound_msg_id``); the body is read from the store at send."""
-    return StatusEvent(MsgId(msg_id), account, RECEIVED, 1, received_at, carrier_id=connector)
-
-
-Received = Callable[[StatusEvent], "dict[str, Any] | None"]
-"""``SMS_RECEIVED`` event -> the ``data`` object of its body (the stored message), or None
-when that message is no longer stored."""
-
-
-class InboundGone(LookupError):
-    """The inbound message an ``SMS_RECEIVED`` entry names is not stored (any more)."""
-
-
-def received_payload(event: StatusEvent, data: dict[str, Any]) -> dict[str, Any]:
-    """The JSON object of an inbound message's push (``data`` as ``received`` gives it)."""
-    return {"type": RECEIVED, "timestamp": _rfc3339(event.at), "data": data}
-
-
-def _received_json(e: StatusEvent, received: Received | None) -> str:
-    data = received(e) if received is not None else None
-    if data is None:
-        raise InboundGone(e.msg_id)
-    return json.dumps(received_payload(e, data), separators=(",", ":"), ensure_ascii=False)
-
-
-def build_body_slow(events: Sequence[StatusEvent], *, batched: bool | None = None) -> bytes:
-    """The reference form (``json.dumps`` of :func:`event_payload`); :func:`build_body` equals it."""
-    as_array = len(events) != 1 if batched is None else batched
-    payload: Any = [event_payload(e) for e in events] if as_array else event_payload(events[0])
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-_str = encode_basestring  # the C string escaper json.dumps(ensure_ascii=False) uses
-
-
-def _event_json(e: StatusEvent) -> str:
-    """One event's object, byte for byte what ``json.dumps(event_payload(e), separators=(",",
-    ":"), ensure_ascii=False)`` writes, without building the dicts (a third of the cost)."""
-    if type(e.seq) is not int or type(e.parts) is not int or not (
-            type(e.at) is int or (type(e.at) is float and math.isfinite(e.at))):
-        return _event_json_slow(e)  # bools, NaN and the like: json's own spelling
-    try:
-        return _fast_event_json(e)
-    except TypeError:  # a field that is not a str
-        return _event_json_slow(e)
-
-
-def _event_json_slow(e: StatusEvent) -> str:
-    return json.dumps(event_payload(e), separators=(",", ":"), ensure_ascii=False)
-
-
-def _fast_event_json(e: StatusEvent) -> str:
-    return (f'{{"type":{_str(e.event)},"timestamp":"{_rfc3339(e.at)}","data":{{"message_id":'
-            f'{_str(e.msg_id)},"sequence":{e.seq!r},"account":{_str(e.account)},"carrier_id":'
-            f'{_str(e.carrier_id)},"campaign":{_str(e.campaign)},"parts":{e.parts!r},'
-            f'"error_code":{_str(e.error_code)},"reason":{_str(e.reason)},"client_ref":'
-            f'{_str(e.client_ref)},"occurred_at":{e.at!r}}}}}')
-
-
-def build_body(events: Sequence[StatusEvent], *, batched: bool | None = None,
-               received: Received | None = None) -> bytes:
-    """One event as an object, several (or ``batched=True``) as an array. Compact UTF-8 JSON.
-
-    Status events are written field by field (equal to :func:`build_body_slow`, which a
-    property test checks); ``SMS_RECEIVED`` ones carry what ``received`` reads.
-
-    Raises:
-        InboundGone: an ``SMS_RECEIVED`` event whose message ``received`` does not find.
-    """
-    as_array = len(events) != 1 if batched is None else batched
-
-    def one(e: StatusEvent) -> str:
-        return _received_json(e, received) if e.event == RECEIVED else _event_json(e)
-
-    if not as_array:
-        return one(events[0]).encode()
-    return ("[" + ",".join(map(one, events)) + "]").encode()
-
-
-def webhook_id(events: Sequence[StatusEvent]) -> str:
-    """Stable across retries: ``msg_<msg_id>_<seq>`` for one event, a digest for a batch."""
-    if len(events) == 1:
-        return f"msg_{events[0].msg_id}_{events[0].seq}"
-    digest = hashlib.sha256("\n".join([f"{e.msg_id}:{e.seq}" for e in events]).encode())
-    return "batch_" + digest.hexdigest()[:32]
-
-
-def sign(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
-    inner, outer = _hmac_pads(secret)
-    inner = inner.copy()
-    inner.update(f"{msg_id}.{timestamp}.".encode())
-    inner.update(body)
-    outer = outer.copy()
-    outer.update(inner.digest())
-    return "v1," + base64.b64encode(outer.digest()).decode()
-
-
-@functools.lru_cache(maxsize=1024)
-def _hmac_pads(secret: bytes) -> tuple[Any, Any]:
-    """SHA-256 states after the HMAC key's inner and outer pads (RFC 2104), kept per secret:
-    copying them is half the cost of ``hmac.digest``, which sets the key up on every call
-    (OpenSSL 3). ``sign`` equals ``hmac.digest(secret, ..., "sha256")`` (a test checks)."""
-    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
-    key = key.ljust(64, b"\0")
-    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in key)))
-
-
-def verify(secret: bytes, headers: dict[str, str], body: bytes, *, now: float, tolerance: float = 300) -> bool:
-    """Receiver-side check (used by tests and shown in the docs): signature and timestamp."""
-    try:
-        timestamp = int(headers["webhook-timestamp"])
-        expected = sign(secret, headers["webhook-id"], timestamp, body).split(",", 1)[1]
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance:
-        return False
-    given = [s.split(",", 1)[1] for s in headers.get("webhook-signature", "").split() if "," in s]
-    return any(hmac.compare_digest(expected, g) for g in given)
-
-
-def secret_bytes(secret: str) -> bytes:
-    """An account's callback secret as HMAC key: ``whsec_<base64>`` decoded, else its UTF-8."""
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-        except ValueError:
-            pass
-    return secret.encode()
 
 
 def endpoint_resolver(
@@ -513,319 +374,6 @@ def _result(status: int, retry_after: str | None) -> CallbackResult:
         permanent=status == 410,  # Gone: the receiver says stop
         retry_after=_retry_after(retry_after),
     )
-
-
-# --------------------------------------------------------------------------- transport
-
-
-Origin = tuple[str, str, int, str]
-"""(scheme, host or address to dial, port, TLS server name)."""
-
-
-def _request_head(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    """Request line and header section. The target and values were checked (no whitespace or
-    control characters) by gateway.ssrf or built here, so they are written as they are."""
-    lines = [b"%s %s HTTP/1.1\r\n" % (method, target)]
-    lines += [b"%s: %s\r\n" % (k, v) for k, v in headers]
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
-class _Stale(Exception):
-    """A connection failed before a response arrived (internal to the transport)."""
-
-
-class _ProtocolError(Exception):
-    """The receiver's answer is not HTTP/1.x as RFC 9112 frames it."""
-
-
-MAX_HEAD: Final = 64 * 1024
-
-
-class _Connection:
-    """One HTTP/1.1 connection: a trio stream, a read buffer and RFC 9112 response framing.
-
-    Hand-written rather than h11: requests are built by us from checked parts, and parsing a
-    response (status line, headers, Content-Length or chunked body) is small; h11's event
-    machinery was a quarter of the sender's CPU time per callback.
-    """
-
-    def __init__(self, stream: trio.abc.Stream, raw: socket.socket | None = None) -> None:
-        self.stream = stream
-        self.raw = raw  # the plain TCP socket under ``stream``, when there is no TLS
-        self.buffer = bytearray()
-        self.reusable = False
-
-    async def exchange(self, data: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Send one request and read its final answer.
-
-        On a plain TCP connection the request goes out with one ``send`` and an answer that
-        arrives in one piece (a callback's answer does) is read with one readiness wait and one
-        ``recv``, without trio's stream layers and their extra scheduler round trips; anything
-        else (a partial write, 1xx, chunked, a body still coming) takes the general path.
-        """
-        sock = self.raw
-        if sock is None:
-            await self.stream.send_all(data)
-            return await self.read_response()
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        if sent < len(data):
-            await self.stream.send_all(memoryview(data)[sent:])
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                chunk = sock.recv(65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                raise _ProtocolError("connection closed")
-            self.buffer += chunk
-            answer = self._whole_answer()
-            if answer is not None:
-                return answer
-            if self.buffer.find(b"\r\n\r\n") >= 0:
-                return await self.read_response()
-
-    def _whole_answer(self) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
-        """The buffered answer when it is complete and framed by Content-Length (or has no
-        body), consumed from the buffer; None (buffer untouched) otherwise."""
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        version, status, headers = _parse_head(bytes(buffer[:end]))
-        if status < 200:
-            return None
-        length, keep = None, version == b"HTTP/1.1"
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length":
-                length = _content_length(value)
-            elif name == b"transfer-encoding":
-                return None
-            elif name == b"connection":
-                keep = keep and value.lower() != b"close"
-        if status in (204, 304):
-            length = 0
-        elif length is None or length > MAX_RESPONSE:
-            return None
-        start = end + 4
-        if len(buffer) < start + length:
-            return None
-        body = bytes(buffer[start : start + length])
-        del buffer[: start + length]
-        self.reusable = keep and not buffer
-        return status, headers, body
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise _ProtocolError("connection closed")
-        self.buffer += data
-
-    async def _until(self, marker: bytes, limit: int) -> bytes:
-        while (i := self.buffer.find(marker)) < 0:
-            if len(self.buffer) > limit:
-                raise _ProtocolError("header section too large")
-            await self._fill()
-        out = bytes(self.buffer[:i])
-        del self.buffer[: i + len(marker)]
-        return out
-
-    async def _exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            await self._fill()
-        out = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return out
-
-    async def read_response(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Status, headers and body (at most MAX_RESPONSE) of the next final response."""
-        self.reusable = False
-        while True:
-            version, status, headers = _parse_head(await self._until(b"\r\n\r\n", MAX_HEAD))
-            if not 100 <= status < 200:
-                break  # 1xx (100 Continue, 103 Early Hints) precede the real answer
-        fields = {k.lower(): v for k, v in headers}
-        keep = version == b"HTTP/1.1" and fields.get(b"connection", b"").lower() != b"close"
-        if status in (204, 304):
-            body, complete = b"", True
-        elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
-            body, complete = await self._chunked()
-        elif b"content-length" in fields:
-            length = _content_length(fields[b"content-length"])
-            complete = length <= MAX_RESPONSE
-            body = await self._exactly(min(length, MAX_RESPONSE))
-        else:
-            body, complete, keep = b"", True, False  # delimited by close: do not wait for it
-        self.reusable = keep and complete and not self.buffer
-        return status, headers, body
-
-    async def _chunked(self) -> tuple[bytes, bool]:
-        body = bytearray()
-        while True:
-            line = await self._until(b"\r\n", MAX_HEAD)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise _ProtocolError("bad chunk size") from exc
-            if size == 0:
-                while await self._until(b"\r\n", MAX_HEAD):
-                    pass  # trailer fields, ignored
-                return bytes(body), True
-            if len(body) + size > MAX_RESPONSE:
-                return bytes(body), False
-            body += await self._exactly(size)
-            await self._exactly(2)
-
-    async def aclose(self) -> None:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(self.stream)
-
-
-def _parse_head(head: bytes) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise _ProtocolError("bad status line")
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise _ProtocolError("bad header line")
-        headers.append((name, value.strip()))
-    return parts[0], int(parts[1]), headers
-
-
-def _content_length(value: bytes) -> int:
-    if not value.strip().isdigit():
-        raise _ProtocolError("bad content-length")
-    return int(value)
-
-
-class KeepAliveTransport(httpx.AsyncBaseTransport):
-    """A lean HTTP/1.1 transport: keep-alive connections per origin, TLS with SNI.
-
-    Made for many small POSTs to few receivers. It never follows redirects, never uses a proxy,
-    reads at most 64 KiB of a response body (a bigger one closes the connection) and has no
-    timeouts of its own (the caller cancels; a cancelled request's connection is closed).
-    Socket and protocol errors become ``httpx.ConnectError`` / ``httpx.ReadError``.
-    """
-
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 256) -> None:
-        self._ssl = ssl_context or ssl.create_default_context()
-        self._idle: dict[Origin, list[_Connection]] = {}
-        self._max_idle = max_idle
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        sni = str(request.extensions.get("sni_hostname") or url.host)
-        origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme], sni)
-        head = _request_head(request.method.encode(), url.raw_path, request.headers.raw)
-        try:
-            status, headers, body = await self.round_trip(origin, head + request.content)
-        except httpx.ReadError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
-        return httpx.Response(status, headers=headers, content=body, request=request)
-
-    async def round_trip(
-        self, origin: Origin, data: bytes
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Write one raw request on a kept-alive (or new) connection to ``origin``; read the answer.
-
-        The sender's fast path (it skips building httpx Request/Response objects).
-
-        Raises:
-            httpx.ConnectError: could not connect (or TLS failed).
-            httpx.ReadError: the connection broke before a complete answer.
-        """
-        idle = self._idle.setdefault(origin, [])
-        if idle:
-            try:
-                return await self._attempt(idle.pop(), origin, data)
-            except _Stale:
-                pass  # the receiver had closed this kept-alive connection: one fresh try
-        try:
-            return await self._attempt(await self._connect(origin), origin, data)
-        except _Stale as exc:
-            raise httpx.ReadError(str(exc.__cause__) or "connection lost") from exc
-
-    async def _attempt(
-        self, conn: _Connection, origin: Origin, data: bytes
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        try:
-            result = await conn.exchange(data)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, _ProtocolError) as exc:
-            await conn.aclose()
-            raise _Stale from exc
-        except BaseException:
-            await conn.aclose()  # cancelled mid-request: the connection's state is unknown
-            raise
-        self._park(origin, conn)
-        return result
-
-    async def _connect(self, origin: Origin) -> _Connection:
-        scheme, host, port, sni = origin
-        if scheme == "http" and _ip_family(host):
-            return await self._connect_plain(host, port)
-        try:
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-            if scheme == "https":
-                tls = trio.SSLStream(stream, self._ssl, server_hostname=sni, https_compatible=True)
-                await tls.do_handshake()
-                stream = tls
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Connection(stream)
-
-    async def _connect_plain(self, host: str, port: int) -> _Connection:
-        """A plain TCP connection to an IP address, keeping the socket for the fast path."""
-        sock = socket.socket(_ip_family(host), socket.SOCK_STREAM)
-        tsock = trio.socket.from_stdlib_socket(sock)
-        try:
-            await tsock.connect((host, port))
-        except OSError as exc:
-            tsock.close()
-            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
-        except BaseException:
-            tsock.close()
-            raise
-        return _Connection(trio.SocketStream(tsock), raw=sock)  # SocketStream sets TCP_NODELAY
-
-    def _park(self, origin: Origin, conn: _Connection) -> None:
-        idle = self._idle[origin]
-        if conn.reusable and len(idle) < self._max_idle:
-            idle.append(conn)
-        else:
-            _close_nowait(conn)
-
-    async def aclose(self) -> None:
-        for idle in self._idle.values():
-            for conn in idle:
-                await conn.aclose()
-        self._idle.clear()
-
-
-@functools.lru_cache(maxsize=4096)
-def _ip_family(host: str) -> int:
-    """``AF_INET`` / ``AF_INET6`` for an IP literal, 0 for a name."""
-    try:
-        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        return 0
-
-
-def _close_nowait(conn: _Connection) -> None:
-    stream = conn.stream
-    # A plain socket closes at once; a TLS stream without close_notify is fine for a dropped
-    # keep-alive connection (the peer sees EOF).
-    inner = getattr(stream, "transport_stream", stream)
-    sock = getattr(inner, "socket", None)
-    if sock is not None:
-        sock.close()
 
 
 @asynccontextmanager
