@@ -90,7 +90,7 @@ class ConnectorRules:
     limit: Limit | None = None
     per_sender: Limit | None = None
     prefixes: Mapping[str, Limit] = field(default_factory=dict)
-    adaptive: Adaptive = Adaptive()
+    adaptive: Adaptive = Adaptive()  # noqa: RUF009 - frozen: one shared default is safe
     adapt_without_limit: bool = False
 
 

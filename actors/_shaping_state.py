@@ -41,7 +41,7 @@ def _lengths(prefixes: dict[str, Limit]) -> tuple[int, ...]:
 class Account:
     """An account's rules resolved: its bucket, window gate, validity and re-contact window."""
 
-    __slots__ = ("name", "rules", "bucket", "gate", "validity", "recontact", "lengths", "prefixes")
+    __slots__ = ("bucket", "gate", "lengths", "name", "prefixes", "recontact", "rules", "validity")
 
     def __init__(self, name: str, rules: AccountRules) -> None:
         self.name = name
@@ -57,8 +57,8 @@ class Account:
 class Connector:
     """A connector's bucket (configured, or temporary after a throttle) and its measured rate."""
 
-    __slots__ = ("name", "rules", "bucket", "temporary", "lengths", "prefixes", "released",
-                 "_mark_at", "_mark_released", "_measured")
+    __slots__ = ("_mark_at", "_mark_released", "_measured", "bucket", "lengths", "name",
+                 "prefixes", "released", "rules", "temporary")
 
     def __init__(self, name: str, rules: ConnectorRules, now: float) -> None:
         self.name = name
@@ -107,7 +107,7 @@ class Connector:
 class Campaign:
     """Slices ("X % every N s") and pace ("M a minute") of one campaign, in messages."""
 
-    __slots__ = ("rules", "size", "start", "released", "bucket", "gate", "last_seen")
+    __slots__ = ("bucket", "gate", "last_seen", "released", "rules", "size", "start")
 
     def __init__(self, rules: CampaignRules, now: float) -> None:
         self.rules = rules
@@ -142,8 +142,8 @@ class Campaign:
 class Lane:
     """Messages that hit the same buckets, gates and campaign, in arrival order."""
 
-    __slots__ = ("queue", "buckets", "gates", "campaign", "timed", "recontact", "conn",
-                 "scheduled", "reserving", "reserved_n", "ckey")
+    __slots__ = ("buckets", "campaign", "ckey", "conn", "gates", "queue", "recontact",
+                 "reserved_n", "reserving", "scheduled", "timed")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
                  campaign: Campaign | None, recontact: float, conn: Connector,

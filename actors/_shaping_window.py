@@ -79,7 +79,7 @@ class SendWindow:
 class WindowGate:
     """A :class:`SendWindow` with its current state cached until the next change."""
 
-    __slots__ = ("window", "_open", "_until")
+    __slots__ = ("_open", "_until", "window")
 
     def __init__(self, window: SendWindow) -> None:
         self.window = window

@@ -109,7 +109,7 @@ def index_key(carrier_id: str, base: IdBase = None) -> bytes:
     if s.isascii() and s.isdigit():  # == _DEC.match(s), the common case, without regexes
         return _num(int(s, 10))
     if _HEX_PREFIXED.match(s):
-        return _num(int(s[2:], 16))
+        return _num(int(s, 16))  # int() reads the 0x prefix itself in base 16
     if _HEX.match(s):
         return _num(int(s, 16))
     return _verbatim(s)
@@ -128,7 +128,7 @@ def lookup_keys(carrier_id: str, base: IdBase = None) -> list[bytes]:
         return [_in_base(s, base) or _verbatim(s)]
     if not (s.isascii() and s.isdigit()):  # digits only never match the two hex patterns
         if _HEX_PREFIXED.match(s):
-            return [_num(int(s[2:], 16))]
+            return [_num(int(s, 16))]
         if _HEX.match(s):
             return [_num(int(s, 16))]
         return [_verbatim(s)]

@@ -221,7 +221,7 @@ def _done_at(value: Any) -> float:
         except ValueError:
             pass
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            return datetime.fromisoformat(value).timestamp()  # 3.11+: a final "Z" is UTC
         except ValueError:
             return 0.0
     return 0.0

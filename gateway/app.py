@@ -78,7 +78,7 @@ class CoreSettings:
     in_doubt: InDoubtPolicy = "resend"
     routes: Mapping[str, Sequence[str]] | None = None  # None: every carrier, in order, for all
     shaping: ShapingRules = field(default_factory=ShapingRules)
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = RetryPolicy()  # noqa: RUF009 - frozen: one shared default is safe
     max_inflight: int = 20_000  # messages the pump has handed on and not yet released
     # a window or campaign slice further away than this (seconds): the rate limiter hands
     # the message back and the pump stores it under that time, freeing its in-flight slot

@@ -110,8 +110,8 @@ class _StoreCollector:
                 ("septet_store_ops", "Write operations committed (ops / commits = batch size)",
                  s.ops),
                 ("septet_store_failed_ops", "Write operations that raised", s.failed_ops),
-                ("septet_store_failed_commits", "Commits that failed (disk full, I/O error); "
-                 "both writers", s.failed_commits),
+                ("septet_store_failed_commits",
+                 "Commits that failed (disk full, I/O error); both writers", s.failed_commits),
                 ("septet_store_map_grown", "Times the map was grown", s.map_grown),
                 ("septet_store_commit_seconds", "Time spent committing (fsync), seconds",
                  s.commit_seconds),

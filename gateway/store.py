@@ -237,7 +237,7 @@ def _run_batch(env: lmdb.Environment, batch: Sequence[_Request[Any]],
             except lmdb.MapFullError:
                 child.abort()
                 raise
-            except Exception as exc:  # the op's own failure: roll back that op only
+            except Exception as exc:  # noqa: BLE001 - the op's own: undo it, tell its caller
                 child.abort()
                 req.error = exc
             else:
