@@ -6,6 +6,10 @@
         └── InvalidPdu                one well-framed PDU whose body does not parse; the session
                                       answers it (generic_nack) and goes on
 
+    InvalidReceipt(ValueError)        an HTTP provider's receipt body that cannot be read
+    InvalidInbound(ValueError)        an HTTP provider's inbound (MO) body that cannot be read;
+                                      names the field at fault
+
 Retry decisions use the class, never the message text. ``to_carrier_error`` is the one place
 that turns these into ``actors.errors`` classes.
 """
@@ -67,3 +71,18 @@ def to_carrier_error(exc: ProtocolViolation) -> CarrierError:
 
 class InvalidReceipt(ValueError):
     """A receipt posted by an HTTP provider that cannot be read (the route answers 400)."""
+
+
+class InvalidInbound(ValueError):
+    """An inbound (MO) message posted by an HTTP provider that cannot be read (the route
+    answers 400 naming ``field``).
+
+    Attributes:
+        field: where in the body the fault is (``body``, ``from``, ``messages[2].text``).
+        reason: what is wrong there (never the value itself: it may be a number or a text).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

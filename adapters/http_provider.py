@@ -77,6 +77,13 @@ class HttpProviderConfig:
     receipt_error_path: str = "error_code"
     receipt_done_path: str = ""
     receipt_status_map: tuple[tuple[str, str], ...] = DEFAULT_STATUS_MAP
+    # inbound (MO) messages posted to POST /v1/inbound/{name} (adapters.http_inbound)
+    inbound_list_path: str = ""  # where a list of messages sits in a JSON body ("" = body)
+    inbound_from_path: str = "from"  # the handset's number
+    inbound_to_path: str = "to"  # our number (routes the message to an account)
+    inbound_text_path: str = "text"
+    inbound_id_path: str = ""  # the provider's message id: "" = no duplicate detection
+    inbound_time_path: str = ""  # when the provider received it: "" = when we did
 
 
 def json_path(document: Any, path: str) -> Any:
