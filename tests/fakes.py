@@ -52,7 +52,7 @@ class ScriptedCarrier:
     def __init__(
         self,
         name: str = "scripted",
-        script: Script = always("deliver"),
+        script: Script = always("deliver"),  # noqa: B008 - stateless: one shared default is safe
         *,
         hex_ids: bool = False,
         early: bool = False,

@@ -41,7 +41,7 @@ def test_imports_run_downward(package: str) -> None:
             top = name.split(".")[0]
             if top in FORBIDDEN[package]:
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
-            if package == "adapters" and top == "actors":
-                if not any(name == a or name.startswith(a + ".") for a in ADAPTERS_MAY_IMPORT_FROM_ACTORS):
-                    bad.append(f"{path.relative_to(ROOT)} imports {name}")
+            if package == "adapters" and top == "actors" and not any(
+                    name == a or name.startswith(a + ".") for a in ADAPTERS_MAY_IMPORT_FROM_ACTORS):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert bad == []

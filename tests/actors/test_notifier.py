@@ -21,7 +21,6 @@ from gateway.callback_outbox import list_dead_letters, replay_dead_letters
 from gateway.store import Store
 from tests.fakes import InlineStore
 
-
 URL = "https://hooks.example.com/sms"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import actors.shaping as shaping
+from actors import shaping
 
 
 def test_all_lists_every_public_name_and_only_those() -> None:

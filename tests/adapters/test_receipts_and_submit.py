@@ -68,7 +68,7 @@ def test_any_bytes_parse_without_crashing(data: bytes) -> None:
     parse_receipt(receipt(data), connector="c", received_at=0.0)
 
 
-def part(text: str, index: int = 0, policy: Policy = Policy()) -> SubmitPart:
+def part(text: str, index: int = 0, policy: Policy = Policy()) -> SubmitPart:  # noqa: B008 - frozen
     parts = split(text, policy, 0x42)
     q = parts[index]
     return SubmitPart(MsgId("m1"), index + 1, len(parts), "+4915112345678", "Septet",

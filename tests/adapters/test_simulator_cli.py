@@ -32,8 +32,10 @@ def test_options_map_onto_the_config() -> None:
 
 
 async def test_simulator_process_serves_and_reports_counters() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.simulator", "--port", "0"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    # Popen only starts the process (no wait); the blocking reads below run in a thread.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "adapters.simulator", "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         with trio.fail_after(20):

@@ -40,6 +40,13 @@ def _logged(path: str) -> list[m.CarrierReceipt]:
     return out
 
 
+def _lines(path: str) -> int:
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
 def _non_final(store: object) -> int:
     n = 0
     with store.read() as txn:  # type: ignore[attr-defined]
@@ -56,25 +63,27 @@ async def main(path: str, mode: str, target: int) -> None:
     carrier = ScriptedCarrier("sim", now=time.time, log_path=log, first_id=time.time_ns())
     carrier.queue_receipts(_logged(log))
     settings = CoreSettings(max_inflight=WINDOW, batch=50, receipt_timeout=None, grace=1.0)
-    async with open_store(os.path.join(path, "db")) as store:
-        async with open_gateway(store, [carrier], settings) as gw:
-            print(json.dumps({"in_doubt": gw.in_doubt}), flush=True)
-            if mode == "accept":
-                acked_path = os.path.join(path, "acked")
-                done = sum(1 for _ in open(acked_path)) if os.path.exists(acked_path) else 0
-                ids = MsgIdFactory()
-                with open(acked_path, "a", buffering=1) as acked:
-                    while done < target:
-                        batch = [m.Message(ids(), "acc", f"+3519{done + i:08d}", "S", "hi",
-                                           "transliterate", time.time()) for i in range(50)]
-                        await gw.accept(batch)
-                        acked.write("".join(f"{x.msg_id}\n" for x in batch))
-                        done += len(batch)
-                        await trio.sleep(0.03)  # paced, so kills land during acceptance too
-                await trio.sleep_forever()
-            while _non_final(store):
-                await trio.sleep(0.05)
-            print(json.dumps({"final": True}), flush=True)
+    async with (open_store(os.path.join(path, "db")) as store,
+                open_gateway(store, [carrier], settings) as gw):
+        print(json.dumps({"in_doubt": gw.in_doubt}), flush=True)
+        if mode == "accept":
+            acked_path = os.path.join(path, "acked")
+            done = _lines(acked_path)
+            ids = MsgIdFactory()
+            # A plain blocking append, line-buffered: each batch's ids are written before
+            # anything else runs, only after accept returned (what the crash test checks).
+            with open(acked_path, "a", buffering=1) as acked:  # noqa: ASYNC230
+                while done < target:
+                    batch = [m.Message(ids(), "acc", f"+3519{done + i:08d}", "S", "hi",
+                                       "transliterate", time.time()) for i in range(50)]
+                    await gw.accept(batch)
+                    acked.write("".join(f"{x.msg_id}\n" for x in batch))
+                    done += len(batch)
+                    await trio.sleep(0.03)  # paced, so kills land during acceptance too
+            await trio.sleep_forever()
+        while _non_final(store):
+            await trio.sleep(0.05)
+        print(json.dumps({"final": True}), flush=True)
 
 
 if __name__ == "__main__":

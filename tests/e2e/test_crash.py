@@ -78,7 +78,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
     submitted = Counter(tuple(line.split()[:2])
                         for line in (tmp_path / "carrier.log").read_text().splitlines())
     duplicates = sum(n - 1 for n in submitted.values())
-    assert set(k[0] for k in submitted) >= set(acked)
+    assert {k[0] for k in submitted} >= set(acked)
     assert duplicates <= in_doubt  # only parts found in doubt were sent twice
     assert duplicates <= KILLS * WINDOW  # ... bounded by the in-flight window per kill
     print(f"kills={KILLS} messages={len(states)} in_doubt={in_doubt} duplicates={duplicates}")

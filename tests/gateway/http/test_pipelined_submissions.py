@@ -1,8 +1,11 @@
 """Pipelined submissions without Idempotency-Key are handled together: one accept, answers in
 order, each answer what that request alone would get; others are handled one at a time."""
 from __future__ import annotations
+
 import json
+
 import trio
+
 from tests.gateway.http.conftest import served  # noqa: F401
 
 

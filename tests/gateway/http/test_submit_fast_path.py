@@ -20,7 +20,7 @@ from gateway.api.problems import Problem
 from gateway.api.routes import Api
 from gateway.config import ApiConfig
 from gateway.errors import Saturated
-from gateway.http._protocol import ReaderLimits, RequestReader, Request, response_bytes
+from gateway.http._protocol import ReaderLimits, Request, RequestReader, response_bytes
 
 NOW = 1_780_000_000.0
 ACCOUNT = Account("acme", default_prefix="351")
@@ -32,7 +32,7 @@ class NullGateway:
     ready = True
     saturated = False
 
-    class store:  # noqa: N801 - what create_api reads from a gateway
+    class store:  # lower case: it stands for the gateway.store that create_api reads
         @staticmethod
         def db(name: bytes) -> bytes:
             return name
