@@ -325,7 +325,7 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
             nursery.start_soon(_purge_inbound_parts, store)
             await _run_gateway(config, store, carriers, key, task_status,
                                callbacks=(outbox, endpoint_for, received_reader(book)),
-                               pipeline=pipeline)
+                               pipeline=pipeline, inbound_store=book.store)
             nursery.cancel_scope.cancel()  # the simulator
 
 
@@ -337,13 +337,16 @@ def _account_endpoints(book: AccountBook, name: str) -> tuple[str, str, str] | N
 
 async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key: str | None,
                        task_status: trio.TaskStatus[int], *,
-                       callbacks: tuple[CallbackOutbox, Any, Any], pipeline: Any = None) -> None:
+                       callbacks: tuple[CallbackOutbox, Any, Any], pipeline: Any = None,
+                       inbound_store: Any = None) -> None:
     """``callbacks``: the callback outbox, the notifier's ``endpoint_for`` and the sender's
     ``received`` (shared with the inbound book, which pushes MO through the same outbox).
-    ``pipeline``: the writer process's store view (``[store] writer = "process"``) or None."""
+    ``pipeline``: the writer process's store view (``[store] writer = "process"``) or None.
+    ``inbound_store``: ``InboundBook.store``, for HTTP providers' inbound webhooks."""
     from actors import notifier
     from gateway import metrics
     from gateway.api import create_api
+    from gateway.api.inbound import InboundWebhooks
     from gateway.app import CoreSettings, open_gateway
     from gateway.callbacks import open_callback_sender
     from gateway.campaigns import Campaigns
@@ -380,6 +383,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                              receipt_parsers={n: t.parse for n, t in taps.items()},
                              receipt_tokens={n: t.token for n, t in taps.items()},
                              receipt_sink=receipt_sink, campaigns=campaigns)
+            api.inbound_webhooks = InboundWebhooks(
+                parsers={n: t.parse_inbound for n, t in taps.items()},
+                tokens={n: t.inbound_token for n, t in taps.items()}, store=inbound_store)
             # ServerLimits' fields are a subset of [http]'s (test_server_limits_mirror_http_config)
             server = HttpServer(api, ServerLimits(
                 **{f.name: getattr(h, f.name) for f in fields(ServerLimits)}))
@@ -499,12 +505,20 @@ def inbound_routes(config: cfg.Config) -> list[tuple[str, str]]:
 
 
 async def _purge_inbound_parts(store: Any, *, every: float = 3600.0) -> None:
-    """Every hour, drop parts of inbound messages still incomplete after ``PART_TTL``."""
+    """Every hour, drop parts of inbound messages still incomplete after ``PART_TTL``, and
+    providers' message ids older than ``SEEN_TTL`` (in ops of at most 10,000)."""
     while True:
         await trio.sleep(every)
         removed = await inbound.purge_parts(store, older_than=time.time() - inbound.PART_TTL)
         if removed:
             logger.info("inbound: %d parts of incomplete messages removed", removed)
+        forgotten, batch = 0, 10_000  # one op's most: the writer commits others in between
+        while batch == 10_000:
+            batch = await inbound.purge_seen(store, older_than=time.time() - inbound.SEEN_TTL,
+                                             limit=batch)
+            forgotten += batch
+        if forgotten:
+            logger.info("inbound: %d providers' message ids forgotten", forgotten)
 
 
 async def _carriers(config: cfg.Config, nursery: trio.Nursery,
@@ -531,7 +545,8 @@ async def _carriers(config: cfg.Config, nursery: trio.Nursery,
                                     concat="sar" if c.concat == "sar" else "udh",
                                     inbound=inbound_sink))
     for h in config.http_providers:
-        carriers.append(ReceiptTap(_http_carrier(h), h.receipt_token))
+        carriers.append(ReceiptTap(_http_carrier(h), h.receipt_token,
+                                   inbound_token=h.inbound_token or h.receipt_token))
     if not carriers:
         logger.warning("no carrier configured: messages are accepted and wait in the outbox")
     return carriers
@@ -549,16 +564,21 @@ def _http_carrier(h: cfg.HttpProviderConnectorConfig) -> Any:
         id_path=h.id_path, error_path=h.error_path, timeout=h.timeout, concurrency=h.concurrency,
         receipt_list_path=h.receipt_list_path, receipt_id_path=h.receipt_id_path,
         receipt_status_path=h.receipt_status_path, receipt_error_path=h.receipt_error_path,
-        receipt_done_path=h.receipt_done_path))
+        receipt_done_path=h.receipt_done_path, inbound_list_path=h.inbound_list_path,
+        inbound_from_path=h.inbound_from_path, inbound_to_path=h.inbound_to_path,
+        inbound_text_path=h.inbound_text_path, inbound_id_path=h.inbound_id_path,
+        inbound_time_path=h.inbound_time_path))
 
 
 class ReceiptTap:
     """Wraps an HTTP-provider carrier: keeps the receipt sink the Gateway hands to ``run`` so
-    that ``POST /v1/receipts/{connector}`` can feed it (the provider pushes receipts to us)."""
+    that ``POST /v1/receipts/{connector}`` can feed it (the provider pushes receipts to us),
+    and reads the bodies of ``POST /v1/inbound/{connector}`` with the carrier's config."""
 
-    def __init__(self, carrier: Any, token: str) -> None:
+    def __init__(self, carrier: Any, token: str, *, inbound_token: str = "") -> None:
         self._carrier = carrier
         self.token = token
+        self.inbound_token = inbound_token or token
         self.sink: Any = None
 
     @property
@@ -573,6 +593,11 @@ class ReceiptTap:
         from adapters.http_provider import parse_receipts
 
         return parse_receipts(self._carrier.config, body, content_type)
+
+    def parse_inbound(self, body: bytes, content_type: str) -> list[Any]:
+        from adapters.http_inbound import parse_inbound
+
+        return parse_inbound(self._carrier.config, body, content_type, received_at=time.time())
 
     async def run(self, receipts: Any, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -200,7 +200,10 @@ class HttpProviderConnectorConfig:
     """One HTTP provider (``[[http_providers]]`` tables); see adapters.http_provider.
 
     Its delivery receipts are accepted at ``POST /v1/receipts/<name>``, authenticated by
-    ``receipt_token`` (sent as ``Authorization: Bearer <token>``; required).
+    ``receipt_token`` (sent as ``Authorization: Bearer <token>``; required). Its inbound (MO)
+    messages are accepted at ``POST /v1/inbound/<name>``, authenticated by ``inbound_token``,
+    or by ``receipt_token`` when that is "" (providers often have one webhook secret), and
+    read at the ``inbound_*_path`` paths (adapters.http_inbound).
     """
 
     name: str = ""
@@ -220,6 +223,13 @@ class HttpProviderConnectorConfig:
     receipt_status_path: str = "status"
     receipt_error_path: str = "error_code"
     receipt_done_path: str = ""
+    inbound_token: str = ""  # "" = receipt_token
+    inbound_list_path: str = ""
+    inbound_from_path: str = "from"
+    inbound_to_path: str = "to"
+    inbound_text_path: str = "text"
+    inbound_id_path: str = ""  # the provider's message id: set it to drop webhook retries
+    inbound_time_path: str = ""
 
     def check(self) -> list[str]:
         errs = []
@@ -233,6 +243,12 @@ class HttpProviderConnectorConfig:
         if len(self.receipt_token) < 16:
             errs.append(f"{where}.receipt_token: at least 16 characters (receipts are refused "
                         "without it)")
+        if self.inbound_token and len(self.inbound_token) < 16:
+            errs.append(f"{where}.inbound_token: at least 16 characters, or \"\" to use "
+                        "receipt_token")
+        for name in ("inbound_from_path", "inbound_to_path", "inbound_text_path"):
+            if not getattr(self, name):
+                errs.append(f"{where}.{name}: required (a dotted path into each message)")
         for name in ("headers", "fields", "static_fields"):
             if any(len(pair) != 2 for pair in getattr(self, name)):
                 errs.append(f"{where}.{name}: a list of [name, value] pairs")

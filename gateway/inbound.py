@@ -21,6 +21,17 @@ Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
                                                text, encoding, parts]
     inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
                    -> msgpack [received_at, destination, encoding, text]
+    inbound_seen   connector 0x00 provider_id -> msgpack [seen_at, account, id]
+    inbound_seen_age  u64 seen_at (whole seconds) connector 0x00 provider_id -> b""
+
+Duplicates: an HTTP provider retries its webhook when our answer is lost, so a message it
+posts may come twice. When it names the message (``inbound_id_path``), :meth:`InboundBook.store`
+is given that id, and the write that stores the message also records it in ``inbound_seen``;
+a message whose (connector, provider id) is already there is neither stored nor pushed again
+(counted in ``InboundBook.duplicates``). The check and the record are in the one write, so two
+copies racing in one commit, or in one body, still store one. Ids are kept ``SEEN_TTL`` (a
+provider retries for hours, not weeks); ``inbound_seen_age`` orders them by time so that
+:func:`purge_seen` removes the old ones without reading the rest.
 
 Push (``SMS_RECEIVED``): given a callback outbox and the notifier's ``endpoint_for``, the
 book asks, before its write, which of the accounts the parts route to have a URL for inbound
@@ -64,7 +75,9 @@ logger = logging.getLogger(__name__)
 
 DB: Final = b"inbound"
 PARTS: Final = b"inbound_parts"
-for _name in (DB, PARTS):
+SEEN: Final = b"inbound_seen"
+SEEN_AGE: Final = b"inbound_seen_age"
+for _name in (DB, PARTS, SEEN, SEEN_AGE):
     if _name not in STORE_DATABASES:
         STORE_DATABASES.append(_name)
 
@@ -72,6 +85,8 @@ _SEQ_KEY: Final = b"inbound_seq"
 _GROUP: Final = struct.Struct(">BHB")
 PART_TTL: Final = 24 * 3600.0
 """Seconds an incomplete concatenated message waits for its missing parts."""
+SEEN_TTL: Final = 7 * 24 * 3600.0
+"""Seconds a provider's message id is remembered (its webhook retries end well before)."""
 
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
@@ -133,6 +148,7 @@ class InboundBook:
         self.stored = 0
         self.unrouted = 0
         self.pushed = 0
+        self.duplicates = 0
 
     def _pushing(self, parts: Sequence[InboundPart]) -> set[str]:
         """The accounts among those ``parts`` route to that want their messages pushed."""
@@ -144,15 +160,35 @@ class InboundBook:
 
     async def sink(self, parts: Sequence[InboundPart]) -> None:
         """The connectors' inbound sink: durable (push included) when it returns."""
+        await self.store(parts)
+
+    async def store(self, parts: Sequence[InboundPart],
+                    provider_ids: Sequence[str] = ()) -> int:
+        """Store ``parts`` (pushes included) in one write; durable when it returns.
+
+        Args:
+            parts: whole messages or parts of concatenated ones.
+            provider_ids: the provider's id of each part, in order ("" or absent: none); a
+                whole message whose (connector, id) is already stored is skipped.
+
+        Returns:
+            How many of ``parts`` were skipped as duplicates.
+        """
         if not parts:
-            return
-        dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta")))
+            return 0
+        dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta", SEEN, SEEN_AGE)))
         push, now, outbox = self._pushing(parts), self._now(), self._outbox
         enqueue = None if not push or outbox is None else partial(_enqueue_push, outbox, now=now)
         with outbox.writing(now) if enqueue is not None and outbox is not None else nullcontext():
             accounts = await self._store.write(partial(
                 op_store, dbs=dbs, parts=list(parts), route=self._router.account, push=push,
-                enqueue=enqueue))
+                enqueue=enqueue, provider_ids=list(provider_ids), now=now))
+        duplicates: int = accounts.count(None)
+        accounts = [a for a in accounts if a is not None]
+        if duplicates:
+            self.duplicates += duplicates
+            logger.info("inbound: %d duplicate messages skipped (connector %s)", duplicates,
+                        parts[0].connector)
         if enqueue is not None and outbox is not None:
             outbox.doorbell.ring()  # committed: the notifier sends it now, not at its next poll
         self.pushed += sum(a in push for a in accounts)
@@ -163,6 +199,7 @@ class InboundBook:
             self.unrouted += account == ""
         if accounts:
             logger.debug("inbound: %d messages stored (%d parts)", len(accounts), len(parts))
+        return duplicates
 
     def get(self, account: str, msg_id: str) -> InboundMessage | None:
         """``account``'s message ``msg_id``, or None."""
@@ -221,6 +258,8 @@ class _Dbs(NamedTuple):
     messages: Any
     parts: Any
     meta: Any
+    seen: Any = None
+    seen_age: Any = None
 
 
 def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEvent, *,
@@ -230,18 +269,31 @@ def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEv
 
 def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
              route: Callable[[str], str | None], push: Container[str] = (),
-             enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None) -> list[str]:
+             enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None,
+             provider_ids: Sequence[str] = (), now: float = 0.0) -> list[str | None]:
     """Store whole messages and parts; returns the account ("" = unrouted) of each message
-    stored (a part completing its group stores its message). A message of an account in
-    ``push`` also goes to ``enqueue`` (the callback outbox), in this same transaction."""
-    stored = []
-    for part in parts:
+    stored (a part completing its group stores its message), and None for each whole message
+    skipped because its ``provider_ids`` entry was already seen on its connector (ids are
+    recorded at ``now``). A message of an account in ``push`` also goes to ``enqueue`` (the
+    callback outbox), in this same transaction."""
+    stored: list[str | None] = []
+    for index, part in enumerate(parts):
+        seen_key = b""
+        if part.concat is None and index < len(provider_ids) and provider_ids[index]:
+            seen_key = part.connector.encode() + b"\x00" + provider_ids[index].encode(
+                "utf-8", "surrogatepass")
+            if txn.get(seen_key, db=dbs.seen) is not None:
+                stored.append(None)
+                continue
         whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
         if whole is None:
             continue
         message, count = whole
         account = route(message.destination) or ""
         msg_id = _put_message(txn, dbs, account, message, count)
+        if seen_key:
+            txn.put(seen_key, msgpack.packb([now, account, msg_id]), db=dbs.seen)
+            txn.put(u64(max(0, int(now))) + seen_key, b"", db=dbs.seen_age)
         if enqueue is not None and account in push:
             enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
                                        message.connector))
@@ -304,6 +356,31 @@ async def purge_parts(store: Any, *, older_than: float, limit: int = 10_000) -> 
     """Remove parts of incomplete messages received before ``older_than``; how many."""
     return int(await store.write(partial(_op_purge, db=store.db(PARTS), before=older_than,
                                          limit=limit)))
+
+
+async def purge_seen(store: Any, *, older_than: float, limit: int = 10_000) -> int:
+    """Forget providers' message ids recorded before ``older_than``; how many (at most
+    ``limit``: call again while it returns ``limit``)."""
+    return int(await store.write(partial(_op_purge_seen, seen=store.db(SEEN),
+                                         age=store.db(SEEN_AGE), before=older_than,
+                                         limit=limit)))
+
+
+def _op_purge_seen(txn: lmdb.Transaction, *, seen: Any, age: Any, before: float,
+                   limit: int) -> int:
+    cur = txn.cursor(db=age)
+    doomed: list[bytes] = []
+    ok = cur.first()
+    while ok and len(doomed) < limit:
+        key = bytes(cur.key())
+        if int.from_bytes(key[:8], "big") >= before:
+            break  # keys are in time order: the rest are younger
+        doomed.append(key)
+        ok = cur.next()
+    for key in doomed:
+        txn.delete(key, db=age)
+        txn.delete(key[8:], db=seen)
+    return len(doomed)
 
 
 def _op_purge(txn: lmdb.Transaction, *, db: Any, before: float, limit: int) -> int:

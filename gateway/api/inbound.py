@@ -1,4 +1,5 @@
-"""Inbound (mobile-originated) messages of API v1: ``GET /v1/inbound``.
+"""Inbound (mobile-originated) messages of API v1: ``GET /v1/inbound``, and the webhook HTTP
+providers post theirs to, ``POST /v1/inbound/{connector}`` (:class:`InboundWebhooks`).
 
     GET /v1/inbound?cursor=<id>&limit=<n>&since=<time>&to=<our number>&from=<handset>
 
@@ -11,27 +12,54 @@ a sparse filter can answer fewer than ``limit`` messages with a non-null cursor:
 without their "+". Unrouted messages (no ``[[inbound]]`` route) belong to no account and are
 never listed.
 
+``POST /v1/inbound/{connector}``: no API key; the connector's inbound token as a bearer token
+(compared in constant time). The body is read by the connector's parser
+(``adapters.http_inbound.parse_inbound``); 200 ``{"received": n, "duplicates": d}`` only once
+the messages, and their pushes, are stored (a provider that gets no 200 posts again, and the
+store drops what it already has when the provider names its messages). 401 wrong token, 404
+unknown connector, 400 an unreadable body (naming the field), 503 (Retry-After) when the
+store cannot take them now. Never logs a text or a number.
+
 Must not import: gateway.http.server internals.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from actors.errors import StoreError
 from actors.messages import StatusEvent
-from gateway.accounts import Account
+from adapters.errors import InvalidInbound
+from adapters.http_inbound import HttpInbound
+from gateway.accounts import Account, bearer_token
 from gateway.api import bodies
-from gateway.api.problems import FieldError, invalid
+from gateway.api.problems import (
+    FieldError,
+    bad_body,
+    invalid,
+    not_found,
+    unauthorized,
+    unavailable,
+)
 from gateway.api.query import _time
 from gateway.api.views import rfc3339
 from gateway.callback_outbox import INBOUND_PREFIX
 from gateway.http import Request, Response
 from gateway.inbound import InboundBook, InboundMessage
 
+logger = logging.getLogger(__name__)
+
 PARAMS: Final = frozenset({"cursor", "limit", "since", "to", "from"})
 MAX_LIMIT: Final = 1000
+InboundParser = Callable[[bytes, str], list[HttpInbound]]
+"""``(body, content_type) -> messages`` for one connector (raises ``InvalidInbound``)."""
+InboundStore = Callable[[Sequence[Any], Sequence[str]], Awaitable[int]]
+"""``(parts, provider_ids) -> duplicates``: ``gateway.inbound.InboundBook.store``."""
 
 
 class InboundRoutes:
@@ -109,3 +137,42 @@ def message_json(m: InboundMessage) -> dict[str, Any]:
     return {"id": m.id, "from": m.source, "to": m.destination, "text": m.text,
             "received_at": rfc3339(m.received_at), "connector": m.connector,
             "encoding": m.encoding, "parts": m.parts}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundWebhooks:
+    """``POST /v1/inbound/{connector}`` for HTTP providers (see the module docstring).
+
+    Args:
+        parsers: connector name -> its body parser.
+        tokens: connector name -> the secret it sends as a bearer token.
+        store: where the messages go (durable when it returns); None answers 503.
+    """
+
+    parsers: Mapping[str, InboundParser]
+    tokens: Mapping[str, str]
+    store: InboundStore | None
+
+    async def post(self, request: Request, connector: str) -> Response:
+        parser = self.parsers.get(connector)
+        secret = self.tokens.get(connector, "")
+        if parser is None or not secret:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        given = bearer_token(request.header("authorization"))
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            raise unauthorized("the connector's inbound token is missing or wrong")
+        try:
+            found = parser(request.body, request.header("content-type"))
+        except InvalidInbound as exc:
+            raise bad_body(exc.reason, exc.field[:120]) from None
+        if self.store is None:
+            raise unavailable("inbound messages cannot be stored now", 5)
+        try:
+            duplicates = await self.store([m.part for m in found],
+                                          [m.provider_id for m in found])
+        except StoreError:
+            raise unavailable("the store could not commit; nothing was stored", 1) from None
+        logger.debug("inbound webhook: %d messages, %d duplicates", len(found), duplicates,
+                     extra={"carrier": connector})
+        return Response(200, bodies.encode({"received": len(found), "duplicates": duplicates},
+                                           bodies.JSON))

@@ -81,7 +81,9 @@ SCHEMAS: Final[dict[str, Any]] = {
         "to": {"type": "string", "description": "our number it was sent to"},
         "text": {"type": "string"}, "received_at": {"type": "string", "format": "date-time"},
         "connector": {"type": "string"},
-        "encoding": {"type": "string", "enum": ["gsm7", "ucs2", "latin1", "ascii"]},
+        "encoding": {"type": "string", "enum": ["gsm7", "ucs2", "latin1", "ascii", "utf-8"],
+                     "description": "as the carrier coded it (SMPP data_coding); utf-8: an "
+                                    "HTTP provider handed over decoded text"},
         "parts": {"type": "integer", "minimum": 1}}},
     "InboundPage": {"type": "object", "required": ["messages", "next_cursor"], "properties": {
         "messages": {"type": "array", "items": {"$ref": "#/components/schemas/InboundMessage"}},
@@ -204,7 +206,29 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("POST", "/v1/receipts/{connector}"): {
         "parameters": [{"name": "connector", "in": "path", "required": True,
                         "schema": {"type": "string"}}],
-        "responses": {"200": {"description": "receipts stored"}, **_problems(401, 404, 422)}},
+        "responses": {"200": {"description": "receipts stored"},
+                      **_problems(400, 401, 404, 503)}},
+    ("POST", "/v1/inbound/{connector}"): {
+        "description": "An HTTP provider's inbound-message webhook: authenticated by the "
+                       "connector's inbound_token (else its receipt_token) as a bearer token, "
+                       "not an API key. The body is the provider's own (one message or a list, "
+                       "JSON or a form), read at the connector's inbound_*_path settings "
+                       "(docs/carriers.md). 200 once stored; a message whose provider id "
+                       "(inbound_id_path) is already stored is not stored again.",
+        "parameters": [{"name": "connector", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": [{"type": "object"},
+                                                      {"type": "array",
+                                                       "items": {"type": "object"}}]}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "stored (duplicates: already stored, skipped)",
+                              "content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["received", "duplicates"],
+                                  "properties": {"received": {"type": "integer", "minimum": 0},
+                                                 "duplicates": {"type": "integer",
+                                                                "minimum": 0}}}}}},
+                      **_problems(400, 401, 404, 503)}},
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
-from gateway.api.inbound import InboundRoutes
+from gateway.api.inbound import InboundRoutes, InboundWebhooks
 from gateway.api.messages import MessageRoutes
 from gateway.api.problems import (
     FieldError,
@@ -69,6 +69,8 @@ ROUTES: Final = (
     Route("GET", "/v1/inbound", "inbound", True,
           "The account's inbound (mobile-originated) messages, oldest first, cursor-paged "
           "(cursor, limit, since, to, from)"),
+    Route("POST", "/v1/inbound/{connector}", "inbound_webhook", False,
+          "Inbound (mobile-originated) messages pushed by an HTTP carrier"),
     # Campaigns and templates (gateway/api/campaigns.py, issue 8)
     Route("POST", "/v1/templates", "campaigns.template_put", True, "Create or replace a template"),
     Route("GET", "/v1/templates", "campaigns.template_list", True, "List templates"),
@@ -132,6 +134,8 @@ class Api:
         self.campaigns: Any = None  # gateway.api.campaigns.CampaignRoutes (set by create_api)
         self.dead_letters: Any = None  # gateway.api.dead_letters.DeadLetterRoutes (create_api)
         self.inbound: InboundRoutes | None = None  # made on first use, over the gateway's store
+        # POST /v1/inbound/{connector}: set by the serve command (gateway.cli); None: 404
+        self.inbound_webhooks: InboundWebhooks | None = None
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
@@ -372,6 +376,11 @@ class Api:
         if self.inbound is None:
             self.inbound = InboundRoutes(self._gateway.store)
         return await self.inbound.list(request, account)
+
+    async def _inbound_webhook(self, request: Request, _: None, connector: str) -> Response:
+        if self.inbound_webhooks is None:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        return await self.inbound_webhooks.post(request, connector)
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
         liveness = getattr(self._gateway, "liveness", None)
