@@ -325,7 +325,8 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
             nursery.start_soon(_purge_inbound_parts, store)
             await _run_gateway(config, store, carriers, key, task_status,
                                callbacks=(outbox, endpoint_for, received_reader(book)),
-                               pipeline=pipeline, inbound_store=book.store)
+                               pipeline=pipeline,
+                               inbound_store=partial(book.store, fail_fast=True))
             nursery.cancel_scope.cancel()  # the simulator
 
 

@@ -162,17 +162,22 @@ class InboundBook:
         """The connectors' inbound sink: durable (push included) when it returns."""
         await self.store(parts)
 
-    async def store(self, parts: Sequence[InboundPart],
-                    provider_ids: Sequence[str] = ()) -> int:
+    async def store(self, parts: Sequence[InboundPart], provider_ids: Sequence[str] = (), *,
+                    fail_fast: bool = False) -> int:
         """Store ``parts`` (pushes included) in one write; durable when it returns.
 
         Args:
             parts: whole messages or parts of concatenated ones.
             provider_ids: the provider's id of each part, in order ("" or absent: none); a
                 whole message whose (connector, id) is already stored is skipped.
+            fail_fast: raise StoreError at once when the store cannot commit (a caller that
+                answers a client: the HTTP webhook), instead of waiting for it to recover.
 
         Returns:
             How many of ``parts`` were skipped as duplicates.
+
+        Raises:
+            StoreError: the store is closed, or (``fail_fast``) it cannot commit now.
         """
         if not parts:
             return 0
@@ -180,9 +185,9 @@ class InboundBook:
         push, now, outbox = self._pushing(parts), self._now(), self._outbox
         enqueue = None if not push or outbox is None else partial(_enqueue_push, outbox, now=now)
         with outbox.writing(now) if enqueue is not None and outbox is not None else nullcontext():
-            accounts = await self._store.write(partial(
-                op_store, dbs=dbs, parts=list(parts), route=self._router.account, push=push,
-                enqueue=enqueue, provider_ids=list(provider_ids), now=now))
+            op = partial(op_store, dbs=dbs, parts=list(parts), route=self._router.account,
+                         push=push, enqueue=enqueue, provider_ids=list(provider_ids), now=now)
+            accounts = await self._store.write(op, fail_fast=fail_fast)
         duplicates: int = accounts.count(None)
         accounts = [a for a in accounts if a is not None]
         if duplicates:

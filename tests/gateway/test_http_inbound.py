@@ -20,6 +20,7 @@ import httpx
 import pytest
 import trio
 
+from actors.errors import StoreError
 from adapters.http_inbound import parse_inbound
 from adapters.http_provider import HttpProviderConfig
 from adapters.smpp.inbound import InboundPart
@@ -170,6 +171,18 @@ async def test_no_inbound_store_is_503_and_no_webhooks_is_404(tmp_path: Path) ->
     assert off.status_code == 404
 
 
+async def test_a_store_that_cannot_commit_is_503(tmp_path: Path) -> None:
+    async def failing(parts: Any, ids: Any) -> int:
+        raise StoreError("disk full")
+
+    async with stack(tmp_path) as s:
+        s.api.inbound_webhooks = replace(s.api.inbound_webhooks, store=failing)
+        async with s.provider() as c:
+            r = await c.post("/v1/inbound/acme", json=MO)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "could not commit" in r.json()["detail"]
+
+
 async def test_the_route_is_in_the_openapi_document(tmp_path: Path) -> None:
     async with stack(tmp_path) as s, s.provider(None) as c:
         doc = (await c.get("/openapi.json")).json()
@@ -207,11 +220,29 @@ async def test_one_id_per_connector_is_stored_once_even_within_one_write(tmp_pat
         assert await purge_seen(store, older_than=clock[0] + SEEN_TTL) == 2
 
 
-async def test_the_smpp_sink_is_unchanged(tmp_path: Path) -> None:
+class RecordingStore:
+    """The real store, recording how each write was asked for."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.writes: list[dict[str, Any]] = []
+
+    def db(self, name: bytes) -> Any:
+        return self._store.db(name)
+
+    async def write(self, op: Any, **kwargs: Any) -> Any:
+        self.writes.append(kwargs)
+        return await self._store.write(op, **kwargs)
+
+
+async def test_the_smpp_sink_is_unchanged_and_the_webhook_fails_fast(tmp_path: Path) -> None:
     async with open_store(tmp_path / "db", sync=False) as store:
-        book = InboundBook(store, Router({OURS: "alpha"}))
+        recording = RecordingStore(store)
+        book = InboundBook(recording, Router({OURS: "alpha"}))
         await book.sink([mo("a"), mo("a")])
         assert book.stored == 2 and book.duplicates == 0 and store.entries(SEEN) == 0
+        await book.store([mo("b")], ["x"], fail_fast=True)
+    assert recording.writes == [{"fail_fast": False}, {"fail_fast": True}]
 
 
 # ----------------------------------------------------------------- configuration and serve
