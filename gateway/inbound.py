@@ -91,6 +91,9 @@ SEEN_TTL: Final = 7 * 24 * 3600.0
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
     "account", ["routed"])
+DUPLICATES: Final = Counter(
+    "septet_inbound_duplicates", "Inbound (MO) messages an HTTP provider sent again (same "
+    "provider id on the same connector): neither stored nor pushed a second time", ["carrier"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,7 @@ class InboundBook:
         accounts = [a for a in accounts if a is not None]
         if duplicates:
             self.duplicates += duplicates
+            DUPLICATES.labels(parts[0].connector).inc(duplicates)
             logger.info("inbound: %d duplicate messages skipped (connector %s)", duplicates,
                         parts[0].connector)
         if enqueue is not None and outbox is not None:

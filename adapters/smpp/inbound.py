@@ -37,7 +37,8 @@ class InboundPart(NamedTuple):
         destination: our number it was sent to, as the SMSC wrote it.
         text: the decoded text of this part.
         received_at: wall-clock time (Unix seconds) it reached us.
-        encoding: "gsm7", "ucs2", "latin1" or "ascii".
+        encoding: "gsm7", "ucs2", "latin1" or "ascii"; "utf-8" for a text an HTTP provider
+            handed over already decoded (adapters.http_inbound).
         concat: None for a whole message; else (reference, total, sequence, ref_bits) with
             ref_bits 8 or 16 (UDH) or 16 (SAR).
     """

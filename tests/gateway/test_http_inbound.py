@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from prometheus_client import REGISTRY
 
 from actors.errors import StoreError
 from adapters.http_inbound import parse_inbound
@@ -100,6 +101,7 @@ async def listed(s: Stack) -> list[dict[str, Any]]:
 
 async def test_a_posted_message_is_stored_listed_and_pushed_once_even_posted_twice(
         tmp_path: Path) -> None:
+    counted = REGISTRY.get_sample_value("septet_inbound_duplicates_total", {"carrier": "acme"})
     async with stack(tmp_path) as s:
         async with s.provider() as c:
             first = await c.post("/v1/inbound/acme", json=MO)
@@ -112,6 +114,8 @@ async def test_a_posted_message_is_stored_listed_and_pushed_once_even_posted_twi
         assert s.outbox.pending_count() == 0  # the duplicates queued no push
         assert await listed(s) == [message]
         assert (s.book.stored, s.book.pushed, s.book.duplicates) == (1, 1, 2)
+        assert REGISTRY.get_sample_value("septet_inbound_duplicates_total",
+                                         {"carrier": "acme"}) == (counted or 0) + 2
     assert message == {"id": "0000000000000001", "from": HANDSET, "to": OURS, "text": "Olá 😀",
                        "received_at": message["received_at"], "connector": "acme",
                        "encoding": "utf-8", "parts": 1}
