@@ -4,7 +4,8 @@
     septet simulator [options]                the SMSC simulator alone (adapters.simulator)
     septet accounts create NAME [--prefix 351] [--encoding ...] [--max-parts N]
                                 [--callback-url URL] [--callback-secret S]   prints a new API key
-    septet accounts list | show NAME | key NAME | revoke KEY | set NAME [options]
+    septet accounts list | show NAME | key NAME | revoke KEY|KEY_ID | set NAME [options]
+                                              (show lists the keys: id, last use, expired)
     septet config [--config septet.toml]      print the resolved configuration (or every error)
     septet bench NAME|all                     python -m bench.NAME (bench/*.py)
     septet import FILE [--config septet.toml] import one mailing file (docs/campaigns.md)
@@ -32,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -42,7 +44,7 @@ from actors.callbacks_policy import RetryPolicy
 from gateway import config as cfg
 from gateway import inbound, logs, retention  # their metrics register with the others
 from gateway._gc import settle_after_start
-from gateway.accounts import Account, AccountBook
+from gateway.accounts import Account, AccountBook, KeyInfo, record_key_use
 from gateway.errors import AccountError, ConfigError
 
 if TYPE_CHECKING:
@@ -147,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     asub.add_parser("list")
     asub.add_parser("show").add_argument("name")
     asub.add_parser("key").add_argument("name")
-    asub.add_parser("revoke").add_argument("key")
+    asub.add_parser("revoke").add_argument(
+        "key", help="the key (sk_...), or its id as `septet accounts show NAME` lists it")
     return p
 
 
@@ -164,7 +167,7 @@ async def _accounts(config: cfg.Config, args: argparse.Namespace) -> int:
     Path(config.store.path).mkdir(parents=True, exist_ok=True)
     async with open_store(config.store.path, sync=config.store.sync,
                           map_size=config.store.map_size) as store:
-        book = AccountBook(store)
+        book = AccountBook(store, inactivity_days=config.api.key_inactivity_days)
         if args.action == "create":
             key = await book.create(Account(args.name, **_settings(args)))
             print(key)
@@ -177,20 +180,30 @@ async def _accounts(config: cfg.Config, args: argparse.Namespace) -> int:
             account = book.get(args.name)
             if account is None:
                 raise AccountError(f"no account named {args.name!r}")
-            print(_describe(account))
+            print(_describe(account, book.keys(account.name)))
         elif args.action == "key":
             print(await book.add_key(args.name))
-        elif args.action == "revoke":
-            if not await book.revoke_key(args.key):
+        elif args.action == "revoke":  # a key, or a key's id as `show` lists it
+            revoke = book.revoke_key if args.key.startswith("sk_") else book.revoke_key_id
+            if not await revoke(args.key):
                 raise AccountError("no such key")
             print("revoked")
     return 0
 
 
-def _describe(account: Account) -> str:
-    doc = asdict(account)
+def _describe(account: Account, keys: Sequence[KeyInfo] | None = None) -> str:
+    """An account as one JSON line; with ``keys``, its API keys (id, label, created,
+    last used, expired; times as RFC 3339 UTC)."""
+    doc: dict[str, Any] = asdict(account)
     doc["callback_secret"] = "(set)" if account.callback_secret else ""
+    if keys is not None:
+        doc["keys"] = [{"id": k.key_id, "label": k.label, "created_at": _utc(k.created_at),
+                        "last_used": _utc(k.last_used), "expired": k.expired} for k in keys]
     return json.dumps(doc)
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def carrier_id_types(config: cfg.Config) -> dict[str, str]:
@@ -309,6 +322,7 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
                           map_size=map_size) as store, \
             open_pipeline(writer, store, carrier_id_types(config)) as pipeline:
         # (the writer process, if any, starts now: its start overlaps the rest of ours)
+        await AccountBook(store).start_tracking()  # key use: legacy keys' clock starts here
         key = await _dev_account(config, store)
         if key and key_file:
             Path(key_file).write_text(key + "\n")
@@ -384,6 +398,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                              receipt_parsers={n: t.parse for n, t in taps.items()},
                              receipt_tokens={n: t.token for n, t in taps.items()},
                              receipt_sink=receipt_sink, campaigns=campaigns)
+            # [api] key_inactivity_days (create_api builds the book with the default); the
+            # uses its authenticate() notes are written by record_key_use, below
+            api.accounts.inactivity_days = a.key_inactivity_days
             api.inbound_webhooks = InboundWebhooks(
                 parsers={n: t.parse_inbound for n, t in taps.items()},
                 tokens={n: t.inbound_token for n, t in taps.items()}, store=inbound_store)
@@ -395,6 +412,7 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                 port = await nursery.start(partial(server.serve, h.host, h.port, backlog=h.backlog,
                                                    reuse_port=h.reuse_port))
                 nursery.start_soon(_purge_idempotency, api.idempotency)
+                nursery.start_soon(record_key_use, api.accounts)
                 nursery.start_soon(prune_callback_marks, store)
                 # [store] retention_days: hourly, first pass a few minutes after start
                 nursery.start_soon(partial(retention.run_pruner, store,
@@ -612,21 +630,37 @@ class ReceiptTap:
         return await self._carrier.submit_many(parts)
 
 
-async def _dev_account(config: cfg.Config, store: Any) -> str | None:
-    """Create the dev account on first start; return its key (kept in <store>/dev-key)."""
+async def _dev_account(config: cfg.Config, store: Any, *,
+                       now: Callable[[], float] = time.time) -> str | None:
+    """Create the dev account on first start; return its key (kept in <store>/dev-key).
+
+    The key printed always works: when the kept one no longer does (unused for
+    ``[api] key_inactivity_days``, or revoked), a new key of the dev account replaces it in
+    the file (the old one stays stored, expired, like any other)."""
     if not config.dev.create_account:
         return None
-    book = AccountBook(store)
+    name = config.dev.account
+    book = AccountBook(store, now=now, inactivity_days=config.api.key_inactivity_days)
     key_path = Path(config.store.path) / "dev-key"
-    if book.get(config.dev.account) is None:
-        key = await book.create(Account(config.dev.account))
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
+    if book.get(name) is None:
+        key = await book.create(Account(name))
+        _write_key(key_path, key)
         return key
-    if key_path.exists():
-        return key_path.read_text().strip()
-    return None
+    if not key_path.exists():
+        return None
+    key = key_path.read_text().strip()
+    if book.authenticate(key) is None:
+        why = "expired (unused)" if book.expired(key) else "no longer valid"
+        key = await book.add_key(name, label="dev")
+        _write_key(key_path, key)
+        logger.info("dev account %r: its key was %s; made a new one", name, why)
+    return key
+
+
+def _write_key(path: Path, key: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
 
 
 def _announce(host: str, port: int, account: str, key: str | None) -> None:

@@ -30,6 +30,7 @@ if typing.TYPE_CHECKING:
 
 ENV_PREFIX: Final = "SEPTET_"
 MIB: Final = 1024 * 1024
+MAX_KEY_INACTIVITY_DAYS: Final = 3650  # ten years: beyond it, say 0 (never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +83,15 @@ class ApiConfig:
     phone_cache_size: int = 200_000
     callbacks_allow_loopback: bool = False  # callback_url may point at 127.0.0.0/8 (dev only)
     callbacks_allow_private: bool = False  # ... or at RFC 1918 / ULA / CGNAT addresses
+    # An API key not used for this many days (UTC days) is refused with 401 "API key
+    # expired"; 0 = keys never expire (gateway.accounts, docs/api.md "API keys")
+    key_inactivity_days: int = 60
 
     def check(self) -> list[str]:
         errs = []
+        if not 0 <= self.key_inactivity_days <= MAX_KEY_INACTIVITY_DAYS:
+            errs.append("api.key_inactivity_days: must be 0 (keys never expire) or between 1 "
+                        f"and {MAX_KEY_INACTIVITY_DAYS} days")
         if not 1 <= self.max_batch <= 10_000:
             errs.append("api.max_batch: must be between 1 and 10000")
         if self.idempotency_ttl_hours < 72:

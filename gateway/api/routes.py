@@ -277,6 +277,8 @@ class Api:
         token = bearer_token(header)
         account = self.accounts.authenticate(token) if token else None
         if account is None:
+            if token and self.accounts.expired(token):
+                raise key_expired(self.accounts.inactivity_days)
             raise unauthorized("the API key is not valid")
         return account
 
@@ -401,3 +403,14 @@ class Api:
 
     async def _openapi(self, request: Request, _: None, __: None) -> Response:
         return Response(200, self._openapi_doc)
+
+
+def key_expired(days: int) -> Problem:
+    """401 for a key refused by ``[api] key_inactivity_days``: its own type, so that a client
+    can tell "ask for a new key" from "wrong key". It names no account (a key that no longer
+    authenticates learns nothing about whose it was)."""
+    detail = (f"API key expired: not used for {days} days; create a new one with "
+              "`septet accounts key <account>`")
+    challenge = 'Bearer realm="septet", error="invalid_token", error_description="API key expired"'
+    return Problem(401, "key-expired", "API key expired", detail,
+                   [FieldError("header:Authorization", detail)], [("www-authenticate", challenge)])
