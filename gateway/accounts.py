@@ -305,7 +305,7 @@ class AccountBook:
         with self._store.read() as txn:
             record = txn.get(b"k:" + digest, db=db)
             if record is None:
-                self._expired.discard(key)
+                self._expired.discard(key)  # (revoked since it expired: unknown now)
                 return None
             name, created, _label, *rest = msgpack.unpackb(record)
             last = rest[0] if rest else max(created, self._tracking_since(txn))
@@ -313,14 +313,16 @@ class AccountBook:
         if data is None:
             return None
         now = self._now()
-        last = max(last, self._used.get(digest, last))  # a use noted but not yet written
-        if expired(last, now, self.inactivity_days):
+        pending = self._used.get(digest)  # a use noted but not yet written
+        age = int(now // DAY) - int((last if pending is None or pending < last else pending)
+                                    // DAY)  # in UTC days, as expired() counts
+        if age > self.inactivity_days > 0:
             if len(self._expired) > 10_000:
                 self._expired.clear()
             self._expired.add(key)
             return None
         self._expired.discard(key)
-        if utc_day(last) < utc_day(now):
+        if age > 0 and pending is None:
             self._used[digest] = now
         return Account.from_bytes(name, data)
 

@@ -100,6 +100,8 @@ async def test_key_used_on_day_0_works_on_day_59_and_is_refused_on_day_61(store:
     clock.day(59)
     probe = fresh()
     assert probe.authenticate(key) is not None and not probe.expired(key)
+    clock.day(60.58)  # day 60, 23:55 UTC: the last day it works
+    assert fresh().authenticate(key) is not None
     clock.day(61)
     book = fresh()
     assert book.authenticate(key) is None
