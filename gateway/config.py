@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from actors.correlation import ID_TYPES
 from gateway.errors import ConfigError
+from gateway.optouts import DEFAULT_START, DEFAULT_STOP, REFRESH_SECONDS, Keywords
 
 if typing.TYPE_CHECKING:
     from actors.shaping import CampaignRules, ShapingRules
@@ -357,6 +358,42 @@ class ImporterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OptOutsConfig:
+    """Opt-outs (``[optouts]``, docs/optouts.md): the reply keywords and the refresh."""
+
+    # an inbound reply that is exactly one of these (any case, punctuation around ignored)
+    # puts its sender on the account's opt-out list; a start keyword takes it off again
+    # (only an opt-out a keyword made). [] turns keyword handling off.
+    stop_keywords: tuple[str, ...] = DEFAULT_STOP
+    start_keywords: tuple[str, ...] = DEFAULT_START
+    # seconds before a change made by another process on the same store is enforced here
+    refresh_seconds: float = REFRESH_SECONDS
+
+    def keywords(self) -> Keywords:
+        """The keyword matcher for ``gateway.inbound.InboundBook``."""
+        return Keywords.of(self.stop_keywords, self.start_keywords)
+
+    def check(self) -> list[str]:
+        errs = []
+        for name in ("stop_keywords", "start_keywords"):
+            words = getattr(self, name)
+            if len(words) > 100:
+                errs.append(f"optouts.{name}: at most 100 keywords")
+            for i, word in enumerate(words):
+                if not Keywords.of([word], []).stop:
+                    errs.append(f"optouts.{name}[{i}]: {word[:40]!r} has no letters or digits")
+                elif len(word) > 40:
+                    errs.append(f"optouts.{name}[{i}]: longer than 40 characters")
+        stop, start = (Keywords.of(w, []).stop for w in (self.stop_keywords, self.start_keywords))
+        clash = stop & start
+        if clash:
+            errs.append(f"optouts: {min(clash)!r} is both a stop and a start keyword")
+        if not self.refresh_seconds > 0:
+            errs.append("optouts.refresh_seconds: must be a positive number")
+        return errs
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration tree."""
 
@@ -371,6 +408,7 @@ class Config:
     dev: DevConfig = field(default_factory=DevConfig)
     importer: ImporterConfig = field(default_factory=ImporterConfig)
     inbound: tuple[InboundRouteConfig, ...] = ()
+    optouts: OptOutsConfig = field(default_factory=OptOutsConfig)
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one JSON object per line (gateway/logs.py)
     # The [shaping] table as written (docs/shaping.md), checked by load() with
@@ -380,7 +418,8 @@ class Config:
     def check(self) -> list[str]:
         errs = [*self.http.check(), *self.api.check(), *self.store.check(), *self.core.check(),
                 *self.simulator.check(),
-                *self.importer.check(), *self.callbacks.check(), *self.dev.check()]
+                *self.importer.check(), *self.callbacks.check(), *self.dev.check(),
+                *self.optouts.check()]
         for i, route in enumerate(self.inbound):
             errs += route.check(i)
         numbers = [r.number.lstrip("+") for r in self.inbound]
