@@ -11,6 +11,9 @@ back (the first in line is owed its segments: see ``take_all``), so lanes sharin
 are served in turn and long messages are not starved. A held message with a deadline sits on a
 deadline heap and ends NOT_SENT/expired when that passes. The no-re-contact check runs at the
 moment of release, against the store (``RecentContacts``) and the numbers released here.
+Opt-outs (``OptOuts``) are checked first, when a message is admitted, before anything else
+is judged or charged (an opted-out number ends NOT_SENT/opted_out), and once more when a
+held message comes to the head of its lane, since a STOP may have come in meanwhile.
 
 Messages are handled in their wire form (``messages.to_wire`` rows), not as message objects:
 decoding a batch into rows costs a fifth of building ``Message`` objects, and the limiter's
@@ -41,7 +44,7 @@ from actors._shaping_state import (
     unreserve,
 )
 from actors.messages import Message, MessageFinished, State
-from actors.ports import RecentContacts
+from actors.ports import OptOuts, RecentContacts
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ WIDTH: Final = 2 + len(_FIELD)  # tag, version, fields
 
 SWEEP_EVERY: Final = 60.0  # seconds between sweeps of idle lanes, full buckets, old contacts
 SWEEP_LANES: Final = 20_000  # ...or as soon as this many lanes exist
+OPTED_OUT: Final = ("opted_out", "the recipient opted out")  # code, reason
 
 
 def rows_from_batch(data: bytes) -> list[Row]:
@@ -107,11 +111,12 @@ class Shaper:
     """
 
     def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None, *,
-                 defer_beyond: float = NEVER) -> None:
+                 defer_beyond: float = NEVER, optouts: OptOuts | None = None) -> None:
         self.rules = rules
         self.defer_beyond = defer_beyond
         self.deferred: list[Row] = []
         self.contacts = contacts
+        self._opted_out = None if optouts is None else optouts.opted_out
         self.max_held = rules.max_held
         self.released: list[Row] = []
         self.finished: list[Row] = []
@@ -136,6 +141,9 @@ class Shaper:
 
     def admit(self, row: Row, now: float) -> None:
         """Take one message: finish it, release it or hold it."""
+        if self._opted_out is not None and self._opted_out(row[ACCOUNT], row[TO]):
+            self._finish(row, *OPTED_OUT, now)  # before any bucket, window or slice
+            return
         acct = self._accounts.get(row[ACCOUNT]) or self._account(row[ACCOUNT])
         deadline = row[NOT_AFTER]
         if acct.validity:
@@ -300,10 +308,14 @@ class Shaper:
         while q:
             entry = q[0]
             if entry[0] is not None:
-                w = self._try(lane, entry[0], entry[1], now)
-                if w:
-                    self._schedule(lane, now + w)
-                    return
+                row = entry[0]
+                if self._opted_out is not None and self._opted_out(row[ACCOUNT], row[TO]):
+                    self._finish(row, *OPTED_OUT, now)  # a STOP came in while it was held
+                else:
+                    w = self._try(lane, row, entry[1], now)
+                    if w:
+                        self._schedule(lane, now + w)
+                        return
                 entry[0] = None
                 self.held -= 1
                 if entry[1]:

@@ -92,6 +92,16 @@ class RecentContacts(Protocol):
         ...
 
 
+class OptOuts(Protocol):
+    """Numbers an account must not send to: its opt-out (suppression) list. The gateway
+    implements it (gateway/optouts.py)."""
+
+    def opted_out(self, account: str, number: str) -> bool:
+        """Whether ``number`` opted out of ``account``'s messages. A cheap inline read, and no
+        read at all for an account without opt-outs: it is asked for every message."""
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # Status callbacks (notifier, issue 7). gateway.callbacks / gateway.callback_outbox satisfy these.
 

@@ -33,7 +33,7 @@ from actors._inbox import with_waiting
 from actors._shaping_engine import Row, decode_rows
 from actors._wire import join_arrays
 from actors.messages import ConnectorThrottled, MessageFinished
-from actors.ports import RecentContacts
+from actors.ports import OptOuts, RecentContacts
 from actors.shaping import Shaper, ShapingRules
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ async def run(
     *,
     rules: ShapingRules,
     contacts: RecentContacts | None = None,
+    optouts: OptOuts | None = None,
     feedback: trio.abc.ReceiveChannel[bytes] | None = None,
     now: Callable[[], float] = time.time,
     deferred: trio.abc.SendChannel[bytes] | None = None,
@@ -59,9 +60,12 @@ async def run(
     Args:
         inbox: batches of Message, already due by ``send_at``.
         outbox: batches of Message released to the segmenter.
-        finished: batches of MessageFinished (NOT_SENT: expired, recently_contacted).
+        finished: batches of MessageFinished (NOT_SENT: expired, recently_contacted,
+            opted_out).
         rules: the shaping rules; ``ShapingRules()`` is no limits.
         contacts: the store's record of recent sends, for the no-re-contact rule.
+        optouts: the accounts' opt-out lists: a message to a number on its account's list
+            ends NOT_SENT/opted_out, before any limit is charged.
         feedback: batches of ConnectorThrottled from the dispatcher.
         now: the wall clock (Unix seconds).
         deferred: where messages that must wait longer than ``defer_beyond`` seconds for a
@@ -71,7 +75,8 @@ async def run(
         defer_beyond: seconds; shorter waits, and all bucket waits, are held here.
         task_status: started once the channels are open.
     """
-    shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf)
+    shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf,
+                    optouts=optouts)
     async with inbox, outbox, finished, _maybe(deferred), _maybe(feedback), \
             trio.open_nursery() as nursery:
         if feedback is not None:

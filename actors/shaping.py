@@ -8,7 +8,8 @@ What decides when a message may go, all in segments per second unless said other
 * send windows per account or campaign (hours in a time zone),
 * deadlines (``not_after`` and a per-account validity): NOT_SENT/``expired``,
 * campaign shaping ("X % of the recipients every N minutes", "at most M a minute"),
-* no re-contact within N hours: NOT_SENT/``recently_contacted``.
+* no re-contact within N hours: NOT_SENT/``recently_contacted``,
+* the account's opt-out list (``actors.ports.OptOuts``): NOT_SENT/``opted_out``.
 
 The pieces live in ``_shaping_bucket`` (token bucket arithmetic), ``_shaping_window`` (send
 windows), ``_shaping_rules`` (configuration), ``_shaping_config`` (rules from a TOML table),

@@ -60,6 +60,7 @@ from actors.shaping import ShapingRules, single_connector
 from gateway import errors, metrics
 from gateway._store_defer import defer_messages
 from gateway._store_pipeline import PipelineStore
+from gateway.optouts import OptOutList
 from gateway.store import Store
 
 __all__ = ["CoreSettings", "Gateway", "Saturated", "open_gateway", "shaping_rules"]
@@ -107,10 +108,16 @@ class Gateway:
         notifier: NotifierRun | None = None,
         now: Callable[[], float] = time.time,
         pipeline: ports.PipelineStore | None = None,
+        optouts: ports.OptOuts | None = None,
     ) -> None:
         """``pipeline``: the store view the actors use; default a thread-writer
-        :class:`PipelineStore` on ``store`` (``gateway._store_process`` builds the other one)."""
+        :class:`PipelineStore` on ``store`` (``gateway._store_process`` builds the other one).
+        ``optouts``: the opt-out lists the rate limiter enforces; default
+        :class:`~gateway.optouts.OptOutList` on ``store`` (which every list of this process
+        on the same store keeps current)."""
         self.store = store
+        self.optouts: ports.OptOuts = optouts if optouts is not None else OptOutList(
+            store, now=now)
         self.pipeline: ports.PipelineStore = pipeline or PipelineStore(
             store, receipt_timeout=settings.receipt_timeout, id_types=settings.carrier_id_types)
         self.carriers = {c.name: c for c in carriers}
@@ -275,7 +282,7 @@ class Gateway:
         await nursery.start(partial(
             rate_limiter.run, ch.due_recv, ch.released_msgs_send, ch.corr_send.clone(),
             rules=shaping_rules(s.shaping, routes), contacts=self.pipeline,
-            feedback=ch.feedback_recv, now=self._now,
+            optouts=self.optouts, feedback=ch.feedback_recv, now=self._now,
             deferred=ch.deferred_send, defer_beyond=s.defer_beyond))
         await nursery.start(partial(
             scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
@@ -396,9 +403,11 @@ async def open_gateway(
     notifier: NotifierRun | None = None,
     now: Callable[[], float] = time.time,
     pipeline: ports.PipelineStore | None = None,
+    optouts: ports.OptOuts | None = None,
 ) -> AsyncIterator[Gateway]:
     """Run a :class:`Gateway` for the duration of the block; leaving it shuts down gracefully."""
-    gateway = Gateway(store, carriers, settings, notifier=notifier, now=now, pipeline=pipeline)
+    gateway = Gateway(store, carriers, settings, notifier=notifier, now=now, pipeline=pipeline,
+                      optouts=optouts)
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.run)
         try:
