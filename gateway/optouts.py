@@ -312,8 +312,12 @@ class OptOutList:
             self.refresh()
         if account not in p.accounts:
             return False
-        with self._store.read() as txn:
-            return txn.get(key(account, number), db=self.db) is not None
+        # env.begin directly: store.read()'s context manager would double the cost (~0.4 us)
+        txn = self._store.env.begin(db=self.db)
+        try:
+            return txn.get(key(account, number)) is not None
+        finally:
+            txn.abort()
 
     def refresh(self) -> None:
         """Read again which accounts have opt-outs (the whole presence set)."""

@@ -12,9 +12,11 @@ from gateway.api._ids import FastMsgIds
 from gateway.api.dead_letters import DeadLetterRoutes
 from gateway.api.inbound import InboundRoutes
 from gateway.api.messages import MessageRoutes
+from gateway.api.optouts import OptOutRoutes
 from gateway.api.routes import Api, ReceiptParser, ReceiptSink
 from gateway.config import ApiConfig
 from gateway.idempotency import IdempotencyBook
+from gateway.optouts import OptOutList
 from gateway.ssrf import check_callback_url_async
 from gateway.validation import NumberNormaliser
 
@@ -46,6 +48,10 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
     api.dead_letters = DeadLetterRoutes(store, page_size=config.page_size, now=now)
     api.inbound = InboundRoutes(store, page_size=config.page_size,
                                 max_page_size=config.max_page_size, max_scan=config.max_scan)
+    # (every OptOutList on this store shares what the rate limiter's knows: a change is
+    # enforced as soon as it is committed)
+    api.optouts = OptOutRoutes(OptOutList(store, now=now), page_size=config.page_size,
+                               max_page_size=config.max_page_size, max_scan=config.max_scan)
     if campaigns is not None:  # gateway.campaigns.Campaigns (issue 8)
         from gateway.api.campaigns import CampaignRoutes
 

@@ -89,6 +89,17 @@ SCHEMAS: Final[dict[str, Any]] = {
         "messages": {"type": "array", "items": {"$ref": "#/components/schemas/InboundMessage"}},
         "next_cursor": {"type": ["string", "null"], "description": "pass as cursor; null: "
                         "nothing newer yet (keep your cursor and ask again later)"}}},
+    "OptOut": {"type": "object", "description": "A number on the account's opt-out list "
+               "(docs/optouts.md): messages to it end NOT_SENT with code opted_out",
+               "required": ["number", "opted_out_at", "source"], "properties": {
+        "number": {"type": "string", "pattern": "^\\+[0-9]{2,15}$"},
+        "opted_out_at": {"type": "string", "format": "date-time"},
+        "source": {"type": "string", "description": "how: api (PUT), keyword (the handset "
+                   "replied STOP), or the label given to PUT (import, crm...)"}}},
+    "OptOutPage": {"type": "object", "required": ["optouts", "next_cursor"], "properties": {
+        "optouts": {"type": "array", "items": {"$ref": "#/components/schemas/OptOut"}},
+        "next_cursor": {"type": ["string", "null"], "description": "pass as cursor; null: "
+                        "the list was read to its end"}}},
     "FieldError": {"type": "object", "properties": {"field": {"type": "string"},
                                                     "reason": {"type": "string"}}},
     "Problem": {"type": "object", "description": "RFC 9457 problem details", "properties": {
@@ -125,6 +136,26 @@ _INBOUND_PARAMS: Final = [
         ("from", _NUMBER, "only those sent by this number (with or without +)"),
     )
 ]
+
+
+_OPTOUT_PARAMS: Final = [
+    {"name": n, "in": "query", "required": False, "schema": s, "description": d}
+    for n, s, d in (
+        ("cursor", _NUMBER, "next_cursor of the previous answer (absent: from the start)"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+         "opt-outs per answer at most (default [api] page_size, at most [api] max_page_size)"),
+        ("source", {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,31}$"},
+         "only those recorded with this source (api, keyword...)"),
+        ("since", {"type": "string"}, "opted out at or after: RFC 3339 or Unix seconds"),
+    )
+]
+_OPTOUT_NUMBER: Final = [{
+    "name": "number", "in": "path", "required": True,
+    "schema": {"type": "string", "pattern": "^\\+?[0-9]{3,20}$"},
+    "description": "E.164 (+ written %2B, or 00), or national with the account's default "
+                   "country prefix: normalised as a submission's to"}]
+_OPTOUT_ANSWER: Final = {"application/json": {"schema": {
+    "$ref": "#/components/schemas/OptOut"}}}
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -170,6 +201,36 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                               "content": {"application/json": {"schema": {
                                   "$ref": "#/components/schemas/InboundPage"}}}},
                       **_problems(401, 422)}},
+    ("GET", "/v1/optouts"): {
+        "description": "The account's opt-out list in number order. A request reads at most "
+                       "[api] max_scan records, so a sparse filter may answer fewer than limit "
+                       "with a non-null next_cursor: follow it.",
+        "parameters": _OPTOUT_PARAMS,
+        "responses": {"200": {"description": "a page of opt-outs", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/OptOutPage"}}}},
+                      **_problems(401, 422)}},
+    ("PUT", "/v1/optouts/{number}"): {
+        "description": "Put the number on the account's opt-out list: every later message "
+                       "of the account to it ends NOT_SENT opted_out. Idempotent: a number "
+                       "already there keeps its first record (200).",
+        "parameters": _OPTOUT_NUMBER,
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "properties": {
+                "source": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,31}$",
+                           "description": "where the opt-out came from (default api)"}}}}}},
+        "responses": {"201": {"description": "added", "content": _OPTOUT_ANSWER},
+                      "200": {"description": "already on the list (unchanged)",
+                              "content": _OPTOUT_ANSWER},
+                      **_problems(400, 401, 415, 422, 503)}},
+    ("GET", "/v1/optouts/{number}"): {
+        "parameters": _OPTOUT_NUMBER,
+        "responses": {"200": {"description": "the number opted out",
+                              "content": _OPTOUT_ANSWER},
+                      **_problems(401, 404, 422)}},
+    ("DELETE", "/v1/optouts/{number}"): {
+        "parameters": _OPTOUT_NUMBER,
+        "responses": {"204": {"description": "removed: the account may send to it again"},
+                      **_problems(401, 404, 422, 503)}},
     ("POST", "/v1/preview"): {
         "requestBody": {"required": True, "content": _json("Message")},
         "responses": {"200": {"description": "what the text costs", "content": _json("Preview")},

@@ -24,6 +24,7 @@ from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
 from gateway.api.inbound import InboundRoutes, InboundWebhooks
 from gateway.api.messages import MessageRoutes
+from gateway.api.optouts import OptOutRoutes
 from gateway.api.problems import (
     FieldError,
     Problem,
@@ -71,6 +72,15 @@ ROUTES: Final = (
           "(cursor, limit, since, to, from)"),
     Route("POST", "/v1/inbound/{connector}", "inbound_webhook", False,
           "Inbound (mobile-originated) messages pushed by an HTTP carrier"),
+    # The account's opt-out (suppression) list (gateway/api/optouts.py, docs/optouts.md)
+    Route("GET", "/v1/optouts", "optouts", True,
+          "The account's opt-out list, in number order, cursor-paged (cursor, limit, source, "
+          "since)"),
+    Route("PUT", "/v1/optouts/{number}", "optout_add", True,
+          "Opt a number out of the account's messages (idempotent)"),
+    Route("GET", "/v1/optouts/{number}", "optout_get", True, "Whether a number opted out"),
+    Route("DELETE", "/v1/optouts/{number}", "optout_remove", True,
+          "Take a number off the account's opt-out list"),
     # Campaigns and templates (gateway/api/campaigns.py, issue 8)
     Route("POST", "/v1/templates", "campaigns.template_put", True, "Create or replace a template"),
     Route("GET", "/v1/templates", "campaigns.template_list", True, "List templates"),
@@ -136,6 +146,7 @@ class Api:
         self.inbound: InboundRoutes | None = None  # made on first use, over the gateway's store
         # POST /v1/inbound/{connector}: set by the serve command (gateway.cli); None: 404
         self.inbound_webhooks: InboundWebhooks | None = None
+        self.optouts: OptOutRoutes | None = None  # made on first use, over the gateway's store
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
@@ -383,6 +394,26 @@ class Api:
         if self.inbound_webhooks is None:
             raise not_found(f"no HTTP connector named {connector[:40]!r}")
         return await self.inbound_webhooks.post(request, connector)
+
+    def _optout_routes(self) -> OptOutRoutes:
+        if self.optouts is None:
+            from gateway.optouts import OptOutList
+
+            self.optouts = OptOutRoutes(OptOutList(self._gateway.store))
+        return self.optouts
+
+    async def _optouts(self, request: Request, account: Account, _: None) -> Response:
+        return await self._optout_routes().list(request, account)
+
+    async def _optout_add(self, request: Request, account: Account, number: str) -> Response:
+        return await self._optout_routes().put(request, account, number)
+
+    async def _optout_get(self, request: Request, account: Account, number: str) -> Response:
+        return await self._optout_routes().get(request, account, number)
+
+    async def _optout_remove(self, request: Request, account: Account, number: str
+                             ) -> Response:
+        return await self._optout_routes().delete(request, account, number)
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
         liveness = getattr(self._gateway, "liveness", None)

@@ -1,0 +1,157 @@
+"""Opt-outs of API v1: the calling account's suppression list (``gateway.optouts``).
+
+    PUT    /v1/optouts/{number}   add (idempotent): 201 added, 200 already there (unchanged)
+    DELETE /v1/optouts/{number}   remove: 204, 404 when the number is not on the list
+    GET    /v1/optouts/{number}   the record, 404 when the number is not on the list
+    GET    /v1/optouts?cursor=<number>&limit=<n>&source=<source>&since=<time>
+
+``{number}`` is normalised as a submission's ``to`` is (``gateway.validation``): E.164 with
+"+" (``%2B`` in a URL) or "00", or national with the account's default country prefix; 422
+names ``path:number`` otherwise. PUT takes an optional body ``{"source": "import"}`` (a label
+for where the opt-out came from; default ``"api"``). The list reads in number order; a page
+answers ``next_cursor`` (pass it as ``cursor``), null once the list is read to its end. A
+request reads at most ``max_scan`` records, so a sparse filter (``source``, ``since``) can
+answer fewer than ``limit`` with a non-null cursor: follow it. Never logs a number.
+
+Must not import: gateway.http.server internals.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote
+
+from actors.errors import StoreError
+from gateway.accounts import Account
+from gateway.api import bodies
+from gateway.api.problems import FieldError, invalid, not_found, unavailable
+from gateway.api.query import _time
+from gateway.api.views import rfc3339
+from gateway.http import Request, Response
+from gateway.optouts import API, OptOut, OptOutList
+from gateway.validation import Invalid, NumberNormaliser
+
+PARAMS: Final = frozenset({"cursor", "limit", "source", "since"})
+MAX_LIMIT: Final = 1000
+SOURCE: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
+NUMBER_FIELD: Final = "path:number"
+
+
+class OptOutRoutes:
+    """The handlers of ``/v1/optouts`` for an authenticated account."""
+
+    def __init__(self, optouts: OptOutList, *, page_size: int = 100,
+                 max_page_size: int = MAX_LIMIT, max_scan: int = 10_000) -> None:
+        self.optouts = optouts
+        self._numbers = NumberNormaliser(10_000)
+        self._max_limit = max_page_size
+        self._page_size = min(page_size, self._max_limit)
+        self._max_scan = max_scan
+
+    async def put(self, request: Request, account: Account, raw: str) -> Response:
+        number = self._number(raw, account)
+        source = _source(request)
+        try:
+            record, added = await self.optouts.add(account.name, number, source=source,
+                                                   fail_fast=True)
+        except StoreError:
+            raise unavailable("the store could not commit; nothing was changed", 1) from None
+        return Response(201 if added else 200, bodies.encode(optout_json(record), bodies.JSON))
+
+    async def delete(self, request: Request, account: Account, raw: str) -> Response:
+        number = self._number(raw, account)
+        try:
+            removed = await self.optouts.remove(account.name, number, fail_fast=True)
+        except StoreError:
+            raise unavailable("the store could not commit; nothing was changed", 1) from None
+        if removed is None:
+            raise not_found("the number is not on the account's opt-out list")
+        return Response(204)
+
+    async def get(self, request: Request, account: Account, raw: str) -> Response:
+        found = self.optouts.get(account.name, self._number(raw, account))
+        if found is None:
+            raise not_found("the number is not on the account's opt-out list")
+        return Response(200, bodies.encode(optout_json(found), bodies.JSON))
+
+    async def list(self, request: Request, account: Account) -> Response:
+        q = self._query(request.query)
+        found, cursor = self.optouts.page(
+            account.name, after=q.get("cursor"), limit=q.get("limit", self._page_size),
+            max_scan=self._max_scan, source=q.get("source"), since=q.get("since"))
+        doc = {"optouts": [optout_json(o) for o in found], "next_cursor": cursor}
+        return Response(200, bodies.encode(doc, bodies.JSON))
+
+    def _number(self, raw: str, account: Account) -> str:
+        """The path's number as E.164 (422 naming ``path:number`` when it is not one)."""
+        try:
+            text = unquote(raw, errors="strict") if "%" in raw else raw
+            if len(text) > 32:
+                raise Invalid("is longer than 32 characters")
+            return self._numbers.normalise(text, account.default_prefix)
+        except (Invalid, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "reason", "must be written with ASCII digits")
+            raise invalid([FieldError(NUMBER_FIELD, reason)]) from None
+
+    def _query(self, query: str) -> dict[str, Any]:
+        errors: list[FieldError] = []
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, errors="strict",
+                              max_num_fields=len(PARAMS) * 2)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
+        out: dict[str, Any] = {}
+        for name, value in pairs:
+            where = f"query:{name[:40]}"
+            if name not in PARAMS:
+                errors.append(FieldError(where, "unknown parameter"))
+            elif name in out:
+                errors.append(FieldError(where, "given more than once"))
+            elif not value:
+                continue
+            elif name == "cursor":  # a number; an unencoded "+" in a query reads as a space
+                number = "+" + value[1:] if value.startswith(" ") else value
+                bare = number.removeprefix("+")
+                if not (bare.isascii() and bare.isdigit() and len(bare) <= 20):
+                    errors.append(FieldError(where, "is not a cursor this server gave"))
+                out[name] = number
+            elif name == "limit":
+                if not (value.isascii() and value.isdigit() and len(value) <= 9
+                        and 1 <= int(value) <= self._max_limit):
+                    errors.append(FieldError(where,
+                                             f"must be an integer from 1 to {self._max_limit}"))
+                else:
+                    out[name] = int(value)
+            elif name == "source":
+                if SOURCE.fullmatch(value) is None:
+                    errors.append(FieldError(where, "must be a source label: a-z, 0-9, _.-"))
+                out[name] = value
+            else:
+                out[name] = _time(value, "since", errors)
+        if errors:
+            raise invalid(errors)
+        return out
+
+
+def _source(request: Request) -> str:
+    """The ``source`` of a PUT's optional body (default ``"api"``)."""
+    if not request.body.strip():
+        return API
+    value, _fmt = bodies.decode(request.body, request.header("content-type"))
+    if not isinstance(value, dict):
+        raise invalid([FieldError("body", "must be an object")])
+    errors = [FieldError(k[:40] if isinstance(k, str) else "body", "unknown field")
+              for k in value if k != "source"]
+    source = value.get("source", API)
+    if not isinstance(source, str) or SOURCE.fullmatch(source) is None:
+        errors.append(FieldError("source", "must be a label of 1 to 32 characters: a-z first, "
+                                           "then a-z, 0-9, _ . -"))
+    if errors:
+        raise invalid(errors)
+    return str(source)
+
+
+def optout_json(o: OptOut) -> dict[str, Any]:
+    """The API form of one opt-out."""
+    return {"number": o.number, "opted_out_at": rfc3339(o.at), "source": o.source}
