@@ -40,6 +40,16 @@ message also puts its push into the callback outbox (``CallbackOutbox.enqueue_in
 acknowledged to the SMSC always has its push durable too; the notifier delivers it with the
 status callbacks' signing, retries, breaker and dead letters (docs/callbacks.md).
 
+Opt-out replies (docs/optouts.md): when a routed message's whole text is a STOP keyword
+(``gateway.optouts.Keywords``: trimmed, punctuation around it and case ignored), the write
+that stores it also puts its sender on the account's opt-out list (``gateway.optouts``,
+source ``"keyword"``); a START keyword takes off an opt-out a keyword made (never one the
+account's upstream system recorded: only that system may lift its own). The sender is read as
+E.164: digits as the SMSC writes an international number (``351912345678``), with "+" or
+"00", else as a national number with the account's default country prefix; a reply from a
+number that cannot be read so is stored but changes no list (counted, outcome
+``unreadable``). The message is stored and pushed as any other.
+
 ``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
 an account's messages read oldest first by key. Incomplete groups older than
 ``PART_TTL`` are removed by :func:`purge_parts` (the serve command runs it hourly).
@@ -67,9 +77,13 @@ from adapters.smpp.inbound import InboundPart
 from codec import CodecError, reassemble
 from codec.receive import ReceivedPart
 from codec.udh import Concat
+from gateway import optouts
+from gateway.accounts import AccountBook
 from gateway.callback_outbox import CallbackOutbox, inbound_msg_id
 from gateway.callbacks import inbound_event
+from gateway.optouts import Keywords, OptOutList, Replies
 from gateway.store import STORE_DATABASES, u64
+from gateway.validation import NumberNormaliser
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +105,10 @@ SEEN_TTL: Final = 7 * 24 * 3600.0
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
     "account", ["routed"])
+OPTOUT_REPLIES: Final = Counter(
+    "septet_inbound_optout_replies", "Inbound replies that were a STOP or START keyword, by "
+    "what they did: stop (sender opted out), start (its keyword opt-out, if any, lifted), "
+    "unreadable (the sender's number could not be read: no list changed)", ["outcome"])
 DUPLICATES: Final = Counter(
     "septet_inbound_duplicates", "Inbound (MO) messages an HTTP provider sent again (same "
     "provider id on the same connector): neither stored nor pushed a second time", ["carrier"])
@@ -140,14 +158,18 @@ class InboundBook:
             ``endpoint_for``, messages of accounts with a URL are pushed as ``SMS_RECEIVED``.
         endpoint_for: the notifier's ``event -> (url, secret) | None``.
         now: wall clock (Unix seconds) for the push's first attempt.
+        keywords: the STOP/START keywords (``[optouts]``); ``optouts.NO_KEYWORDS``: none.
     """
 
     def __init__(self, store: Any, router: Router | None = None, *,
                  outbox: CallbackOutbox | None = None, endpoint_for: EndpointFor | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, keywords: Keywords | None = None
+                 ) -> None:
         self._store = store
         self._router = router or Router()
         self._outbox, self._endpoint_for, self._now = outbox, endpoint_for, now
+        self._keywords = Keywords() if keywords is None else keywords
+        self._numbers = NumberNormaliser(1000)  # used by the write ops only (one at a time)
         self.stored = 0
         self.unrouted = 0
         self.pushed = 0
@@ -187,10 +209,14 @@ class InboundBook:
         dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta", SEEN, SEEN_AGE)))
         push, now, outbox = self._pushing(parts), self._now(), self._outbox
         enqueue = None if not push or outbox is None else partial(_enqueue_push, outbox, now=now)
+        replies = self._replies(parts)
         with outbox.writing(now) if enqueue is not None and outbox is not None else nullcontext():
             op = partial(op_store, dbs=dbs, parts=list(parts), route=self._router.account,
-                         push=push, enqueue=enqueue, provider_ids=list(provider_ids), now=now)
+                         push=push, enqueue=enqueue, provider_ids=list(provider_ids), now=now,
+                         replies=replies)
             accounts = await self._store.write(op, fail_fast=fail_fast)
+        if replies is not None:
+            self._replied(replies)
         duplicates: int = accounts.count(None)
         accounts = [a for a in accounts if a is not None]
         if duplicates:
@@ -209,6 +235,30 @@ class InboundBook:
         if accounts:
             logger.debug("inbound: %d messages stored (%d parts)", len(accounts), len(parts))
         return duplicates
+
+    def _replies(self, parts: Sequence[InboundPart]) -> Replies | None:
+        """What the write needs to apply STOP/START replies among ``parts``; None when none
+        of them can be one (no keywords, or no routed whole message is a keyword)."""
+        k = self._keywords
+        if not (k.stop or k.start):
+            return None
+        accounts = {a for p in parts if (a := self._router.account(p.destination))
+                    and (p.concat is not None or k.verdict(p.text) is not None)}
+        if not accounts:
+            return None
+        book = AccountBook(self._store)
+        prefixes = {a: acct.default_prefix if (acct := book.get(a)) else "" for a in accounts}
+        return Replies(self._store.db(optouts.DB), k, prefixes, self._numbers)
+
+    def _replied(self, replies: Replies) -> None:
+        """After the write: count what the replies did; the opt-out presence is synced."""
+        if replies.changed:
+            lists = OptOutList(self._store)
+            for account in replies.changed:
+                lists.sync(account)
+        for outcome, n in replies.outcomes.items():
+            OPTOUT_REPLIES.labels(outcome).inc(n)
+            logger.info("inbound: %d %s replies", n, outcome)
 
     def get(self, account: str, msg_id: str) -> InboundMessage | None:
         """``account``'s message ``msg_id``, or None."""
@@ -279,13 +329,18 @@ def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEv
 def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
              route: Callable[[str], str | None], push: Container[str] = (),
              enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None,
-             provider_ids: Sequence[str] = (), now: float = 0.0) -> list[str | None]:
+             provider_ids: Sequence[str] = (), now: float = 0.0,
+             replies: Replies | None = None) -> list[str | None]:
     """Store whole messages and parts; returns the account ("" = unrouted) of each message
     stored (a part completing its group stores its message), and None for each whole message
     skipped because its ``provider_ids`` entry was already seen on its connector (ids are
     recorded at ``now``). A message of an account in ``push`` also goes to ``enqueue`` (the
-    callback outbox), in this same transaction."""
+    callback outbox), in this same transaction; with ``replies``, a routed STOP/START reply
+    changes its account's opt-out list, in this same transaction too."""
     stored: list[str | None] = []
+    if replies is not None:  # the batch may run again (map full): count it once
+        replies.changed.clear()
+        replies.outcomes.clear()
     for index, part in enumerate(parts):
         seen_key = b""
         if part.concat is None and index < len(provider_ids) and provider_ids[index]:
@@ -306,6 +361,9 @@ def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
         if enqueue is not None and account in push:
             enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
                                        message.connector))
+        if replies is not None and account:
+            optouts.apply_reply(txn, replies, account, message.source, message.text,
+                                message.received_at)
         stored.append(account)
     return stored
 
