@@ -254,10 +254,13 @@ def apply_reply(txn: lmdb.Transaction, replies: Replies, account: str, source: s
 class Presence:
     """The accounts of one store that have at least one opt-out, as this process knows them.
 
-    ``loaded_at`` is the monotonic time of the last full read (None: never read)."""
+    ``loaded_at`` is the monotonic time of the last full read (None: never read);
+    ``adding`` counts, per account, the additions written and not yet synced (a refresh
+    that reads the store before they commit must keep their account in the set)."""
 
     accounts: set[str] = field(default_factory=set)
     loaded_at: float | None = None
+    adding: dict[str, int] = field(default_factory=dict)
 
 
 _PRESENCE: Final[weakref.WeakKeyDictionary[Any, Presence]] = weakref.WeakKeyDictionary()
@@ -324,18 +327,14 @@ class OptOutList:
         started = self._clock()
         with self._store.read() as txn:
             found = accounts_with_any(txn, self.db)
-        self._presence.accounts = found
+        self._presence.accounts = found | self._presence.adding.keys()
         self._presence.loaded_at = started
-
-    def mark(self, account: str) -> None:
-        """Note that ``account`` may have opt-outs (before a write that may add one)."""
-        self._presence.accounts.add(account)
 
     def sync(self, account: str) -> None:
         """Set ``account``'s presence from the store (after a committed change)."""
         with self._store.read() as txn:
             present = has_any(txn, self.db, account)
-        if present:
+        if present or account in self._presence.adding:
             self._presence.accounts.add(account)
         else:
             self._presence.accounts.discard(account)
@@ -352,12 +351,19 @@ class OptOutList:
         Raises:
             StoreError: the store is closed, or (``fail_fast``) cannot commit now.
         """
-        self.mark(account)  # enforced from the commit on, whatever refresh runs meanwhile
+        # In the set before the write is queued, and kept there by any refresh until it is
+        # synced: enforced from the commit on.
+        p = self._presence
+        p.accounts.add(account)
+        p.adding[account] = p.adding.get(account, 0) + 1
         op = partial(op_add, db=self.db, account=account, number=number,
                      at=self._now() if at is None else at, source=source)
         try:
             return await self._store.write(op, fail_fast=fail_fast)  # type: ignore[no-any-return]
         finally:
+            left = p.adding.pop(account) - 1
+            if left:
+                p.adding[account] = left
             self.sync(account)
 
     async def remove(self, account: str, number: str, *, fail_fast: bool = False

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,7 @@ from gateway.optouts import (
     apply_reply,
     normalise_keyword,
     op_add,
+    presence_of,
     sender_e164,
 )
 from gateway.store import open_store
@@ -195,6 +198,18 @@ async def test_lists_over_one_store_share_what_they_know(tmp_path: Path) -> None
         assert not enforcing.opted_out("shop", A)
         await OptOutList(store).add("shop", A)  # e.g. the API's list
         assert enforcing.opted_out("shop", A)
+
+
+async def test_a_refresh_while_an_addition_is_written_keeps_it_enforced(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db", sync=False) as store:
+        lst = OptOutList(store, refresh=float("inf"))
+        lst.refresh()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(lst.add, "shop", A))
+            await trio.testing.wait_all_tasks_blocked()  # the write is queued or running
+            lst.refresh()  # e.g. the rate limiter's periodic read, before the commit
+            assert "shop" in presence_of(store).accounts
+        assert lst.opted_out("shop", A) and presence_of(store).adding == {}
 
 
 async def test_replies_apply_stop_and_lift_only_a_keyword_opt_out(tmp_path: Path) -> None:
