@@ -28,7 +28,10 @@ is queued, and the set is checked against the store again once it has committed)
 
 Keywords: :class:`Keywords` reads an inbound message's text as a STOP or START reply (the
 whole text, trimmed of surrounding spaces, punctuation and symbols, NFKC-normalised and
-case-folded, must be one of the keywords); ``gateway.inbound`` applies the verdict.
+case-folded, must be one of the keywords). ``gateway.inbound.op_store`` calls
+:func:`apply_reply` for each routed message it stores: the sender (read as E.164 by
+:func:`sender_e164`) goes on the list, or a START lifts a keyword opt-out (only those: one the
+upstream recorded is the upstream's to lift).
 
 Must not be imported by actors or adapters (they see it through ``actors.ports.OptOuts``).
 """
@@ -199,8 +202,9 @@ def _record(account: str, number: str, value: bytes | memoryview) -> OptOut:
 
 @dataclass(slots=True)
 class Replies:
-    """What :func:`op_store` needs to apply STOP/START replies, and what it did (``changed``:
-    accounts whose list changed; ``outcomes``: stop / start / unreadable counts)."""
+    """What ``gateway.inbound.op_store`` needs to apply STOP/START replies, and what it did
+    (``changed``: accounts whose list may have changed; ``outcomes``: stop / start /
+    unreadable counts)."""
 
     db: Any
     keywords: Keywords
