@@ -398,9 +398,7 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
                              receipt_parsers={n: t.parse for n, t in taps.items()},
                              receipt_tokens={n: t.token for n, t in taps.items()},
                              receipt_sink=receipt_sink, campaigns=campaigns)
-            # [api] key_inactivity_days (create_api builds the book with the default); the
-            # uses its authenticate() notes are written by record_key_use, below
-            api.accounts.inactivity_days = a.key_inactivity_days
+            # the key uses the API's AccountBook notes are written by record_key_use, below
             api.inbound_webhooks = InboundWebhooks(
                 parsers={n: t.parse_inbound for n, t in taps.items()},
                 tokens={n: t.inbound_token for n, t in taps.items()}, store=inbound_store)

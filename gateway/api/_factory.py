@@ -42,7 +42,8 @@ def create_api(gateway: Any, config: ApiConfig, *, allow_loopback_callbacks: boo
         gateway, book, NumberNormaliser(config.phone_cache_size), new_id=FastMsgIds(now),
         check_callback=check, max_batch=config.max_batch, page_size=config.page_size,
         max_page_size=config.max_page_size, max_scan=config.max_scan, now=now)
-    api = Api(gateway, AccountBook(store, now=now), routes, receipt_parsers=receipt_parsers,
+    accounts = AccountBook(store, now=now, inactivity_days=config.key_inactivity_days)
+    api = Api(gateway, accounts, routes, receipt_parsers=receipt_parsers,
               receipt_tokens=receipt_tokens, receipt_sink=receipt_sink)
     api.idempotency = book
     api.dead_letters = DeadLetterRoutes(store, page_size=config.page_size, now=now)
