@@ -106,14 +106,17 @@ class Shaper:
 
     Outputs accumulate in ``released`` (rows to send on), ``finished`` (MessageFinished
     rows) and ``deferred`` (rows handed back to the durable schedule, ``send_at`` set to when
-    they may go: a window or campaign slice more than ``defer_beyond`` seconds away, so the
-    store rather than memory keeps them); the caller empties all three after each call.
+    they may go: a window or campaign slice more than ``defer_beyond`` seconds away, or a
+    place in its lane's queue more than ``queue_beyond`` seconds from the front, so the store
+    rather than memory keeps them); the caller empties all three after each call.
     """
 
     def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None, *,
-                 defer_beyond: float = NEVER, optouts: OptOuts | None = None) -> None:
+                 defer_beyond: float = NEVER, queue_beyond: float = NEVER,
+                 optouts: OptOuts | None = None) -> None:
         self.rules = rules
         self.defer_beyond = defer_beyond
+        self.queue_beyond = queue_beyond
         self.deferred: list[Row] = []
         self.contacts = contacts
         self._opted_out = None if optouts is None else optouts.opted_out
@@ -160,7 +163,8 @@ class Shaper:
             self._finish(row, "routing_failed", "no connector for the destination", now)
             return
         if lane.queue:
-            self._hold(lane, row, deadline)
+            if not self._queue_too_long(lane, row, deadline, now):
+                self._hold(lane, row, deadline)
             return
         w = self._try(lane, row, deadline, now)
         if w:
@@ -322,6 +326,32 @@ class Shaper:
                     self._stale += 1
             q.popleft()
         unreserve(lane)  # nothing left to wait for: let others have the tokens
+
+    def _queue_too_long(self, lane: Lane, row: Row, deadline: float, now: float) -> bool:
+        """Defer ``row`` if its lane's queue would keep it more than ``queue_beyond`` seconds.
+
+        Without this, one account's backlog behind a slow bucket fills the scheduler pump's
+        in-flight set, and everything accepted after it, any account's, waits behind it.
+        The wait is the queue ahead at the slowest of the lane's buckets (a lower bound: a
+        bucket shared with other lanes goes slower). Deferred messages get consecutive turns
+        (``Lane.promised``), so a backlog comes back at the lane's rate, not all at once, and
+        each comes back half a horizon before its turn: the lane is still fed then, and its
+        queue short enough to hold it.
+        """
+        beyond = self.queue_beyond
+        if beyond == NEVER:
+            return False
+        rate = min((b.rate for b in lane.buckets), default=NEVER)
+        n = row[PARTS] or 1
+        wait = len(lane.queue) * n / rate
+        if wait <= beyond or (deadline and deadline <= now + beyond):
+            return False  # short enough, or its deadline comes first: held (and expired) here
+        turn = max(now + wait, lane.promised)
+        back = turn - beyond / 2
+        if not deadline or deadline > back:  # (one that expires first books no turn)
+            lane.promised = turn + n / rate
+        self._defer(row, back, deadline)
+        return True
 
     def _hold(self, lane: Lane, row: Row, deadline: float) -> None:
         entry = [row, deadline]

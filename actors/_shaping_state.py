@@ -142,8 +142,8 @@ class Campaign:
 class Lane:
     """Messages that hit the same buckets, gates and campaign, in arrival order."""
 
-    __slots__ = ("buckets", "campaign", "ckey", "conn", "gates", "queue", "recontact",
-                 "reserved_n", "reserving", "scheduled", "timed")
+    __slots__ = ("buckets", "campaign", "ckey", "conn", "gates", "promised", "queue",
+                 "recontact", "reserved_n", "reserving", "scheduled", "timed")
 
     def __init__(self, buckets: tuple[TokenBucket, ...], gates: tuple[WindowGate, ...],
                  campaign: Campaign | None, recontact: float, conn: Connector,
@@ -159,6 +159,7 @@ class Lane:
         self.scheduled = False
         self.reserving: TokenBucket | None = None  # the bucket whose line we stand in
         self.reserved_n = 0.0  # what our head needs from it
+        self.promised = 0.0  # the turns handed out to deferred messages run up to this time
 
 
 def reserve(lane: Lane, bucket: TokenBucket | None, n: float) -> None:

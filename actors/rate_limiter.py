@@ -53,6 +53,7 @@ async def run(
     now: Callable[[], float] = time.time,
     deferred: trio.abc.SendChannel[bytes] | None = None,
     defer_beyond: float = 300.0,
+    queue_beyond: float = 10.0,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Shape the messages of ``inbox`` onto ``outbox``; NOT_SENT outcomes go to ``finished``.
@@ -72,11 +73,15 @@ async def run(
             send window or campaign slice go back to, as batches of Message whose
             ``send_at`` is the instant they may go (for the scheduler to store and re-feed
             then), instead of being held in memory. None: hold everything.
-        defer_beyond: seconds; shorter waits, and all bucket waits, are held here.
+        defer_beyond: seconds; shorter waits for a window or slice are held here.
+        queue_beyond: seconds; a message that would queue longer than this behind its lane's
+            buckets (a backlog of one account, sender or prefix) goes to ``deferred`` too,
+            ``send_at`` its estimated turn, so a backlog never fills the scheduler pump's
+            in-flight set and holds up other traffic. Shorter bucket waits are held here.
         task_status: started once the channels are open.
     """
     shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf,
-                    optouts=optouts)
+                    queue_beyond=queue_beyond if deferred else math.inf, optouts=optouts)
     async with inbox, outbox, finished, _maybe(deferred), _maybe(feedback), \
             trio.open_nursery() as nursery:
         if feedback is not None:

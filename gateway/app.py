@@ -84,6 +84,9 @@ class CoreSettings:
     # a window or campaign slice further away than this (seconds): the rate limiter hands
     # the message back and the pump stores it under that time, freeing its in-flight slot
     defer_beyond: float = 300.0
+    # a place in a lane's bucket queue further from the front than this (seconds): handed
+    # back the same way, so one account's backlog never fills the pump's in-flight set
+    queue_beyond: float = 10.0
     batch: int = 512  # most messages per channel item
     buffer: int = 4  # channel items buffered between stages
     dispatcher_concurrency: int = 8
@@ -283,7 +286,8 @@ class Gateway:
             rate_limiter.run, ch.due_recv, ch.released_msgs_send, ch.corr_send.clone(),
             rules=shaping_rules(s.shaping, routes), contacts=self.pipeline,
             optouts=self.optouts, feedback=ch.feedback_recv, now=self._now,
-            deferred=ch.deferred_send, defer_beyond=s.defer_beyond))
+            deferred=ch.deferred_send, defer_beyond=s.defer_beyond,
+            queue_beyond=s.queue_beyond))
         await nursery.start(partial(
             scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
             max_inflight=s.max_inflight, batch=s.batch, now=self._now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -439,3 +440,44 @@ def test_an_emptied_lane_gives_its_reservation_back() -> None:
         s.poll(s.next_wake())
     assert released_ids(s) == ["a0", "a1"]
     assert s.next_wake() == float("inf")
+
+
+def test_a_long_bucket_queue_goes_back_to_the_schedule_in_turns_at_the_lane_rate() -> None:
+    rules = ShapingRules(accounts={"bulk": AccountRules(limit=Limit(10, 10))})
+    s = Shaper(rules, defer_beyond=300.0, queue_beyond=10.0)
+    for i in range(400):
+        s.admit(row(i, account="bulk", to=f"+4477009{i:05d}"), 0.0)
+    released = released_ids(s)
+    assert released == [str(i) for i in range(10)]  # the burst
+    # 10 s at 10/s are held: the queue ahead of a message is at most 100 deep
+    assert s.held == 101
+    turns = [(int(r[MSG_ID]), r[SEND_AT]) for r in s.deferred]
+    assert [i for i, _ in turns] == list(range(111, 400))  # in order, each once
+    # consecutive turns at the lane's rate, each handed back half a horizon early
+    assert turns[0][1] == pytest.approx(10.1 - 5.0)
+    assert all(b - a == pytest.approx(0.1) for (_, a), (_, b) in itertools.pairwise(turns))
+    # another account's lane is not behind it
+    s.admit(row("otp", account="otp"), 0.0)
+    assert released_ids(s) == ["otp"]
+
+
+def test_a_queued_message_whose_deadline_comes_first_is_held_and_expires_here() -> None:
+    rules = ShapingRules(accounts={"bulk": AccountRules(limit=Limit(1, 1))})
+    s = Shaper(rules, defer_beyond=300.0, queue_beyond=10.0)
+    for i in range(20):
+        s.admit(row(i, account="bulk"), 0.0)
+    s.deferred.clear()
+    s.admit(row("soon", account="bulk", not_after=8.0), 0.0)  # within the horizon: held
+    s.admit(row("late", account="bulk", not_after=12.0), 0.0)  # its turn (19) is later still:
+    s.admit(row("fine", account="bulk", not_after=60.0), 0.0)  # back at its deadline, to expire
+    # "late" booked no turn: "fine" has turn 19, handed back at 19 - 5
+    assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [("late", 12.0), ("fine", 14.0)]
+    s.poll(8.0)
+    assert ("soon", "expired") in finished(s)
+
+
+def test_without_a_schedule_every_bucket_wait_is_held() -> None:
+    s = Shaper(ShapingRules(accounts={"bulk": AccountRules(limit=Limit(1, 1))}))
+    for i in range(50):
+        s.admit(row(i, account="bulk"), 0.0)
+    assert s.deferred == [] and s.held == 49
