@@ -47,8 +47,9 @@ source ``"keyword"``); a START keyword takes off an opt-out a keyword made (neve
 account's upstream system recorded: only that system may lift its own). The sender is read as
 E.164: digits as the SMSC writes an international number (``351912345678``), with "+" or
 "00", else as a national number with the account's default country prefix; a reply from a
-number that cannot be read so is stored but changes no list (counted, outcome
-``unreadable``). The message is stored and pushed as any other.
+number that cannot be read so is stored but changes no list (logged, the number masked, and
+counted in ``InboundBook.optout_replies["unreadable"]``). The message is stored and pushed
+as any other.
 
 ``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
 an account's messages read oldest first by key. Incomplete groups older than
@@ -105,10 +106,6 @@ SEEN_TTL: Final = 7 * 24 * 3600.0
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
     "account", ["routed"])
-OPTOUT_REPLIES: Final = Counter(
-    "septet_inbound_optout_replies", "Inbound replies that were a STOP or START keyword, by "
-    "what they did: stop (sender opted out), start (its keyword opt-out, if any, lifted), "
-    "unreadable (the sender's number could not be read: no list changed)", ["outcome"])
 DUPLICATES: Final = Counter(
     "septet_inbound_duplicates", "Inbound (MO) messages an HTTP provider sent again (same "
     "provider id on the same connector): neither stored nor pushed a second time", ["carrier"])
@@ -174,6 +171,7 @@ class InboundBook:
         self.unrouted = 0
         self.pushed = 0
         self.duplicates = 0
+        self.optout_replies: dict[str, int] = {}  # outcome (stop, start, unreadable) -> count
 
     def _pushing(self, parts: Sequence[InboundPart]) -> set[str]:
         """The accounts among those ``parts`` route to that want their messages pushed."""
@@ -257,8 +255,8 @@ class InboundBook:
             for account in replies.changed:
                 lists.sync(account)
         for outcome, n in replies.outcomes.items():
-            OPTOUT_REPLIES.labels(outcome).inc(n)
-            logger.info("inbound: %d %s replies", n, outcome)
+            self.optout_replies[outcome] = self.optout_replies.get(outcome, 0) + n
+            logger.info("inbound: %d opt-out replies: %s", n, outcome)
 
     def get(self, account: str, msg_id: str) -> InboundMessage | None:
         """``account``'s message ``msg_id``, or None."""
