@@ -42,7 +42,7 @@ import logging
 import time
 import unicodedata
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Literal
@@ -156,6 +156,13 @@ def op_add(txn: lmdb.Transaction, *, db: Any, account: str, number: str, at: flo
         return _record(account, number, old), False
     txn.put(k, msgpack.packb([at, source]), db=db)
     return OptOut(account, number, at, source), True
+
+
+def op_add_many(txn: lmdb.Transaction, *, db: Any, account: str, numbers: Sequence[str],
+                at: float, source: str) -> list[tuple[OptOut, bool]]:
+    """:func:`op_add` for each of ``numbers``, in order."""
+    return [op_add(txn, db=db, account=account, number=n, at=at, source=source)
+            for n in numbers]
 
 
 def op_remove(txn: lmdb.Transaction, *, db: Any, account: str, number: str,
@@ -355,12 +362,20 @@ class OptOutList:
         Raises:
             StoreError: the store is closed, or (``fail_fast``) cannot commit now.
         """
+        [done] = await self.add_many(account, [number], source=source, at=at,
+                                     fail_fast=fail_fast)
+        return done
+
+    async def add_many(self, account: str, numbers: Sequence[str], *, source: str = API,
+                       at: float | None = None, fail_fast: bool = False
+                       ) -> list[tuple[OptOut, bool]]:
+        """:meth:`add` for each of ``numbers`` (E.164), in ONE write; the results in order."""
         # In the set before the write is queued, and kept there by any refresh until it is
         # synced: enforced from the commit on.
         p = self._presence
         p.accounts.add(account)
         p.adding[account] = p.adding.get(account, 0) + 1
-        op = partial(op_add, db=self.db, account=account, number=number,
+        op = partial(op_add_many, db=self.db, account=account, numbers=list(numbers),
                      at=self._now() if at is None else at, source=source)
         try:
             return await self._store.write(op, fail_fast=fail_fast)  # type: ignore[no-any-return]

@@ -209,6 +209,26 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "responses": {"200": {"description": "a page of opt-outs", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/OptOutPage"}}}},
                       **_problems(401, 422)}},
+    ("POST", "/v1/optouts"): {
+        "description": "Put a list of numbers on the account's opt-out list in one write "
+                       "(an existing suppression list, a CRM's unsubscribes). Numbers that "
+                       "cannot be read are named in rejected and skipped; the others are "
+                       "added (already: were there, unchanged).",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["numbers"],
+            "properties": {
+                "numbers": {"type": "array", "minItems": 1, "maxItems": 10000,
+                            "items": {"type": "string", "maxLength": 32}},
+                "source": {"type": "string", "pattern": "^[a-z][a-z0-9_.-]{0,31}$",
+                           "description": "where they came from (default import)"}}}}}},
+        "responses": {"200": {"description": "added", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["added", "already", "rejected"],
+                       "properties": {
+                           "added": {"type": "integer", "minimum": 0},
+                           "already": {"type": "integer", "minimum": 0},
+                           "rejected": {"type": "array", "items": {
+                               "$ref": "#/components/schemas/FieldError"}}}}}}},
+                      **_problems(400, 401, 413, 415, 422, 503)}},
     ("PUT", "/v1/optouts/{number}"): {
         "description": "Put the number on the account's opt-out list: every later message "
                        "of the account to it ends NOT_SENT opted_out. Idempotent: a number "

@@ -4,6 +4,7 @@
     DELETE /v1/optouts/{number}   remove: 204, 404 when the number is not on the list
     GET    /v1/optouts/{number}   the record, 404 when the number is not on the list
     GET    /v1/optouts?cursor=<number>&limit=<n>&source=<source>&since=<time>
+    POST   /v1/optouts            add a list: {"numbers": [...], "source": "import"}
 
 ``{number}`` is normalised as a submission's ``to`` is (``gateway.validation``): E.164 with
 "+" (``%2B`` in a URL) or "00", or national with the account's default country prefix; 422
@@ -11,7 +12,13 @@ names ``path:number`` otherwise. PUT takes an optional body ``{"source": "import
 for where the opt-out came from; default ``"api"``). The list reads in number order; a page
 answers ``next_cursor`` (pass it as ``cursor``), null once the list is read to its end. A
 request reads at most ``max_scan`` records, so a sparse filter (``source``, ``since``) can
-answer fewer than ``limit`` with a non-null cursor: follow it. Never logs a number.
+answer fewer than ``limit`` with a non-null cursor: follow it.
+
+``POST /v1/optouts`` loads a list (an existing suppression list, a CRM's unsubscribes) in ONE
+write: up to ``MAX_BULK`` numbers, normalised one by one; 200 ``{"added", "already",
+"rejected": [{"field": "numbers[i]", "reason"}]}`` (the numbers that could not be read are
+named and skipped, the others added), 422 when none is readable or the body is wrong. Never
+logs a number.
 
 Must not import: gateway.http.server internals.
 """
@@ -33,6 +40,8 @@ from gateway.optouts import API, OptOut, OptOutList
 from gateway.validation import Invalid, NumberNormaliser
 
 PARAMS: Final = frozenset({"cursor", "limit", "source", "since"})
+MAX_BULK: Final = 10_000
+BULK_SOURCE: Final = "import"
 MAX_LIMIT: Final = 1000
 SOURCE: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 NUMBER_FIELD: Final = "path:number"
@@ -58,6 +67,31 @@ class OptOutRoutes:
         except StoreError:
             raise unavailable("the store could not commit; nothing was changed", 1) from None
         return Response(201 if added else 200, bodies.encode(optout_json(record), bodies.JSON))
+
+    async def bulk(self, request: Request, account: Account) -> Response:
+        raw, source = _bulk_body(request)
+        numbers: list[str] = []
+        rejected: list[FieldError] = []
+        for i, item in enumerate(raw):
+            field = f"numbers[{i}]"
+            if not isinstance(item, str) or not item or len(item) > 32:
+                rejected.append(FieldError(field, "must be a phone number (a string)"))
+                continue
+            try:
+                numbers.append(self._numbers.normalise(item, account.default_prefix))
+            except Invalid as exc:
+                rejected.append(FieldError(field, exc.reason))
+        if not numbers:
+            raise invalid(rejected[:100], f"none of the {len(raw)} numbers could be read")
+        try:
+            done = await self.optouts.add_many(account.name, numbers, source=source,
+                                               fail_fast=True)
+        except StoreError:
+            raise unavailable("the store could not commit; nothing was changed", 1) from None
+        added = sum(new for _, new in done)
+        doc = {"added": added, "already": len(done) - added,
+               "rejected": [e.as_dict() for e in rejected]}
+        return Response(200, bodies.encode(doc, bodies.JSON))
 
     async def delete(self, request: Request, account: Account, raw: str) -> Response:
         number = self._number(raw, account)
@@ -150,6 +184,25 @@ def _source(request: Request) -> str:
     if errors:
         raise invalid(errors)
     return str(source)
+
+
+def _bulk_body(request: Request) -> tuple[list[Any], str]:
+    """The ``numbers`` and ``source`` of a ``POST /v1/optouts`` body."""
+    value, _fmt = bodies.decode(request.body, request.header("content-type"))
+    if not isinstance(value, dict):
+        raise invalid([FieldError("body", "must be an object")])
+    errors = [FieldError(k[:40] if isinstance(k, str) else "body", "unknown field")
+              for k in value if k not in ("numbers", "source")]
+    numbers = value.get("numbers")
+    if not isinstance(numbers, list) or not 1 <= len(numbers) <= MAX_BULK:
+        errors.append(FieldError("numbers", f"must be a list of 1 to {MAX_BULK} numbers"))
+    source = value.get("source", BULK_SOURCE)
+    if not isinstance(source, str) or SOURCE.fullmatch(source) is None:
+        errors.append(FieldError("source", "must be a label of 1 to 32 characters: a-z first, "
+                                           "then a-z, 0-9, _ . -"))
+    if errors or not isinstance(numbers, list):
+        raise invalid(errors)
+    return numbers, str(source)
 
 
 def optout_json(o: OptOut) -> dict[str, Any]:

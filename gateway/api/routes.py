@@ -76,6 +76,8 @@ ROUTES: Final = (
     Route("GET", "/v1/optouts", "optouts", True,
           "The account's opt-out list, in number order, cursor-paged (cursor, limit, source, "
           "since)"),
+    Route("POST", "/v1/optouts", "optouts_bulk", True,
+          "Opt a list of numbers out in one write (numbers, source)"),
     Route("PUT", "/v1/optouts/{number}", "optout_add", True,
           "Opt a number out of the account's messages (idempotent)"),
     Route("GET", "/v1/optouts/{number}", "optout_get", True, "Whether a number opted out"),
@@ -404,6 +406,9 @@ class Api:
 
     async def _optouts(self, request: Request, account: Account, _: None) -> Response:
         return await self._optout_routes().list(request, account)
+
+    async def _optouts_bulk(self, request: Request, account: Account, _: None) -> Response:
+        return await self._optout_routes().bulk(request, account)
 
     async def _optout_add(self, request: Request, account: Account, number: str) -> Response:
         return await self._optout_routes().put(request, account, number)

@@ -90,3 +90,27 @@ async def test_one_account_never_sees_or_changes_anothers_list(tmp_path: Path) -
         assert doc["source"] == "api"  # alpha's record untouched by beta's add and remove
         lists = OptOutList(s.store)
         assert lists.opted_out("alpha", A) and not lists.opted_out("beta", A)
+
+
+async def test_a_list_is_added_in_one_request(tmp_path: Path) -> None:
+    async with serve_campaigns(tmp_path / "db") as s, s.client() as c, \
+            s.client("beta") as beta:
+        assert (await c.put(A_PATH)).status_code == 201
+        r = await c.post("/v1/optouts", json={"numbers": [
+            A, "912345679", "00351912345670", "12", 5, "+351912345670"]})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"added": 2, "already": 2, "rejected": [
+            {"field": "numbers[3]", "reason": "is not a valid number in its country's "
+                                              "numbering plan"},
+            {"field": "numbers[4]", "reason": "must be a phone number (a string)"}]}
+        page = (await c.get("/v1/optouts", params={"source": "import"})).json()
+        assert [o["number"] for o in page["optouts"]] == ["+351912345670", "+351912345679"]
+        assert (await c.get(A_PATH)).json()["source"] == "api"  # already there: unchanged
+        r = await beta.post("/v1/optouts", json={"numbers": ["912345678"], "source": "crm"})
+        assert problem(r) == (422, ["numbers[0]"])  # beta has no default prefix: none readable
+        assert problem(await c.post("/v1/optouts", json={"numbers": []})) == (422, ["numbers"])
+        assert problem(await c.post("/v1/optouts", json={"numbers": [A], "source": "Bad",
+                                                         "x": 1})) == (422, ["x", "source"])
+        assert problem(await c.post("/v1/optouts", json={"numbers": [A] * 10_001}))[1] == [
+            "numbers"]
+        assert (await beta.get("/v1/optouts")).json()["optouts"] == []
