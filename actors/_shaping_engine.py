@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections.abc import Callable
 from itertools import count
 from typing import Any, Final
 
@@ -106,17 +107,21 @@ class Shaper:
 
     Outputs accumulate in ``released`` (rows to send on), ``finished`` (MessageFinished
     rows) and ``deferred`` (rows handed back to the durable schedule, ``send_at`` set to when
-    they may go: a window or campaign slice more than ``defer_beyond`` seconds away, or a
-    place in its lane's queue more than ``queue_beyond`` seconds from the front, so the store
-    rather than memory keeps them); the caller empties all three after each call.
+    they may go: a window or campaign slice more than ``defer_beyond`` seconds away, a
+    place in its lane's queue more than ``queue_beyond`` seconds from the front, or a route
+    with no connector up (``route_wait``: back when it says), so the store rather than memory
+    keeps them); the caller empties all three after each call.
     """
 
     def __init__(self, rules: ShapingRules, contacts: RecentContacts | None = None, *,
                  defer_beyond: float = NEVER, queue_beyond: float = NEVER,
-                 optouts: OptOuts | None = None) -> None:
+                 optouts: OptOuts | None = None,
+                 route_wait: Callable[[str, float], float] | None = None) -> None:
         self.rules = rules
         self.defer_beyond = defer_beyond
         self.queue_beyond = queue_beyond
+        # Only with a schedule to hand messages back to: without one, the dispatcher waits.
+        self._route_wait = route_wait if defer_beyond != NEVER else None
         self.deferred: list[Row] = []
         self.contacts = contacts
         self._opted_out = None if optouts is None else optouts.opted_out
@@ -155,6 +160,12 @@ class Shaper:
                 deadline = v
         if deadline and now >= deadline:
             self._finish(row, "expired", "deadline passed before sending", now)
+            return
+        if self._route_wait is not None and (down := self._route_wait(row[TO], now)):
+            # No connector of its route is up: back to the durable schedule for a while,
+            # not on to the dispatcher, where it would keep its slot in the scheduler pump's
+            # in-flight set and, with enough of them, stop every other route too.
+            self._defer(row, now + down, deadline)
             return
         try:
             lane = self._lane(row, acct, now)

@@ -49,6 +49,7 @@ async def run(
     rules: ShapingRules,
     contacts: RecentContacts | None = None,
     optouts: OptOuts | None = None,
+    route_wait: Callable[[str, float], float] | None = None,
     feedback: trio.abc.ReceiveChannel[bytes] | None = None,
     now: Callable[[], float] = time.time,
     deferred: trio.abc.SendChannel[bytes] | None = None,
@@ -78,10 +79,16 @@ async def run(
             buckets (a backlog of one account, sender or prefix) goes to ``deferred`` too,
             ``send_at`` its estimated turn, so a backlog never fills the scheduler pump's
             in-flight set and holds up other traffic. Shorter bucket waits are held here.
+        route_wait: (destination, now) -> 0.0 when a connector of its route is up, else
+            seconds: such a message goes to ``deferred`` for that long instead of on (so an
+            SMSC that is down does not fill the scheduler pump's in-flight set and stop every
+            other route). None, or no ``deferred``: every message goes on, and the dispatcher
+            waits for a connector.
         task_status: started once the channels are open.
     """
     shaper = Shaper(rules, contacts, defer_beyond=defer_beyond if deferred else math.inf,
-                    queue_beyond=queue_beyond if deferred else math.inf, optouts=optouts)
+                    queue_beyond=queue_beyond if deferred else math.inf, optouts=optouts,
+                    route_wait=route_wait)
     async with inbox, outbox, finished, _maybe(deferred), _maybe(feedback), \
             trio.open_nursery() as nursery:
         if feedback is not None:

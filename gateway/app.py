@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -87,6 +88,10 @@ class CoreSettings:
     # a place in a lane's bucket queue further from the front than this (seconds): handed
     # back the same way, so one account's backlog never fills the pump's in-flight set
     queue_beyond: float = 10.0
+    # no connector of a message's route up: the rate limiter hands it back (for as long as
+    # the route has been down, 0.5 s up to this many seconds) instead of passing it to a
+    # dispatcher that can only wait with it
+    not_ready_recheck: float = 30.0
     batch: int = 512  # most messages per channel item
     buffer: int = 4  # channel items buffered between stages
     dispatcher_concurrency: int = 8
@@ -287,12 +292,58 @@ class Gateway:
             rules=shaping_rules(s.shaping, routes), contacts=self.pipeline,
             optouts=self.optouts, feedback=ch.feedback_recv, now=self._now,
             deferred=ch.deferred_send, defer_beyond=s.defer_beyond,
-            queue_beyond=s.queue_beyond))
+            queue_beyond=s.queue_beyond,
+            route_wait=RouteReadiness(routes, self.carriers, longest=s.not_ready_recheck)))
         await nursery.start(partial(
             scheduler.run, ch.wake_recv, ch.released_recv, ch.due_send, store=self.pipeline,
             max_inflight=s.max_inflight, batch=s.batch, now=self._now,
             deferred=ch.deferred_recv, reschedule=partial(defer_messages, self.store)))
         self._gate = IngressGate(ch.wake_send)
+
+
+class RouteReadiness:
+    """The rate limiter's ``route_wait(to, now)``: 0.0 when a connector that destination
+    ``to``'s route may use is up (or it has no route: the dispatcher ends such a message
+    ``routing_failed``), else how long to leave it in the durable schedule before looking
+    again: as long as the route has been down so far, from ``shortest`` up to ``longest``
+    seconds. A connector still binding after a start, or back after a blip, costs its
+    messages half a second; an outage of an hour, a store write for each waiting message every
+    ``longest`` seconds.
+
+    Which connectors are down is looked up at most every ``every`` seconds of ``now``, so
+    while all are up (the usual case) a message costs two comparisons, not a route lookup.
+    """
+
+    def __init__(self, routes: RouteTable, carriers: Mapping[str, Carrier], *,
+                 shortest: float = 0.5, longest: float = 30.0, every: float = 0.05) -> None:
+        self._routes, self._carriers, self._every = routes, carriers, every
+        self._shortest, self._longest = shortest, longest
+        self._down: dict[str, float] = {}  # connector -> when it was first seen down
+        self._next = -math.inf
+
+    def __call__(self, to: str, now: float) -> float:
+        if not self._next - self._every <= now < self._next:  # due, or the clock stepped back
+            self._look(now)
+        if not self._down:
+            return 0.0
+        candidates = self._routes.candidates(to)
+        if not candidates:
+            return 0.0
+        since = -math.inf  # when the last of its connectors went down
+        for name in candidates:
+            if name in self._carriers and name not in self._down:
+                return 0.0
+            since = max(since, self._down.get(name, now))
+        return min(self._longest, max(self._shortest, now - since))
+
+    def _look(self, now: float) -> None:
+        down = self._down
+        for name, carrier in self._carriers.items():
+            if carrier.ready:
+                down.pop(name, None)
+            else:
+                down.setdefault(name, now)
+        self._next = now + self._every
 
 
 def shaping_rules(rules: ShapingRules, routes: RouteTable) -> ShapingRules:

@@ -481,3 +481,22 @@ def test_without_a_schedule_every_bucket_wait_is_held() -> None:
     for i in range(50):
         s.admit(row(i, account="bulk"), 0.0)
     assert s.deferred == [] and s.held == 49
+
+
+def test_a_route_with_no_connector_up_goes_back_to_the_schedule_uncharged() -> None:
+    up = {"+44": False, "+351": True}
+    rules = ShapingRules(accounts={"acc": AccountRules(limit=Limit(1, 1))})
+    s = Shaper(rules, defer_beyond=300.0, route_wait=lambda to, now: 0.0 if up[
+        to[:3] if to.startswith("+44") else to[:4]] else 30.0)
+    s.admit(row("uk", to="+447700900001"), 0.0)
+    s.admit(row("uk-soon", to="+447700900002", not_after=10.0), 0.0)
+    assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [("uk", 30.0), ("uk-soon", 10.0)]
+    s.deferred.clear()
+    s.admit(row("pt", to="+351912345678"), 0.0)  # the account's bucket was not charged
+    assert released_ids(s) == ["pt"] and s.held == 0
+
+
+def test_without_a_schedule_a_route_that_is_down_goes_on_to_the_dispatcher() -> None:
+    s = Shaper(ShapingRules(), route_wait=lambda to, now: 30.0)
+    s.admit(row(1), 0.0)
+    assert released_ids(s) == ["1"] and s.deferred == []
