@@ -46,6 +46,7 @@ from gateway import inbound, logs, retention  # their metrics register with the 
 from gateway._gc import settle_after_start
 from gateway.accounts import Account, AccountBook, KeyInfo, record_key_use
 from gateway.errors import AccountError, ConfigError
+from gateway.optouts import OptOutList
 
 if TYPE_CHECKING:
     from gateway.callback_outbox import CallbackOutbox
@@ -333,7 +334,8 @@ async def serve(config: cfg.Config, *, key_file: str | None = None,
         # run in the writer process when there is one (None: on the writer thread).
         outbox = CallbackOutbox(store, writes=pipeline)
         book = inbound.InboundBook(store, inbound.Router(inbound_routes(config)), outbox=outbox,
-                                   endpoint_for=endpoint_for)
+                                   endpoint_for=endpoint_for,
+                                   keywords=config.optouts.keywords())  # STOP / START replies
         async with trio.open_nursery() as nursery:
             carriers = await _carriers(config, nursery, book.sink)
             nursery.start_soon(_purge_inbound_parts, store)
@@ -382,8 +384,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
         settings = CoreSettings(shaping=cfg.shaping_rules(config, campaigns=campaigns.rules),
                                 in_doubt=config.core.in_doubt,  # type: ignore[arg-type]
                                 carrier_id_types=carrier_id_types(config))
+        optouts = OptOutList(store, refresh=config.optouts.refresh_seconds)
         async with open_gateway(store, carriers, settings, notifier=run_notifier,
-                                pipeline=pipeline) as gw:
+                                pipeline=pipeline, optouts=optouts) as gw:
             campaigns.bind(gw)
             taps = {c.name: c for c in carriers if isinstance(c, ReceiptTap)}
 
