@@ -26,7 +26,7 @@ LIMITER_RELEASED: Final = Counter(
     "septet_rate_limiter_released_total", "Messages the rate limiter released to the segmenter")
 LIMITER_FINISHED: Final = Counter(
     "septet_rate_limiter_finished_total", "Messages the rate limiter ended NOT_SENT",
-    ["code"])  # expired | recently_contacted | routing_failed
+    ["code"])  # expired | recently_contacted | routing_failed | opted_out
 LIMITER_DEFERRED: Final = Counter(
     "septet_rate_limiter_deferred_total",
     "Messages handed back to the durable schedule (a window or slice far away)")
