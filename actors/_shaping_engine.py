@@ -341,10 +341,12 @@ class Shaper:
     def _queue_too_long(self, lane: Lane, row: Row, deadline: float, now: float) -> bool:
         """Defer ``row`` if its lane's queue would keep it more than ``queue_beyond`` seconds.
 
-        Without this, one account's backlog behind a slow bucket fills the scheduler pump's
-        in-flight set, and everything accepted after it, any account's, waits behind it.
-        The wait is the queue ahead at the slowest of the lane's buckets (a lower bound: a
-        bucket shared with other lanes goes slower). Deferred messages get consecutive turns
+        Without this, one account's backlog behind a slow bucket (or a window opening
+        within ``defer_beyond``) fills the scheduler pump's in-flight set, and everything
+        accepted after it, any account's, waits behind it. The wait is the time until the
+        lane's window or campaign slice opens plus the queue ahead at the slowest of the
+        lane's buckets (a lower bound: a bucket shared with other lanes goes slower, a
+        slice may hold back more than its head). Deferred messages get consecutive turns
         (``Lane.promised``), so a backlog comes back at the lane's rate, not all at once, and
         each comes back half a horizon before its turn: the lane is still fed then, and its
         queue short enough to hold it.
@@ -355,6 +357,11 @@ class Shaper:
         rate = min((b.rate for b in lane.buckets), default=NEVER)
         n = row[PARTS] or 1
         wait = len(lane.queue) * n / rate
+        if lane.timed:  # a closed window or a spent campaign slice comes first
+            closed = max((gate.wait(now) for gate in lane.gates), default=0.0)
+            if lane.campaign is not None:
+                closed = max(closed, lane.campaign.wait(now))
+            wait += closed
         if wait <= beyond or (deadline and deadline <= now + beyond):
             return False  # short enough, or its deadline comes first: held (and expired) here
         turn = max(now + wait, lane.promised)

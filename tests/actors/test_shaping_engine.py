@@ -500,3 +500,19 @@ def test_without_a_schedule_a_route_that_is_down_goes_on_to_the_dispatcher() -> 
     s = Shaper(ShapingRules(), route_wait=lambda to, now: 30.0)
     s.admit(row(1), 0.0)
     assert released_ids(s) == ["1"] and s.deferred == []
+
+
+def test_a_queue_waiting_for_a_window_minutes_away_goes_back_but_its_head() -> None:
+    from actors.shaping import SendWindow
+
+    rules = ShapingRules(default_account=AccountRules(window=SendWindow("UTC", "09:00", "17:00")))
+    s = Shaper(rules, defer_beyond=300.0, queue_beyond=10.0)
+    nine = 9 * 3600.0
+    for i in range(5):  # the window opens in 4 minutes: within defer_beyond
+        s.admit(row(i, to=f"+4477009000{i}"), nine - 240)
+    assert s.held == 1  # the head waits here; the others are not kept in memory for minutes
+    assert [(r[MSG_ID], r[SEND_AT]) for r in s.deferred] == [(str(i), nine - 5.0)
+                                                             for i in range(1, 5)]
+    s.deferred.clear()
+    s.poll(nine)
+    assert released_ids(s) == ["0"]
