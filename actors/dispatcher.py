@@ -5,8 +5,10 @@ first marks them SUBMITTING in the store (so a crash from here on leaves them "i
 lost), then groups them by the connector :mod:`routing` chooses and calls
 ``Carrier.submit_many`` for each group. One mark is in flight at a time: what arrives while it
 commits waits and goes in the next one, so under load a few marks carry many parts and when
-idle a part is marked at once (natural batching, no timer). Several batches are in
-submission at once (``concurrency``) so every connector's window stays full. Outcomes go to
+idle a part is marked at once (natural batching, no timer). Each connector has up to
+``concurrency`` batches in submission at once, so its window stays full, and only its own:
+an SMSC that stops answering (every submit waits for ``submit_timeout``) holds up its own
+parts, not the other connectors' (it held all the slots, shared before). Outcomes go to
 the correlator as PartSubmitted / PartFailed:
 
 * accepted → PartSubmitted (with the carrier id, recorded by the correlator);
@@ -29,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgpack
@@ -79,6 +81,15 @@ class _Ctx:
     retry: RetryPolicy
     now: Callable[[], float]
     nursery: trio.Nursery
+    concurrency: int = 8
+    limits: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
+
+    def limit(self, connector: str) -> trio.CapacityLimiter:
+        """The bound on ``connector``'s batches in submission at once."""
+        limiter = self.limits.get(connector)
+        if limiter is None:
+            limiter = self.limits[connector] = trio.CapacityLimiter(self.concurrency)
+        return limiter
 
 
 async def run(
@@ -100,25 +111,19 @@ async def run(
     Owns ``inbox``, ``outbox``, ``feedback`` and ``released`` (Released for messages with no
     part left to send, e.g. already final).
     """
-    limiter = trio.CapacityLimiter(concurrency)
     async with inbox, outbox, trio.open_nursery() as nursery:
-        ctx = _Ctx(carriers, routes, outbox, feedback, retry, now, nursery)
+        ctx = _Ctx(carriers, routes, outbox, feedback, retry, now, nursery, concurrency)
         task_status.started()
         async for item in inbox:
             # what waits meanwhile joins this batch: one mark and one submit round for all
             # keeps the items' bytes: mark_submitting's writer process re-sends them as they are
             parts = messages.decode_wire_batches_of(SubmitPart, with_waiting(inbox, item, MAX_MARK))
-            token = object()
-            await limiter.acquire_on_behalf_of(token)  # bounds batches in flight: back-pressure
-            try:
-                # One mark at a time: parts arriving while it commits wait in the inbox and
-                # go in the next one (natural batching: under load a few marks of many parts
-                # instead of one per item; when idle a part is marked at once).
-                allowed = await store.mark_submitting(parts, now())
-            except BaseException:
-                limiter.release_on_behalf_of(token)
-                raise
-            nursery.start_soon(_batch, ctx, released, parts, allowed, limiter, token)
+            # One mark at a time: parts arriving while it commits wait in the inbox and go in
+            # the next one (natural batching: under load a few marks of many parts instead of
+            # one per item; when idle a part is marked at once). What is marked waits for its
+            # connector's turn (_submit_group); the scheduler pump's in-flight set bounds it.
+            allowed = await store.mark_submitting(parts, now())
+            nursery.start_soon(_batch, ctx, released, parts, allowed)
     for ch in (feedback, released):
         if ch is not None:
             await ch.aclose()
@@ -138,17 +143,13 @@ async def _release_idle(
 
 
 async def _batch(ctx: _Ctx, released: trio.abc.SendChannel[bytes] | None,
-                 parts: Sequence[SubmitPart], allowed: Sequence[bool],
-                 limiter: trio.CapacityLimiter, token: object) -> None:
+                 parts: Sequence[SubmitPart], allowed: Sequence[bool]) -> None:
     """Submit what of a batch, already marked SUBMITTING (durably), may go. Several run at
     once, so the connectors' windows stay full."""
-    try:
-        go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
-        await _release_idle(released, parts, go, ctx.now())
-        if go:
-            await _round(ctx, go, 1, {})
-    finally:
-        limiter.release_on_behalf_of(token)
+    go = [p for p, ok in zip(parts, allowed, strict=True) if ok]
+    await _release_idle(released, parts, go, ctx.now())
+    if go:
+        await _round(ctx, go, 1, {})
 
 
 async def _retry_later(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
@@ -200,9 +201,10 @@ async def _round(ctx: _Ctx, parts: list[SubmitPart], attempt: int,
 async def _submit_group(ctx: _Ctx, name: str, group: list[SubmitPart], attempt: int,
                         avoid: dict[tuple[str, int], str]) -> None:
     carrier = ctx.carriers[name]
-    started = trio.current_time()
-    with trio.move_on_after(ctx.retry.submit_timeout) as scope:
-        results = await carrier.submit_many(group)
+    async with ctx.limit(name):  # this connector's turn (its slots are its own)
+        started = trio.current_time()
+        with trio.move_on_after(ctx.retry.submit_timeout) as scope:
+            results = await carrier.submit_many(group)
     _metrics.SUBMIT_LATENCY.labels(name).observe(trio.current_time() - started)  # timeouts too
     if scope.cancelled_caught or len(results) != len(group):
         results = [SubmitResult(error="submit timed out", code="timeout", transient=True,
