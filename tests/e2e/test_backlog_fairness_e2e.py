@@ -11,66 +11,43 @@ rate; the pump stores it under that turn and frees its slot.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from pathlib import Path
 
 import trio
 import trio.testing
 
-from actors import messages as m
-from actors.ingress import MsgIdFactory
 from actors.shaping import AccountRules, Limit, ShapingRules
 from gateway.app import CoreSettings, open_gateway
 from gateway.store import open_store
+from tests.e2e._sent import SentTimes, now
 from tests.fakes import ScriptedCarrier
 
-BASE = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC).timestamp()
 RATE = 5.0  # the bulk account's messages a second
 BULK = 300  # three times the pump's in-flight set
 
 
 async def test_a_backlog_goes_at_its_rate_while_another_account_goes_at_once(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    def now() -> float:
-        return BASE + trio.current_time()
-
-    sent_at: dict[str, float] = {}
-    all_sent = trio.Event()
-
-    async def notifier(inbox: trio.abc.ReceiveChannel[bytes],
-                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async with inbox:
-            async for item in inbox:
-                for e in m.decode_batch_of(m.StatusEvent, item):
-                    if e.event == "SMS_SENT":
-                        sent_at[e.msg_id] = now()
-                if len(sent_at) == BULK + 1:
-                    all_sent.set()
-
+    sent = SentTimes()
     rules = ShapingRules(accounts={"bulk": AccountRules(limit=Limit(RATE, RATE))})
     settings = CoreSettings(shaping=rules, max_inflight=100, batch=50, receipt_timeout=None,
                             queue_beyond=10.0)
-    ids = MsgIdFactory(now)
     async with open_store(tmp_path / "db", sync=False, threaded=False) as store:
         carrier = ScriptedCarrier("c1", now=now)
-        async with open_gateway(store, [carrier], settings, notifier=notifier, now=now) as gw:
-            bulk = await gw.accept([m.Message(ids(), "bulk", f"+3519100{i:05d}", "S", "promo",
-                                              "transliterate", now()) for i in range(BULK)])
+        async with open_gateway(store, [carrier], settings, notifier=sent.notifier,
+                                now=now) as gw:
+            bulk = await gw.accept(sent.messages(
+                "bulk", [f"+3519100{i:05d}" for i in range(BULK)], "promo"))
             await trio.sleep(1)
             t_otp = now()
-            [otp] = await gw.accept([m.Message(ids(), "otp", "+351920000000", "Bank",
-                                               "Your code is 123456", "transliterate", now())])
-            with trio.fail_after(5):
-                while otp not in sent_at:
-                    await trio.sleep(0.05)
-            assert sent_at[otp] - t_otp < 1.0  # not behind the backlog (it was ~60 s)
-            with trio.fail_after(BULK / RATE + 60):
-                await all_sent.wait()
+            otp = await gw.accept(sent.messages("otp", ["+351920000000"], "Your code is 123456"))
+            await sent.all_sent(otp, within=5)
+            assert sent.at[otp[0]] - t_otp < 1.0  # not behind the backlog (it was ~60 s)
+            await sent.all_sent(bulk, within=BULK / RATE + 60, step=1)
         assert store.entries(b"outbox") == 0
     # The backlog went at its rate, not faster, and not much slower for being handed back.
-    times = sorted(sent_at[i] for i in bulk)
+    times = sorted(sent.at[i] for i in bulk)
     span = times[-1] - times[0]
     assert (BULK - RATE) / RATE - 1 <= span <= BULK / RATE + 15, span
     per_second = Counter(int(t - times[0]) for t in times)

@@ -11,63 +11,41 @@ back.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import trio
 import trio.testing
 
-from actors import messages as m
-from actors.ingress import MsgIdFactory
 from gateway.app import CoreSettings, open_gateway
 from gateway.store import open_store
+from tests.e2e._sent import SentTimes, now
 from tests.fakes import ScriptedCarrier
 
-BASE = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC).timestamp()
 BACKLOG = 300  # three times the pump's in-flight set
 
 
 async def test_an_smsc_down_holds_only_its_own_route(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    def now() -> float:
-        return BASE + trio.current_time()
-
-    sent_at: dict[str, float] = {}
-
-    async def notifier(inbox: trio.abc.ReceiveChannel[bytes],
-                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async with inbox:
-            async for item in inbox:
-                for e in m.decode_batch_of(m.StatusEvent, item):
-                    if e.event == "SMS_SENT":
-                        sent_at[e.msg_id] = now()
-
+    sent = SentTimes()
     settings = CoreSettings(max_inflight=100, batch=50, receipt_timeout=None,
                             routes={"+44": ["uk"], "+351": ["pt"]}, not_ready_recheck=30.0)
-    ids = MsgIdFactory(now)
     async with open_store(tmp_path / "db", sync=False, threaded=False) as store:
         uk, pt = ScriptedCarrier("uk", now=now), ScriptedCarrier("pt", now=now)
         uk.ready_flag = False
-        async with open_gateway(store, [uk, pt], settings, notifier=notifier, now=now) as gw:
-            backlog = await gw.accept([m.Message(ids(), "a", f"+4477009{i:05d}", "S", "hi",
-                                                 "transliterate", now())
-                                       for i in range(BACKLOG)])
+        async with open_gateway(store, [uk, pt], settings, notifier=sent.notifier,
+                                now=now) as gw:
+            backlog = await gw.accept(sent.messages(
+                "a", [f"+4477009{i:05d}" for i in range(BACKLOG)]))
             await trio.sleep(1)
             t = now()
-            [other] = await gw.accept([m.Message(ids(), "b", "+351912345678", "S", "hi",
-                                                 "transliterate", now())])
-            with trio.fail_after(5):
-                while other not in sent_at:
-                    await trio.sleep(0.05)
-            assert sent_at[other] - t < 1.0  # not behind the other route's outage
+            other = await gw.accept(sent.messages("b", ["+351912345678"]))
+            await sent.all_sent(other, within=5)
+            assert sent.at[other[0]] - t < 1.0  # not behind the other route's outage
             await trio.sleep(120)
-            assert not any(i in sent_at for i in backlog) and uk.calls == 0
+            assert not any(i in sent.at for i in backlog) and uk.calls == 0
             back = now()
             uk.ready_flag = True  # the SMSC is back: its backlog goes, all of it, once
-            with trio.fail_after(120):
-                while not all(i in sent_at for i in backlog):
-                    await trio.sleep(0.5)
-            assert max(sent_at[i] for i in backlog) - back <= 30.0 + 5.0
+            await sent.all_sent(backlog, within=120, step=0.5)
+            assert max(sent.at[i] for i in backlog) - back <= 30.0 + 5.0
         assert store.entries(b"outbox") == 0
     assert uk.duplicates() == 0 and sum(uk.submitted.values()) == BACKLOG

@@ -9,7 +9,6 @@ parts for the other connectors waited a whole timeout per round (measured: 24.9 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,13 +16,12 @@ import trio
 import trio.testing
 
 from actors import messages as m
-from actors.ingress import MsgIdFactory
 from actors.ports import SubmitResult
 from gateway.app import CoreSettings, open_gateway
 from gateway.store import open_store
+from tests.e2e._sent import SentTimes, now
 from tests.fakes import ScriptedCarrier
 
-BASE = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC).timestamp()
 HANG = 25.0
 
 
@@ -37,40 +35,21 @@ class Hanging(ScriptedCarrier):
 
 async def test_a_hanging_smsc_does_not_hold_up_another_route(
         autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    def now() -> float:
-        return BASE + trio.current_time()
-
-    sent_at: dict[str, float] = {}
-
-    async def notifier(inbox: trio.abc.ReceiveChannel[bytes],
-                       task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        async with inbox:
-            async for item in inbox:
-                for e in m.decode_batch_of(m.StatusEvent, item):
-                    if e.event == "SMS_SENT":
-                        sent_at[e.msg_id] = now()
-
+    sent = SentTimes()
     settings = CoreSettings(max_inflight=1000, batch=10, receipt_timeout=None,
                             routes={"+44": ["uk"], "+351": ["pt"]})
-    ids = MsgIdFactory(now)
     async with open_store(tmp_path / "db", sync=False, threaded=False) as store:
         uk, pt = Hanging("uk", now=now), ScriptedCarrier("pt", now=now)
-        async with open_gateway(store, [uk, pt], settings, notifier=notifier, now=now) as gw:
+        async with open_gateway(store, [uk, pt], settings, notifier=sent.notifier,
+                                now=now) as gw:
             slow = []
             for k in range(20):  # 20 accepts, more batches than the dispatcher's 8 slots
-                slow += await gw.accept([m.Message(ids(), "a", f"+4477009{k:03d}{i:02d}", "S",
-                                                   "hi", "transliterate", now())
-                                         for i in range(10)])
+                slow += await gw.accept(sent.messages(
+                    "a", [f"+4477009{k:03d}{i:02d}" for i in range(10)]))
             await trio.sleep(0.1)
             t = now()
-            fast = await gw.accept([m.Message(ids(), "b", f"+35191234{i:04d}", "S", "hi",
-                                              "transliterate", now()) for i in range(10)])
-            with trio.fail_after(HANG):
-                while not all(i in sent_at for i in fast):
-                    await trio.sleep(0.1)
-            assert max(sent_at[i] for i in fast) - t < 1.0  # not a hang's length
-            with trio.fail_after(10 * HANG):  # the slow route still gets through, all of it
-                while not all(i in sent_at for i in slow):
-                    await trio.sleep(1)
+            fast = await gw.accept(sent.messages("b", [f"+35191234{i:04d}" for i in range(10)]))
+            await sent.all_sent(fast, within=HANG, step=0.1)
+            assert max(sent.at[i] for i in fast) - t < 1.0  # not a hang's length
+            await sent.all_sent(slow, within=10 * HANG, step=1)  # the slow route gets through
     assert uk.duplicates() == 0 and pt.duplicates() == 0
