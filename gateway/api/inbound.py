@@ -30,7 +30,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 from actors.errors import StoreError
 from actors.messages import StatusEvent
@@ -46,7 +45,7 @@ from gateway.api.problems import (
     unauthorized,
     unavailable,
 )
-from gateway.api.query import _time
+from gateway.api.query import _time, page_limit, plus_restored, query_values
 from gateway.api.views import rfc3339
 from gateway.callback_outbox import INBOUND_PREFIX
 from gateway.http import Request, Response
@@ -83,38 +82,21 @@ class InboundRoutes:
 
     def _query(self, query: str) -> dict[str, Any]:
         errors: list[FieldError] = []
-        try:
-            pairs = parse_qsl(query, keep_blank_values=True, errors="strict",
-                              max_num_fields=len(PARAMS) * 2)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
         out: dict[str, Any] = {}
-        for name, value in pairs:
-            where = f"query:{name[:40]}"
-            if name not in PARAMS:
-                errors.append(FieldError(where, "unknown parameter"))
-            elif name in out:
-                errors.append(FieldError(where, "given more than once"))
-            elif not value:
-                continue
-            elif name == "cursor":
+        for name, value in query_values(query, PARAMS, errors).items():
+            if name == "cursor":
                 if not (len(value) <= 32 and value.isascii() and value.isdigit()):
-                    errors.append(FieldError(where, "is not a cursor this server gave"))
+                    errors.append(FieldError("query:cursor", "is not a cursor this server gave"))
                 out[name] = value
             elif name == "limit":
-                if not (value.isascii() and value.isdigit() and len(value) <= 9
-                        and 1 <= int(value) <= self._max_limit):
-                    errors.append(FieldError(where,
-                                             f"must be an integer from 1 to {self._max_limit}"))
-                else:
-                    out[name] = int(value)
+                out[name] = page_limit(value, self._max_limit, errors)
             elif name == "since":
                 out[name] = _time(value, "since", errors)
-            else:  # to, from: an unencoded "+" in a query string reads as a space
-                number = "+" + value[1:] if value.startswith(" ") else value
+            else:  # to, from
+                number = plus_restored(value)
                 bare = number.removeprefix("+")
                 if not (bare.isascii() and bare.isdigit() and len(bare) <= 20):
-                    errors.append(FieldError(where, "must be a number: + and digits"))
+                    errors.append(FieldError(f"query:{name}", "must be a number: + and digits"))
                 out[name] = number
         if errors:
             raise invalid(errors)

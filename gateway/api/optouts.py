@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from actors.errors import StoreError
 from gateway.accounts import Account
 from gateway.api import bodies
 from gateway.api.problems import FieldError, invalid, not_found, unavailable
-from gateway.api.query import _time
+from gateway.api.query import _time, page_limit, plus_restored, query_values
 from gateway.api.views import rfc3339
 from gateway.http import Request, Response
 from gateway.optouts import API, OptOut, OptOutList
@@ -130,36 +130,20 @@ class OptOutRoutes:
 
     def _query(self, query: str) -> dict[str, Any]:
         errors: list[FieldError] = []
-        try:
-            pairs = parse_qsl(query, keep_blank_values=True, errors="strict",
-                              max_num_fields=len(PARAMS) * 2)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
         out: dict[str, Any] = {}
-        for name, value in pairs:
-            where = f"query:{name[:40]}"
-            if name not in PARAMS:
-                errors.append(FieldError(where, "unknown parameter"))
-            elif name in out:
-                errors.append(FieldError(where, "given more than once"))
-            elif not value:
-                continue
-            elif name == "cursor":  # a number; an unencoded "+" in a query reads as a space
-                number = "+" + value[1:] if value.startswith(" ") else value
+        for name, value in query_values(query, PARAMS, errors).items():
+            if name == "cursor":  # a number (the last one of the previous page)
+                number = plus_restored(value)
                 bare = number.removeprefix("+")
                 if not (bare.isascii() and bare.isdigit() and len(bare) <= 20):
-                    errors.append(FieldError(where, "is not a cursor this server gave"))
+                    errors.append(FieldError("query:cursor", "is not a cursor this server gave"))
                 out[name] = number
             elif name == "limit":
-                if not (value.isascii() and value.isdigit() and len(value) <= 9
-                        and 1 <= int(value) <= self._max_limit):
-                    errors.append(FieldError(where,
-                                             f"must be an integer from 1 to {self._max_limit}"))
-                else:
-                    out[name] = int(value)
+                out[name] = page_limit(value, self._max_limit, errors)
             elif name == "source":
                 if SOURCE.fullmatch(value) is None:
-                    errors.append(FieldError(where, "must be a source label: a-z, 0-9, _.-"))
+                    errors.append(FieldError("query:source",
+                                             "must be a source label: a-z, 0-9, _.-"))
                 out[name] = value
             else:
                 out[name] = _time(value, "since", errors)

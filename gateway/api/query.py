@@ -9,6 +9,7 @@ case-insensitive substring of the text; ``cursor`` is the ``next_cursor`` of the
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -52,26 +53,11 @@ def parse_search(query: str, account: Account, numbers: NumberNormaliser, page_s
         Problem: 422 naming every bad parameter.
     """
     errors: list[FieldError] = []
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False,
-                          errors="strict", max_num_fields=len(PARAMS) * 2)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in PARAMS:
-            errors.append(FieldError(f"query:{name[:40]}", "unknown parameter"))
-        elif name in values:
-            errors.append(FieldError(f"query:{name}", "given more than once"))
-        else:
-            values[name] = value
+    values = query_values(query, PARAMS, errors)
     to = None
     if values.get("to"):
         try:
-            raw = values["to"]
-            # An unencoded "+" in a query string reads as a space (HTML forms); undo that.
-            raw = "+" + raw[1:] if raw.startswith(" ") else raw
-            to = numbers.normalise(raw, account.default_prefix)
+            to = numbers.normalise(plus_restored(values["to"]), account.default_prefix)
         except Invalid as exc:
             errors.append(FieldError("query:to", exc.reason))
     states = None
@@ -86,19 +72,53 @@ def parse_search(query: str, account: Account, numbers: NumberNormaliser, page_s
     cursor = values.get("cursor") or None
     if cursor is not None and not (len(cursor) <= 64 and cursor.isascii() and cursor.isalnum()):
         errors.append(FieldError("query:cursor", "is not a cursor this server gave"))
-    limit = page_size
-    if values.get("limit"):
-        raw = values["limit"]
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= max_page_size:
-            errors.append(FieldError("query:limit", f"must be an integer from 1 to {max_page_size}"))
-        else:
-            limit = int(raw)
+    limit = page_limit(values["limit"], max_page_size, errors) if "limit" in values else None
     campaign = values.get("campaign") or None
     text = values.get("q")
     if errors:
         raise invalid(errors)
     return SearchQuery(to, campaign, states, since, until, text.casefold() if text else None,
-                       cursor, limit)
+                       cursor, page_size if limit is None else limit)
+
+
+def query_values(query: str, params: Collection[str], errors: list[FieldError]) -> dict[str, str]:
+    """The non-empty values of ``query``'s parameters (an empty one is as if absent); a name
+    not in ``params``, or given more than once, goes to ``errors`` as ``query:<name>``.
+
+    Raises:
+        Problem: 422 when the query string does not parse at all.
+    """
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False,
+                          errors="strict", max_num_fields=len(params) * 2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid([FieldError("query", f"cannot be parsed: {str(exc)[:80]}")]) from None
+    values: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        where = f"query:{name[:40]}"
+        if name not in params:
+            errors.append(FieldError(where, "unknown parameter"))
+        elif name in seen:
+            errors.append(FieldError(where, "given more than once"))
+        else:
+            seen.add(name)
+            if value:
+                values[name] = value
+    return values
+
+
+def page_limit(raw: str, most: int, errors: list[FieldError]) -> int | None:
+    """``limit``'s value, 1 to ``most``; else None and an error in ``errors``."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9 and 1 <= int(raw) <= most:
+        return int(raw)
+    errors.append(FieldError("query:limit", f"must be an integer from 1 to {most}"))
+    return None
+
+
+def plus_restored(raw: str) -> str:
+    """A number as written in a query: an unencoded "+" reads as a space (HTML forms)."""
+    return "+" + raw[1:] if raw.startswith(" ") else raw
 
 
 def _time(raw: str | None, name: str, errors: list[FieldError]) -> float | None:
