@@ -48,7 +48,8 @@ account's upstream system recorded: only that system may lift its own). The send
 E.164: digits as the SMSC writes an international number (``351912345678``), with "+" or
 "00", else as a national number with the account's default country prefix; a reply from a
 number that cannot be read so is stored but changes no list (logged, the number masked, and
-counted in ``InboundBook.optout_replies["unreadable"]``). The message is stored and pushed
+counted in ``InboundBook.optout_replies["unreadable"]`` and
+``septet_inbound_optout_replies_total``). The message is stored and pushed
 as any other.
 
 ``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
@@ -106,6 +107,10 @@ SEEN_TTL: Final = 7 * 24 * 3600.0
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
     "account", ["routed"])
+OPTOUT_REPLIES: Final = Counter(
+    "septet_inbound_optout_replies", "Inbound replies read as opt-out keywords: stop (the sender "
+    "put on the account's list), start (taken off), unreadable (a sender number that could not "
+    "be read: stored, no list changed)", ["outcome"])
 DUPLICATES: Final = Counter(
     "septet_inbound_duplicates", "Inbound (MO) messages an HTTP provider sent again (same "
     "provider id on the same connector): neither stored nor pushed a second time", ["carrier"])
@@ -256,6 +261,7 @@ class InboundBook:
                 lists.sync(account)
         for outcome, n in replies.outcomes.items():
             self.optout_replies[outcome] = self.optout_replies.get(outcome, 0) + n
+            OPTOUT_REPLIES.labels(outcome).inc(n)
             logger.info("inbound: %d opt-out replies: %s", n, outcome)
 
     def get(self, account: str, msg_id: str) -> InboundMessage | None:

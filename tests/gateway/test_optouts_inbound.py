@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from adapters.smpp.inbound import InboundPart
 from codec import Concat
@@ -76,13 +77,21 @@ async def test_ordinary_texts_and_disabled_keywords_change_nothing(store: Store)
     assert store.entries(b"optouts") == 0
 
 
+def _replies(outcome: str) -> float:
+    return REGISTRY.get_sample_value("septet_inbound_optout_replies_total",
+                                     {"outcome": outcome}) or 0.0
+
+
 async def test_a_national_sender_takes_the_accounts_default_prefix(store: Store) -> None:
+    before = {k: _replies(k) for k in ("stop", "start", "unreadable")}
     await AccountBook(store).create(Account("shop", default_prefix="351"))
     book = InboundBook(store, Router({SHOP: "shop", BAKERY: "bakery"}))
     await book.sink([reply("cancelar", frm="910000001"), reply("STOP", to=BAKERY,
                                                                frm="910000001")])
     assert OptOutList(store).opted_out("shop", HANDSET)
     assert book.optout_replies == {"stop": 1, "unreadable": 1}  # bakery: no default prefix
+    assert {k: _replies(k) - v for k, v in before.items()} == {"stop": 1, "start": 0,
+                                                               "unreadable": 1}
     assert len(book.page("bakery")[0]) == 1  # but its message is stored
 
 
