@@ -121,6 +121,14 @@ def message_json(m: InboundMessage) -> dict[str, Any]:
             "encoding": m.encoding, "parts": m.parts}
 
 
+def require_bearer(request: Request, secret: str, what: str) -> None:
+    """401 unless ``request`` carries ``secret`` as its bearer token (constant-time compare):
+    the HTTP carriers' webhooks (receipts, inbound), whose secret is the connector's."""
+    given = bearer_token(request.header("authorization"))
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        raise unauthorized(f"{what} is missing or wrong")
+
+
 @dataclass(frozen=True, slots=True)
 class InboundWebhooks:
     """``POST /v1/inbound/{connector}`` for HTTP providers (see the module docstring).
@@ -140,9 +148,7 @@ class InboundWebhooks:
         secret = self.tokens.get(connector, "")
         if parser is None or not secret:
             raise not_found(f"no HTTP connector named {connector[:40]!r}")
-        given = bearer_token(request.header("authorization"))
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            raise unauthorized("the connector's inbound token is missing or wrong")
+        require_bearer(request, secret, "the connector's inbound token")
         try:
             found = parser(request.body, request.header("content-type"))
         except InvalidInbound as exc:

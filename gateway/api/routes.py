@@ -12,7 +12,6 @@ Must not import: gateway.http.server internals.
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,7 +21,7 @@ from typing import Any, Final
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
-from gateway.api.inbound import InboundRoutes, InboundWebhooks
+from gateway.api.inbound import InboundRoutes, InboundWebhooks, require_bearer
 from gateway.api.messages import MessageRoutes
 from gateway.api.optouts import OptOutRoutes
 from gateway.api.problems import (
@@ -355,9 +354,7 @@ class Api:
         secret = self._receipt_tokens.get(connector, "")
         if parser is None or self._receipt_sink is None or not secret:
             raise not_found(f"no HTTP connector named {connector[:40]!r}")
-        given = bearer_token(request.header("authorization"))
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            raise unauthorized("the connector's receipt token is missing or wrong")
+        require_bearer(request, secret, "the connector's receipt token")
         try:
             receipts = parser(request.body, request.header("content-type"))
         except ValueError as exc:  # adapters.errors.InvalidReceipt
