@@ -15,15 +15,6 @@ configuration, digits only (``+351912000000`` and ``351912000000`` are the same 
 message with no route is stored under no account (the empty name; no API key reaches it) and
 counted: ``septet_inbound_messages_total{routed="no"}``.
 
-Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
-
-    inbound        account 0x00 id -> msgpack [received_at, connector, source, destination,
-                                               text, encoding, parts]
-    inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
-                   -> msgpack [received_at, destination, encoding, text]
-    inbound_seen   connector 0x00 provider_id -> msgpack [seen_at, account, id]
-    inbound_seen_age  u64 seen_at (whole seconds) connector 0x00 provider_id -> b""
-
 Duplicates: an HTTP provider retries its webhook when our answer is lost, so a message it
 posts may come twice. When it names the message (``inbound_id_path``), :meth:`InboundBook.store`
 is given that id, and the write that stores the message also records it in ``inbound_seen``;
@@ -52,9 +43,13 @@ counted in ``InboundBook.optout_replies["unreadable"]`` and
 ``septet_inbound_optout_replies_total``). The message is stored and pushed
 as any other.
 
-``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
-an account's messages read oldest first by key. Incomplete groups older than
-``PART_TTL`` are removed by :func:`purge_parts` (the serve command runs it hourly).
+Reads: :meth:`InboundBook.page` lists an account's messages oldest first (ids are arrival
+order); incomplete groups older than ``PART_TTL`` are removed by :func:`purge_parts` (the
+serve command runs it hourly).
+
+The LMDB layout, the write op and the purges are in ``gateway._inbound_store``; its public
+names are re-exported here (``DB``, ``PARTS``, ``SEEN``, ``SEEN_AGE``, ``PART_TTL``,
+``SEEN_TTL``, ``InboundMessage``, ``op_store``, ``purge_parts``, ``purge_seen``).
 
 Must not be imported by actors or adapters.
 """
@@ -62,47 +57,39 @@ Must not be imported by actors or adapters.
 from __future__ import annotations
 
 import logging
-import struct
 import time
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import lmdb
-import msgpack
 from prometheus_client import Counter
 
 from actors.messages import StatusEvent
 from adapters.smpp.inbound import InboundPart
-from codec import CodecError, reassemble
-from codec.receive import ReceivedPart
-from codec.udh import Concat
 from gateway import optouts
+from gateway._inbound_store import (
+    DB,
+    PART_TTL,
+    PARTS,
+    SEEN,
+    SEEN_AGE,
+    SEEN_TTL,
+    InboundMessage,
+    decode_message,
+    op_store,
+    open_dbs,
+    purge_parts,
+    purge_seen,
+)
 from gateway.accounts import AccountBook
-from gateway.callback_outbox import CallbackOutbox, inbound_msg_id
+from gateway.callback_outbox import CallbackOutbox
 from gateway.callbacks import inbound_event
 from gateway.optouts import Keywords, OptOutList, Replies
-from gateway.store import STORE_DATABASES, u64
 from gateway.validation import NumberNormaliser
 
 logger = logging.getLogger(__name__)
-
-DB: Final = b"inbound"
-PARTS: Final = b"inbound_parts"
-SEEN: Final = b"inbound_seen"
-SEEN_AGE: Final = b"inbound_seen_age"
-for _name in (DB, PARTS, SEEN, SEEN_AGE):
-    if _name not in STORE_DATABASES:
-        STORE_DATABASES.append(_name)
-
-_SEQ_KEY: Final = b"inbound_seq"
-_GROUP: Final = struct.Struct(">BHB")
-PART_TTL: Final = 24 * 3600.0
-"""Seconds an incomplete concatenated message waits for its missing parts."""
-SEEN_TTL: Final = 7 * 24 * 3600.0
-"""Seconds a provider's message id is remembered (its webhook retries end well before)."""
 
 MESSAGES: Final = Counter(
     "septet_inbound_messages", "Inbound (MO) messages stored, by whether a route named their "
@@ -114,21 +101,6 @@ OPTOUT_REPLIES: Final = Counter(
 DUPLICATES: Final = Counter(
     "septet_inbound_duplicates", "Inbound (MO) messages an HTTP provider sent again (same "
     "provider id on the same connector): neither stored nor pushed a second time", ["carrier"])
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """One stored inbound message (parts joined)."""
-
-    id: str
-    account: str
-    received_at: float
-    connector: str
-    source: str
-    destination: str
-    text: str
-    encoding: str
-    parts: int
 
 
 def digits(number: str) -> str:
@@ -148,6 +120,11 @@ class Router:
 
 
 EndpointFor = Callable[[StatusEvent], "tuple[str, bytes] | None"]
+
+
+def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEvent, *,
+                  now: float) -> None:
+    outbox.enqueue_in(txn, [event], now=now)
 
 
 class InboundBook:
@@ -209,7 +186,7 @@ class InboundBook:
         """
         if not parts:
             return 0
-        dbs = _Dbs(*(self._store.db(n) for n in (DB, PARTS, b"meta", SEEN, SEEN_AGE)))
+        dbs = open_dbs(self._store)
         push, now, outbox = self._pushing(parts), self._now(), self._outbox
         enqueue = None if not push or outbox is None else partial(_enqueue_push, outbox, now=now)
         replies = self._replies(parts)
@@ -268,7 +245,7 @@ class InboundBook:
         """``account``'s message ``msg_id``, or None."""
         with self._store.read() as txn:
             value = txn.get(account.encode() + b"\x00" + msg_id.encode(), db=self._store.db(DB))
-        return None if value is None else _message(account, msg_id, value)
+        return None if value is None else decode_message(account, msg_id, value)
 
     def page(self, account: str, *, after: str | None = None, limit: int = 100,
              max_scan: int = 10_000, since: float | None = None, to: str | None = None,
@@ -293,7 +270,7 @@ class InboundBook:
                     break
                 if key != start or not after:
                     scanned += 1
-                    msg = _message(account, key[len(prefix):].decode(), cur.value())
+                    msg = decode_message(account, key[len(prefix):].decode(), cur.value())
                     last = msg.id
                     if _matches(msg, since, to, sender):
                         found.append(msg)
@@ -308,160 +285,8 @@ def _matches(msg: InboundMessage, since: float | None, to: str | None,
             and (sender is None or digits(msg.source) == digits(sender)))
 
 
-def _message(account: str, msg_id: str, value: bytes) -> InboundMessage:
-    received_at, connector, source, destination, text, encoding, parts = msgpack.unpackb(value)
-    return InboundMessage(msg_id, account, received_at, connector, source, destination, text,
-                          encoding, parts)
-
-
-# ---------------------------------------------------------------------------- write ops
-
-
-class _Dbs(NamedTuple):
-    messages: Any
-    parts: Any
-    meta: Any
-    seen: Any = None
-    seen_age: Any = None
-
-
-def _enqueue_push(outbox: CallbackOutbox, txn: lmdb.Transaction, event: StatusEvent, *,
-                  now: float) -> None:
-    outbox.enqueue_in(txn, [event], now=now)
-
-
-def op_store(txn: lmdb.Transaction, *, dbs: _Dbs, parts: list[InboundPart],
-             route: Callable[[str], str | None], push: Container[str] = (),
-             enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None,
-             provider_ids: Sequence[str] = (), now: float = 0.0,
-             replies: Replies | None = None) -> list[str | None]:
-    """Store whole messages and parts; returns the account ("" = unrouted) of each message
-    stored (a part completing its group stores its message), and None for each whole message
-    skipped because its ``provider_ids`` entry was already seen on its connector (ids are
-    recorded at ``now``). A message of an account in ``push`` also goes to ``enqueue`` (the
-    callback outbox), in this same transaction; with ``replies``, a routed STOP/START reply
-    changes its account's opt-out list, in this same transaction too."""
-    stored: list[str | None] = []
-    if replies is not None:  # the batch may run again (map full): count it once
-        replies.changed.clear()
-        replies.outcomes.clear()
-    for index, part in enumerate(parts):
-        seen_key = b""
-        if part.concat is None and index < len(provider_ids) and provider_ids[index]:
-            seen_key = part.connector.encode() + b"\x00" + provider_ids[index].encode(
-                "utf-8", "surrogatepass")
-            if txn.get(seen_key, db=dbs.seen) is not None:
-                stored.append(None)
-                continue
-        whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
-        if whole is None:
-            continue
-        message, count = whole
-        account = route(message.destination) or ""
-        msg_id = _put_message(txn, dbs, account, message, count)
-        if seen_key:
-            txn.put(seen_key, msgpack.packb([now, account, msg_id]), db=dbs.seen)
-            txn.put(u64(max(0, int(now))) + seen_key, b"", db=dbs.seen_age)
-        if enqueue is not None and account in push:
-            enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
-                                       message.connector))
-        if replies is not None and account:
-            optouts.apply_reply(txn, replies, account, message.source, message.text,
-                                message.received_at)
-        stored.append(account)
-    return stored
-
-
-def _add_part(txn: lmdb.Transaction, db: Any, part: InboundPart
-              ) -> tuple[InboundPart, int] | None:
-    """Keep ``part``; when its group is complete, remove the group and return it joined."""
-    c = part.concat
-    assert c is not None
-    prefix = (part.connector.encode() + b"\x00" + part.source.encode() + b"\x00"
-              + _GROUP.pack(c.ref_bits, c.reference & 0xFFFF, c.total))
-    txn.put(prefix + bytes((c.sequence,)), msgpack.packb(
-        [part.received_at, part.destination, part.encoding, part.text]), db=db)
-    group = _scan(txn, db, prefix)
-    if len(group) < c.total:
-        return None
-    received = [ReceivedPart(text, (), Concat(c.reference, c.total, seq, c.ref_bits))
-                for seq, (_, _, _, text) in group]
-    try:
-        text = reassemble(received)
-    except CodecError:  # sequence numbers outside 1..total: keep waiting (purged later)
-        return None
-    for seq, _ in group:
-        txn.delete(prefix + bytes((seq,)), db=db)
-    latest = max(row[0] for _, row in group)
-    return part._replace(text=text, received_at=latest, concat=None), c.total
-
-
-def _scan(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[int, list[Any]]]:
-    cur = txn.cursor(db=db)
-    out = []
-    ok = cur.set_range(prefix)
-    while ok:
-        key = bytes(cur.key())
-        if not key.startswith(prefix) or len(key) != len(prefix) + 1:
-            break
-        out.append((key[-1], msgpack.unpackb(cur.value())))
-        ok = cur.next()
-    return out
-
-
-def _put_message(txn: lmdb.Transaction, dbs: _Dbs, account: str, part: InboundPart,
-                 count: int) -> str:
-    """Store one whole message under the next id; returns that id."""
-    raw = txn.get(_SEQ_KEY, db=dbs.meta)
-    seq = (int.from_bytes(raw, "big") if raw else 0) + 1
-    txn.put(_SEQ_KEY, u64(seq), db=dbs.meta)
-    msg_id = f"{seq:016d}"
-    key = account.encode() + b"\x00" + msg_id.encode()
-    txn.put(key, msgpack.packb([part.received_at, part.connector, part.source,
-                                part.destination, part.text, part.encoding, count]),
-            db=dbs.messages)
-    return msg_id
-
-
-async def purge_parts(store: Any, *, older_than: float, limit: int = 10_000) -> int:
-    """Remove parts of incomplete messages received before ``older_than``; how many."""
-    return int(await store.write(partial(_op_purge, db=store.db(PARTS), before=older_than,
-                                         limit=limit)))
-
-
-async def purge_seen(store: Any, *, older_than: float, limit: int = 10_000) -> int:
-    """Forget providers' message ids recorded before ``older_than``; how many (at most
-    ``limit``: call again while it returns ``limit``)."""
-    return int(await store.write(partial(_op_purge_seen, seen=store.db(SEEN),
-                                         age=store.db(SEEN_AGE), before=older_than,
-                                         limit=limit)))
-
-
-def _op_purge_seen(txn: lmdb.Transaction, *, seen: Any, age: Any, before: float,
-                   limit: int) -> int:
-    cur = txn.cursor(db=age)
-    doomed: list[bytes] = []
-    ok = cur.first()
-    while ok and len(doomed) < limit:
-        key = bytes(cur.key())
-        if int.from_bytes(key[:8], "big") >= before:
-            break  # keys are in time order: the rest are younger
-        doomed.append(key)
-        ok = cur.next()
-    for key in doomed:
-        txn.delete(key, db=age)
-        txn.delete(key[8:], db=seen)
-    return len(doomed)
-
-
-def _op_purge(txn: lmdb.Transaction, *, db: Any, before: float, limit: int) -> int:
-    cur = txn.cursor(db=db)
-    stale: list[bytes] = []
-    for key, value in cur:
-        if len(stale) >= limit:
-            break
-        if msgpack.unpackb(value)[0] < before:
-            stale.append(bytes(key))
-    for key in stale:
-        txn.delete(key, db=db)
-    return len(stale)
+__all__ = [
+    "DB", "DUPLICATES", "MESSAGES", "OPTOUT_REPLIES", "PARTS", "PART_TTL", "SEEN", "SEEN_AGE",
+    "SEEN_TTL", "EndpointFor", "InboundBook", "InboundMessage", "Router", "digits", "op_store",
+    "purge_parts", "purge_seen",
+]

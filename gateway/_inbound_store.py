@@ -1,0 +1,239 @@
+"""The LMDB side of inbound (MO) messages: the databases, the one write op that stores parts
+and messages, the row form, and the purges. ``gateway.inbound`` (the book) drives it.
+
+Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
+
+    inbound        account 0x00 id -> msgpack [received_at, connector, source, destination,
+                                               text, encoding, parts]
+    inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
+                   -> msgpack [received_at, destination, encoding, text]
+    inbound_seen   connector 0x00 provider_id -> msgpack [seen_at, account, id]
+    inbound_seen_age  u64 seen_at (whole seconds) connector 0x00 provider_id -> b""
+
+:func:`op_store` runs inside ONE write transaction: a whole message is stored at once; a part
+of a concatenated message is kept in ``inbound_parts`` until its group is complete, and the
+call that brings the last part joins the group with ``codec.reassemble``, stores the message
+and removes the parts (a part sent again overwrites itself). A whole message named by its
+provider id is first looked up in ``inbound_seen`` and skipped when there; else the id is
+recorded in the same transaction, so two copies in one commit still store one.
+``inbound_seen_age`` orders the ids by time so that :func:`purge_seen` removes the old ones
+without reading the rest; :func:`purge_parts` removes incomplete groups.
+
+``id`` is a 16-digit decimal sequence (the ``meta`` key ``inbound_seq``): arrival order, so
+an account's messages read oldest first by key.
+
+Pure LMDB and msgpack; no metrics, no logging (the book counts and logs). Must not be
+imported by actors or adapters, nor from outside ``gateway.inbound`` (which re-exports the
+public names).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, NamedTuple
+
+import lmdb
+import msgpack
+
+from actors.messages import StatusEvent
+from adapters.smpp.inbound import InboundPart
+from codec import CodecError, reassemble
+from codec.receive import ReceivedPart
+from codec.udh import Concat
+from gateway import optouts
+from gateway.callback_outbox import inbound_msg_id
+from gateway.callbacks import inbound_event
+from gateway.optouts import Replies
+from gateway.store import STORE_DATABASES, u64
+
+DB: Final = b"inbound"
+PARTS: Final = b"inbound_parts"
+SEEN: Final = b"inbound_seen"
+SEEN_AGE: Final = b"inbound_seen_age"
+for _name in (DB, PARTS, SEEN, SEEN_AGE):
+    if _name not in STORE_DATABASES:
+        STORE_DATABASES.append(_name)
+
+_SEQ_KEY: Final = b"inbound_seq"
+_GROUP: Final = struct.Struct(">BHB")
+PART_TTL: Final = 24 * 3600.0
+"""Seconds an incomplete concatenated message waits for its missing parts."""
+SEEN_TTL: Final = 7 * 24 * 3600.0
+"""Seconds a provider's message id is remembered (its webhook retries end well before)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One stored inbound message (parts joined)."""
+
+    id: str
+    account: str
+    received_at: float
+    connector: str
+    source: str
+    destination: str
+    text: str
+    encoding: str
+    parts: int
+
+
+def decode_message(account: str, msg_id: str, value: bytes) -> InboundMessage:
+    """The message stored under ``account 0x00 msg_id`` with ``value`` (the ``inbound`` row)."""
+    received_at, connector, source, destination, text, encoding, parts = msgpack.unpackb(value)
+    return InboundMessage(msg_id, account, received_at, connector, source, destination, text,
+                          encoding, parts)
+
+
+class Dbs(NamedTuple):
+    """The database handles :func:`op_store` writes to."""
+
+    messages: Any
+    parts: Any
+    meta: Any
+    seen: Any = None
+    seen_age: Any = None
+
+
+def open_dbs(store: Any) -> Dbs:
+    """The handles of ``store`` (``gateway.store.Store``) for :func:`op_store`."""
+    return Dbs(*(store.db(n) for n in (DB, PARTS, b"meta", SEEN, SEEN_AGE)))
+
+
+def op_store(txn: lmdb.Transaction, *, dbs: Dbs, parts: list[InboundPart],
+             route: Callable[[str], str | None], push: Container[str] = (),
+             enqueue: Callable[[lmdb.Transaction, StatusEvent], None] | None = None,
+             provider_ids: Sequence[str] = (), now: float = 0.0,
+             replies: Replies | None = None) -> list[str | None]:
+    """Store whole messages and parts; returns the account ("" = unrouted) of each message
+    stored (a part completing its group stores its message), and None for each whole message
+    skipped because its ``provider_ids`` entry was already seen on its connector (ids are
+    recorded at ``now``). A message of an account in ``push`` also goes to ``enqueue`` (the
+    callback outbox), in this same transaction; with ``replies``, a routed STOP/START reply
+    changes its account's opt-out list, in this same transaction too."""
+    stored: list[str | None] = []
+    if replies is not None:  # the batch may run again (map full): count it once
+        replies.changed.clear()
+        replies.outcomes.clear()
+    for index, part in enumerate(parts):
+        seen_key = b""
+        if part.concat is None and index < len(provider_ids) and provider_ids[index]:
+            seen_key = part.connector.encode() + b"\x00" + provider_ids[index].encode(
+                "utf-8", "surrogatepass")
+            if txn.get(seen_key, db=dbs.seen) is not None:
+                stored.append(None)
+                continue
+        whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
+        if whole is None:
+            continue
+        message, count = whole
+        account = route(message.destination) or ""
+        msg_id = _put_message(txn, dbs, account, message, count)
+        if seen_key:
+            txn.put(seen_key, msgpack.packb([now, account, msg_id]), db=dbs.seen)
+            txn.put(u64(max(0, int(now))) + seen_key, b"", db=dbs.seen_age)
+        if enqueue is not None and account in push:
+            enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
+                                       message.connector))
+        if replies is not None and account:
+            optouts.apply_reply(txn, replies, account, message.source, message.text,
+                                message.received_at)
+        stored.append(account)
+    return stored
+
+
+def _add_part(txn: lmdb.Transaction, db: Any, part: InboundPart
+              ) -> tuple[InboundPart, int] | None:
+    """Keep ``part``; when its group is complete, remove the group and return it joined."""
+    c = part.concat
+    assert c is not None
+    prefix = (part.connector.encode() + b"\x00" + part.source.encode() + b"\x00"
+              + _GROUP.pack(c.ref_bits, c.reference & 0xFFFF, c.total))
+    txn.put(prefix + bytes((c.sequence,)), msgpack.packb(
+        [part.received_at, part.destination, part.encoding, part.text]), db=db)
+    group = _scan(txn, db, prefix)
+    if len(group) < c.total:
+        return None
+    received = [ReceivedPart(text, (), Concat(c.reference, c.total, seq, c.ref_bits))
+                for seq, (_, _, _, text) in group]
+    try:
+        text = reassemble(received)
+    except CodecError:  # sequence numbers outside 1..total: keep waiting (purged later)
+        return None
+    for seq, _ in group:
+        txn.delete(prefix + bytes((seq,)), db=db)
+    latest = max(row[0] for _, row in group)
+    return part._replace(text=text, received_at=latest, concat=None), c.total
+
+
+def _scan(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[int, list[Any]]]:
+    cur = txn.cursor(db=db)
+    out = []
+    ok = cur.set_range(prefix)
+    while ok:
+        key = bytes(cur.key())
+        if not key.startswith(prefix) or len(key) != len(prefix) + 1:
+            break
+        out.append((key[-1], msgpack.unpackb(cur.value())))
+        ok = cur.next()
+    return out
+
+
+def _put_message(txn: lmdb.Transaction, dbs: Dbs, account: str, part: InboundPart,
+                 count: int) -> str:
+    """Store one whole message under the next id; returns that id."""
+    raw = txn.get(_SEQ_KEY, db=dbs.meta)
+    seq = (int.from_bytes(raw, "big") if raw else 0) + 1
+    txn.put(_SEQ_KEY, u64(seq), db=dbs.meta)
+    msg_id = f"{seq:016d}"
+    key = account.encode() + b"\x00" + msg_id.encode()
+    txn.put(key, msgpack.packb([part.received_at, part.connector, part.source,
+                                part.destination, part.text, part.encoding, count]),
+            db=dbs.messages)
+    return msg_id
+
+
+async def purge_parts(store: Any, *, older_than: float, limit: int = 10_000) -> int:
+    """Remove parts of incomplete messages received before ``older_than``; how many."""
+    return int(await store.write(partial(_op_purge, db=store.db(PARTS), before=older_than,
+                                         limit=limit)))
+
+
+async def purge_seen(store: Any, *, older_than: float, limit: int = 10_000) -> int:
+    """Forget providers' message ids recorded before ``older_than``; how many (at most
+    ``limit``: call again while it returns ``limit``)."""
+    return int(await store.write(partial(_op_purge_seen, seen=store.db(SEEN),
+                                         age=store.db(SEEN_AGE), before=older_than,
+                                         limit=limit)))
+
+
+def _op_purge_seen(txn: lmdb.Transaction, *, seen: Any, age: Any, before: float,
+                   limit: int) -> int:
+    cur = txn.cursor(db=age)
+    doomed: list[bytes] = []
+    ok = cur.first()
+    while ok and len(doomed) < limit:
+        key = bytes(cur.key())
+        if int.from_bytes(key[:8], "big") >= before:
+            break  # keys are in time order: the rest are younger
+        doomed.append(key)
+        ok = cur.next()
+    for key in doomed:
+        txn.delete(key, db=age)
+        txn.delete(key[8:], db=seen)
+    return len(doomed)
+
+
+def _op_purge(txn: lmdb.Transaction, *, db: Any, before: float, limit: int) -> int:
+    cur = txn.cursor(db=db)
+    stale: list[bytes] = []
+    for key, value in cur:
+        if len(stale) >= limit:
+            break
+        if msgpack.unpackb(value)[0] < before:
+            stale.append(bytes(key))
+    for key in stale:
+        txn.delete(key, db=db)
+    return len(stale)
