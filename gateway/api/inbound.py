@@ -13,12 +13,20 @@ without their "+". Unrouted messages (no ``[[inbound]]`` route) belong to no acc
 never listed.
 
 ``POST /v1/inbound/{connector}``: no API key; the connector's inbound token as a bearer token
-(compared in constant time). The body is read by the connector's parser
-(``adapters.http_inbound.parse_inbound``); 200 ``{"received": n, "duplicates": d}`` only once
-the messages, and their pushes, are stored (a provider that gets no 200 posts again, and the
-store drops what it already has when the provider names its messages). 401 wrong token, 404
-unknown connector, 400 an unreadable body (naming the field), 503 (Retry-After) when the
-store cannot take them now. Never logs a text or a number.
+(compared in constant time), or, for a connector whose ``inbound_token_param`` names one, as
+that query parameter (for providers that cannot send a header; less safe, since URLs are
+logged by proxies and providers' consoles; never logged here). The body is read by the
+connector's parser (``adapters.http_inbound.parse_inbound``); 200 ``{"received": n,
+"duplicates": d}`` only once the messages, and their pushes, are stored (a provider that gets
+no 200 posts again, and the store drops what it already has when the provider names its
+messages). 401 wrong token, 404 unknown connector, 400 an unreadable body (naming the field),
+503 (Retry-After) when the store cannot take them now. Never logs a text or a number.
+
+``GET /v1/inbound/{connector}?<the provider's fields>``: the same webhook for providers that
+send one message as a GET with query parameters (Vonage's default): the query string is read
+as a form body would be, with the same field mapping, token, duplicate check and answers,
+except that an unreadable query is 422 naming ``query:<field>``. HEAD checks the token and
+stores nothing.
 
 Must not import: gateway.http.server internals.
 """
@@ -28,8 +36,9 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from actors.errors import StoreError
 from actors.messages import StatusEvent
@@ -55,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 PARAMS: Final = frozenset({"cursor", "limit", "since", "to", "from"})
 MAX_LIMIT: Final = 1000
+FORM: Final = "application/x-www-form-urlencoded"
 InboundParser = Callable[[bytes, str], list[HttpInbound]]
 """``(body, content_type) -> messages`` for one connector (raises ``InvalidInbound``)."""
 InboundStore = Callable[[Sequence[Any], Sequence[str]], Awaitable[int]]
@@ -121,38 +131,73 @@ def message_json(m: InboundMessage) -> dict[str, Any]:
             "encoding": m.encoding, "parts": m.parts}
 
 
-def require_bearer(request: Request, secret: str, what: str) -> None:
+def require_bearer(request: Request, secret: str, what: str, *, query_param: str = "") -> None:
     """401 unless ``request`` carries ``secret`` as its bearer token (constant-time compare):
-    the HTTP carriers' webhooks (receipts, inbound), whose secret is the connector's."""
-    given = bearer_token(request.header("authorization"))
+    the HTTP carriers' webhooks (receipts, inbound), whose secret is the connector's. With
+    ``query_param``, a request without an Authorization header may carry it as that query
+    parameter instead (exactly once)."""
+    header = request.header("authorization")
+    given = bearer_token(header)
+    if not header and query_param:
+        values = [v for k, v in parse_qsl(request.query, keep_blank_values=True)
+                  if k == query_param]
+        given = values[0] if len(values) == 1 else ""
     if not hmac.compare_digest(given.encode(), secret.encode()):
         raise unauthorized(f"{what} is missing or wrong")
 
 
 @dataclass(frozen=True, slots=True)
 class InboundWebhooks:
-    """``POST /v1/inbound/{connector}`` for HTTP providers (see the module docstring).
+    """``POST`` and ``GET /v1/inbound/{connector}`` for HTTP providers (see the module
+    docstring).
 
     Args:
         parsers: connector name -> its body parser.
         tokens: connector name -> the secret it sends as a bearer token.
         store: where the messages go (durable when it returns); None answers 503.
+        token_params: connector name -> the query parameter that may carry its secret
+            instead (``inbound_token_param``); absent or "": the header only.
     """
 
     parsers: Mapping[str, InboundParser]
     tokens: Mapping[str, str]
     store: InboundStore | None
+    token_params: Mapping[str, str] = field(default_factory=dict)
 
     async def post(self, request: Request, connector: str) -> Response:
-        parser = self.parsers.get(connector)
-        secret = self.tokens.get(connector, "")
-        if parser is None or not secret:
-            raise not_found(f"no HTTP connector named {connector[:40]!r}")
-        require_bearer(request, secret, "the connector's inbound token")
+        """The messages in the body."""
+        parser = self._parser(request, connector)
         try:
             found = parser(request.body, request.header("content-type"))
         except InvalidInbound as exc:
             raise bad_body(exc.reason, exc.field[:120]) from None
+        return await self._stored(found, connector)
+
+    async def get(self, request: Request, connector: str) -> Response:
+        """The message in the query string, read as a form body (HEAD: none)."""
+        parser = self._parser(request, connector)
+        if request.method == "HEAD":  # a provider checking the URL: nothing to store
+            return _answer(0, 0)
+        try:
+            found = parser(request.query.encode(), FORM)
+        except InvalidInbound as exc:
+            if exc.field == "body":
+                raise invalid([FieldError("query", "a query string that does not parse")]
+                              ) from None
+            raise invalid([FieldError(f"query:{exc.field[:120]}", exc.reason)]) from None
+        return await self._stored(found, connector)
+
+    def _parser(self, request: Request, connector: str) -> InboundParser:
+        """The connector's parser, once the request has its token (404 / 401 otherwise)."""
+        parser = self.parsers.get(connector)
+        secret = self.tokens.get(connector, "")
+        if parser is None or not secret:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        require_bearer(request, secret, "the connector's inbound token",
+                       query_param=self.token_params.get(connector, ""))
+        return parser
+
+    async def _stored(self, found: list[HttpInbound], connector: str) -> Response:
         if self.store is None:
             raise unavailable("inbound messages cannot be stored now", 5)
         try:
@@ -162,5 +207,9 @@ class InboundWebhooks:
             raise unavailable("the store could not commit; nothing was stored", 1) from None
         logger.debug("inbound webhook: %d messages, %d duplicates", len(found), duplicates,
                      extra={"carrier": connector})
-        return Response(200, bodies.encode({"received": len(found), "duplicates": duplicates},
-                                           bodies.JSON))
+        return _answer(len(found), duplicates)
+
+
+def _answer(received: int, duplicates: int) -> Response:
+    return Response(200, bodies.encode({"received": received, "duplicates": duplicates},
+                                       bodies.JSON))

@@ -151,7 +151,7 @@ async def test_refusals_are_problem_documents(tmp_path: Path) -> None:
             no_to = await c.post("/v1/inbound/acme", json=[MO, {"from": "1", "text": "t"}])
             garbage = await c.post("/v1/inbound/acme", content=b"{",
                                    headers={"content-type": "application/json"})
-            get = await c.get("/v1/inbound/acme")
+            put = await c.put("/v1/inbound/acme")
         assert await listed(s) == []  # a body with one bad message stores none of it
     for r in (none, api_key, wrong):
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
@@ -161,7 +161,7 @@ async def test_refusals_are_problem_documents(tmp_path: Path) -> None:
     assert garbage.status_code == 400 and garbage.json()["errors"][0]["field"] == "body"
     for r in (none, unknown, no_to, garbage):
         assert r.headers["content-type"] == "application/problem+json"
-    assert get.status_code == 405 and get.headers["allow"] == "POST"
+    assert put.status_code == 405 and put.headers["allow"] == "GET, POST"  # GET: test_inbound_get
 
 
 async def test_no_inbound_store_is_503_and_no_webhooks_is_404(tmp_path: Path) -> None:
