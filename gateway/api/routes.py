@@ -71,6 +71,8 @@ ROUTES: Final = (
           "(cursor, limit, since, to, from)"),
     Route("POST", "/v1/inbound/{connector}", "inbound_webhook", False,
           "Inbound (mobile-originated) messages pushed by an HTTP carrier"),
+    Route("GET", "/v1/inbound/{connector}", "inbound_webhook_get", False,
+          "An inbound message an HTTP carrier sends as query parameters (GET webhooks)"),
     # The account's opt-out (suppression) list (gateway/api/optouts.py, docs/optouts.md)
     Route("GET", "/v1/optouts", "optouts", True,
           "The account's opt-out list, in number order, cursor-paged (cursor, limit, source, "
@@ -393,6 +395,11 @@ class Api:
         if self.inbound_webhooks is None:
             raise not_found(f"no HTTP connector named {connector[:40]!r}")
         return await self.inbound_webhooks.post(request, connector)
+
+    async def _inbound_webhook_get(self, request: Request, _: None, connector: str) -> Response:
+        if self.inbound_webhooks is None:
+            raise not_found(f"no HTTP connector named {connector[:40]!r}")
+        return await self.inbound_webhooks.get(request, connector)
 
     def _optout_routes(self) -> OptOutRoutes:
         if self.optouts is None:
