@@ -31,6 +31,9 @@ SATURATED: Final = Counter(
     "septet_api_saturated_total", "Requests answered 503 because the pipeline was saturated.")
 IDEMPOTENT_REPLAYS: Final = Counter(
     "septet_api_idempotent_replays_total", "Answers replayed for a repeated Idempotency-Key.")
+CANCELS: Final = Counter(
+    "septet_api_cancels_total", "Messages clients asked to cancel, by outcome: cancelled, "
+    "too_late (handed to a carrier or final) or not_found.", ["outcome"])
 CONNECTIONS: Final = Gauge("septet_http_connections", "Open HTTP connections.")
 IN_FLIGHT: Final = Gauge("septet_http_requests_in_flight", "Requests being handled.")
 
