@@ -21,6 +21,7 @@ from typing import Any, Final
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
 from gateway.api import bodies
+from gateway.api.cancel import CancelRoutes
 from gateway.api.inbound import InboundRoutes, InboundWebhooks, require_bearer
 from gateway.api.messages import MessageRoutes
 from gateway.api.optouts import OptOutRoutes
@@ -60,6 +61,11 @@ ROUTES: Final = (
     Route("POST", "/v1/messages", "submit", True, "Submit one message or a batch"),
     Route("GET", "/v1/messages", "search", True, "Search message history (JSON or CSV)"),
     Route("GET", "/v1/messages/{id}", "read", True, "Read one message with parts and events"),
+    # Cancelling messages not yet handed to a carrier (gateway/api/cancel.py)
+    Route("POST", "/v1/messages/{id}/cancel", "cancel", True,
+          "Cancel a message that has not reached a carrier (NOT_SENT, code cancelled)"),
+    Route("POST", "/v1/messages/cancel", "cancel_many", True,
+          "Cancel up to 1000 messages by id; one outcome per id"),
     Route("POST", "/v1/preview", "preview", True, "Encoding, parts and replacements of a text"),
     Route("GET", "/v1/account", "account", True, "The calling account's settings"),
     Route("PATCH", "/v1/account", "account_update", True,
@@ -150,6 +156,7 @@ class Api:
         # POST /v1/inbound/{connector}: set by the serve command (gateway.cli); None: 404
         self.inbound_webhooks: InboundWebhooks | None = None
         self.optouts: OptOutRoutes | None = None  # made on first use, over the gateway's store
+        self.cancels = CancelRoutes(gateway)  # POST /v1/messages/{id}/cancel, /v1/messages/cancel
         for r in ROUTES:
             if "{" in r.template:
                 prefix, _, rest = r.template.partition("{")
@@ -309,6 +316,12 @@ class Api:
 
     async def _preview(self, request: Request, account: Account, _: None) -> Response:
         return await self._messages.preview(request, account)
+
+    async def _cancel(self, request: Request, account: Account, msg_id: str) -> Response:
+        return await self.cancels.one(request, account, msg_id)
+
+    async def _cancel_many(self, request: Request, account: Account, _: None) -> Response:
+        return await self.cancels.many(request, account)
 
     async def _account(self, request: Request, account: Account, _: None) -> Response:
         doc = {"name": account.name, "default_country_prefix": account.default_prefix or None,
