@@ -305,6 +305,22 @@ class Released(NamedTuple):
     at: float = 0.0
 
 
+class CommitWaiter(NamedTuple):
+    """A mark in the receipt correlator's inbox: the caller named by ``ticket`` is woken once
+    the commit that applied everything before it (in the same or an earlier batch) is durable.
+    Like PendingReceipt's ticket, it means nothing outside the running process."""
+
+    @_constant
+    def TAG() -> int:
+        return 12
+
+    @_constant
+    def VERSION() -> int:
+        return 1
+
+    ticket: int
+
+
 Kind = (
     Message
     | SubmitPart
@@ -316,6 +332,7 @@ Kind = (
     | ConnectorThrottled
     | Released
     | PendingReceipt
+    | CommitWaiter
 )
 KINDS: Final[tuple[type[Any], ...]] = (
     Message,
@@ -328,6 +345,7 @@ KINDS: Final[tuple[type[Any], ...]] = (
     ConnectorThrottled,
     Released,
     PendingReceipt,
+    CommitWaiter,
 )
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from actors._inbox import with_waiting
 from actors.errors import StoreError
 from actors.messages import (
     CarrierReceipt,
+    CommitWaiter,
     MessageFinished,
     PendingReceipt,
     Released,
@@ -50,7 +51,7 @@ from actors.messages import (
 )
 from actors.ports import Applied, PipelineStore
 
-__all__ = ["CorrelatorStats", "receipt_sink", "run"]
+__all__ = ["CorrelatorStats", "finish_committed", "receipt_sink", "run"]
 
 MAX_BATCH = 4096
 _PENDING_TAG, _PENDING_VERSION = PendingReceipt.TAG, PendingReceipt.VERSION
@@ -126,13 +127,41 @@ def receipt_sink(
     return sink
 
 
-def _wake_sinks(items: Sequence[messages.Kind]) -> None:
-    """Wake the sink calls whose receipts ``items`` (just committed) held."""
+async def finish_committed(correlator: trio.abc.SendChannel[bytes],
+                           items: Sequence[MessageFinished]) -> None:
+    """Hand ``items`` to the correlator and return once the commit that applied them is
+    durable (their events persisted and passed to the notifier; a move the store refused is
+    applied as nothing).
+
+    Raises:
+        trio.ClosedResourceError, trio.BrokenResourceError: the correlator's inbox is closed;
+            nothing was handed over.
+    """
+    ticket = next(_tickets)
+    done = _waiting[ticket] = trio.Event()
+    try:
+        await correlator.send(messages.encode_batch([*items, CommitWaiter(ticket)]))
+        await done.wait()
+    finally:
+        _waiting.pop(ticket, None)
+
+
+def _wake_sinks(items: Sequence[messages.Kind]) -> list[trio.Event]:
+    """Wake the sink calls whose receipts ``items`` (just committed) held; return the events
+    of the :func:`finish_committed` calls whose marks it held, to set once the batch's events
+    are handed on."""
+    waiters: list[trio.Event] = []
     for item in items:
-        if type(item) is PendingReceipt:
-            done = _waiting.pop(item.ticket, None)
-            if done is not None:
-                done.set()
+        kind = type(item)
+        if kind is PendingReceipt or kind is CommitWaiter:
+            done = _waiting.pop(item.ticket, None)  # type: ignore[union-attr]
+            if done is None:
+                continue
+            if kind is PendingReceipt:
+                done.set()  # durable is all a connector needs before it acknowledges
+            else:
+                waiters.append(done)
+    return waiters
 
 
 class _Correlator:
@@ -148,7 +177,7 @@ class _Correlator:
         async with self.lock:
             t = self.now()
             applied = await self.store.apply(items, t)
-            _wake_sinks(items)
+            waiters = _wake_sinks(items)
             self._count(applied, len(items))
             if applied.event_rows and self.events is not None:
                 # the rows are StatusEvent wire rows: this is encode_batch's output
@@ -160,6 +189,8 @@ class _Correlator:
                         use_bin_type=True))
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     self.released = None  # the pump has stopped (shutdown)
+            for done in waiters:  # after the events are handed on: the caller may look
+                done.set()
 
     def _count(self, a: Applied, n: int) -> None:
         self.stats.batches += 1

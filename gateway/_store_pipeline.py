@@ -111,8 +111,8 @@ _MOVES: Final[dict[tuple[str, str], tuple[str, bool]]] = {
     for a in State for b in State}
 _FINAL: Final = frozenset(s.value for s in FINAL_STATES)
 _EVENT: Final[dict[str, str]] = {k.value: v for k, v in EVENT_OF.items()}
-_SENT, _DELIVERED, _NOT_DELIVERED = State.SENT.value, State.DELIVERED.value, \
-    State.NOT_DELIVERED.value
+_SENT, _DELIVERED, _NOT_DELIVERED, _NOT_SENT = State.SENT.value, State.DELIVERED.value, \
+    State.NOT_DELIVERED.value, State.NOT_SENT.value
 _AFTER_SENT: Final = frozenset({_DELIVERED, _NOT_DELIVERED})
 _SUCCESS: Final = frozenset({_SENT, _DELIVERED})
 _STATUSES: Final = (corr.PART_PENDING, corr.PART_SUBMITTING, corr.PART_ACCEPTED,
@@ -271,6 +271,8 @@ def op_apply(
                 _on_receipt(ctx, item)  # type: ignore[arg-type]
             elif kind is m.MessageFinished:
                 _on_finished(ctx, item)  # type: ignore[arg-type]
+            elif kind is m.CommitWaiter:
+                pass  # the correlator wakes its caller after this commit
             else:
                 ctx.out.ignored += 1
         ctx.flush()
@@ -440,6 +442,12 @@ def _on_finished(ctx: _Ctx, item: m.MessageFinished) -> None:
         ctx.out.unknown += 1
         return
     target = State(item.state).value
+    if target == _NOT_SENT and any(p[_P_STATUS] != corr.PART_PENDING for p in rec[_PARTS]):
+        # NOT_SENT says no part reached a carrier: once one was handed over (or may have
+        # been: SUBMITTING), a cancel or a late expiry must not say otherwise. The message
+        # ends through its parts' outcomes instead.
+        ctx.out.ignored += 1
+        return
     if target == _NOT_DELIVERED:  # receipt timeout: open parts fail
         for p in rec[_PARTS]:
             if not corr.part_is_final(p[_P_STATUS]):

@@ -54,7 +54,7 @@ from actors import (
 from actors.dispatcher import RetryPolicy
 from actors.errors import StoreError
 from actors.ingress import IngressGate, MsgIdFactory
-from actors.messages import Message, MessageFinished, MsgId, encode_batch, with_wire
+from actors.messages import Message, MessageFinished, MsgId, State, encode_batch, with_wire
 from actors.ports import Carrier, InDoubtPolicy
 from actors.routing import RouteTable
 from actors.shaping import ShapingRules, single_connector
@@ -191,6 +191,33 @@ class Gateway:
                 await send.send(encode_batch(items))
                 return
         await self.pipeline.apply(list(items), self._now())
+
+    async def cancel(self, msg_ids: Sequence[str], *,
+                     reason: str = "cancelled by the client") -> None:
+        """End each of ``msg_ids`` NOT_SENT ``cancelled`` if no part of it has reached a
+        carrier, and return once that is committed.
+
+        A message still ACCEPTED or QUEUED (waiting for its ``send_at``, its turn in the rate
+        limiter, or a route) ends NOT_SENT with code ``cancelled``: its SMS_NOT_SENT event is
+        persisted and handed to the notifier, its outbox entry goes, and a copy still moving
+        through the actors is refused at the dispatcher's mark. A message with a part handed
+        to a carrier (or being handed: SUBMITTING), or final already, is left as it is: read
+        it back to see which. Unknown ids are ignored.
+
+        Raises:
+            StoreError: the store could not commit (not running: the direct write failed).
+        """
+        if not msg_ids:
+            return
+        now = self._now()
+        items = [MessageFinished(MsgId(i), State.NOT_SENT.value, "cancelled", reason, now)
+                 for i in msg_ids]
+        send = self._finish_send
+        if send is not None:
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await receipt_correlator.finish_committed(send, items)
+                return
+        await self.pipeline.apply(items, now)
 
     def liveness(self) -> dict[str, Any]:
         """Per actor, whether its task is running; per carrier, whether it is bound.
