@@ -100,6 +100,24 @@ SCHEMAS: Final[dict[str, Any]] = {
         "optouts": {"type": "array", "items": {"$ref": "#/components/schemas/OptOut"}},
         "next_cursor": {"type": ["string", "null"], "description": "pass as cursor; null: "
                         "the list was read to its end"}}},
+    "CancelRequest": {"type": "object", "additionalProperties": False, "required": ["ids"],
+                      "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                             "items": {"type": "string", "maxLength": 64}}}},
+    "CancelResults": {"type": "object", "required": ["results"], "properties": {
+        "results": {"type": "array", "description": "one per id, in request order", "items": {
+            "type": "object", "required": ["id", "outcome", "state", "code"], "properties": {
+                "id": {"type": "string"},
+                "outcome": {"enum": ["cancelled", "too_late", "not_found"],
+                            "description": "cancelled: NOT_SENT with code cancelled (now or "
+                                           "already); too_late: handed to a carrier, being "
+                                           "submitted, or final for another reason; not_found: "
+                                           "no such message in this account"},
+                "state": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}},
+    "CancelTooLate": {"type": "object", "description": "409 problem: the message's current "
+                      "state and code as extension members", "properties": {
+        "type": {"const": "urn:septet:problem:cancel-too-late"}, "title": {"type": "string"},
+        "status": {"const": 409}, "detail": {"type": "string"}, "id": {"type": "string"},
+        "state": {"type": "string"}, "code": {"type": ["string", "null"]}}},
     "FieldError": {"type": "object", "properties": {"field": {"type": "string"},
                                                     "reason": {"type": "string"}}},
     "Problem": {"type": "object", "description": "RFC 9457 problem details", "properties": {
@@ -192,6 +210,25 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
         "responses": {"200": {"description": "the message", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/MessageView"}}}},
             **_problems(401, 404)}},
+    ("POST", "/v1/messages/{id}/cancel"): {
+        "description": "End a message NOT_SENT with code cancelled if no part of it has reached "
+                       "a carrier (ACCEPTED, QUEUED, e.g. waiting for its send_at). Idempotent. "
+                       "A message handed to a carrier cannot be recalled (409).",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the message, now NOT_SENT cancelled", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/MessageView"}}}},
+            "409": {"description": "too late: its current state and code", "content": {
+                "application/problem+json": {"schema": {
+                    "$ref": "#/components/schemas/CancelTooLate"}}}},
+            **_problems(401, 404, 503)}},
+    ("POST", "/v1/messages/cancel"): {
+        "description": "Cancel up to 1000 messages in one request (one store commit); ids of "
+                       "other accounts are not_found and left untouched.",
+        "requestBody": {"required": True, "content": _json("CancelRequest")},
+        "responses": {"200": {"description": "one outcome per id, in request order",
+                              "content": _json("CancelResults")},
+                      **_problems(400, 401, 413, 415, 422, 503)}},
     ("GET", "/v1/inbound"): {
         "description": "The account's inbound (MO) messages, oldest first, as a feed. A request "
                        "reads at most [api] max_scan stored messages, so a sparse filter may "
@@ -310,6 +347,25 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                                                  "duplicates": {"type": "integer",
                                                                 "minimum": 0}}}}}},
                       **_problems(400, 401, 404, 503)}},
+    ("GET", "/v1/inbound/{connector}"): {
+        "description": "The same webhook for providers that send one message as a GET with "
+                       "query parameters (Vonage's default): the query is read at the "
+                       "connector's inbound_*_path settings as a form body would be, with the "
+                       "same token (bearer, or the connector's inbound_token_param), duplicate "
+                       "check and answer; an unreadable query is 422 naming query:<field>.",
+        "parameters": [{"name": "connector", "in": "path", "required": True,
+                        "schema": {"type": "string"}},
+                       {"name": "fields", "in": "query", "required": False, "style": "form",
+                        "explode": True, "description": "the provider's own fields",
+                        "schema": {"type": "object",
+                                   "additionalProperties": {"type": "string"}}}],
+        "responses": {"200": {"description": "stored (duplicates: already stored, skipped)",
+                              "content": {"application/json": {"schema": {
+                                  "type": "object", "required": ["received", "duplicates"],
+                                  "properties": {"received": {"type": "integer", "minimum": 0},
+                                                 "duplicates": {"type": "integer",
+                                                                "minimum": 0}}}}}},
+                      **_problems(401, 404, 422, 503)}},
 }
 
 
