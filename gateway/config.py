@@ -209,9 +209,11 @@ class HttpProviderConnectorConfig:
 
     Its delivery receipts are accepted at ``POST /v1/receipts/<name>``, authenticated by
     ``receipt_token`` (sent as ``Authorization: Bearer <token>``; required). Its inbound (MO)
-    messages are accepted at ``POST /v1/inbound/<name>``, authenticated by ``inbound_token``,
-    or by ``receipt_token`` when that is "" (providers often have one webhook secret), and
-    read at the ``inbound_*_path`` paths (adapters.http_inbound).
+    messages are accepted at ``POST /v1/inbound/<name>`` (and, as query parameters, at
+    ``GET /v1/inbound/<name>``), authenticated by ``inbound_token``, or by ``receipt_token``
+    when that is "" (providers often have one webhook secret), as a bearer token or as the
+    query parameter ``inbound_token_param`` names, and read at the ``inbound_*_path`` paths
+    (adapters.http_inbound).
     """
 
     name: str = ""
@@ -237,6 +239,9 @@ class HttpProviderConnectorConfig:
     inbound_to_path: str = "to"
     inbound_text_path: str = "text"
     inbound_id_path: str = ""  # the provider's message id: set it to drop webhook retries
+    # a query parameter that may carry inbound_token when the provider cannot send an
+    # Authorization header ("" = header only); less safe: URLs are logged along the way
+    inbound_token_param: str = ""
     inbound_time_path: str = ""
 
     def check(self) -> list[str]:
@@ -254,6 +259,15 @@ class HttpProviderConnectorConfig:
         if self.inbound_token and len(self.inbound_token) < 16:
             errs.append(f"{where}.inbound_token: at least 16 characters, or \"\" to use "
                         "receipt_token")
+        param = self.inbound_token_param
+        if param and not (param.isascii() and param.replace("_", "a").replace("-", "a").isalnum()
+                          and len(param) <= 64):
+            errs.append(f"{where}.inbound_token_param: letters, digits, - and _ (at most 64)")
+        if param and param in (self.inbound_from_path, self.inbound_to_path,
+                               self.inbound_text_path, self.inbound_id_path,
+                               self.inbound_time_path):
+            errs.append(f"{where}.inbound_token_param: must not be a field a message is read "
+                        "from (the token would be stored)")
         for name in ("inbound_from_path", "inbound_to_path", "inbound_text_path"):
             if not getattr(self, name):
                 errs.append(f"{where}.{name}: required (a dotted path into each message)")
