@@ -1,4 +1,4 @@
-"""Inbound (mobile-originated) messages an HTTP provider pushes to ``POST /v1/inbound/{name}``.
+"""Inbound (mobile-originated) messages an HTTP provider sends to ``/v1/inbound/{name}``.
 
 Many HTTP SMS providers post the messages handsets send to our numbers to a webhook. The
 gateway mounts the route (``gateway.api.inbound``) and this module reads the body with the
@@ -8,12 +8,14 @@ each record (integers index lists), ``inbound_from_path`` (the handset), ``inbou
 ``inbound_id_path`` (the provider's message id, which lets the store drop a message the
 provider posts again) and ``inbound_time_path`` (when the provider received it). A JSON body
 is one message object or a list of them (at ``inbound_list_path`` when set); a form body is
-one message.
+one message. A provider that sends a GET with query parameters (``GET /v1/inbound/{name}``)
+has its query string read as a form body (the route passes it with :data:`FORM`).
 
-Providers hand us whole, decoded texts (they join concatenated messages themselves), so each
-message is one ``InboundPart`` with ``concat=None`` and ``encoding="utf-8"``: the text reached
-us as Unicode over HTTP and the over-the-air coding (GSM 7-bit or UCS-2) is not known, so
-naming one would be a guess. Numbers are kept as the provider wrote them (with or without
+Each message is one ``InboundPart`` with ``concat=None`` and ``encoding="utf-8"``: the text
+reached us as Unicode over HTTP and the over-the-air coding (GSM 7-bit or UCS-2) is not
+known, so naming one would be a guess. Most providers join concatenated messages before
+calling the webhook; the parts of one that does not (Vonage's ``concat-ref``, ``concat-total``,
+``concat-part``) are NOT joined here: each is a message of its own (docs/carriers.md). Numbers are kept as the provider wrote them (with or without
 "+"; routing compares digits only).
 
 Pure, no I/O, no clock (the caller passes ``received_at``). Errors never quote a value: a
@@ -36,6 +38,8 @@ from adapters.http_provider import HttpProviderConfig, json_path
 from adapters.smpp.inbound import InboundPart
 
 ENCODING: Final = "utf-8"
+FORM: Final = "application/x-www-form-urlencoded"
+"""The content type a query string is read as (a GET webhook's message)."""
 """The ``encoding`` of an HTTP provider's message: Unicode text, over-the-air coding unknown."""
 MAX_NUMBER: Final = 32  # characters of a from/to value (E.164 is 15 digits; short codes fewer)
 MAX_PROVIDER_ID: Final = 256  # UTF-8 bytes of a provider id (part of an LMDB key, max 511)
@@ -82,7 +86,7 @@ def _records(config: HttpProviderConfig, body: bytes, content_type: str
              ) -> tuple[list[Any], Any]:
     """The records of the body, and ``index -> field prefix`` for naming faults."""
     kind = content_type.split(";")[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
+    if kind == FORM:
         try:
             text = body.decode("utf-8")
             form = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
@@ -191,4 +195,4 @@ def _time(value: Any, where: str) -> float:
     return seconds
 
 
-__all__ = ["ENCODING", "HttpInbound", "parse_inbound"]
+__all__ = ["ENCODING", "FORM", "HttpInbound", "parse_inbound"]

@@ -1,5 +1,5 @@
 """Inbound (mobile-originated) messages of API v1: ``GET /v1/inbound``, and the webhook HTTP
-providers post theirs to, ``POST /v1/inbound/{connector}`` (:class:`InboundWebhooks`).
+providers send theirs to, ``POST`` / ``GET /v1/inbound/{connector}`` (:class:`InboundWebhooks`).
 
     GET /v1/inbound?cursor=<id>&limit=<n>&since=<time>&to=<our number>&from=<handset>
 
@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl
 from actors.errors import StoreError
 from actors.messages import StatusEvent
 from adapters.errors import InvalidInbound
-from adapters.http_inbound import HttpInbound
+from adapters.http_inbound import FORM, HttpInbound
 from gateway.accounts import Account, bearer_token
 from gateway.api import bodies
 from gateway.api.problems import (
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 PARAMS: Final = frozenset({"cursor", "limit", "since", "to", "from"})
 MAX_LIMIT: Final = 1000
-FORM: Final = "application/x-www-form-urlencoded"
 InboundParser = Callable[[bytes, str], list[HttpInbound]]
 """``(body, content_type) -> messages`` for one connector (raises ``InvalidInbound``)."""
 InboundStore = Callable[[Sequence[Any], Sequence[str]], Awaitable[int]]
@@ -166,7 +165,7 @@ class InboundWebhooks:
 
     async def post(self, request: Request, connector: str) -> Response:
         """The messages in the body."""
-        parser = self._parser(request, connector)
+        parser = self._authenticated(request, connector)
         try:
             found = parser(request.body, request.header("content-type"))
         except InvalidInbound as exc:
@@ -175,7 +174,7 @@ class InboundWebhooks:
 
     async def get(self, request: Request, connector: str) -> Response:
         """The message in the query string, read as a form body (HEAD: none)."""
-        parser = self._parser(request, connector)
+        parser = self._authenticated(request, connector)
         if request.method == "HEAD":  # a provider checking the URL: nothing to store
             return _answer(0, 0)
         try:
@@ -187,7 +186,7 @@ class InboundWebhooks:
             raise invalid([FieldError(f"query:{exc.field[:120]}", exc.reason)]) from None
         return await self._stored(found, connector)
 
-    def _parser(self, request: Request, connector: str) -> InboundParser:
+    def _authenticated(self, request: Request, connector: str) -> InboundParser:
         """The connector's parser, once the request has its token (404 / 401 otherwise)."""
         parser = self.parsers.get(connector)
         secret = self.tokens.get(connector, "")
