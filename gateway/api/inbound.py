@@ -178,7 +178,8 @@ class InboundWebhooks:
         if request.method == "HEAD":  # a provider checking the URL: nothing to store
             return _answer(0, 0)
         try:
-            found = parser(request.query.encode(), FORM)
+            # the exact inverse of the server's Latin-1 decoding of the target: its bytes
+            found = parser(request.query.encode("latin-1"), FORM)
         except InvalidInbound as exc:
             if exc.field == "body":
                 raise invalid([FieldError("query", "a query string that does not parse")]
