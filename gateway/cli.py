@@ -1,4 +1,5 @@
-"""The ``septet`` command: serve the gateway, run the simulator, manage accounts, run benches.
+"""The ``septet`` command: serve the gateway, run the simulator, manage accounts and opt-out
+lists, run benches.
 
     septet serve [--config septet.toml]       the gateway on its embedded defaults (make serve)
     septet simulator [options]                the SMSC simulator alone (adapters.simulator)
@@ -11,11 +12,16 @@
     septet import FILE [--config septet.toml] import one mailing file (docs/campaigns.md)
     septet export ACCOUNT [--campaign C] [--status S] [--since T] [--until T] [--to N] [-o FILE]
                                               an account's message history as CSV
+    septet optouts import FILE --account NAME [--source LABEL]
+                                              add a STOP list (CSV or one number a line)
+    septet optouts export --account NAME [-o FILE]
+                                              an account's opt-out list as CSV (docs/optouts.md)
 
 This module parses the arguments and dispatches; each job lives in its own module:
 ``gateway.serve`` (with ``gateway._serve_carriers`` and ``gateway._serve_tasks``),
-``gateway._cli_accounts`` and ``gateway._cli_import_export``. The names tests and tools have
-always imported from here (``serve``, ``callback_policy``, ``ReceiptTap``...) are re-exported.
+``gateway._cli_accounts``, ``gateway._cli_import_export`` and ``gateway._cli_optouts``. The
+names tests and tools have always imported from here (``serve``, ``callback_policy``,
+``ReceiptTap``...) are re-exported.
 
 This module is the composition root's entry point: the only place reading ``sys.argv``.
 """
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from gateway import _cli_accounts, _cli_import_export, logs
+from gateway import _cli_accounts, _cli_import_export, _cli_optouts, logs
 from gateway import config as cfg
 from gateway._serve_carriers import ReceiptTap, carrier_id_types, http_carrier
 from gateway._serve_tasks import CALLBACK_MARKS_KEPT, prune_callback_marks
@@ -78,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return trio.run(_cli_import_export.import_file, config, args.file)
     if args.command == "export":
         return trio.run(_cli_import_export.export, config, args)
+    if args.command == "optouts":
+        return trio.run(_cli_optouts.run, config, args)
     if args.command == "serve":
         logs.configure(config.log_level, config.log_format)
         failed = False
@@ -122,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("name")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     _cli_accounts.add_parser(sub)
+    _cli_optouts.add_parser(sub)
     return p
 
 
