@@ -7,6 +7,7 @@ Real actors, a real LMDB file, the scripted carrier, virtual time.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import trio
@@ -121,3 +122,21 @@ async def test_not_sent_is_refused_once_a_part_was_handed_to_a_carrier(tmp_path:
         assert applied.ignored == 2
         assert [str(store.get_message(f"m{i}").state) for i in range(3)] == [
             "NOT_SENT", "SUBMITTING", "SENT"]
+
+
+async def test_cancel_through_the_writer_process(tmp_path: Path) -> None:
+    """The finishes and the CommitWaiter mark cross to the writer process like any batch."""
+    from tests.gateway.test_store_process import process_pipeline
+
+    events = Events()
+    carrier = ScriptedCarrier("c1")
+    async with process_pipeline(tmp_path / "db") as (store, pipe), \
+            open_gateway(store, [carrier], CoreSettings(receipt_timeout=None),
+                         notifier=events.notifier, pipeline=pipe) as gw:
+        later = await gw.accept([_message(i, time.time() + 3600) for i in range(5)])
+        with trio.fail_after(10):
+            await gw.cancel(later[:3])
+        assert [str(store.get_message(i).state) for i in later] == ["NOT_SENT"] * 3 + [
+            "ACCEPTED"] * 2
+        assert store.entries(b"outbox") == 2
+        assert carrier.submitted == {}
