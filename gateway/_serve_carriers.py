@@ -55,7 +55,8 @@ async def build_carriers(config: cfg.Config, nursery: trio.Nursery,
                                     inbound=inbound_sink))
     for h in config.http_providers:
         carriers.append(ReceiptTap(http_carrier(h), h.receipt_token,
-                                   inbound_token=h.inbound_token or h.receipt_token))
+                                   inbound_token=h.inbound_token or h.receipt_token,
+                                   inbound_token_param=h.inbound_token_param))
     if not carriers:
         logger.warning("no carrier configured: messages are accepted and wait in the outbox")
     return carriers
@@ -85,10 +86,12 @@ class ReceiptTap:
     that ``POST /v1/receipts/{connector}`` can feed it (the provider pushes receipts to us),
     and reads the bodies of ``POST /v1/inbound/{connector}`` with the carrier's config."""
 
-    def __init__(self, carrier: Any, token: str, *, inbound_token: str = "") -> None:
+    def __init__(self, carrier: Any, token: str, *, inbound_token: str = "",
+                 inbound_token_param: str = "") -> None:
         self._carrier = carrier
         self.token = token
         self.inbound_token = inbound_token or token
+        self.inbound_token_param = inbound_token_param  # the query parameter GET may use
         self.sink: Any = None
 
     @property

@@ -147,7 +147,9 @@ async def _run_gateway(config: cfg.Config, store: Any, carriers: list[Any], key:
             # the key uses the API's AccountBook notes are written by record_key_use, below
             api.inbound_webhooks = InboundWebhooks(
                 parsers={n: t.parse_inbound for n, t in taps.items()},
-                tokens={n: t.inbound_token for n, t in taps.items()}, store=inbound_store)
+                tokens={n: t.inbound_token for n, t in taps.items()},
+                token_params={n: t.inbound_token_param for n, t in taps.items()},
+                store=inbound_store)
             # ServerLimits' fields are a subset of [http]'s (test_server_limits_mirror_http_config)
             server = HttpServer(api, ServerLimits(
                 **{f.name: getattr(h, f.name) for f in fields(ServerLimits)}))

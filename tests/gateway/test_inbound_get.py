@@ -181,3 +181,21 @@ async def test_serve_answers_a_get_webhook(tmp_path: Path) -> None:
     assert [a.json() for a in answers] == [{"received": 1, "duplicates": 0},
                                            {"received": 1, "duplicates": 1}]
     assert [(m["from"], m["text"]) for m in doc["messages"]] == [(HANDSET, "hello")]
+
+
+async def test_serve_takes_the_token_from_the_named_query_parameter(tmp_path: Path) -> None:
+    config = cfg.load(provider_toml(tmp_path, 'inbound_token = "a-separate-inbound-token"\n'
+                                              'inbound_token_param = "token"'),
+                      env={"SEPTET_STORE__PATH": str(tmp_path / "db"),
+                           "SEPTET_HTTP__PORT": "0", "SEPTET_STORE__SYNC": "false",
+                           "SEPTET_SIMULATOR__ENABLED": "false"})
+    query = {"id": "m-2", "msisdn": HANDSET, "to": "+351912000000", "text": "by query"}
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(partial(cli.serve, config, key_file=str(tmp_path / "key")))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            good = await c.get("/v1/inbound/acme",
+                               params={**query, "token": "a-separate-inbound-token"})
+            bad = await c.get("/v1/inbound/acme", params={**query, "token": "wrong"})
+        nursery.cancel_scope.cancel()
+    assert (good.status_code, good.json()) == (200, {"received": 1, "duplicates": 0})
+    assert bad.status_code == 401
