@@ -9,10 +9,14 @@ and a *cursor* with one invariant: every outbox key below the cursor is in fligh
 due-and-unread only if it was registered below via :meth:`Pump.missed`. It reads due
 entries from the cursor in key order, in batches bounded by its free room.
 
-Fast path: ingress hands over each just-committed batch (``wake``). When the pump has room and
-is caught up (its last read found nothing more due), it takes those messages directly,
-without re-reading them; otherwise it lowers the cursor to their keys and reads them from the
-store in order later. A :class:`~actors.messages.Released` for an id frees its slot.
+Fast path: ingress hands over each just-committed batch (``wake``). The pump takes the
+messages that are due directly, without re-reading them, while it has room; the rest it
+leaves in the store, lowering the cursor to their keys, and reads in order later. While the
+pump is behind on the outbox (its last read did not find everything due), messages taken
+this way overtake the older backlog, so they may hold at most half the window
+(``overtaking``): a one-time password is not queued behind a bulk send that the rate limiter
+will hand back anyway, and the backlog keeps the other half. A
+:class:`~actors.messages.Released` for an id frees its slot.
 
 Every message passes on to the rate limiter, which does expiry (``not_after``) and shaping.
 A message the limiter would hold for long (a send window or campaign slice far away) comes
@@ -64,6 +68,9 @@ class Pump:
     # chunk: a WireBatch whose bytes go on as they are, see take)
     ready: deque[Sequence[Message]] = field(default_factory=deque)
     next_due: float | None = None
+    # ids taken on the fast path while the pump was behind on the outbox (a subset of
+    # ``inflight``): they may hold at most half the window, so the backlog keeps the rest
+    overtaking: set[str] = field(default_factory=set)
 
     @property
     def room(self) -> int:
@@ -72,16 +79,21 @@ class Pump:
     def offered(self, batch: Sequence[Message], now: float) -> None:
         """Ingress committed ``batch``: take what fits now, remember the rest by key."""
         room = self.room
+        behind = not self.caught_up
+        if behind:
+            room = min(room, self.max_inflight // 2 - len(self.overtaking))
         taken: list[Message] = []
         for msg in batch:
             if msg.msg_id in self.inflight:
                 continue
             due = max(msg.send_at, msg.accepted_at)
-            if self.caught_up and len(taken) < room and due <= now:
+            if len(taken) < room and due <= now:
                 self.inflight.add(msg.msg_id)
                 taken.append(msg)
             else:
                 self.missed(due_key(msg), due)
+        if taken and behind:
+            self.overtaking.update(m.msg_id for m in taken)
         if taken:  # a WireBatch taken whole stays itself (immutable; keeps its bytes)
             whole = isinstance(batch, WireBatch) and len(taken) == len(batch)
             self.ready.append(batch if whole else taken)
@@ -96,12 +108,15 @@ class Pump:
 
     def released(self, msg_ids: list[str]) -> None:
         self.inflight.difference_update(msg_ids)
+        if self.overtaking:
+            self.overtaking.difference_update(msg_ids)
 
     def deferred(self, batch: list[Message]) -> None:
         """The limiter handed ``batch`` back, already stored under its new due time (its
         ``send_at``): free their slots and read them again when due."""
         for msg in batch:
             self.inflight.discard(msg.msg_id)
+            self.overtaking.discard(msg.msg_id)
             self.missed(due_key(msg), max(msg.send_at, msg.accepted_at))
 
     def should_read(self, now: float) -> bool:
