@@ -14,8 +14,10 @@ messages that are due directly, without re-reading them, while it has room; the 
 leaves in the store, lowering the cursor to their keys, and reads in order later. While the
 pump is behind on the outbox (its last read did not find everything due), messages taken
 this way overtake the older backlog, so they may hold at most half the window
-(``overtaking``): a one-time password is not queued behind a bulk send that the rate limiter
-will hand back anyway, and the backlog keeps the other half. A
+(``overtaking``), those of one account at most a fortieth (500 of 20,000), and reads leave a
+tenth of it free for them (``read_room``): a one-time password is not queued behind a bulk
+send that the rate limiter will hand back anyway, the bulk send's own later batches cannot
+take the room it needs, and the backlog keeps the rest. A
 :class:`~actors.messages.Released` for an id frees its slot.
 
 Every message passes on to the rate limiter, which does expiry (``not_after``) and shaping.
@@ -69,8 +71,11 @@ class Pump:
     ready: deque[Sequence[Message]] = field(default_factory=deque)
     next_due: float | None = None
     # ids taken on the fast path while the pump was behind on the outbox (a subset of
-    # ``inflight``): they may hold at most half the window, so the backlog keeps the rest
-    overtaking: set[str] = field(default_factory=set)
+    # ``inflight``), with their accounts: they may hold at most half the window, so the
+    # backlog keeps the rest, and one account at most a fortieth, so a bulk send arriving
+    # while behind cannot take the room another account's next message needs
+    overtaking: dict[str, str] = field(default_factory=dict)
+    overtaking_by_account: dict[str, int] = field(default_factory=dict)
 
     @property
     def room(self) -> int:
@@ -87,13 +92,11 @@ class Pump:
             if msg.msg_id in self.inflight:
                 continue
             due = max(msg.send_at, msg.accepted_at)
-            if len(taken) < room and due <= now:
+            if len(taken) < room and due <= now and (not behind or self._may_overtake(msg)):
                 self.inflight.add(msg.msg_id)
                 taken.append(msg)
             else:
                 self.missed(due_key(msg), due)
-        if taken and behind:
-            self.overtaking.update(m.msg_id for m in taken)
         if taken:  # a WireBatch taken whole stays itself (immutable; keeps its bytes)
             whole = isinstance(batch, WireBatch) and len(taken) == len(batch)
             self.ready.append(batch if whole else taken)
@@ -106,26 +109,52 @@ class Pump:
             self.next_due = due
         self.caught_up = False
 
+    def _may_overtake(self, msg: Message) -> bool:
+        """Take ``msg`` past the backlog if its account has not used its quarter yet."""
+        counts = self.overtaking_by_account
+        n = counts.get(msg.account, 0)
+        if n >= max(1, self.max_inflight // 40):
+            return False
+        counts[msg.account] = n + 1
+        self.overtaking[msg.msg_id] = msg.account
+        return True
+
+    def _done_overtaking(self, msg_id: str) -> None:
+        account = self.overtaking.pop(msg_id, None)
+        if account is not None:
+            counts = self.overtaking_by_account
+            counts[account] -= 1
+            if not counts[account]:
+                del counts[account]
+
     def released(self, msg_ids: list[str]) -> None:
         self.inflight.difference_update(msg_ids)
         if self.overtaking:
-            self.overtaking.difference_update(msg_ids)
+            for msg_id in msg_ids:
+                self._done_overtaking(msg_id)
 
     def deferred(self, batch: list[Message]) -> None:
         """The limiter handed ``batch`` back, already stored under its new due time (its
         ``send_at``): free their slots and read them again when due."""
         for msg in batch:
             self.inflight.discard(msg.msg_id)
-            self.overtaking.discard(msg.msg_id)
+            self._done_overtaking(msg.msg_id)
             self.missed(due_key(msg), max(msg.send_at, msg.accepted_at))
 
+    @property
+    def read_room(self) -> int:
+        """Room for reads: they leave a tenth of the window free for messages that overtake,
+        else a backlog read fills it and the next one-time password finds no room and waits
+        in the outbox behind the backlog after all."""
+        return self.room - self.max_inflight // 10
+
     def should_read(self, now: float) -> bool:
-        return self.room > 0 and (
+        return self.read_room > 0 and (
             not self.caught_up or (self.next_due is not None and self.next_due <= now))
 
     def read(self, store: PipelineStore, now: float, batch: int) -> None:
         """Read due entries from the store into ``ready``."""
-        limit = min(self.room, batch)
+        limit = min(self.read_room, batch)
         found, cursor, next_due = store.read_due(self.cursor, now, limit, self.inflight)
         for msg in found:
             self.inflight.add(msg.msg_id)

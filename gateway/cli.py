@@ -134,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "callbacks", "receipts", "e2e",
-           "campaign")
+BENCHES = ("codec", "pipeline", "ingress", "smpp", "shaping", "backlog", "callbacks", "receipts",
+           "e2e", "campaign")
 """What ``septet bench all`` runs, in order (bench/loadgen.py and bench/chart.py are tools)."""
 
 

@@ -85,8 +85,12 @@ async def test_window_bounds_what_is_handed_on_and_releases_refill_it(
         assert len(h.got) == 10
         await h.release(h.got[:5])
         await trio.sleep(1)
-        assert len(h.got) == 15
-        await h.release(h.got[5:15])
+        # reads refill it but for a tenth, left to a message that may overtake the backlog
+        assert len(h.got) == 14
+        await h.release(h.got[5:14])
+        await trio.sleep(1)
+        assert len(h.got) == 23
+        await h.release(h.got[14:23])
         await trio.sleep(1)
         assert [x.msg_id for x in h.got] == [x.msg_id for x in msgs[:25]]  # in due order
         await h.stop()
