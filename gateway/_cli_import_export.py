@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import config as cfg
-from gateway.accounts import AccountBook
+from gateway._cli_store import account_store
 
 
 def add_parsers(sub: Any) -> None:
@@ -66,20 +66,11 @@ async def export(config: cfg.Config, args: argparse.Namespace) -> int:
     from gateway.api.problems import Problem
     from gateway.api.query import parse_search
     from gateway.export import csv_chunks
-    from gateway.store import open_store
     from gateway.validation import NumberNormaliser
 
     filters = {"campaign": args.campaign, "status": args.status, "since": args.since,
                "until": args.until, "to": args.to, "q": args.text}
-    if not Path(config.store.path).is_dir():
-        print(f"septet: no store at {config.store.path}", file=sys.stderr)
-        return 2
-    async with open_store(config.store.path, sync=config.store.sync,
-                          map_size=config.store.map_size) as store:
-        account = AccountBook(store).get(args.account)
-        if account is None:
-            print(f"septet: no account named {args.account!r}", file=sys.stderr)
-            return 2
+    async with account_store(config, args.account) as (store, account):
         query = urlencode({k: v for k, v in filters.items() if v is not None})
         try:
             q = parse_search(query, account, NumberNormaliser(1000), 1, 1)

@@ -40,7 +40,8 @@ import lmdb
 
 from actors.errors import StoreError
 from gateway import config as cfg
-from gateway.accounts import Account, AccountBook
+from gateway._cli_store import account_store
+from gateway.accounts import Account
 from gateway.api.optouts import BULK_SOURCE, SOURCE
 from gateway.api.problems import FieldError
 from gateway.api.query import _time
@@ -99,20 +100,10 @@ def add_parser(sub: Any) -> None:
 
 async def run(config: cfg.Config, args: argparse.Namespace) -> int:
     """Run ``septet optouts import|export``; the exit status (:data:`EXIT_CODES`)."""
-    from gateway.store import open_store
-
     if args.action == "import" and SOURCE.fullmatch(args.source) is None:
         print(f"septet: --source {SOURCE_RULE}", file=sys.stderr)
         return 2
-    if not Path(config.store.path).is_dir():
-        print(f"septet: no store at {config.store.path}", file=sys.stderr)
-        return 2
-    async with open_store(config.store.path, sync=config.store.sync,
-                          map_size=config.store.map_size) as store:
-        account = AccountBook(store).get(args.account)
-        if account is None:
-            print(f"septet: no account named {args.account!r}", file=sys.stderr)
-            return 2
+    async with account_store(config, args.account) as (store, account):
         if args.action == "import":
             return await import_file(store, account, Path(args.file), source=args.source)
         return export(store, account.name, args.output)

@@ -41,6 +41,7 @@ import trio
 
 from gateway import _cli_accounts, _cli_import_export, _cli_optouts, logs
 from gateway import config as cfg
+from gateway._cli_store import run_command
 from gateway._serve_carriers import ReceiptTap, carrier_id_types, http_carrier
 from gateway._serve_tasks import CALLBACK_MARKS_KEPT, prune_callback_marks
 from gateway.errors import AccountError, ConfigError
@@ -83,9 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import":
         return trio.run(_cli_import_export.import_file, config, args.file)
     if args.command == "export":
-        return trio.run(_cli_import_export.export, config, args)
+        return run_command(_cli_import_export.export, config, args)
     if args.command == "optouts":
-        return trio.run(_cli_optouts.run, config, args)
+        return run_command(_cli_optouts.run, config, args)
     if args.command == "serve":
         logs.configure(config.log_level, config.log_format)
         failed = False
