@@ -187,6 +187,14 @@ def _problems(*codes: int) -> dict[str, Any]:
             for c in codes}
 
 
+_INBOUND_STORED: Final = {
+    "description": "stored (duplicates: already stored, skipped)",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["received", "duplicates"],
+        "properties": {"received": {"type": "integer", "minimum": 0},
+                       "duplicates": {"type": "integer", "minimum": 0}}}}}}
+"""The inbound webhook's answer, POST and GET alike."""
+
 _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
     ("POST", "/v1/messages"): {
         "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
@@ -340,12 +348,7 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                                                       {"type": "array",
                                                        "items": {"type": "object"}}]}},
             "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
-        "responses": {"200": {"description": "stored (duplicates: already stored, skipped)",
-                              "content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["received", "duplicates"],
-                                  "properties": {"received": {"type": "integer", "minimum": 0},
-                                                 "duplicates": {"type": "integer",
-                                                                "minimum": 0}}}}}},
+        "responses": {"200": _INBOUND_STORED,
                       **_problems(400, 401, 404, 503)}},
     ("GET", "/v1/inbound/{connector}"): {
         "description": "The same webhook for providers that send one message as a GET with "
@@ -359,12 +362,7 @@ _OPERATIONS: Final[dict[tuple[str, str], dict[str, Any]]] = {
                         "explode": True, "description": "the provider's own fields",
                         "schema": {"type": "object",
                                    "additionalProperties": {"type": "string"}}}],
-        "responses": {"200": {"description": "stored (duplicates: already stored, skipped)",
-                              "content": {"application/json": {"schema": {
-                                  "type": "object", "required": ["received", "duplicates"],
-                                  "properties": {"received": {"type": "integer", "minimum": 0},
-                                                 "duplicates": {"type": "integer",
-                                                                "minimum": 0}}}}}},
+        "responses": {"200": _INBOUND_STORED,
                       **_problems(401, 404, 422, 503)}},
 }
 
