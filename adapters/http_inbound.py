@@ -11,12 +11,23 @@ is one message object or a list of them (at ``inbound_list_path`` when set); a f
 one message. A provider that sends a GET with query parameters (``GET /v1/inbound/{name}``)
 has its query string read as a form body (the route passes it with :data:`FORM`).
 
-Each message is one ``InboundPart`` with ``concat=None`` and ``encoding="utf-8"``: the text
-reached us as Unicode over HTTP and the over-the-air coding (GSM 7-bit or UCS-2) is not
-known, so naming one would be a guess. Most providers join concatenated messages before
-calling the webhook; the parts of one that does not (Vonage's ``concat-ref``, ``concat-total``,
-``concat-part``) are NOT joined here: each is a message of its own (docs/carriers.md). Numbers are kept as the provider wrote them (with or without
-"+"; routing compares digits only).
+Each message is one ``InboundPart`` with ``encoding="utf-8"``: the text reached us as Unicode
+over HTTP and the over-the-air coding (GSM 7-bit or UCS-2) is not known, so naming one would
+be a guess. Numbers are kept as the provider wrote them (with or without "+"; routing compares
+digits only). Most providers join concatenated messages before calling the webhook and their
+messages have ``concat=None``. One that does not (Vonage posts each part with ``concat-ref``,
+``concat-total``, ``concat-part``) is read with ``inbound_concat_ref_path``,
+``inbound_concat_total_path`` and ``inbound_concat_part_path`` (all three or none): a record
+with them becomes a part, ``codec.Concat(reference, total, sequence, ref_bits=HTTP_REF_BITS)``,
+which the inbound store keeps and joins with the other parts of its group exactly as it joins
+SMPP parts (``gateway._inbound_store``). The provider's reference may be any string, so
+``reference`` is a STABLE 64-bit hash of it (BLAKE2b, 8 bytes, of its UTF-8; never Python's
+``hash``, which changes per process) and ``ref_bits`` is 64, a width no UDH or SAR reference
+has (8 or 16): the store keys such a group on all 64 bits (beside the connector and the
+sender), so two references of one sender collide with odds of 2**-64, and SMPP groups keep
+their own keys. ``total`` and ``part`` are integers 1..255 (a UDH's limits) with
+``part <= total``; a record without the three fields, or with ``total == 1``, is a whole
+message.
 
 Pure, no I/O, no clock (the caller passes ``received_at``). Errors never quote a value: a
 value may be a phone number or a message text.
@@ -26,6 +37,7 @@ Must not import: gateway, any actor module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -36,11 +48,15 @@ from urllib.parse import parse_qsl
 from adapters.errors import InvalidInbound
 from adapters.http_provider import HttpProviderConfig, json_path
 from adapters.smpp.inbound import InboundPart
+from codec.udh import Concat
 
 ENCODING: Final = "utf-8"
+"""The ``encoding`` of an HTTP provider's message: Unicode text, over-the-air coding unknown."""
 FORM: Final = "application/x-www-form-urlencoded"
 """The content type a query string is read as (a GET webhook's message)."""
-"""The ``encoding`` of an HTTP provider's message: Unicode text, over-the-air coding unknown."""
+HTTP_REF_BITS: Final = 64
+"""``Concat.ref_bits`` of an HTTP provider's part: its reference is a 64-bit hash."""
+MAX_PARTS: Final = 255  # a concatenated message's parts at most (one octet in a UDH)
 MAX_NUMBER: Final = 32  # characters of a from/to value (E.164 is 15 digits; short codes fewer)
 MAX_PROVIDER_ID: Final = 256  # UTF-8 bytes of a provider id (part of an LMDB key, max 511)
 _LATEST: Final = 4102444800.0  # 2100-01-01: a later time is a unit or format mistake
@@ -128,8 +144,46 @@ def _message(config: HttpProviderConfig, record: Any, prefix: str,
     if config.inbound_id_path:
         provider_id = _provider_id(json_path(record, config.inbound_id_path),
                                    prefix + config.inbound_id_path)
-    part = InboundPart(config.name, source, destination, text, at, ENCODING, None)
+    concat = _concat(config, record, prefix)
+    part = InboundPart(config.name, source, destination, text, at, ENCODING, concat)
     return HttpInbound(part, provider_id)
+
+
+def _concat(config: HttpProviderConfig, record: Mapping[str, Any], prefix: str
+            ) -> Concat | None:
+    """The part's concatenation; None for a whole message (no fields, or one part of one)."""
+    paths = (config.inbound_concat_ref_path, config.inbound_concat_total_path,
+             config.inbound_concat_part_path)
+    if not all(paths):  # gateway.config requires all three or none
+        return None
+    values = [json_path(record, path) for path in paths]
+    present = [v is not None and v != "" for v in values]
+    if not any(present):
+        return None
+    if not all(present):
+        raise InvalidInbound(prefix + paths[present.index(False)], "missing (the other "
+                                                                    "concatenation fields are set)")
+    ref = _scalar(values[0])
+    if not ref or len(ref.encode("utf-8", "surrogatepass")) > MAX_PROVIDER_ID:
+        raise InvalidInbound(prefix + paths[0], "must be a string or an integer "
+                                                f"(1 to {MAX_PROVIDER_ID} bytes)")
+    total = _count(values[1], prefix + paths[1])
+    sequence = _count(values[2], prefix + paths[2])
+    if sequence > total:
+        raise InvalidInbound(prefix + paths[2], f"must not exceed {paths[1]}")
+    if total == 1:
+        return None
+    digest = hashlib.blake2b(ref.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return Concat(int.from_bytes(digest, "big"), total, sequence, HTTP_REF_BITS)
+
+
+def _count(value: Any, where: str) -> int:
+    """A part count or number: an integer 1..MAX_PARTS, as a number or its digits."""
+    text = _scalar(value)
+    if (text is None or not (text.isascii() and text.isdigit() and len(text) <= 3)
+            or not 1 <= int(text) <= MAX_PARTS):
+        raise InvalidInbound(where, f"must be an integer from 1 to {MAX_PARTS}")
+    return int(text)
 
 
 def _field(record: Mapping[str, Any], path: str, prefix: str) -> Any:
@@ -195,4 +249,4 @@ def _time(value: Any, where: str) -> float:
     return seconds
 
 
-__all__ = ["ENCODING", "FORM", "HttpInbound", "parse_inbound"]
+__all__ = ["ENCODING", "FORM", "HTTP_REF_BITS", "MAX_PARTS", "HttpInbound", "parse_inbound"]

@@ -84,6 +84,11 @@ class HttpProviderConfig:
     inbound_text_path: str = "text"
     inbound_id_path: str = ""  # the provider's message id: "" = no duplicate detection
     inbound_time_path: str = ""  # when the provider received it: "" = when we did
+    # a concatenated message sent part by part (Vonage's concat-ref, concat-total, concat-part):
+    # the store joins the parts; all three or none ("" = every message is whole)
+    inbound_concat_ref_path: str = ""
+    inbound_concat_total_path: str = ""
+    inbound_concat_part_path: str = ""
 
 
 def json_path(document: Any, path: str) -> Any:

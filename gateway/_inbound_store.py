@@ -5,17 +5,28 @@ Databases (registered in ``gateway.store.STORE_DATABASES`` on import):
 
     inbound        account 0x00 id -> msgpack [received_at, connector, source, destination,
                                                text, encoding, parts]
-    inbound_parts  connector 0x00 source 0x00 ref_bits u8 reference u16 total u8 seq u8
-                   -> msgpack [received_at, destination, encoding, text]
+    inbound_parts  connector 0x00 source 0x00 group seq u8
+                   -> msgpack [received_at, destination, encoding, text, provider_id]
     inbound_seen   connector 0x00 provider_id -> msgpack [seen_at, account, id]
     inbound_seen_age  u64 seen_at (whole seconds) connector 0x00 provider_id -> b""
+
+``group`` is ``ref_bits u8 reference u16 total u8`` for a UDH or SAR reference (8 or 16 bits)
+and ``ref_bits u8 reference u64 total u8`` for an HTTP provider's (``ref_bits`` 64: a hash of
+its string reference, ``adapters.http_inbound.HTTP_REF_BITS``); the first octet tells them
+apart, so the two forms never share a prefix. Rows written before ``provider_id`` existed have
+four fields (read as ""). Every group is keyed by its connector and sender, so parts of
+different senders or connectors never mix.
 
 :func:`op_store` runs inside ONE write transaction: a whole message is stored at once; a part
 of a concatenated message is kept in ``inbound_parts`` until its group is complete, and the
 call that brings the last part joins the group with ``codec.reassemble``, stores the message
-and removes the parts (a part sent again overwrites itself). A whole message named by its
+and removes the parts (a part sent again overwrites itself). A message or part named by its
 provider id is first looked up in ``inbound_seen`` and skipped when there; else the id is
-recorded in the same transaction, so two copies in one commit still store one.
+recorded in the same transaction, so two copies in one commit still store one. A part's id is
+recorded when the part is kept (``account`` and ``id`` "" while its message is incomplete) and
+given its message's account and id when the group is joined (its ``seen_at`` unchanged), so a
+part the provider sends again is a duplicate before its message is whole and after (it never
+starts a new group that would wait for the parts purge).
 ``inbound_seen_age`` orders the ids by time so that :func:`purge_seen` removes the old ones
 without reading the rest; :func:`purge_parts` removes incomplete groups.
 
@@ -59,6 +70,7 @@ for _name in (DB, PARTS, SEEN, SEEN_AGE):
 
 _SEQ_KEY: Final = b"inbound_seq"
 _GROUP: Final = struct.Struct(">BHB")
+_WIDE_GROUP: Final = struct.Struct(">BQB")  # ref_bits > 16: an HTTP provider's hashed reference
 PART_TTL: Final = 24 * 3600.0
 """Seconds an incomplete concatenated message waits for its missing parts."""
 SEEN_TTL: Final = 7 * 24 * 3600.0
@@ -118,22 +130,24 @@ def op_store(txn: lmdb.Transaction, *, dbs: Dbs, parts: list[InboundPart],
         replies.changed.clear()
         replies.outcomes.clear()
     for index, part in enumerate(parts):
-        seen_key = b""
-        if part.concat is None and index < len(provider_ids) and provider_ids[index]:
-            seen_key = part.connector.encode() + b"\x00" + provider_ids[index].encode(
-                "utf-8", "surrogatepass")
-            if txn.get(seen_key, db=dbs.seen) is not None:
-                stored.append(None)
-                continue
-        whole = _add_part(txn, dbs.parts, part) if part.concat is not None else (part, 1)
-        if whole is None:
+        provider_id = provider_ids[index] if index < len(provider_ids) else ""
+        seen_key = _seen_key(part.connector, provider_id) if provider_id else b""
+        if seen_key and txn.get(seen_key, db=dbs.seen) is not None:
+            stored.append(None)
             continue
-        message, count = whole
+        if part.concat is None:
+            message, count, seen_keys = part, 1, [seen_key] if seen_key else []
+        else:
+            whole = _add_part(txn, dbs.parts, part, provider_id)
+            if whole is None:
+                if seen_key:  # kept: a copy of it is a duplicate from now on
+                    _mark_seen(txn, dbs, seen_key, now, "", "")
+                continue
+            message, count, seen_keys = whole
         account = route(message.destination) or ""
         msg_id = _put_message(txn, dbs, account, message, count)
-        if seen_key:
-            txn.put(seen_key, msgpack.packb([now, account, msg_id]), db=dbs.seen)
-            txn.put(u64(max(0, int(now))) + seen_key, b"", db=dbs.seen_age)
+        for key in seen_keys:
+            _mark_seen(txn, dbs, key, now, account, msg_id)
         if enqueue is not None and account in push:
             enqueue(txn, inbound_event(inbound_msg_id(msg_id), account, message.received_at,
                                        message.connector))
@@ -144,28 +158,46 @@ def op_store(txn: lmdb.Transaction, *, dbs: Dbs, parts: list[InboundPart],
     return stored
 
 
-def _add_part(txn: lmdb.Transaction, db: Any, part: InboundPart
-              ) -> tuple[InboundPart, int] | None:
-    """Keep ``part``; when its group is complete, remove the group and return it joined."""
+def _seen_key(connector: str, provider_id: str) -> bytes:
+    return connector.encode() + b"\x00" + provider_id.encode("utf-8", "surrogatepass")
+
+
+def _mark_seen(txn: lmdb.Transaction, dbs: Dbs, key: bytes, now: float, account: str,
+               msg_id: str) -> None:
+    """Record ``key`` as seen with its message; a key already recorded (a part kept before its
+    message was whole) keeps its ``seen_at``, so its ``inbound_seen_age`` entry stays right."""
+    old = txn.get(key, db=dbs.seen)
+    seen_at = msgpack.unpackb(old)[0] if old is not None else now
+    txn.put(key, msgpack.packb([seen_at, account, msg_id]), db=dbs.seen)
+    if old is None:
+        txn.put(u64(max(0, int(now))) + key, b"", db=dbs.seen_age)
+
+
+def _add_part(txn: lmdb.Transaction, db: Any, part: InboundPart, provider_id: str = ""
+              ) -> tuple[InboundPart, int, list[bytes]] | None:
+    """Keep ``part``; when its group is complete, remove the group and return it joined, its
+    count and the ``inbound_seen`` keys of its parts' provider ids."""
     c = part.concat
     assert c is not None
-    prefix = (part.connector.encode() + b"\x00" + part.source.encode() + b"\x00"
-              + _GROUP.pack(c.ref_bits, c.reference & 0xFFFF, c.total))
+    group = (_WIDE_GROUP.pack(c.ref_bits, c.reference & 0xFFFF_FFFF_FFFF_FFFF, c.total)
+             if c.ref_bits > 16 else _GROUP.pack(c.ref_bits, c.reference & 0xFFFF, c.total))
+    prefix = part.connector.encode() + b"\x00" + part.source.encode() + b"\x00" + group
     txn.put(prefix + bytes((c.sequence,)), msgpack.packb(
-        [part.received_at, part.destination, part.encoding, part.text]), db=db)
-    group = _scan(txn, db, prefix)
-    if len(group) < c.total:
+        [part.received_at, part.destination, part.encoding, part.text, provider_id]), db=db)
+    rows = _scan(txn, db, prefix)
+    if len(rows) < c.total:
         return None
-    received = [ReceivedPart(text, (), Concat(c.reference, c.total, seq, c.ref_bits))
-                for seq, (_, _, _, text) in group]
+    received = [ReceivedPart(row[3], (), Concat(c.reference, c.total, seq, c.ref_bits))
+                for seq, row in rows]
     try:
         text = reassemble(received)
     except CodecError:  # sequence numbers outside 1..total: keep waiting (purged later)
         return None
-    for seq, _ in group:
+    for seq, _ in rows:
         txn.delete(prefix + bytes((seq,)), db=db)
-    latest = max(row[0] for _, row in group)
-    return part._replace(text=text, received_at=latest, concat=None), c.total
+    latest = max(row[0] for _, row in rows)
+    seen_keys = [_seen_key(part.connector, row[4]) for _, row in rows if len(row) > 4 and row[4]]
+    return part._replace(text=text, received_at=latest, concat=None), c.total, seen_keys
 
 
 def _scan(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[int, list[Any]]]:

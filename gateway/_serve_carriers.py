@@ -78,7 +78,9 @@ def http_carrier(h: cfg.HttpProviderConnectorConfig) -> Any:
         receipt_done_path=h.receipt_done_path, inbound_list_path=h.inbound_list_path,
         inbound_from_path=h.inbound_from_path, inbound_to_path=h.inbound_to_path,
         inbound_text_path=h.inbound_text_path, inbound_id_path=h.inbound_id_path,
-        inbound_time_path=h.inbound_time_path))
+        inbound_time_path=h.inbound_time_path, inbound_concat_ref_path=h.inbound_concat_ref_path,
+        inbound_concat_total_path=h.inbound_concat_total_path,
+        inbound_concat_part_path=h.inbound_concat_part_path))
 
 
 class ReceiptTap:

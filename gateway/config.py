@@ -243,6 +243,11 @@ class HttpProviderConnectorConfig:
     # Authorization header ("" = header only); less safe: URLs are logged along the way
     inbound_token_param: str = ""
     inbound_time_path: str = ""
+    # a message sent part by part (Vonage: "concat-ref", "concat-total", "concat-part"): the
+    # store joins the parts; all three or none ("" = every message is whole)
+    inbound_concat_ref_path: str = ""
+    inbound_concat_total_path: str = ""
+    inbound_concat_part_path: str = ""
 
     def check(self) -> list[str]:
         errs = []
@@ -265,16 +270,25 @@ class HttpProviderConnectorConfig:
             errs.append(f"{where}.inbound_token_param: letters, digits, - and _ (at most 64)")
         if param and param in (self.inbound_from_path, self.inbound_to_path,
                                self.inbound_text_path, self.inbound_id_path,
-                               self.inbound_time_path):
+                               self.inbound_time_path, *self._concat_paths()):
             errs.append(f"{where}.inbound_token_param: must not be a field a message is read "
                         "from (the token would be stored)")
         for name in ("inbound_from_path", "inbound_to_path", "inbound_text_path"):
             if not getattr(self, name):
                 errs.append(f"{where}.{name}: required (a dotted path into each message)")
+        concat = self._concat_paths()
+        if any(concat) and not all(concat):
+            errs.append(f"{where}.inbound_concat_ref_path, inbound_concat_total_path, "
+                        "inbound_concat_part_path: set all three or none (a part needs its "
+                        "reference, total and number)")
         for name in ("headers", "fields", "static_fields"):
             if any(len(pair) != 2 for pair in getattr(self, name)):
                 errs.append(f"{where}.{name}: a list of [name, value] pairs")
         return errs
+
+    def _concat_paths(self) -> tuple[str, str, str]:
+        return (self.inbound_concat_ref_path, self.inbound_concat_total_path,
+                self.inbound_concat_part_path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,11 @@ posts may come twice. When it names the message (``inbound_id_path``), :meth:`In
 is given that id, and the write that stores the message also records it in ``inbound_seen``;
 a message whose (connector, provider id) is already there is neither stored nor pushed again
 (counted in ``InboundBook.duplicates``). The check and the record are in the one write, so two
-copies racing in one commit, or in one body, still store one. Ids are kept ``SEEN_TTL`` (a
+copies racing in one commit, or in one body, still store one. The same holds for a PART an HTTP
+provider sends on its own (``adapters.http_inbound``: Vonage's ``concat-*`` fields; its
+reference is hashed to 64 bits and keyed beside connector and sender): its id is recorded when
+the part is kept and pointed at the joined message when the group completes, so a copy is a
+duplicate before and after the message is whole. Ids are kept ``SEEN_TTL`` (a
 provider retries for hours, not weeks); ``inbound_seen_age`` orders them by time so that
 :func:`purge_seen` removes the old ones without reading the rest.
 
