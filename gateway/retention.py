@@ -73,10 +73,10 @@ from actors import correlation as corr
 from actors import messages as m
 from actors.ingress import id_floor
 from gateway._campaign_model import COUNTERS, DEFS, MSGS, ROWS, Campaign, add_counter
+from gateway._store_ctx import _FINAL
 from gateway._store_pipeline import (
     _ACCOUNT,
     _DUE,
-    _FINAL,
     _P_CID,
     _P_CONN,
     _PARTS,

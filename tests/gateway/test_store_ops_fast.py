@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from actors import correlation as corr
 from actors import messages as m
 from actors.ingress import due_ms
+from gateway import _store_correlate
 from gateway import _store_pipeline as sp
 from gateway.store import open_env, u64
 
@@ -178,7 +179,7 @@ def test_batched_ops_leave_the_rows_of_one_item_at_a_time(
     with _env() as (env_a, a), _env() as (env_b, b):
         for env, store, one_by_one in ((env_a, a, False), (env_b, b, True)):
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(sp, "_APPLY_CHUNK", chunk)
+                mp.setattr(_store_correlate, "_APPLY_CHUNK", chunk)
                 with env.begin(write=True) as txn:
                     todo = [p for p, go in zip(_seed(txn, store, parts, campaign), marks) if go]
                 with env.begin(write=True) as txn:
