@@ -15,9 +15,10 @@ Opt-outs (``OptOuts``) are checked first, when a message is admitted, before any
 is judged or charged (an opted-out number ends NOT_SENT/opted_out), and once more when a
 held message comes to the head of its lane, since a STOP may have come in meanwhile.
 
-Messages are handled in their wire form (``messages.to_wire`` rows), not as message objects:
-decoding a batch into rows costs a fifth of building ``Message`` objects, and the limiter's
-budget is a few microseconds a message (bench/shaping.py).
+Messages come as rows (``_shaping_rows``: wire form, a fifth of the cost of message objects).
+The per-key state (accounts, connectors, campaigns, buckets, lanes) is built and forgotten by
+the :class:`~actors._shaping_lanes.LaneBook` the shaper extends; this module holds the
+decisions: admit, poll, release, hold, hand back to the durable schedule, finish.
 
 Must not import: trio, lmdb, httpx, gateway, adapters. Pure; time is an argument.
 """
@@ -30,79 +31,37 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any, Final
 
-import msgpack
-
 from actors import messages
-from actors._shaping_bucket import NEVER, TokenBucket, take_all
-from actors._shaping_rules import Limit, ShapingRules, single_connector
-from actors._shaping_state import (
-    Account,
-    Campaign,
-    Connector,
-    Lane,
-    longest_prefix,
-    reserve,
-    unreserve,
+from actors._shaping_bucket import NEVER, take_all
+from actors._shaping_lanes import LaneBook
+from actors._shaping_rows import (
+    ACCEPTED_AT,
+    ACCOUNT,
+    MSG_ID,
+    NOT_AFTER,
+    PARTS,
+    SEND_AT,
+    TO,
+    Row,
+    decode_rows,
+    rows_from_batch,
 )
-from actors.messages import Message, MessageFinished, State
+from actors._shaping_rules import ShapingRules
+from actors._shaping_state import Lane, reserve, unreserve
+from actors.messages import MessageFinished, State
 from actors.ports import OptOuts, RecentContacts
 
+__all__ = ["OPTED_OUT", "SWEEP_EVERY", "SWEEP_LANES", "Row", "Shaper", "decode_rows",
+           "rows_from_batch"]
+
 logger = logging.getLogger(__name__)
-
-Row = list[Any]  # a Message in wire form: [tag, version, *fields]
-
-_FIELD: Final = {name: i + 2 for i, name in enumerate(Message._fields)}
-MSG_ID: Final = _FIELD["msg_id"]
-ACCOUNT: Final = _FIELD["account"]
-TO: Final = _FIELD["to"]
-SENDER: Final = _FIELD["sender"]
-ACCEPTED_AT: Final = _FIELD["accepted_at"]
-CAMPAIGN: Final = _FIELD["campaign"]
-NOT_AFTER: Final = _FIELD["not_after"]
-PARTS: Final = _FIELD["parts"]
-SEND_AT: Final = _FIELD["send_at"]
-WIDTH: Final = 2 + len(_FIELD)  # tag, version, fields
 
 SWEEP_EVERY: Final = 60.0  # seconds between sweeps of idle lanes, full buckets, old contacts
 SWEEP_LANES: Final = 20_000  # ...or as soon as this many lanes exist
 OPTED_OUT: Final = ("opted_out", "the recipient opted out")  # code, reason
 
 
-def rows_from_batch(data: bytes) -> list[Row]:
-    """Decode a channel batch of ``Message`` into rows, upgrading older versions.
-
-    Raises:
-        messages.DecodeError: not a batch of messages.
-    """
-    return decode_rows(data)[0]
-
-
-def decode_rows(data: bytes) -> tuple[list[Row], bool]:
-    """:func:`rows_from_batch`, and whether every row was already current: then ``data`` is
-    exactly the encoding of the rows (and may be sent on for them as it is).
-
-    Raises:
-        messages.DecodeError: not a batch of messages.
-    """
-    try:
-        rows = msgpack.unpackb(data, raw=False, use_list=True)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise messages.DecodeError("not msgpack") from exc
-    if not isinstance(rows, list):
-        raise messages.DecodeError("a batch is a list")
-    tag, version, width = Message.TAG, Message.VERSION, WIDTH
-    current = True
-    for i, row in enumerate(rows):
-        if type(row) is not list or len(row) != width or row[0] != tag or row[1] != version:
-            m = messages.from_wire(row)
-            if not isinstance(m, Message):
-                raise messages.DecodeError(f"expected Message, got {type(m).__name__}")
-            rows[i] = messages.to_wire(m)
-            current = False
-    return rows, current
-
-
-class Shaper:
+class Shaper(LaneBook):
     """All shaping state of one limiter. Feed it with :meth:`admit` and :meth:`poll`.
 
     Outputs accumulate in ``released`` (rows to send on), ``finished`` (MessageFinished
@@ -117,7 +76,7 @@ class Shaper:
                  defer_beyond: float = NEVER, queue_beyond: float = NEVER,
                  optouts: OptOuts | None = None,
                  route_wait: Callable[[str, float], float] | None = None) -> None:
-        self.rules = rules
+        super().__init__(rules)
         self.defer_beyond = defer_beyond
         self.queue_beyond = queue_beyond
         # Only with a schedule to hand messages back to: without one, the dispatcher waits.
@@ -129,20 +88,11 @@ class Shaper:
         self.released: list[Row] = []
         self.finished: list[Row] = []
         self.held = 0
-        self._route = rules.route
-        self._single = rules.route is single_connector  # skip a call per message
-        self._accounts: dict[str, Account] = {}
-        self._connectors: dict[str, Connector] = {}
-        self._campaigns: dict[str, Campaign] = {}
-        self._camp_rules = rules.campaigns
-        self._buckets: dict[tuple[str, ...], TokenBucket] = {}
-        self._lanes: dict[tuple[str, ...], Lane] = {}
         self._timers: list[tuple[float, int, Lane]] = []
         self._deadlines: list[tuple[float, int, list[Any]]] = []
         self._stale = 0
         self._seq = count()
         self._sent: dict[tuple[str, str], float] = {}  # (account, number) -> released at
-        self._longest_recontact = 0.0
         self._next_sweep = -NEVER
 
     # -- inputs ----------------------------------------------------------------------------
@@ -392,77 +342,12 @@ class Shaper:
         done = MessageFinished(row[MSG_ID], State.NOT_SENT.value, code, reason, now)
         self.finished.append(messages.to_wire(done))
 
-    # -- state built on first sight --------------------------------------------------------
-
-    def _account(self, name: str) -> Account:
-        rules = self.rules.accounts.get(name, self.rules.default_account)
-        acct = self._accounts[name] = Account(name, rules)
-        return acct
-
-    def _connector(self, name: str, now: float) -> Connector:
-        rules = self.rules.connectors.get(name, self.rules.default_connector)
-        conn = self._connectors[name] = Connector(name, rules, now)
-        return conn
-
-    def _campaign(self, ckey: str, name: str, now: float) -> Campaign | None:
-        """The campaign state of ``ckey`` (account 0x00 name): its own rules, else rules
-        given for the bare ``name``."""
-        camp = self._campaigns.get(ckey)
-        if camp is None:
-            rules = self._camp_rules.get(ckey) or self._camp_rules.get(name)
-            if rules is None:
-                return None
-            camp = self._campaigns[ckey] = Campaign(rules, now)
-        return camp
-
-    def _bucket(self, key: tuple[str, ...], limit: Limit) -> TokenBucket:
-        b = self._buckets.get(key)
-        if b is None:
-            b = self._buckets[key] = TokenBucket(limit.rate, limit.burst)
-        return b
-
-    def _lane(self, row: Row, acct: Account, now: float) -> Lane:
-        to, sender, campaign = row[TO], row[SENDER], row[CAMPAIGN]
-        cname = "default" if self._single else self._route(to)
-        conn = self._connectors.get(cname) or self._connector(cname, now)
-        ap = longest_prefix(to, acct.lengths, acct.prefixes) if acct.lengths else ""
-        cp = longest_prefix(to, conn.lengths, conn.prefixes) if conn.lengths else ""
-        key = (acct.name, sender, cname, campaign, ap, cp)
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = self._new_lane(acct, conn, sender, campaign, ap, cp, now)
-        return lane
-
-    def _new_lane(self, acct: Account, conn: Connector, sender: str, campaign: str,
-                  ap: str, cp: str, now: float) -> Lane:
-        buckets: list[TokenBucket] = []
-        if acct.bucket:
-            buckets.append(acct.bucket)
-        per_sender = acct.rules.senders.get(sender) or acct.rules.per_sender
-        if per_sender:
-            buckets.append(self._bucket(("as", acct.name, sender), per_sender))
-        if ap:
-            buckets.append(self._bucket(("ap", acct.name, ap), acct.prefixes[ap]))
-        if conn.bucket:
-            buckets.append(conn.bucket)
-        if conn.rules.per_sender:
-            buckets.append(self._bucket(("cs", conn.name, sender), conn.rules.per_sender))
-        if cp:
-            buckets.append(self._bucket(("cp", conn.name, cp), conn.prefixes[cp]))
-        ckey = f"{acct.name}\x00{campaign}" if campaign else ""
-        camp = self._campaign(ckey, campaign, now) if campaign else None
-        gates = tuple(g for g in (acct.gate, camp.gate if camp else None) if g is not None)
-        recontact = max(acct.recontact, camp.rules.no_recontact_hours * 3600.0 if camp else 0.0)
-        self._longest_recontact = max(self._longest_recontact, recontact)
-        return Lane(tuple(buckets), gates, camp, recontact, conn, ckey)
+    # -- sweeping ----------------------------------------------------------------------------
 
     def _sweep(self, now: float) -> None:
         """Forget idle lanes, full per-key buckets, stale deadlines and contacts out of window."""
         self._next_sweep = now + SWEEP_EVERY
-        self._lanes = {k: lane for k, lane in self._lanes.items() if lane.queue or lane.scheduled}
-        used = {id(b) for lane in self._lanes.values() for b in lane.buckets}
-        self._buckets = {k: b for k, b in self._buckets.items()
-                         if id(b) in used or not b.is_full(now)}
+        self._forget_idle(now)
         if self._stale > len(self._deadlines) // 2:
             self._deadlines = [d for d in self._deadlines if d[2][0] is not None]
             heapq.heapify(self._deadlines)
@@ -472,6 +357,3 @@ class Shaper:
             if at >= horizon:
                 break
             del self._sent[key]
-        live = {id(lane.campaign) for lane in self._lanes.values()}
-        self._campaigns = {k: c for k, c in self._campaigns.items()
-                           if id(c) in live or now - c.last_seen < 86_400.0}
