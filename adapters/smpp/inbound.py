@@ -40,7 +40,8 @@ class InboundPart(NamedTuple):
         encoding: "gsm7", "ucs2", "latin1" or "ascii"; "utf-8" for a text an HTTP provider
             handed over already decoded (adapters.http_inbound).
         concat: None for a whole message; else (reference, total, sequence, ref_bits) with
-            ref_bits 8 or 16 (UDH) or 16 (SAR).
+            ref_bits 8 or 16 (UDH), 16 (SAR), or 64: an HTTP provider's reference, hashed
+            (``adapters.http_inbound``).
     """
 
     connector: str
