@@ -92,7 +92,7 @@ class Pump:
             if msg.msg_id in self.inflight:
                 continue
             due = max(msg.send_at, msg.accepted_at)
-            if len(taken) < room and due <= now and (not behind or self._may_overtake(msg)):
+            if len(taken) < room and due <= now and (not behind or self._overtake(msg)):
                 self.inflight.add(msg.msg_id)
                 taken.append(msg)
             else:
@@ -109,8 +109,9 @@ class Pump:
             self.next_due = due
         self.caught_up = False
 
-    def _may_overtake(self, msg: Message) -> bool:
-        """Take ``msg`` past the backlog if its account has not used its quarter yet."""
+    def _overtake(self, msg: Message) -> bool:
+        """Count ``msg`` as overtaking the backlog, unless its account already holds its share
+        (a fortieth of the window); whether it may go now."""
         counts = self.overtaking_by_account
         n = counts.get(msg.account, 0)
         if n >= max(1, self.max_inflight // 40):
