@@ -182,15 +182,9 @@ class Gateway:
         notifier. Before start or after shutdown they are applied to the store directly: the
         events are persisted, but no notifier runs to receive them. A move that is not legal
         any more (the message was SENT or is final meanwhile) is refused by the store.
+        Returns once they are handed over (:meth:`cancel` waits for their commit).
         """
-        if not items:
-            return
-        send = self._finish_send
-        if send is not None:
-            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                await send.send(encode_batch(items))
-                return
-        await self.pipeline.apply(list(items), self._now())
+        await self._finish(items, committed=False)
 
     async def cancel(self, msg_ids: Sequence[str], *,
                      reason: str = "cancelled by the client") -> None:
@@ -207,17 +201,24 @@ class Gateway:
         Raises:
             StoreError: the store could not commit (not running: the direct write failed).
         """
-        if not msg_ids:
-            return
         now = self._now()
-        items = [MessageFinished(MsgId(i), State.NOT_SENT.value, "cancelled", reason, now)
-                 for i in msg_ids]
+        await self._finish([MessageFinished(MsgId(i), State.NOT_SENT.value, "cancelled",
+                                            reason, now) for i in msg_ids], committed=True)
+
+    async def _finish(self, items: Sequence[MessageFinished], *, committed: bool) -> None:
+        """Into the correlator's inbox while the pipeline runs (``committed``: and wait for
+        the commit), else straight into the store."""
+        if not items:
+            return
         send = self._finish_send
         if send is not None:
             with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-                await receipt_correlator.finish_committed(send, items)
+                if committed:
+                    await receipt_correlator.finish_committed(send, items)
+                else:
+                    await send.send(encode_batch(items))
                 return
-        await self.pipeline.apply(items, now)
+        await self.pipeline.apply(list(items), self._now())
 
     def liveness(self) -> dict[str, Any]:
         """Per actor, whether its task is running; per carrier, whether it is bound.
