@@ -1,4 +1,4 @@
-"""API v1: the route table, authentication, and the operational endpoints.
+"""API v1: the route table, the router and authentication.
 
 :class:`Api` is the application the HTTP server calls: ``await api(request) -> Response``.
 It finds the route (404 for an unknown path, 405 with ``Allow`` for a wrong method),
@@ -7,42 +7,35 @@ authenticates ``/v1`` routes with a bearer API key (401 otherwise), calls the ha
 route template. ``ROUTES`` is the single list that the router and /openapi.json both read, so
 the document cannot describe a route the server lacks, or miss one it has.
 
+The handlers live with their resource, in handler objects the ``Api`` holds and dispatches to
+(``_<handler>`` methods, one line each): messages, cancel, account (GET/PATCH /v1/account),
+receipts (carrier pushes), inbound, optouts, campaigns, dead_letters, and operational
+(/healthz, /readyz, /metrics, /openapi.json). Submissions without an Idempotency-Key take a
+shorter path, alone (:meth:`Api.__call__`) or pipelined (:meth:`Api.call_many`).
+
 Must not import: gateway.http.server internals.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway import metrics
 from gateway.accounts import Account, AccountBook, bearer_token
-from gateway.api import bodies
+from gateway.api.account import AccountRoutes
 from gateway.api.cancel import CancelRoutes
-from gateway.api.inbound import InboundRoutes, InboundWebhooks, require_bearer
+from gateway.api.inbound import InboundRoutes, InboundWebhooks
 from gateway.api.messages import MessageRoutes
+from gateway.api.operational import OperationalRoutes
 from gateway.api.optouts import OptOutRoutes
-from gateway.api.problems import (
-    FieldError,
-    Problem,
-    bad_body,
-    invalid,
-    not_found,
-    unauthorized,
-    unavailable,
-)
-from gateway.errors import AccountError
+from gateway.api.problems import FieldError, Problem, not_found, unauthorized
+from gateway.api.receipts import ReceiptParser, ReceiptRoutes, ReceiptSink
 from gateway.http import Request, Response
 
-_ACCOUNT_FIELDS: Final = {"default_country_prefix": "default_prefix", "encoding": "policy",
-                          "max_parts": "max_parts", "callback_url": "callback_url",
-                          "callback_secret": "callback_secret", "inbound_url": "inbound_url"}
-_API_NAME: Final = {v: k for k, v in _ACCOUNT_FIELDS.items()}
-ReceiptParser = Callable[[bytes, str], list[Any]]
-ReceiptSink = Callable[[str, list[Any]], Awaitable[None]]  # (connector, receipts)
+__all__ = ["ROUTES", "Api", "ReceiptParser", "ReceiptSink", "Route", "key_expired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +138,8 @@ class Api:
         self.accounts = accounts
         self.idempotency: Any = None  # set by create_api (the purge task needs it)
         self._messages = messages
-        self._receipt_parsers = dict(receipt_parsers or {})
-        self._receipt_tokens = dict(receipt_tokens or {})
-        self._receipt_sink = receipt_sink
+        self.account_settings = AccountRoutes(accounts, messages)  # GET, PATCH /v1/account
+        self.receipts = ReceiptRoutes(receipt_parsers, receipt_tokens, receipt_sink)
         self._exact: dict[str, dict[str, Route]] = {}
         self._templated: list[tuple[str, str, dict[str, Route]]] = []
         self.campaigns: Any = None  # gateway.api.campaigns.CampaignRoutes (set by create_api)
@@ -168,9 +160,7 @@ class Api:
                 entry[2][r.method] = r
             else:
                 self._exact.setdefault(r.template, {})[r.method] = r
-        from gateway.api.openapi import document
-
-        self._openapi_doc = json.dumps(document(ROUTES), indent=1).encode()
+        self.operational = OperationalRoutes(gateway, ROUTES)  # healthz, readyz, metrics, openapi
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -324,61 +314,13 @@ class Api:
         return await self.cancels.many(request, account)
 
     async def _account(self, request: Request, account: Account, _: None) -> Response:
-        doc = {"name": account.name, "default_country_prefix": account.default_prefix or None,
-               "encoding": account.policy, "max_parts": account.max_parts,
-               "callback_url": account.callback_url or None,
-               "inbound_url": account.inbound_url or None,
-               "callback_secret_set": bool(account.callback_secret)}
-        return Response(200, bodies.encode(doc, bodies.JSON))
+        return await self.account_settings.read(request, account)
 
     async def _account_update(self, request: Request, account: Account, _: None) -> Response:
-        value, _fmt = bodies.decode(request.body, request.header("content-type"))
-        if not isinstance(value, dict):
-            raise invalid([FieldError("body", "must be an object")])
-        changes: dict[str, Any] = {}
-        errors = []
-        for name, v in value.items():
-            target = _ACCOUNT_FIELDS.get(name)
-            if target is None:
-                errors.append(FieldError(name, "unknown field"))
-            elif not isinstance(v, int if target == "max_parts" else str) or isinstance(v, bool):
-                errors.append(FieldError(name, "has the wrong type"))
-            else:
-                changes[target] = v
-        for field in ("callback_url", "inbound_url"):  # the same SSRF check for both
-            url = changes.get(field)
-            if isinstance(url, str) and url:
-                try:
-                    changes[field] = await self._messages.check_callback(url)
-                except ValueError as exc:
-                    errors.append(FieldError(field,
-                                             f"refused: {getattr(exc, 'reason', '') or exc}"))
-        if not errors:
-            try:
-                account = await self.accounts.update(account.name, **changes)
-            except AccountError as exc:  # check_settings: "field: reason; field: reason"
-                for part in str(exc).split("; "):
-                    field, _sep, reason = part.partition(": ")
-                    errors.append(FieldError(_API_NAME.get(field, field), reason or part))
-        if errors:
-            raise invalid(errors)
-        return await self._account(request, account, None)
+        return await self.account_settings.update(request, account)
 
     async def _receipts(self, request: Request, _: None, connector: str) -> Response:
-        parser = self._receipt_parsers.get(connector)
-        secret = self._receipt_tokens.get(connector, "")
-        if parser is None or self._receipt_sink is None or not secret:
-            raise not_found(f"no HTTP connector named {connector[:40]!r}")
-        require_bearer(request, secret, "the connector's receipt token")
-        try:
-            receipts = parser(request.body, request.header("content-type"))
-        except ValueError as exc:  # adapters.errors.InvalidReceipt
-            raise bad_body(f"not a receipt: {str(exc)[:100]}") from None
-        try:
-            await self._receipt_sink(connector, receipts)
-        except LookupError:
-            raise unavailable(f"connector {connector!r} is not running", 1) from None
-        return Response(200, bodies.encode({"received": len(receipts)}, bodies.JSON))
+        return await self.receipts.post(request, connector)
 
     async def _campaign_route(self, name: str, request: Request, account: Account | None,
                               arg: Any) -> Response:
@@ -438,24 +380,16 @@ class Api:
         return await self._optout_routes().delete(request, account, number)
 
     async def _healthz(self, request: Request, _: None, __: None) -> Response:
-        liveness = getattr(self._gateway, "liveness", None)
-        if liveness is None:
-            return Response(200, b'{"status":"ok"}')
-        doc = liveness()  # per-actor task alive, per-carrier bound (gateway.app.Gateway)
-        healthy = doc.pop("healthy")
-        body = bodies.encode({"status": "ok" if healthy else "actor down", **doc}, bodies.JSON)
-        return Response(200 if healthy else 503, body)
+        return await self.operational.healthz(request)
 
     async def _readyz(self, request: Request, _: None, __: None) -> Response:
-        if getattr(self._gateway, "ready", False):
-            return Response(200, b'{"status":"ready"}')
-        return Response(503, b'{"status":"starting"}', headers=[("retry-after", "1")])
+        return await self.operational.readyz(request)
 
     async def _metrics(self, request: Request, _: None, __: None) -> Response:
-        return Response(200, metrics.render(), metrics.CONTENT_TYPE)
+        return await self.operational.metrics(request)
 
     async def _openapi(self, request: Request, _: None, __: None) -> Response:
-        return Response(200, self._openapi_doc)
+        return await self.operational.openapi(request)
 
 
 def key_expired(days: int) -> Problem:
