@@ -13,8 +13,10 @@ What decides when a message may go, all in segments per second unless said other
 
 The pieces live in ``_shaping_bucket`` (token bucket arithmetic), ``_shaping_window`` (send
 windows), ``_shaping_rules`` (configuration), ``_shaping_config`` (rules from a TOML table),
-``_shaping_state`` (per-key state) and ``_shaping_engine`` (the :class:`Shaper` that holds
-per-key queues). See docs/shaping.md.
+``_shaping_state`` (per-key state), ``_shaping_rows`` (batches decoded into rows),
+``_shaping_lanes`` (the per-key book: accounts, connectors, campaigns, buckets, lanes) and
+``_shaping_engine`` (the :class:`Shaper`'s decisions over per-key queues). See
+docs/shaping.md.
 
 Must not import: trio, lmdb, httpx, gateway, adapters.
 """
