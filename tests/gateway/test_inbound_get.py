@@ -161,11 +161,15 @@ def test_inbound_token_param_loads_and_is_checked(tmp_path: Path) -> None:
         assert any("inbound_token_param" in p and says in p for p in caught.value.problems)
 
 
+def _serve_config(tmp_path: Path, extra: str) -> cfg.Config:
+    """provider_toml's connector with ``extra`` settings, for ``septet serve`` on a free port."""
+    return cfg.load(provider_toml(tmp_path, extra),
+                    env={"SEPTET_STORE__PATH": str(tmp_path / "db"), "SEPTET_HTTP__PORT": "0",
+                         "SEPTET_STORE__SYNC": "false", "SEPTET_SIMULATOR__ENABLED": "false"})
+
+
 async def test_serve_answers_a_get_webhook(tmp_path: Path) -> None:
-    config = cfg.load(provider_toml(tmp_path, 'inbound_token = "a-separate-inbound-token"'),
-                      env={"SEPTET_STORE__PATH": str(tmp_path / "db"),
-                           "SEPTET_HTTP__PORT": "0", "SEPTET_STORE__SYNC": "false",
-                           "SEPTET_SIMULATOR__ENABLED": "false"})
+    config = _serve_config(tmp_path, 'inbound_token = "a-separate-inbound-token"')
     # (provider_toml's inbound_list_path applies to JSON bodies only: a query is one message)
     query = {"id": "m-1", "msisdn": HANDSET, "to": "+351912000000", "text": "hello"}
     async with trio.open_nursery() as nursery:
@@ -184,11 +188,8 @@ async def test_serve_answers_a_get_webhook(tmp_path: Path) -> None:
 
 
 async def test_serve_takes_the_token_from_the_named_query_parameter(tmp_path: Path) -> None:
-    config = cfg.load(provider_toml(tmp_path, 'inbound_token = "a-separate-inbound-token"\n'
-                                              'inbound_token_param = "token"'),
-                      env={"SEPTET_STORE__PATH": str(tmp_path / "db"),
-                           "SEPTET_HTTP__PORT": "0", "SEPTET_STORE__SYNC": "false",
-                           "SEPTET_SIMULATOR__ENABLED": "false"})
+    config = _serve_config(tmp_path, 'inbound_token = "a-separate-inbound-token"\n'
+                                     'inbound_token_param = "token"')
     query = {"id": "m-2", "msisdn": HANDSET, "to": "+351912000000", "text": "by query"}
     async with trio.open_nursery() as nursery:
         port = await nursery.start(partial(cli.serve, config, key_file=str(tmp_path / "key")))
